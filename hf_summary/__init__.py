@@ -1,0 +1,1 @@
+"""hf-summary: crash-safe TensorBoard logging to the Hugging Face Hub."""

@@ -1,0 +1,1 @@
+"""A Hub-compatible HTTP server on loopback, for tests, benchmarks and the offline demo."""
