@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from datetime import datetime, timezone
+from pathlib import Path
 
 
 def _add_hub_parser(commands: argparse._SubParsersAction) -> None:
@@ -48,10 +51,176 @@ def _run_hub(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo_parser(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="log a short numpy training run and check it on the Hub",
+        description="Log a short numpy training run with HFSummaryWriter, then count the events on the Hub. "
+        "With no HF_ENDPOINT and no token configured, a local Hub is started for it.",
+    )
+    demo.add_argument("--steps", type=int, default=200, help="training steps per phase (default: 200)")
+    demo.set_defaults(handler=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from hf_summary.demo import run_demo
+
+    result = run_demo(steps=args.steps)
+    print(f"Repo: {result.endpoint}/{result.repo_id}")
+    print(f"Commits ({len(result.commits)}, newest first):")
+    for commit in result.commits:
+        print(f"  {commit}")
+    print(f"Events logged: {result.logged}; events on the Hub: {result.on_hub}")
+    if result.on_hub != result.logged:
+        print("MISMATCH: the Hub does not hold every logged event", file=sys.stderr)
+        return 1
+    print("OK: every logged event is on the Hub")
+    return 0
+
+
+def _add_status_parser(commands: argparse._SubParsersAction) -> None:
+    status = commands.add_parser(
+        "status",
+        help="tell where a run stands",
+        description="Show a run's pending segments and bytes, the age of the oldest pending segment, the last "
+        "commit and the last error, whether an uploader is alive, and where the run is pushed. Reads only the "
+        "journal in LOGDIR/.hf_summary; never contacts the Hub.",
+    )
+    status.add_argument("logdir", type=Path, help="the writer's logdir")
+    status.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    status.set_defaults(handler=_run_status)
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from hf_summary.recover import RecoverError, run_status
+
+    try:
+        status = run_status(args.logdir)
+    except RecoverError as exc:
+        print(f"hf-summary status: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return 0
+    print(f"Run:        {args.logdir}")
+    print(f"Repo:       {status['repo_type']} {status['repo_id']} @ {status['revision']}, "
+          f"path {status['path_in_repo']}")
+    age = status["oldest_pending_age_s"]
+    print(f"Pending:    {status['pending_segments']} segment(s), {status['pending_bytes']} bytes"
+          + (f", oldest {age:.0f} s" if age is not None else ""))
+    print(f"Open:       {status['open_segments']} segment(s) being written")
+    print(f"Committed:  {status['committed_segments']} segment(s)")
+    commit = status["last_commit"]
+    print("Last commit: " + (f"{commit['oid']} at {_when(commit['at'])} {commit['url'] or ''}" if commit else "none"))
+    error = status["last_error"]
+    print("Last error: " + (f"{_when(error['at'])}: {error['message']}" if error else "none"))
+    print("Uploader:   " + (f"alive (pid {status['uploader_pid']})" if status["uploader_alive"] else "not running"))
+    return 0
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _add_recover_parser(commands: argparse._SubParsersAction) -> None:
+    recover = commands.add_parser(
+        "recover",
+        help="finish pushing a run after a crash, and verify the Hub holds it",
+        description="Finish a run's job after a crash: seal the event files a dead writer left open (cutting a "
+        "torn last record), push everything pending in the journal, then check that the Hub holds every "
+        "committed segment with the recorded size and content, and push again what it lacks. Needs only the "
+        "logdir: the repo settings come from its journal (a missing or corrupt journal is moved aside and "
+        "rebuilt from the files on disk, given --repo-id). The token comes from --token, HF_TOKEN or the "
+        "stored login. Safe to run any number of times: a second run makes no commit. Exit status: 0 when "
+        "the Hub holds everything, 1 when something is still missing, 2 on a permanent error (token, "
+        "permissions), 3 when a live uploader holds the run and --no-wait was given.",
+    )
+    recover.add_argument("logdir", type=Path, help="the writer's logdir")
+    recover.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the stored login)")
+    recover.add_argument("--no-wait", action="store_true", help="fail instead of waiting for a live uploader")
+    recover.add_argument("--dry-run", action="store_true", help="list what would be pushed; change nothing")
+    recover.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
+    rebuild = recover.add_argument_group("settings, only when the journal is missing")
+    rebuild.add_argument("--repo-id", default=None)
+    rebuild.add_argument("--repo-type", default="model", choices=["model", "dataset", "space"])
+    rebuild.add_argument("--revision", default="main")
+    rebuild.add_argument("--path-in-repo", default="tensorboard",
+                         help="folder in the repo; the logdir's name is appended (default: tensorboard)")
+    rebuild.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or huggingface.co)")
+    recover.set_defaults(handler=_run_recover)
+
+
+def _run_recover(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    from hf_summary.journal import RunSettings
+    from hf_summary.recover import LeaseBusyError, RecoverError, recover
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("hf-summary recover: %(message)s"))
+    logging.getLogger("hf_summary").addHandler(handler)
+    logging.getLogger("hf_summary").setLevel(logging.INFO)
+    settings = None
+    if args.repo_id:
+        folder = args.path_in_repo.strip("/")
+        settings = RunSettings(
+            repo_id=args.repo_id,
+            repo_type=args.repo_type,
+            revision=args.revision,
+            path_in_repo=f"{folder}/{args.logdir.resolve().name}" if folder else args.logdir.resolve().name,
+            allow_patterns=["*.tfevents.*"],
+            ignore_patterns=None,
+            squash_history=False,
+            commit_every_s=300.0,
+            private=None,
+            endpoint=args.endpoint or os.environ.get("HF_ENDPOINT"),
+        )
+    try:
+        report = recover(
+            args.logdir.resolve(),
+            token=args.token,
+            settings=settings,
+            wait=not args.no_wait,
+            dry_run=args.dry_run,
+            timeout=args.timeout,
+            say=lambda line: print(line, flush=True),
+        )
+    except LeaseBusyError as exc:
+        print(f"hf-summary recover: {exc}", file=sys.stderr)
+        return 3
+    except RecoverError as exc:
+        print(f"hf-summary recover: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(f"Would push {len(report.would_push)} segment(s), "
+              f"{sum(r.size or 0 for r in report.would_push)} bytes, to {report.repo_id}:")
+        for row in report.would_push:
+            print(f"  {row.path_in_repo} ({row.size} bytes)")
+        return 0
+    print(f"Repo:                {report.repo_id}")
+    if report.moved_journal:
+        print(f"Old journal kept at: {report.moved_journal}")
+    print(f"Tails sealed:        {report.sealed_tails}")
+    print(f"Found on disk:       {report.found_on_disk}")
+    print(f"Pushed:              {report.pushed_segments} segment(s), {report.pushed_bytes} bytes")
+    print(f"Pushed again:        {len(report.repushed)}")
+    if report.still_open:
+        print(f"Still being written: {report.still_open} segment(s) of a live writer")
+    if report.exit_status == 0:
+        print("OK: the Hub holds every segment")
+    else:
+        print(f"INCOMPLETE: {report.error}", file=sys.stderr)
+    return report.exit_status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-summary", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     _add_hub_parser(commands)
+    _add_demo_parser(commands)
+    _add_status_parser(commands)
+    _add_recover_parser(commands)
     return parser
 
 

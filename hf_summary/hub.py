@@ -1,0 +1,284 @@
+"""The only module that talks to the Hub: repo creation, commits, squash, card tag, error classification.
+
+Every failure leaves this module as a :class:`TransientHubError` (worth retrying: network errors, timeouts,
+408/409/412/429/5xx) or a :class:`PermanentHubError` (retrying will not help until a human acts: bad token,
+no write access, missing repo or revision, rejected input).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, RepoFile
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    HFValidationError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import filter_repo_objects, set_client_factory, validate_repo_id
+from huggingface_hub.utils._http import hf_request_event_hook
+
+CARD_TAG = "hf-summary-writer"
+REPO_TYPES = ("model", "dataset", "space")
+_TRANSIENT_STATUSES = {408, 409, 412, 423, 425, 429, 500, 502, 503, 504}
+
+
+class HubError(Exception):
+    """A Hub operation failed."""
+
+
+class TransientHubError(HubError):
+    """A failure worth retrying later; ``retry_after`` is the server's hint in seconds, if it gave one."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentHubError(HubError):
+    """A failure that retrying will not fix: bad token, no write access, missing repo or revision."""
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    oid: str
+    url: str
+
+
+@dataclass(frozen=True)
+class CommitSummary:
+    oid: str
+    title: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str
+    size: int
+    git_oid: str
+    sha256: str | None  # only known for LFS files
+
+
+def check_repo_id(repo_id: object) -> None:
+    """Raise ValueError with a readable message when ``repo_id`` cannot name a Hub repo."""
+    if not isinstance(repo_id, str) or not repo_id:
+        raise ValueError(f"repo_id must be a non-empty string like 'username/my-run', got {repo_id!r}")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise ValueError(f"Invalid repo_id {repo_id!r}: {exc}") from None
+
+
+def path_matches(path: str, allow_patterns: list[str] | None, ignore_patterns: list[str] | None) -> bool:
+    """Whether ``path`` passes the allow/ignore glob patterns, with the Hub client's own matching rules."""
+    return any(True for _ in filter_repo_objects([path], allow_patterns=allow_patterns, ignore_patterns=ignore_patterns))
+
+
+def git_blob_oid(path: Path) -> str:
+    """The git blob SHA-1 of a file, which the Hub reports as ``oid`` for regularly stored files."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _retry_after(exc: HfHubHTTPError) -> float | None:
+    value = exc.response.headers.get("Retry-After") if exc.response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def classify(exc: BaseException) -> HubError:
+    """Map an exception raised by huggingface_hub (or its HTTP stack) to a transient or permanent error."""
+    if isinstance(exc, HubError):
+        return exc
+    if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError)):
+        return PermanentHubError(f"{type(exc).__name__}: {_first_line(exc)}")
+    if isinstance(exc, HfHubHTTPError):
+        status = exc.response.status_code if exc.response is not None else None
+        if status is None or status in _TRANSIENT_STATUSES:
+            return TransientHubError(f"HTTP {status}: {_first_line(exc)}", retry_after=_retry_after(exc))
+        return PermanentHubError(f"HTTP {status}: {_first_line(exc)}")
+    if isinstance(exc, (httpx2.TransportError, ConnectionError, TimeoutError, OSError)):
+        return TransientHubError(f"{type(exc).__name__}: {_first_line(exc) or 'network error'}")
+    return TransientHubError(f"unexpected {type(exc).__name__}: {_first_line(exc)}")
+
+
+def use_timeouts(*, connect_s: float = 10.0, io_s: float = 120.0) -> None:
+    """Give every request of this process timeouts (huggingface_hub's default client waits forever), so a hung
+    Hub is retried instead of blocking a drain past its deadline. Only the uploader, which owns its
+    interpreter, calls this: the trainer's own huggingface_hub settings are left alone."""
+
+    def factory() -> httpx2.Client:
+        return httpx2.Client(
+            event_hooks={"request": [hf_request_event_hook]},
+            follow_redirects=True,
+            timeout=httpx2.Timeout(io_s, connect=connect_s),
+        )
+
+    set_client_factory(factory)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+class HubClient:
+    """One repo on one Hub, as the uploader sees it. Methods raise only :class:`HubError` subclasses.
+
+    ``endpoint=None`` means huggingface_hub's default (``HF_ENDPOINT`` or huggingface.co); ``token=None``
+    means the client's usual lookup (``HF_TOKEN``, then the stored login).
+    """
+
+    def __init__(
+        self,
+        *,
+        repo_id: str,
+        repo_type: str = "model",
+        revision: str = "main",
+        endpoint: str | None = None,
+        token: str | None = None,
+    ):
+        self.repo_id = repo_id
+        self.repo_type = repo_type
+        self.revision = revision
+        self._api = HfApi(endpoint=endpoint, token=token, library_name="hf-summary")
+
+    def ensure_repo(self, *, private: bool | None) -> str:
+        """Create the repo (and the branch) if missing; never change an existing repo's visibility.
+
+        Returns the repo URL.
+        """
+        try:
+            url = self._api.create_repo(
+                self.repo_id,
+                repo_type=self.repo_type,
+                private=private,
+                exist_ok=True,
+                space_sdk="static" if self.repo_type == "space" else None,
+            )
+            if self.revision != "main":
+                self._api.create_branch(
+                    self.repo_id, branch=self.revision, repo_type=self.repo_type, exist_ok=True
+                )
+        except Exception as exc:
+            raise classify(exc) from exc
+        return str(url)
+
+    def commit_files(self, files: list[tuple[Path, str]], message: str) -> CommitResult:
+        """Push ``(local path, path in repo)`` pairs in one commit, uploaded by path.
+
+        Files the Hub already holds with the same content are skipped by the client; when nothing is left it
+        makes no commit and the current head is returned, so pushing the same files twice is a no-op.
+        """
+        operations = [CommitOperationAdd(path_in_repo=dest, path_or_fileobj=str(src)) for src, dest in files]
+        try:
+            info = self._api.create_commit(
+                self.repo_id,
+                operations,
+                commit_message=message,
+                repo_type=self.repo_type,
+                revision=self.revision,
+            )
+        except Exception as exc:
+            raise classify(exc) from exc
+        return CommitResult(oid=info.oid, url=info.commit_url)
+
+    def squash(self, message: str) -> None:
+        try:
+            self._api.super_squash_history(
+                self.repo_id, branch=self.revision, repo_type=self.repo_type, commit_message=message
+            )
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def tag_card(self, tag: str = CARD_TAG) -> bool:
+        """Add ``tag`` to the repo card's metadata unless it is there. Returns whether a commit was made."""
+        try:
+            with tempfile.TemporaryDirectory(prefix="hf-summary-card-") as cache:
+                try:
+                    readme = self._api.hf_hub_download(
+                        self.repo_id,
+                        "README.md",
+                        repo_type=self.repo_type,
+                        revision=self.revision,
+                        cache_dir=cache,
+                    )
+                    card = ModelCard(Path(readme).read_text(encoding="utf-8"), ignore_metadata_errors=True)
+                except EntryNotFoundError:
+                    card = ModelCard("")
+            tags = list(card.data.get("tags") or [])
+            if tag in tags:
+                return False
+            card.data["tags"] = [*tags, tag]
+            self._api.upload_file(
+                path_or_fileobj=str(card).encode("utf-8"),
+                path_in_repo="README.md",
+                repo_id=self.repo_id,
+                repo_type=self.repo_type,
+                revision=self.revision,
+                commit_message=f"Tag the card '{tag}'",
+            )
+        except Exception as exc:
+            raise classify(exc) from exc
+        return True
+
+    def list_files(self, prefix: str) -> dict[str, RemoteFile]:
+        """Every file under ``prefix`` at the revision, keyed by path in repo (empty if the folder is absent)."""
+        try:
+            entries = self._api.list_repo_tree(
+                self.repo_id,
+                path_in_repo=prefix or None,
+                recursive=True,
+                repo_type=self.repo_type,
+                revision=self.revision,
+            )
+            files = {}
+            for entry in entries:
+                if isinstance(entry, RepoFile):
+                    files[entry.path] = RemoteFile(
+                        path=entry.path,
+                        size=entry.size,
+                        git_oid=entry.blob_id,
+                        sha256=entry.lfs.sha256 if entry.lfs else None,
+                    )
+            return files
+        except EntryNotFoundError:
+            return {}
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def download(self, prefix: str, dest: Path) -> Path:
+        """Fetch every file under ``prefix`` into ``dest`` (same layout as the repo); returns ``dest``."""
+        try:
+            self._api.snapshot_download(
+                self.repo_id,
+                repo_type=self.repo_type,
+                revision=self.revision,
+                local_dir=dest,
+                allow_patterns=f"{prefix.strip('/')}/*" if prefix else None,
+            )
+        except Exception as exc:
+            raise classify(exc) from exc
+        return dest
+
+    def commits(self) -> list[CommitSummary]:
+        """The branch's commits, newest first."""
+        try:
+            return [
+                CommitSummary(oid=c.commit_id, title=c.title, created_at=c.created_at.isoformat())
+                for c in self._api.list_repo_commits(self.repo_id, repo_type=self.repo_type, revision=self.revision)
+            ]
+        except Exception as exc:
+            raise classify(exc) from exc

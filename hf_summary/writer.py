@@ -1,0 +1,589 @@
+"""`HFSummaryWriter`: a tensorboardX ``SummaryWriter`` whose logs reach the Hub, whatever happens to the job."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from tensorboardX import SummaryWriter
+from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.summary import hparams, scalar
+from tensorboardX.writer import DummyFileWriter
+
+from hf_summary import hub
+from hf_summary._launcher import UploaderProcess
+from hf_summary._summaries import tensor_scalar, tensor_summary, with_discrete_domains
+from hf_summary.journal import Journal, RunSettings
+from hf_summary.reconcile import open_or_rebuild, repo_path
+from hf_summary.segments import Segment, segment_name
+
+logger = logging.getLogger("hf_summary")
+
+_STARTUP_HUB_TIMEOUT_S = 3.0
+
+
+class HFSummaryWriter(SummaryWriter):
+    """A drop-in ``SummaryWriter`` that pushes its event files to a Hub repo in the background.
+
+    Each ``add_*`` call hands its whole event to the OS with one ``write(2)`` before returning, so a crash of
+    the training process loses nothing that was logged. Every ``commit_every`` minutes the open event files
+    ("segments") are sealed and recorded in an SQLite journal in the logdir; a separate uploader process
+    pushes them in one commit and survives the trainer: if the trainer dies, the uploader seals what was
+    left open and pushes it. ``hf-summary recover LOGDIR`` finishes the job if both died.
+
+    Args:
+        repo_id: the repo to push to (``"username/my-run"``); created if missing.
+        logdir: where event files are written (default: ``runs/DATE_HOST``, as tensorboardX).
+        commit_every: minutes between two pushes (default 5).
+        squash_history: squash the branch's history into one commit after each push.
+        repo_type, repo_revision, repo_private: the repo's type, branch and (new repos only) visibility.
+        path_in_repo: folder in the repo; the logdir's name is appended (default ``tensorboard``).
+        repo_allow_patterns, repo_ignore_patterns: glob patterns on paths relative to the logdir.
+        token: Hub token (default: ``HF_TOKEN`` or the stored login). Never written anywhere.
+        close_timeout: seconds ``close()``/``__exit__`` wait for the final push (default 120). If the Hub is
+            still unreachable then, the uploader keeps trying in the background for up to ``drain_timeout``.
+        drain_timeout: seconds the uploader keeps pushing after the trainer closed or died (default 600).
+        handle_sigterm: install a SIGTERM handler that seals and asks for a push, then chains to the
+            previous handler (default True; only possible from the main thread).
+        **kwargs: passed to tensorboardX's ``SummaryWriter`` (``comment``, ``purge_step``,
+            ``filename_suffix``, ...; ``max_queue`` and ``flush_secs`` are accepted and have nothing to do:
+            there is no queue and no buffer).
+
+    Example:
+        ```py
+        >>> from hf_summary import HFSummaryWriter
+        >>> with HFSummaryWriter(repo_id="username/my-run", commit_every=1) as writer:
+        ...     for step in range(100):
+        ...         writer.add_scalar("loss", 1 / (step + 1), step)
+        ```
+    """
+
+    def __init__(
+        self,
+        repo_id: str,
+        *,
+        logdir: str | os.PathLike[str] | None = None,
+        commit_every: int | float = 5,
+        squash_history: bool = False,
+        repo_type: str | None = None,
+        repo_revision: str | None = None,
+        repo_private: bool | None = None,
+        path_in_repo: str | None = "tensorboard",
+        repo_allow_patterns: list[str] | str | None = "*.tfevents.*",
+        repo_ignore_patterns: list[str] | str | None = None,
+        token: str | None = None,
+        close_timeout: float = 120.0,
+        drain_timeout: float = 600.0,
+        handle_sigterm: bool = True,
+        **kwargs,
+    ):
+        _check_arguments(repo_id, commit_every, repo_type, repo_private, token, close_timeout, drain_timeout)
+        resolved_logdir = _resolve_logdir(logdir, kwargs)
+        _prepare_logdir(resolved_logdir)
+        self._token = token
+        self._close_timeout = float(close_timeout)
+        self._drain_timeout = float(drain_timeout)
+        self._handle_sigterm = handle_sigterm
+        self._settings = RunSettings(
+            repo_id=repo_id,
+            repo_type=repo_type or "model",
+            revision=repo_revision or "main",
+            path_in_repo=_join_path_in_repo(path_in_repo, resolved_logdir.name),
+            allow_patterns=_check_patterns("repo_allow_patterns", repo_allow_patterns),
+            ignore_patterns=_check_patterns("repo_ignore_patterns", repo_ignore_patterns),
+            squash_history=bool(squash_history),
+            commit_every_s=float(commit_every) * 60.0,
+            private=repo_private,
+            endpoint=os.environ.get("HF_ENDPOINT"),
+        )
+        self._logdir_path = resolved_logdir.resolve()
+        self._host = socket.gethostname()
+        self._lock = threading.Lock()
+        self._lock_holder: int | None = None
+        self._segments: dict[str, _OpenSegment] = {}
+        self._uploader: UploaderProcess | None = None
+        self._ticker: threading.Thread | None = None
+        self._stop_ticking = threading.Event()
+        self._previous_sigterm: object = None
+        self._journal: Journal | None = None
+        self._closed = True
+
+        self._open_journal()
+        try:
+            self._check_repo_access()
+            super().__init__(logdir=str(resolved_logdir), **kwargs)
+            self._start_background()
+        except BaseException:
+            self._journal.close()
+            raise
+        self.repo_id = self._settings.repo_id
+        self.repo_type = self._settings.repo_type
+        self.repo_revision = self._settings.revision
+
+    # ---------------------------------------------------------------- start-up
+
+    def _open_journal(self) -> None:
+        journal, _ = open_or_rebuild(self._logdir_path, self._settings)
+        previous = journal.load_settings()
+        if previous is not None and _destination(previous) != _destination(self._settings):
+            if journal.pending_segments() or journal.open_segments():
+                journal.close()
+                raise ValueError(
+                    f"{self._logdir_path} has segments pending for {previous.repo_type} {previous.repo_id!r} "
+                    f"(path {previous.path_in_repo!r}); push them first with `hf-summary recover "
+                    f"{self._logdir_path}`, or log to another logdir"
+                )
+        journal.save_settings(self._settings)
+        self._journal = journal
+
+    def _check_repo_access(self) -> None:
+        """Create the repo now, as the original does, so that a bad token or repo fails at once. An unreachable
+        Hub only delays the push: the check then gives up after a few seconds and the uploader retries."""
+        outcome: list[BaseException | None] = []
+
+        def attempt() -> None:
+            try:
+                self._hub_client().ensure_repo(private=self._settings.private)
+                outcome.append(None)
+            except hub.HubError as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=attempt, name="hf-summary-repo-check", daemon=True)
+        thread.start()
+        thread.join(_STARTUP_HUB_TIMEOUT_S)
+        if not outcome:
+            logger.warning("the Hub did not answer within %.0f s; logging goes on and pushes will retry",
+                           _STARTUP_HUB_TIMEOUT_S)
+        elif isinstance(outcome[0], hub.PermanentHubError):
+            raise PermissionError(
+                f"cannot write to {self._settings.repo_type} repo {self._settings.repo_id!r}: {outcome[0]}. "
+                "Check the token (HF_TOKEN, `hf auth login` or token=) and that it may write to this namespace."
+            ) from None
+        elif outcome[0] is not None:
+            logger.warning("the Hub is unreachable (%s); logging goes on and pushes will retry", outcome[0])
+
+    def _hub_client(self) -> hub.HubClient:
+        return hub.HubClient(
+            repo_id=self._settings.repo_id,
+            repo_type=self._settings.repo_type,
+            revision=self._settings.revision,
+            endpoint=self._settings.endpoint,
+            token=self._token,
+        )
+
+    def _start_background(self) -> None:
+        self._closed = False
+        self._stop_ticking.clear()
+        self._ticker = threading.Thread(target=self._tick, name="hf-summary-ticker", daemon=True)
+        self._ticker.start()
+        if self._handle_sigterm and threading.current_thread() is threading.main_thread():
+            self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+        atexit.register(self._at_exit)
+        if self._journal.pending_segments() or self._journal.open_segments():
+            self._ensure_uploader()
+
+    def _ensure_uploader(self) -> None:
+        if self._uploader is None or not self._uploader.is_running():
+            self._uploader = UploaderProcess(self._logdir_path, token=self._token, drain_timeout=self._drain_timeout)
+
+    # ---------------------------------------------------------------- the FileWriter seam
+
+    def _get_file_writer(self) -> _RunWriter | DummyFileWriter:
+        """tensorboardX's hook for the default writer: ours writes segments (and reopens after close())."""
+        if not self._write_to_disk:
+            return super()._get_file_writer()
+        if self._closed and self._ticker is not None:
+            self._reopen()
+        if self.all_writers is None or self.file_writer is None:
+            self.file_writer = self._run_writer(self.logdir)
+            if self.purge_step is not None:
+                self.file_writer.add_event(Event(step=self.purge_step, file_version="brain.Event:2"))
+                self.file_writer.add_event(Event(step=self.purge_step, session_log=_session_start()))
+                self.purge_step = None  # once per writer, not once per segment
+            self.all_writers = {self.file_writer.get_logdir(): self.file_writer}
+        return self.file_writer
+
+    def _run_writer(self, run_logdir: str) -> _RunWriter | DummyFileWriter:
+        writers = self.all_writers if self.all_writers is not None else {}
+        existing = writers.get(run_logdir)
+        if isinstance(existing, (_RunWriter, DummyFileWriter)):
+            return existing
+        if not self._write_to_disk:
+            return DummyFileWriter(run_logdir)
+        run = Path(run_logdir).resolve().relative_to(self._logdir_path).as_posix()
+        return _RunWriter(self, run_logdir, "" if run == "." else run)
+
+    def _write(self, run: str, data: bytes) -> None:
+        with self._locked():
+            for _ in range(2):
+                current = self._segments.get(run) or self._start_segment(run)
+                try:
+                    current.segment.write_record(data)
+                    return
+                except ValueError:
+                    # A SIGTERM handler sealed this segment between our lookup and the write.
+                    self._segments.pop(run, None)
+            raise RuntimeError("could not write the event: segments keep being sealed under the writer")
+
+    def _start_segment(self, run: str) -> _OpenSegment:
+        journal = self._journal
+        name = segment_name(journal.next_sequence(), self._host) + self._filename_suffix
+        relative = f"{run}/{name}" if run else name
+        uploadable = hub.path_matches(relative, self._settings.allow_patterns, self._settings.ignore_patterns)
+        row_id = None
+        if uploadable:
+            row_id = journal.add_open_segment(run, name, repo_path(self._settings, run, name), os.getpid())
+        path = self._logdir_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        segment = Segment(path)
+        segment.write_record(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+        opened = self._segments[run] = _OpenSegment(segment, row_id)
+        if uploadable:
+            self._ensure_uploader()
+        return opened
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with self._lock:
+            self._lock_holder = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._lock_holder = None
+
+    # ---------------------------------------------------------------- rolling and pushing
+
+    def _roll(self) -> int:
+        """Seal every open segment and record it in the journal. Returns how many were sealed."""
+        if self._lock_holder == threading.get_ident():
+            # Called from a signal handler that interrupted a write: records are whole (one write each),
+            # so sealing without the lock is safe; _write() starts a new segment if it resumes.
+            detached = list(self._segments.values())
+            self._segments.clear()
+        else:
+            with self._locked():
+                detached = list(self._segments.values())
+                self._segments.clear()
+        for opened in detached:
+            sealed = opened.segment.seal()
+            if opened.row_id is not None:
+                self._journal.mark_sealed(opened.row_id, sealed.size, sealed.sha256)
+        return len(detached)
+
+    def _tick(self) -> None:
+        while not self._stop_ticking.wait(self._settings.commit_every_s):
+            try:
+                if self._roll() and self._uploader is not None:
+                    self._uploader.request_push()
+            except Exception:
+                logger.exception("could not seal the event segments of %s", self.logdir)
+
+    def push_to_hub(self, *, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Seal what was logged so far and push it now instead of at the next tick.
+
+        With ``blocking``, wait (up to ``timeout`` s, default ``close_timeout``) until the Hub holds it; returns
+        whether it does. Never raises on Hub errors: they are retried in the background.
+        """
+        if self._closed:
+            raise RuntimeError("the writer is closed; close() already pushed what was logged")
+        self._roll()
+        targets = {row.id for row in self._journal.pending_segments()}
+        if not targets:
+            return True
+        self._ensure_uploader()
+        self._uploader.request_push()
+        if not blocking:
+            return False
+        deadline = time.monotonic() + (self._close_timeout if timeout is None else timeout)
+        while time.monotonic() < deadline:
+            if not targets & {row.id for row in self._journal.pending_segments()}:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def flush(self) -> None:
+        """Events are already in the OS when ``add_*`` returns; this also fsyncs the open segments."""
+        with self._locked():
+            for opened in self._segments.values():
+                opened.segment.sync()
+
+    # ---------------------------------------------------------------- closing, exit and signals
+
+    def close(self) -> None:
+        """Seal everything, wait (up to ``close_timeout``) until the Hub holds it, and stop the uploader."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_ticking.set()
+        if self._ticker is not None and self._ticker is not threading.current_thread():
+            self._ticker.join()
+        self._roll()
+        super().close()
+        self._restore_sigterm()
+        atexit.unregister(self._at_exit)
+        if self._journal.pending_segments():
+            self._ensure_uploader()
+        if self._uploader is not None:
+            self._uploader.request_close()
+            if not self._uploader.wait(self._close_timeout):
+                status = self._journal.status()
+                logger.warning(
+                    "%d segment(s) (%d bytes) of %s are not on the Hub after %.0f s; the uploader (pid %d) keeps "
+                    "trying for up to %.0f s. `hf-summary status %s` tells where it stands; "
+                    "`hf-summary recover %s` finishes the job.",
+                    status["pending_segments"], status["pending_bytes"], self.logdir, self._close_timeout,
+                    self._uploader.pid, self._drain_timeout, self.logdir, self.logdir,
+                )
+            self._uploader = None
+        self._journal.close()
+
+    def _reopen(self) -> None:
+        """tensorboardX lets ``add_*`` go on after ``close()``: reopen the journal, ticker and uploader."""
+        self._open_journal()
+        self._start_background()
+
+    def __exit__(self, exc_type, exc_val, exc_tb) -> None:
+        self.close()
+
+    def _seal_and_hand_over(self) -> None:
+        """Seal and ask for a push without waiting: when this process ends, its pipe closes and the uploader
+        drains on its own."""
+        with contextlib.suppress(Exception):
+            if self._roll() and self._uploader is not None:
+                self._uploader.request_push()
+
+    def _at_exit(self) -> None:
+        """Interpreter exit without close()."""
+        self._seal_and_hand_over()
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        self._seal_and_hand_over()
+        previous = self._previous_sigterm
+        if callable(previous):
+            previous(signum, frame)
+        elif previous in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def _restore_sigterm(self) -> None:
+        if self._previous_sigterm is None:
+            return
+        if signal.getsignal(signal.SIGTERM) == self._on_sigterm:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+        self._previous_sigterm = None
+
+    # ---------------------------------------------------------------- the SummaryWriter surface
+
+    @property
+    def log_dir(self) -> str:
+        """torch.utils.tensorboard's name for ``logdir``."""
+        return self.logdir
+
+    def get_logdir(self) -> str:
+        return self.logdir
+
+    @property
+    def max_queue(self) -> int:
+        return self._max_queue
+
+    @property
+    def flush_secs(self) -> int:
+        return self._flush_secs
+
+    @property
+    def filename_suffix(self) -> str:
+        return self._filename_suffix
+
+    def add_scalar(
+        self,
+        tag: str,
+        scalar_value,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        display_name: str = "",
+        summary_description: str = "",
+        *,
+        new_style: bool = False,
+        double_precision: bool = False,
+    ) -> None:
+        """tensorboardX's ``add_scalar``, plus torch's ``new_style``/``double_precision`` tensor scalars."""
+        if not (new_style or double_precision):
+            super().add_scalar(tag, scalar_value, global_step, walltime, display_name, summary_description)
+            return
+        self._get_file_writer().add_summary(tensor_scalar(tag, scalar_value, double_precision), global_step, walltime)
+
+    def add_tensor(self, tag: str, tensor, global_step: int | None = None, walltime: float | None = None) -> None:
+        """torch's ``add_tensor``: a float tensor as a TensorProto."""
+        self._get_file_writer().add_summary(tensor_summary(tag, tensor), global_step, walltime)
+
+    def add_scalars(self, main_tag: str, tag_scalar_dict: dict, global_step=None, walltime=None) -> None:
+        """Each tag goes to its own sub-run ``logdir/main_tag/tag``, which rolls like the main run."""
+        fw_logdir = self._get_file_writer().get_logdir()
+        for tag in tag_scalar_dict:
+            fw_tag = os.path.join(str(fw_logdir), main_tag, tag)
+            self.all_writers[fw_tag] = self._run_writer(fw_tag)
+        super().add_scalars(main_tag, tag_scalar_dict, global_step, walltime)
+
+    def add_hparams(
+        self,
+        hparam_dict: dict,
+        metric_dict: dict,
+        name: str | None = None,
+        global_step: int | None = None,
+        *,
+        hparam_domain_discrete: dict | None = None,
+        run_name: str | None = None,
+    ) -> None:
+        """tensorboardX's ``add_hparams`` (a sub-run ``logdir/name``), plus torch's keyword arguments."""
+        if type(hparam_dict) is not dict or type(metric_dict) is not dict:
+            raise TypeError("hparam_dict and metric_dict should be dictionary.")
+        experiment, start, end = hparams(hparam_dict, metric_dict)
+        if hparam_domain_discrete:
+            experiment = with_discrete_domains(experiment, hparam_domain_discrete)
+        sub_run = os.path.join(self._get_file_writer().get_logdir(), run_name or name or str(time.time()))
+        writer = self.all_writers.setdefault(sub_run, self._run_writer(sub_run))
+        for summary in (experiment, start, end):
+            writer.add_summary(summary)
+        for key, value in metric_dict.items():
+            writer.add_summary(scalar(key, value), global_step)
+        self._get_comet_logger().log_parameters(hparam_dict, step=global_step)
+
+
+class _RunWriter:
+    """The tensorboardX ``FileWriter`` surface for one run directory, writing through the owner's segments."""
+
+    def __init__(self, owner: HFSummaryWriter, logdir: str, run: str):
+        self._owner = owner
+        self._logdir = logdir
+        self._run = run
+        self._default_metadata: dict = {}
+
+    def get_logdir(self) -> str:
+        return self._logdir
+
+    def add_event(self, event: Event, step: int | None = None, walltime: float | None = None) -> None:
+        if walltime is None:
+            walltime = self._default_metadata.get("walltime") or time.time()
+        event.wall_time = walltime
+        step = self._default_metadata.get("global_step") if step is None else step
+        if step is not None:
+            event.step = int(step)
+        self._owner._write(self._run, event.SerializeToString())
+
+    def add_summary(self, summary, global_step: int | None = None, walltime: float | None = None) -> None:
+        self.add_event(Event(summary=summary), global_step, walltime)
+
+    def add_graph(self, graph_profile, walltime: float | None = None) -> None:
+        from tensorboardX.proto.event_pb2 import TaggedRunMetadata
+
+        graph, stepstats = graph_profile
+        self.add_event(Event(graph_def=graph.SerializeToString()), None, walltime)
+        run_metadata = TaggedRunMetadata(tag="profiler", run_metadata=stepstats.SerializeToString())
+        self.add_event(Event(tagged_run_metadata=run_metadata), None, walltime)
+
+    def add_onnx_graph(self, graph, walltime: float | None = None) -> None:
+        self.add_event(Event(graph_def=graph.SerializeToString()), None, walltime)
+
+    add_openvino_graph = add_onnx_graph
+
+    def flush(self) -> None:
+        """Nothing waits in user space; the owner's ``flush()`` fsyncs."""
+
+    def close(self) -> None:
+        """Segments are sealed by the owner, all runs at once."""
+
+    def reopen(self) -> None:
+        """Nothing to reopen: the next event starts a new segment."""
+
+    @contextlib.contextmanager
+    def use_metadata(self, *, global_step: int | None = None, walltime: float | None = None) -> Iterator[_RunWriter]:
+        if self._default_metadata:
+            raise RuntimeError("Default metadata is already set.")
+        if global_step is None and walltime is None:
+            raise ValueError("At least one of `global_step` or `walltime` must be provided.")
+        self._default_metadata = {"global_step": global_step, "walltime": walltime}
+        try:
+            yield self
+        finally:
+            self._default_metadata = {}
+
+
+@dataclass
+class _OpenSegment:
+    segment: Segment
+    row_id: int | None  # None: the file does not match the upload patterns, so the journal ignores it
+
+
+def _session_start():
+    from tensorboardX.proto.event_pb2 import SessionLog
+
+    return SessionLog(status=SessionLog.START)
+
+
+def _destination(settings: RunSettings) -> tuple:
+    return (settings.repo_id, settings.repo_type, settings.revision, settings.path_in_repo)
+
+
+def _check_arguments(repo_id, commit_every, repo_type, repo_private, token, close_timeout, drain_timeout) -> None:
+    hub.check_repo_id(repo_id)
+    if isinstance(commit_every, bool) or not isinstance(commit_every, (int, float)) or not commit_every > 0:
+        raise ValueError(f"commit_every must be a positive number of minutes, got {commit_every!r}")
+    if repo_type is not None and repo_type not in hub.REPO_TYPES:
+        raise ValueError(f"repo_type must be one of {', '.join(hub.REPO_TYPES)}, got {repo_type!r}")
+    if repo_private is not None and not isinstance(repo_private, bool):
+        raise TypeError(f"repo_private must be True, False or None, got {repo_private!r}")
+    if token is not None and not isinstance(token, str):
+        raise TypeError(f"token must be a string or None, got a {type(token).__name__}")
+    for name, value in (("close_timeout", close_timeout), ("drain_timeout", drain_timeout)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+
+
+def _check_patterns(name: str, patterns: list[str] | str | None) -> list[str] | None:
+    if patterns is None:
+        return None
+    if isinstance(patterns, str):
+        return [patterns]
+    if isinstance(patterns, (list, tuple)) and all(isinstance(p, str) for p in patterns):
+        return list(patterns)
+    raise TypeError(f"{name} must be a glob string or a list of them, got {patterns!r}")
+
+
+def _join_path_in_repo(path_in_repo: str | None, logdir_name: str) -> str:
+    if path_in_repo is not None and not isinstance(path_in_repo, str):
+        raise TypeError(f"path_in_repo must be a string, got {path_in_repo!r}")
+    folder = (path_in_repo or "").strip("/")
+    if (path_in_repo or "").startswith("/") or "\\" in folder or any(p in ("..", ".") for p in folder.split("/")):
+        raise ValueError(f"path_in_repo must be a relative folder without '.' or '..', got {path_in_repo!r}")
+    return f"{folder}/{logdir_name}" if folder else logdir_name
+
+
+def _resolve_logdir(logdir, kwargs: dict) -> Path:
+    """tensorboardX's logdir rule (``logdir``, else torch's ``log_dir``, else ``runs/DATE_HOST+comment``)."""
+    log_dir = kwargs.pop("log_dir", None)
+    chosen = logdir if logdir is not None else log_dir
+    if chosen is None:
+        stamp = datetime.now().strftime("%b%d_%H-%M-%S")
+        chosen = os.path.join("runs", f"{stamp}_{socket.gethostname()}{kwargs.get('comment', '')}")
+    return Path(os.fspath(chosen))
+
+
+def _prepare_logdir(logdir: Path) -> None:
+    if logdir.exists() and not logdir.is_dir():
+        raise NotADirectoryError(f"logdir {str(logdir)!r} exists and is not a directory")
+    try:
+        logdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot create logdir {str(logdir)!r}: {exc.strerror}") from None
+    if not os.access(logdir, os.W_OK | os.X_OK):
+        raise PermissionError(f"logdir {str(logdir)!r} is not writable")

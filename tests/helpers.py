@@ -1,0 +1,101 @@
+"""Test utilities: read event files back with a raw record scan, fetch a repo's files, wait on conditions."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+from huggingface_hub import HfApi
+from tensorboardX.proto.event_pb2 import Event
+
+from hf_summary.segments import read_records
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.05, message: str = "") -> object:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message or predicate}")
+        time.sleep(interval)
+
+
+def event_keys(root: Path) -> set[tuple]:
+    """Every summary value in every ``*tfevents*`` file under ``root`` (raw scan, no sampling), keyed on
+    (run dir, tag, step, wall_time, value bytes). Scalars are float32 in the file, so keys compare exactly."""
+    keys = set()
+    for path in sorted(root.rglob("*tfevents*")):
+        if ".hf_summary" in path.parts:
+            continue
+        run = path.parent.relative_to(root).as_posix()
+        for data in read_records(path):
+            event = Event.FromString(data)
+            for value in event.summary.value:
+                payload = hashlib.sha1(value.SerializeToString(deterministic=True)).hexdigest()
+                keys.add((run, value.tag, event.step, event.wall_time, payload))
+            if event.HasField("graph_def"):
+                keys.add((run, "__graph__", event.step, event.wall_time, hashlib.sha1(event.graph_def).hexdigest()))
+    return keys
+
+
+def download_repo(
+    endpoint: str, token: str, repo_id: str, dest: Path, *, repo_type: str = "model", revision: str = "main"
+) -> Path:
+    """Every file of the repo at ``revision`` into ``dest`` (exact bytes, through the real client)."""
+    api = HfApi(endpoint=endpoint, token=token)
+    for name in api.list_repo_files(repo_id, repo_type=repo_type, revision=revision):
+        api.hf_hub_download(repo_id, name, repo_type=repo_type, revision=revision, local_dir=dest)
+    return dest
+
+
+def hub_events(hub, repo_id: str, tmp_path: Path, *, path_in_repo: str, **kwargs) -> set[tuple]:
+    """Event keys of the repo's copy of one logdir (``path_in_repo`` is the folder holding it)."""
+    dest = download_repo(hub.endpoint, hub.token(), repo_id, tmp_path / f"hub-{time.monotonic_ns()}", **kwargs)
+    return event_keys(dest / path_in_repo) if (dest / path_in_repo).exists() else set()
+
+
+def uploader_processes(logdir: Path) -> list[psutil.Process]:
+    """Live uploader processes serving ``logdir`` (found by their command line, never by name alone)."""
+    found = []
+    target = str(Path(logdir).resolve())
+    for process in psutil.process_iter(["cmdline", "status"]):
+        cmdline = process.info["cmdline"] or []
+        if "hf_summary.uploader" in cmdline and target in cmdline and process.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(process)
+    return found
+
+
+def kill_uploaders(logdir: Path) -> None:
+    for process in uploader_processes(logdir):
+        try:
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def run_script(code: str, env: dict[str, str], cwd: Path, **kwargs) -> subprocess.Popen:
+    """Start ``code`` in a fresh interpreter (the 'trainer') with stdout piped back."""
+    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=full_env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
