@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hf_summary.journal import (
@@ -19,7 +19,7 @@ from hf_summary.journal import (
     journal_path,
     move_aside,
 )
-from hf_summary.segments import parse_segment_sequence, seal_tail
+from hf_summary.segments import file_sha256, parse_segment_sequence, seal_tail
 
 logger = logging.getLogger("hf_summary")
 
@@ -46,25 +46,49 @@ def open_or_rebuild(logdir: Path, settings: RunSettings | None) -> tuple[Journal
     return journal, moved
 
 
-def iter_disk_segments(logdir: Path) -> list[tuple[str, str]]:
-    """``(run, name)`` of every segment file hf-summary wrote under ``logdir``, in sequence order.
-
-    Symlinks are not followed and the journal directory is skipped.
-    """
-    found = []
+def _iter_logdir_files(logdir: Path) -> Iterator[tuple[str, str]]:
+    """``(run, name)`` of every regular file under ``logdir``; symlinks are not followed, the journal's
+    directory is skipped."""
     for dirpath, dirnames, filenames in os.walk(logdir, followlinks=False):
         dirnames[:] = [d for d in dirnames if d != JOURNAL_DIR]
         run = Path(dirpath).relative_to(logdir).as_posix()
-        run = "" if run == "." else run
         for name in filenames:
-            sequence = parse_segment_sequence(name)
-            if sequence is not None and not Path(dirpath, name).is_symlink():
-                found.append((sequence, run, name))
-    return [(run, name) for _, run, name in sorted(found)]
+            if not Path(dirpath, name).is_symlink():
+                yield ("" if run == "." else run), name
+
+
+def iter_disk_segments(logdir: Path) -> list[tuple[str, str]]:
+    """``(run, name)`` of every segment file hf-summary wrote under ``logdir``, in sequence order."""
+    found = [(parse_segment_sequence(name), run, name) for run, name in _iter_logdir_files(logdir)]
+    return [(run, name) for sequence, run, name in sorted(f for f in found if f[0] is not None)]
+
+
+def changed_assets(logdir: Path, settings: RunSettings, pushed: dict[str, str]) -> dict[str, str]:
+    """Files other than segments that match the upload patterns (e.g. ``add_embedding``'s projector files,
+    another writer's event files) and changed since they were last pushed: logdir-relative path -> sha256.
+    ``pushed`` maps paths to the sha256 last pushed."""
+    from hf_summary.hub import path_matches
+
+    changed = {}
+    for run, name in _iter_logdir_files(logdir):
+        relative = logdir_relative(run, name)
+        if parse_segment_sequence(name) is not None:
+            continue
+        if not path_matches(relative, settings.allow_patterns, settings.ignore_patterns):
+            continue
+        digest = file_sha256(logdir / relative)
+        if pushed.get(relative) != digest:
+            changed[relative] = digest
+    return changed
+
+
+def logdir_relative(run: str, name: str) -> str:
+    """Path of file ``name`` of run dir ``run``, relative to the logdir (``run`` is ``""`` for the logdir)."""
+    return f"{run}/{name}" if run else name
 
 
 def repo_path(settings: RunSettings, run: str, name: str) -> str:
-    """Path in the repo of segment ``name`` of run dir ``run``."""
+    """Path in the repo of file ``name`` of run dir ``run``."""
     return "/".join(part for part in (settings.path_in_repo, run, name) if part)
 
 
@@ -78,7 +102,7 @@ def register_disk_segments(journal: Journal, settings: RunSettings) -> int:
     known = {(row.run, row.name) for row in journal.segments()}
     added = 0
     for run, name in iter_disk_segments(journal.logdir):
-        relative = f"{run}/{name}" if run else name
+        relative = logdir_relative(run, name)
         if (run, name) in known or not path_matches(relative, settings.allow_patterns, settings.ignore_patterns):
             continue
         sealed = seal_tail(journal.logdir / relative)

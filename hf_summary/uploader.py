@@ -25,7 +25,7 @@ import psutil
 
 from hf_summary.hub import HubClient, HubError, PermanentHubError, use_timeouts
 from hf_summary.journal import Journal, JournalError, LeaseOwner, RunSettings, SegmentRow
-from hf_summary.reconcile import JOURNAL_DIR, seal_abandoned
+from hf_summary.reconcile import JOURNAL_DIR, changed_assets, repo_path, seal_abandoned
 
 logger = logging.getLogger("hf_summary")
 
@@ -176,6 +176,11 @@ class Uploader:
                 logger.error("segment %s vanished from disk before it was pushed", path)
         if not rows:
             return False
+        pushed_assets = self.journal.get_value("assets", {})
+        assets = changed_assets(self.journal.logdir, self.settings, pushed_assets)
+        for relative in assets:
+            run, _, name = relative.rpartition("/")
+            files.append((self.journal.logdir / relative, repo_path(self.settings, run, name)))
         size = sum(row.size or 0 for row in rows)
         try:
             if not self._repo_ready:
@@ -188,6 +193,8 @@ class Uploader:
             return False
         _fault("after_commit")
         self.journal.mark_committed([row.id for row in rows], result.oid, result.url)
+        if assets:
+            self.journal.set_value("assets", {**pushed_assets, **assets})
         logger.info("pushed %d segment(s), %d bytes, in commit %s", len(rows), size, result.oid)
         self._failures = 0
         self._permanent_error = None

@@ -24,7 +24,7 @@ from hf_summary import hub
 from hf_summary._launcher import UploaderProcess
 from hf_summary._summaries import tensor_scalar, tensor_summary, with_discrete_domains
 from hf_summary.journal import Journal, RunSettings
-from hf_summary.reconcile import open_or_rebuild, repo_path
+from hf_summary.reconcile import logdir_relative, open_or_rebuild, repo_path
 from hf_summary.segments import Segment, segment_name
 
 logger = logging.getLogger("hf_summary")
@@ -238,7 +238,7 @@ class HFSummaryWriter(SummaryWriter):
     def _start_segment(self, run: str) -> _OpenSegment:
         journal = self._journal
         name = segment_name(journal.next_sequence(), self._host) + self._filename_suffix
-        relative = f"{run}/{name}" if run else name
+        relative = logdir_relative(run, name)
         uploadable = hub.path_matches(relative, self._settings.allow_patterns, self._settings.ignore_patterns)
         row_id = None
         if uploadable:

@@ -41,6 +41,7 @@ def event_keys(root: Path) -> set[tuple]:
         if ".hf_summary" in path.parts:
             continue
         run = path.parent.relative_to(root).as_posix()
+        run = "" if run == "." else run
         for data in read_records(path):
             event = Event.FromString(data)
             for value in event.summary.value:

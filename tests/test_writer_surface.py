@@ -30,6 +30,8 @@ def _log_everything(writer: HFSummaryWriter) -> None:
     writer.add_image_with_boxes("boxes", rng.random((3, 16, 16)), np.array([[1, 1, 8, 8]]), 1)
     writer.add_text("note", "hello *world*", 1)
     writer.add_audio("audio", rng.uniform(-1, 1, 800), 1, sample_rate=8000)
+    writer.add_video("video", rng.random((1, 4, 3, 8, 8)), 1, fps=4)
+    writer.add_embedding(rng.normal(size=(10, 4)), metadata=[str(n) for n in range(10)], tag="points")
     writer.add_pr_curve("pr", rng.integers(0, 2, 50), rng.random(50), 1)
     writer.add_pr_curve_raw("pr_raw", [10, 8], [5, 3], [0, 2], [0, 2], [0.67, 0.73], [1.0, 0.8], 1, num_thresholds=2)
     writer.add_custom_scalars({"group": {"losses": ["Multiline", ["loss", "compare/train"]]}})
@@ -68,15 +70,21 @@ def test_is_a_tensorboardx_summary_writer_with_the_torch_extras(tmp_path, writer
 
 def test_every_method_reaches_the_hub(tmp_path, hub, writer_env, repo_id):
     logdir = tmp_path / "surface"
-    with HFSummaryWriter(repo_id, logdir=logdir, commit_every=60) as writer:
+    patterns = ["*.tfevents.*", "*projector_config.pbtxt", "*.tsv"]
+    with HFSummaryWriter(repo_id, logdir=logdir, commit_every=60, repo_allow_patterns=patterns) as writer:
         _log_everything(writer)
     logged = event_keys(logdir)
     tags = {key[1] for key in logged}
-    assert {"loss", "new_style", "double", "weights", "image", "note", "audio/audio_0", "pr", "mesh_VERTEX",
-            "tensor", "with_metadata", "custom_scalars__config__", "_hparams_/experiment"} <= tags | {"audio/audio_0"}
+    assert {"loss", "new_style", "double", "weights", "raw", "image", "images", "boxes", "note/text_summary", "audio", "video",
+           
+            "pr", "pr_raw", "mesh_1", "mesh_2", "tensor", "with_metadata", "custom_scalars__config__"} <= tags
     assert ("compare/train", "compare", 1) in {(k[0], k[1], k[2]) for k in logged}
     assert ("", "with_metadata", 7) in {(k[0], k[1], k[2]) for k in logged}
+    assert ("trial", "_hparams_/experiment") in {(k[0], k[1]) for k in logged}
     assert hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/surface") == logged
+    files = HfApi(endpoint=hub.endpoint, token=hub.token()).list_repo_files(repo_id)
+    assert {"tensorboard/surface/projector_config.pbtxt", "tensorboard/surface/00000/points/tensors.tsv",
+            "tensorboard/surface/00000/points/metadata.tsv"} <= set(files)
     assert not uploader_processes(logdir)
 
 
@@ -92,8 +100,10 @@ def test_card_gets_the_tag_once(tmp_path, hub, writer_env, repo_id):
     for attempt in range(2):
         with HFSummaryWriter(repo_id, logdir=tmp_path / f"run{attempt}") as writer:
             writer.add_scalar("a", 1.0, attempt)
-    card = ModelCard.load(repo_id, token=hub.token())
-    assert card.data.tags.count("hf-summary-writer") == 1
+    readme = HfApi(endpoint=hub.endpoint, token=hub.token()).hf_hub_download(
+        repo_id, "README.md", local_dir=tmp_path / "card"
+    )
+    assert ModelCard.load(readme).data.tags.count("hf-summary-writer") == 1
 
 
 def test_logging_from_many_threads_loses_nothing(tmp_path, hub, writer_env, repo_id):
