@@ -63,8 +63,11 @@ def _add_demo_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    from huggingface_hub.utils import disable_progress_bars
+
     from hf_summary.demo import run_demo
 
+    disable_progress_bars()
     result = run_demo(steps=args.steps)
     print(f"Repo: {result.endpoint}/{result.repo_id}")
     print(f"Commits ({len(result.commits)}, newest first):")

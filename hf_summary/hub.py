@@ -217,7 +217,7 @@ class HubClient:
                     )
                     card = ModelCard(Path(readme).read_text(encoding="utf-8"), ignore_metadata_errors=True)
                 except EntryNotFoundError:
-                    card = ModelCard("")
+                    card = ModelCard("---\n{}\n---\n")
             tags = list(card.data.get("tags") or [])
             if tag in tags:
                 return False

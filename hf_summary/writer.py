@@ -30,6 +30,7 @@ from hf_summary.segments import Segment, segment_name
 logger = logging.getLogger("hf_summary")
 
 _STARTUP_HUB_TIMEOUT_S = 3.0
+_SIGNAL_LOCK_WAIT_S = 0.5
 
 
 class HFSummaryWriter(SummaryWriter):
@@ -109,7 +110,6 @@ class HFSummaryWriter(SummaryWriter):
         self._logdir_path = resolved_logdir.resolve()
         self._host = socket.gethostname()
         self._lock = threading.Lock()
-        self._lock_holder: int | None = None
         self._segments: dict[str, _OpenSegment] = {}
         self._uploader: UploaderProcess | None = None
         self._ticker: threading.Thread | None = None
@@ -224,7 +224,7 @@ class HFSummaryWriter(SummaryWriter):
         return _RunWriter(self, run_logdir, "" if run == "." else run)
 
     def _write(self, run: str, data: bytes) -> None:
-        with self._locked():
+        with self._lock:
             for _ in range(2):
                 current = self._segments.get(run) or self._start_segment(run)
                 try:
@@ -252,28 +252,22 @@ class HFSummaryWriter(SummaryWriter):
             self._ensure_uploader()
         return opened
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with self._lock:
-            self._lock_holder = threading.get_ident()
-            try:
-                yield
-            finally:
-                self._lock_holder = None
-
     # ---------------------------------------------------------------- rolling and pushing
 
-    def _roll(self) -> int:
-        """Seal every open segment and record it in the journal. Returns how many were sealed."""
-        if self._lock_holder == threading.get_ident():
-            # Called from a signal handler that interrupted a write: records are whole (one write each),
-            # so sealing without the lock is safe; _write() starts a new segment if it resumes.
+    def _roll(self, *, interrupting: bool = False) -> int:
+        """Seal every open segment and record it in the journal. Returns how many were sealed.
+
+        ``interrupting``: called from a signal handler, which may have interrupted the lock's holder on this
+        very thread. Records are whole (one write each), so after a short wait sealing goes ahead without the
+        lock; if the interrupted write resumes, ``_write()`` starts a new segment.
+        """
+        locked = self._lock.acquire(timeout=_SIGNAL_LOCK_WAIT_S if interrupting else -1)
+        try:
             detached = list(self._segments.values())
             self._segments.clear()
-        else:
-            with self._locked():
-                detached = list(self._segments.values())
-                self._segments.clear()
+        finally:
+            if locked:
+                self._lock.release()
         for opened in detached:
             sealed = opened.segment.seal()
             if opened.row_id is not None:
@@ -313,7 +307,7 @@ class HFSummaryWriter(SummaryWriter):
 
     def flush(self) -> None:
         """Events are already in the OS when ``add_*`` returns; this also fsyncs the open segments."""
-        with self._locked():
+        with self._lock:
             for opened in self._segments.values():
                 opened.segment.sync()
 
@@ -355,19 +349,19 @@ class HFSummaryWriter(SummaryWriter):
     def __exit__(self, exc_type, exc_val, exc_tb) -> None:
         self.close()
 
-    def _seal_and_hand_over(self) -> None:
+    def _seal_and_hand_over(self, *, interrupting: bool) -> None:
         """Seal and ask for a push without waiting: when this process ends, its pipe closes and the uploader
         drains on its own."""
         with contextlib.suppress(Exception):
-            if self._roll() and self._uploader is not None:
+            if self._roll(interrupting=interrupting) and self._uploader is not None:
                 self._uploader.request_push()
 
     def _at_exit(self) -> None:
         """Interpreter exit without close()."""
-        self._seal_and_hand_over()
+        self._seal_and_hand_over(interrupting=False)
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
-        self._seal_and_hand_over()
+        self._seal_and_hand_over(interrupting=True)
         previous = self._previous_sigterm
         if callable(previous):
             previous(signum, frame)
