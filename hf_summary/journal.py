@@ -1,0 +1,710 @@
+"""The SQLite journal between the trainer and the uploader: settings, segments, lease, history.
+
+File ``LOGDIR/.hf_summary/journal.db`` (directory 0700, file 0600; SQLite gives the ``-wal``/``-shm``
+files the database file's mode). WAL mode, ``synchronous=FULL``, 30 s busy timeout. Every state change
+is one ``BEGIN IMMEDIATE`` transaction, so a crash leaves either all of it or none. One :class:`Journal`
+may be shared by several threads (a lock serialises them); several processes may open the same file.
+Times are float epoch seconds. No token is ever stored (and token-like strings are redacted from
+error messages).
+
+Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_version`` = :data:`SCHEMA_VERSION`):
+
+``settings``  one row (id 1): how to push this logdir, so that ``recover`` needs only the logdir.
+    repo_id, repo_type, revision, path_in_repo, allow_patterns / ignore_patterns (JSON list or NULL),
+    squash_history, commit_every_s, private (NULL = unspecified), endpoint, updated_at.
+``flags``     small JSON key/value flags (``key`` primary key, ``value`` JSON text, updated_at).
+``sequence``  one row (id 1): ``next``, the next segment sequence number to hand out.
+``segments``  one row per segment file, ``id`` AUTOINCREMENT (never reused, so ``id`` order is
+    creation order). run (logdir-relative directory, ``/``-separated, ``""`` = logdir), name,
+    path_in_repo (UNIQUE), state, size, sha256, attempts, last_error, created_at, sealed_at,
+    committed_at, commit_oid, writer_pid. ``(run, name)`` is UNIQUE too.
+``lease``     at most one row (id 1): the live drainer's pid, create_time, host, acquired_at,
+    heartbeat_at.
+``history``   recent events for ``status``: at, kind (``commit``, ``error``, ``requeue``, ``lease``,
+    ...), message, fields (JSON object). Trimmed to the last :data:`HISTORY_KEEP` rows, always keeping
+    the newest row of each kind.
+
+Segment states::
+
+    open --mark_sealed--> sealed --mark_committed--> committed
+                            ^                            |
+                            +------requeue_segments------+   (the Hub lacks what was committed)
+    drop_segment deletes an open row (its file got no record) or a sealed one (its file vanished).
+    add_sealed_segment inserts straight into ``sealed`` (rebuilding from files on disk).
+
+A row becomes ``committed`` only with the commit oid the Hub returned. Failures never change the
+state: ``record_failure`` counts the attempt and keeps the error, and the segment stays pending.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+__all__ = [
+    "APPLICATION_ID",
+    "HISTORY_KEEP",
+    "SCHEMA_VERSION",
+    "Journal",
+    "JournalCorruptError",
+    "JournalError",
+    "JournalVersionError",
+    "LeaseOwner",
+    "RunSettings",
+    "SegmentRow",
+    "journal_path",
+    "move_aside",
+]
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x48465355  # "HFSU"
+HISTORY_KEEP = 200
+BUSY_TIMEOUT_S = 30.0
+SEGMENT_STATES = ("open", "sealed", "committed")
+
+_JOURNAL_DIR = ".hf_summary"
+_JOURNAL_FILE = "journal.db"
+_SIDE_FILES = ("-wal", "-shm")  # moved before the main file, so a stale WAL never meets a new database
+_HISTORY_RESERVED = frozenset({"id", "at", "kind", "message"})
+_SECRET = re.compile(r"hf_[A-Za-z0-9]{16,}|(?<=[Bb]earer )[A-Za-z0-9._~+/=-]+")
+
+_SCHEMA = (
+    """CREATE TABLE settings (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        repo_id TEXT NOT NULL,
+        repo_type TEXT NOT NULL,
+        revision TEXT NOT NULL,
+        path_in_repo TEXT NOT NULL,
+        allow_patterns TEXT,
+        ignore_patterns TEXT,
+        squash_history INTEGER NOT NULL,
+        commit_every_s REAL NOT NULL,
+        private INTEGER,
+        endpoint TEXT,
+        updated_at REAL NOT NULL
+    )""",
+    """CREATE TABLE flags (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    )""",
+    """CREATE TABLE sequence (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        next INTEGER NOT NULL
+    )""",
+    "INSERT INTO sequence (id, next) VALUES (1, 1)",
+    """CREATE TABLE segments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run TEXT NOT NULL,
+        name TEXT NOT NULL,
+        path_in_repo TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL CHECK (state IN ('open', 'sealed', 'committed')),
+        size INTEGER,
+        sha256 TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        sealed_at REAL,
+        committed_at REAL,
+        commit_oid TEXT,
+        writer_pid INTEGER,
+        UNIQUE (run, name)
+    )""",
+    "CREATE INDEX segments_by_state ON segments (state, id)",
+    """CREATE TABLE lease (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        pid INTEGER NOT NULL,
+        create_time REAL NOT NULL,
+        host TEXT NOT NULL,
+        acquired_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    )""",
+    """CREATE TABLE history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL,
+        fields TEXT NOT NULL
+    )""",
+    "CREATE INDEX history_by_kind ON history (kind, id)",
+)
+_TABLES = frozenset({"settings", "flags", "sequence", "segments", "lease", "history"})
+
+
+class JournalError(Exception):
+    """Base class of journal errors; also raised for refused state changes."""
+
+
+class JournalCorruptError(JournalError):
+    """The file is not an SQLite database, fails an integrity check, or is not an hf-summary journal."""
+
+
+class JournalVersionError(JournalError):
+    """The journal was written by another schema version."""
+
+
+def journal_path(logdir: str | os.PathLike[str]) -> Path:
+    """``LOGDIR/.hf_summary/journal.db``."""
+    return Path(logdir) / _JOURNAL_DIR / _JOURNAL_FILE
+
+
+@dataclass
+class RunSettings:
+    """How a logdir is pushed; ``path_in_repo`` already includes the logdir name."""
+
+    repo_id: str
+    repo_type: str
+    revision: str
+    path_in_repo: str
+    allow_patterns: list[str] | None
+    ignore_patterns: list[str] | None
+    squash_history: bool
+    commit_every_s: float
+    private: bool | None
+    endpoint: str | None
+
+
+@dataclass
+class SegmentRow:
+    """One row of the ``segments`` table."""
+
+    id: int
+    run: str
+    name: str
+    path_in_repo: str
+    state: str
+    size: int | None
+    sha256: str | None
+    attempts: int
+    last_error: str | None
+    created_at: float
+    sealed_at: float | None
+    committed_at: float | None
+    commit_oid: str | None
+    writer_pid: int | None
+
+    def local_path(self, logdir: str | os.PathLike[str]) -> Path:
+        """``logdir / run / name`` (run ``""`` is the logdir itself)."""
+        return Path(logdir, *filter(None, self.run.split("/")), self.name)
+
+
+@dataclass(frozen=True)
+class LeaseOwner:
+    """A process that may hold the lease: pid plus its create time (pids are reused) and host."""
+
+    pid: int
+    create_time: float
+    host: str
+
+
+def _redact(text: str) -> str:
+    return _SECRET.sub("***", text)
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    # SQLITE_CORRUPT / SQLITE_NOTADB surface as the base class; busy, constraint, misuse... as subclasses.
+    return type(exc) is sqlite3.DatabaseError
+
+
+class Journal:
+    """An open journal. Thread-safe; close it (or use ``with``) when done."""
+
+    def __init__(self, logdir: str | os.PathLike[str], *, create: bool = True) -> None:
+        """Open the journal of ``logdir``, creating it when ``create`` and it is absent.
+
+        Raises ``FileNotFoundError`` (``create=False`` and no journal), :class:`JournalCorruptError`,
+        :class:`JournalVersionError`. Only quick checks run here (application_id, user_version, tables);
+        see :meth:`integrity_check` for the full one.
+        """
+        self.logdir = Path(logdir)
+        self.path = journal_path(logdir)
+        self._lock = threading.RLock()
+        if not self.path.exists():
+            if not create:
+                raise FileNotFoundError(errno.ENOENT, "no hf-summary journal", str(self.path))
+            _create_private_file(self.path)
+        conn = sqlite3.connect(
+            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self.db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+            self._open(create)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if _is_corruption(exc):
+                raise JournalCorruptError(f"{self.path}: {exc}") from exc
+            raise
+        except BaseException:
+            conn.close()
+            raise
+
+    def _open(self, create: bool) -> None:
+        app_id, version, tables = self._header()
+        if app_id == 0 and version == 0 and not tables:
+            if not create:
+                raise FileNotFoundError(
+                    errno.ENOENT, "hf-summary journal was never initialised", str(self.path)
+                )
+            self.db.execute("PRAGMA journal_mode=WAL")  # persistent; cannot change inside a transaction
+            with self._transaction():
+                if self._header() == (0, 0, set()):  # another process may have won the race
+                    for statement in _SCHEMA:
+                        self.db.execute(statement)
+                    self.db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                    self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            app_id, version, tables = self._header()
+        if app_id != APPLICATION_ID:
+            raise JournalCorruptError(f"{self.path} is an SQLite database but not an hf-summary journal")
+        if version != SCHEMA_VERSION:
+            raise JournalVersionError(
+                f"{self.path} has journal schema version {version}; "
+                f"this hf-summary reads version {SCHEMA_VERSION}"
+            )
+        if missing := _TABLES - tables:
+            raise JournalCorruptError(f"{self.path} lacks tables {sorted(missing)}")
+        self.db.execute("PRAGMA synchronous=FULL")
+
+    def _header(self) -> tuple[int, int, set[str]]:
+        app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        return app_id, version, set(self.db.table_names()) - {"sqlite_sequence"}
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.logdir)!r})"
+
+    @contextmanager
+    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite_utils.Database]:
+        """``BEGIN <mode>`` ... ``COMMIT`` under the thread lock; roll back on any exception."""
+        with self._lock:
+            try:
+                self.db.execute(f"BEGIN {mode}")
+                try:
+                    yield self.db
+                except BaseException:
+                    self.db.rollback()
+                    raise
+                try:
+                    self.db.execute("COMMIT")
+                except BaseException:
+                    self.db.rollback()
+                    raise
+            except sqlite3.DatabaseError as exc:
+                if _is_corruption(exc):
+                    raise JournalCorruptError(f"{self.path}: {exc}") from exc
+                raise
+
+    # -- settings and flags -------------------------------------------------------------------------
+
+    def save_settings(self, settings: RunSettings) -> None:
+        """Store (replace) the run's settings."""
+        row = asdict(settings)
+        for key in ("allow_patterns", "ignore_patterns"):
+            row[key] = None if row[key] is None else json.dumps(list(row[key]))
+        with self._transaction() as db:
+            db["settings"].insert({"id": 1, **row, "updated_at": time.time()}, replace=True)
+
+    def load_settings(self) -> RunSettings | None:
+        """The stored settings, or ``None`` when none were saved."""
+        with self._lock:
+            rows = list(self.db.query("SELECT * FROM settings WHERE id = 1"))
+        if not rows:
+            return None
+        row = rows[0]
+        return RunSettings(
+            repo_id=row["repo_id"],
+            repo_type=row["repo_type"],
+            revision=row["revision"],
+            path_in_repo=row["path_in_repo"],
+            allow_patterns=None if row["allow_patterns"] is None else json.loads(row["allow_patterns"]),
+            ignore_patterns=None if row["ignore_patterns"] is None else json.loads(row["ignore_patterns"]),
+            squash_history=bool(row["squash_history"]),
+            commit_every_s=row["commit_every_s"],
+            private=None if row["private"] is None else bool(row["private"]),
+            endpoint=row["endpoint"],
+        )
+
+    def get_value(self, key: str, default: Any = None) -> Any:
+        """The JSON value stored under ``key``, or ``default``."""
+        with self._lock:
+            row = self.db.execute("SELECT value FROM flags WHERE key = ?", [key]).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_value(self, key: str, value: Any) -> None:
+        """Store a small JSON-serialisable value under ``key``."""
+        text = json.dumps(value)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO flags (key, value, updated_at) VALUES (?, ?, ?)",
+                [key, text, time.time()],
+            )
+
+    # -- sequence numbers ---------------------------------------------------------------------------
+
+    def next_sequence(self) -> int:
+        """Allocate the next segment sequence number (monotonic across restarts and processes)."""
+        with self._transaction() as db:
+            (sequence,) = db.execute("SELECT next FROM sequence WHERE id = 1").fetchone()
+            db.execute("UPDATE sequence SET next = ? WHERE id = 1", [sequence + 1])
+        return sequence
+
+    def ensure_sequence_above(self, sequence: int) -> None:
+        """Make every later :meth:`next_sequence` return more than ``sequence``."""
+        with self._transaction() as db:
+            db.execute("UPDATE sequence SET next = max(next, ?) WHERE id = 1", [sequence + 1])
+
+    # -- segments -----------------------------------------------------------------------------------
+
+    def add_open_segment(self, run: str, name: str, path_in_repo: str, writer_pid: int) -> int:
+        """Record a segment the trainer is about to write; returns its id.
+
+        Raises :class:`JournalError` when ``path_in_repo`` (or ``run``/``name``) is already recorded.
+        """
+        return self._insert_segment(
+            {
+                "run": run,
+                "name": name,
+                "path_in_repo": path_in_repo,
+                "state": "open",
+                "writer_pid": writer_pid,
+            }
+        )
+
+    def add_sealed_segment(self, run: str, name: str, path_in_repo: str, size: int, sha256: str) -> int:
+        """Record an already sealed segment (rebuilding from files on disk); returns its id."""
+        now = time.time()
+        return self._insert_segment(
+            {
+                "run": run,
+                "name": name,
+                "path_in_repo": path_in_repo,
+                "state": "sealed",
+                "size": size,
+                "sha256": sha256,
+                "sealed_at": now,
+            },
+            now,
+        )
+
+    def _insert_segment(self, row: dict[str, Any], now: float | None = None) -> int:
+        row = {**row, "attempts": 0, "created_at": time.time() if now is None else now}
+        try:
+            with self._transaction() as db:
+                return db["segments"].insert(row).last_pk
+        except sqlite3.IntegrityError as exc:
+            raise JournalError(
+                f"segment {row['path_in_repo']!r} ({row['run']!r}/{row['name']!r}) is already in the journal"
+            ) from exc
+
+    def mark_sealed(self, segment_id: int, size: int, sha256: str) -> None:
+        """``open -> sealed``; raises :class:`JournalError` if the segment is unknown or not open."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE segments SET state = 'sealed', size = ?, sha256 = ?, sealed_at = ? "
+                "WHERE id = ? AND state = 'open'",
+                [size, sha256, time.time(), segment_id],
+            )
+            if cursor.rowcount != 1:
+                raise JournalError(f"segment {segment_id} is not open: {self._describe(segment_id)}")
+
+    def drop_segment(self, segment_id: int) -> None:
+        """Forget a segment that will never be pushed: an open one whose file got no record, or a sealed
+        one whose file vanished. Refuses committed segments (and unknown ids)."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM segments WHERE id = ? AND state IN ('open', 'sealed')", [segment_id]
+            )
+            if cursor.rowcount != 1:
+                raise JournalError(f"cannot drop segment {segment_id}: {self._describe(segment_id)}")
+
+    def _describe(self, segment_id: int) -> str:
+        row = self.db.execute("SELECT state FROM segments WHERE id = ?", [segment_id]).fetchone()
+        return "no such segment" if row is None else f"state {row[0]}"
+
+    def segments(self, state: str | None = None) -> list[SegmentRow]:
+        """Segments, optionally only those in ``state``, ordered by id (creation order)."""
+        if state is None:
+            sql, params = "SELECT * FROM segments ORDER BY id", []
+        elif state in SEGMENT_STATES:
+            sql, params = "SELECT * FROM segments WHERE state = ? ORDER BY id", [state]
+        else:
+            raise ValueError(f"unknown segment state {state!r}; expected one of {SEGMENT_STATES}")
+        with self._lock:
+            return [SegmentRow(**row) for row in self.db.query(sql, params)]
+
+    def pending_segments(self) -> list[SegmentRow]:
+        """Sealed segments not yet committed, ordered by id."""
+        return self.segments("sealed")
+
+    def open_segments(self) -> list[SegmentRow]:
+        """Segments still being written (or left open by a dead writer), ordered by id."""
+        return self.segments("open")
+
+    def mark_committed(self, segment_ids: list[int], commit_oid: str, commit_url: str | None) -> None:
+        """``sealed -> committed`` for ``segment_ids`` in one transaction, plus a ``commit`` history entry.
+
+        Segments already committed keep their first commit (pushing twice is a no-op); an unknown or open
+        segment raises :class:`JournalError` and nothing changes.
+        """
+        ids = json.dumps([int(i) for i in segment_ids])
+        with self._transaction() as db:
+            rows = self._closed_segments(segment_ids, ids, "committed")
+            sealed = [row for row in rows if row[1] == "sealed"]
+            now = time.time()
+            db.execute(
+                "UPDATE segments SET state = 'committed', committed_at = ?, commit_oid = ? "
+                "WHERE state = 'sealed' AND id IN (SELECT value FROM json_each(?))",
+                [now, commit_oid, ids],
+            )
+            self._add_history(
+                "commit",
+                f"committed {len(sealed)} segment(s) as {commit_oid}",
+                {
+                    "oid": commit_oid,
+                    "url": commit_url,
+                    "segments": len(sealed),
+                    "bytes": sum(r[2] or 0 for r in sealed),
+                },
+                now,
+            )
+
+    def requeue_segments(self, segment_ids: list[int], reason: str) -> None:
+        """``committed -> sealed`` again (the Hub turned out not to hold them), keeping ``reason`` as their
+        last error, plus a ``requeue`` history entry. Sealed ones stay as they are; an unknown or open
+        segment raises :class:`JournalError` and nothing changes."""
+        reason = _redact(reason)
+        ids = json.dumps([int(i) for i in segment_ids])
+        with self._transaction() as db:
+            rows = self._closed_segments(segment_ids, ids, "requeued")
+            db.execute(
+                "UPDATE segments SET state = 'sealed', committed_at = NULL, commit_oid = NULL, "
+                "last_error = ? WHERE state = 'committed' AND id IN (SELECT value FROM json_each(?))",
+                [reason, ids],
+            )
+            requeued = sum(1 for row in rows if row[1] == "committed")
+            self._add_history("requeue", f"requeued {requeued} segment(s): {reason}", {"segments": requeued})
+
+    def _closed_segments(
+        self, segment_ids: list[int], ids: str, verb: str
+    ) -> list[tuple[int, str, int | None]]:
+        """``(id, state, size)`` of ``segment_ids``; :class:`JournalError` if any is unknown or open."""
+        rows = self.db.execute(
+            "SELECT id, state, size FROM segments WHERE id IN (SELECT value FROM json_each(?))", [ids]
+        ).fetchall()
+        states = {row[0]: row[1] for row in rows}
+        bad = sorted(i for i in set(segment_ids) if states.get(i, "open") == "open")
+        if bad:
+            raise JournalError(f"cannot mark segments {bad} {verb}: unknown or still open")
+        return rows
+
+    def record_failure(self, segment_ids: list[int], error: str, *, permanent: bool) -> None:
+        """Count a failed push of ``segment_ids`` (state unchanged) and add an ``error`` history entry."""
+        error = _redact(error)
+        ids = json.dumps([int(i) for i in segment_ids])
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE segments SET attempts = attempts + 1, last_error = ? "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                [error, ids],
+            )
+            self._add_history("error", error, {"segments": len(segment_ids), "permanent": permanent})
+
+    # -- history ------------------------------------------------------------------------------------
+
+    def record_event(self, kind: str, message: str, **fields: Any) -> None:
+        """Append a history entry; ``fields`` must be JSON-serialisable and not named id/at/kind/message."""
+        with self._transaction():
+            self._add_history(kind, message, fields)
+
+    def _add_history(self, kind: str, message: str, fields: dict[str, Any], at: float | None = None) -> None:
+        if clash := _HISTORY_RESERVED & fields.keys():
+            raise ValueError(f"history fields may not be named {sorted(clash)}")
+        self.db.execute(
+            "INSERT INTO history (at, kind, message, fields) VALUES (?, ?, ?, ?)",
+            [time.time() if at is None else at, kind, _redact(message), _redact(json.dumps(fields))],
+        )
+        self.db.execute(
+            "DELETE FROM history WHERE id <= (SELECT max(id) FROM history) - ? "
+            "AND id NOT IN (SELECT max(id) FROM history GROUP BY kind)",
+            [HISTORY_KEEP],
+        )
+
+    def history(self, kind: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        """Newest-first history entries as ``{"id", "at", "kind", "message", **fields}``."""
+        where, params = ("WHERE kind = ?", [kind]) if kind is not None else ("", [])
+        with self._lock:
+            rows = self.db.execute(
+                f"SELECT id, at, kind, message, fields FROM history {where} ORDER BY id DESC LIMIT ?",
+                [*params, limit],
+            ).fetchall()
+        return [
+            {**json.loads(fields), "id": id_, "at": at, "kind": k, "message": m}
+            for id_, at, k, m, fields in rows
+        ]
+
+    # -- lease --------------------------------------------------------------------------------------
+
+    def acquire_lease(self, owner: LeaseOwner, owner_is_alive: Callable[[LeaseOwner], bool]) -> bool:
+        """Take the lease if it is free, already ours, or held by an owner ``owner_is_alive`` says is dead.
+
+        One ``BEGIN IMMEDIATE`` transaction; ``owner_is_alive`` runs inside it, so keep it quick.
+        Returns whether ``owner`` now holds the lease.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT pid, create_time, host, acquired_at FROM lease WHERE id = 1").fetchone()
+            now = time.time()
+            acquired_at = now
+            if row is not None:
+                holder = LeaseOwner(row[0], row[1], row[2])
+                if holder == owner:
+                    acquired_at = row[3]
+                elif owner_is_alive(holder):
+                    return False
+                else:
+                    self._add_history(
+                        "lease",
+                        f"took over the lease of dead drainer pid {holder.pid} on {holder.host}",
+                        {"pid": owner.pid, "previous_pid": holder.pid, "previous_host": holder.host},
+                        now,
+                    )
+            db.execute(
+                "INSERT OR REPLACE INTO lease (id, pid, create_time, host, acquired_at, heartbeat_at) "
+                "VALUES (1, ?, ?, ?, ?, ?)",
+                [owner.pid, owner.create_time, owner.host, acquired_at, now],
+            )
+            return True
+
+    def heartbeat(self, owner: LeaseOwner) -> None:
+        """Refresh the lease's heartbeat; raises :class:`JournalError` if ``owner`` no longer holds it."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE lease SET heartbeat_at = ? WHERE id = 1 AND pid = ? AND create_time = ? AND host = ?",
+                [time.time(), owner.pid, owner.create_time, owner.host],
+            )
+            if cursor.rowcount != 1:
+                raise JournalError(f"lease lost: {owner} no longer holds the lease of {self.path}")
+
+    def release_lease(self, owner: LeaseOwner) -> None:
+        """Give the lease up if ``owner`` holds it (otherwise do nothing)."""
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM lease WHERE id = 1 AND pid = ? AND create_time = ? AND host = ?",
+                [owner.pid, owner.create_time, owner.host],
+            )
+
+    def lease_owner(self) -> tuple[LeaseOwner, float] | None:
+        """The lease holder and its last heartbeat time, or ``None`` when the lease is free."""
+        with self._lock:
+            row = self.db.execute(
+                "SELECT pid, create_time, host, heartbeat_at FROM lease WHERE id = 1"
+            ).fetchone()
+        return None if row is None else (LeaseOwner(row[0], row[1], row[2]), row[3])
+
+    # -- status -------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Counts and the latest commit/error, from one consistent snapshot (see module docstring)."""
+        with self._transaction("DEFERRED") as db:  # one consistent snapshot
+            by_state = {
+                state: (count, size, oldest)
+                for state, count, size, oldest in db.execute(
+                    "SELECT state, count(*), coalesce(sum(size), 0), min(sealed_at) "
+                    "FROM segments GROUP BY state"
+                )
+            }
+            last_commit = self.history("commit", limit=1)
+            last_error = self.history("error", limit=1)
+        pending, pending_bytes, oldest = by_state.get("sealed", (0, 0, None))
+        return {
+            "pending_segments": pending,
+            "pending_bytes": pending_bytes,
+            "oldest_pending_age_s": None if oldest is None else max(0.0, time.time() - oldest),
+            "open_segments": by_state.get("open", (0,))[0],
+            "committed_segments": by_state.get("committed", (0,))[0],
+            "last_commit": (
+                {"oid": last_commit[0]["oid"], "at": last_commit[0]["at"], "url": last_commit[0]["url"]}
+                if last_commit
+                else None
+            ),
+            "last_error": (
+                {
+                    "message": last_error[0]["message"],
+                    "at": last_error[0]["at"],
+                    "permanent": last_error[0].get("permanent", False),
+                }
+                if last_error
+                else None
+            ),
+        }
+
+    def integrity_check(self) -> str:
+        """``PRAGMA integrity_check``: ``"ok"`` or SQLite's list of problems (slow on big files)."""
+        with self._lock:
+            try:
+                rows = self.db.execute("PRAGMA integrity_check").fetchall()
+            except sqlite3.DatabaseError as exc:
+                if _is_corruption(exc):
+                    raise JournalCorruptError(f"{self.path}: {exc}") from exc
+                raise
+        return "\n".join(row[0] for row in rows)
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the journal directory (0700) and an empty database file (0600) if absent."""
+    path.parent.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(mode=0o700)
+        os.chmod(path.parent, 0o700)  # mkdir's mode is subject to the umask
+    except FileExistsError:
+        pass
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        pass
+
+
+def move_aside(logdir: str | os.PathLike[str]) -> Path | None:
+    """Rename ``journal.db`` (and ``-wal``/``-shm``) to ``journal.db.broken-<UTC timestamp>``; never deletes.
+
+    Returns the new path of the database file, or ``None`` when there was no journal. Close every
+    connection to the journal first. The WAL files keep their suffix, so SQLite can still open the
+    moved copy with its WAL.
+    """
+    source = journal_path(logdir)
+    if not source.exists():
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = source.with_name(f"{source.name}.broken-{stamp}")
+    n = 1
+    while any(Path(f"{target}{suffix}").exists() for suffix in ("", *_SIDE_FILES)):
+        target = source.with_name(f"{source.name}.broken-{stamp}.{n}")
+        n += 1
+    for suffix in (*_SIDE_FILES, ""):
+        try:
+            os.rename(f"{source}{suffix}", f"{target}{suffix}")
+        except FileNotFoundError:
+            pass
+    return target

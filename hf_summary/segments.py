@@ -1,0 +1,293 @@
+"""Event segment files: TFRecord framing, one ``write(2)`` per record, sealing, naming, tail scanning.
+
+A segment is an ordinary TensorBoard event file (``events.out.tfevents.*``) that is written by exactly
+one :class:`Segment`, rolled at each commit tick and never changed once sealed. Each record is framed
+as TensorBoard expects (``u64 len | u32 masked crc(len) | data | u32 masked crc(data)``, little-endian)
+and reaches the OS in a single ``os.write`` of the whole record, so a SIGKILL of the writer loses
+nothing already logged: at most the record being written is torn, and ``seal_tail`` cuts it.
+
+This module knows neither the journal nor the Hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from crc32c import crc32c as _crc32c
+
+__all__ = [
+    "SEGMENT_PREFIX",
+    "Segment",
+    "SealedFile",
+    "file_sha256",
+    "frame_record",
+    "is_event_file",
+    "last_complete_offset",
+    "masked_crc32c",
+    "parse_segment_sequence",
+    "read_records",
+    "seal_tail",
+    "segment_name",
+]
+
+SEGMENT_PREFIX = "events.out.tfevents."
+_SEGMENT_SUFFIX = ".hfs"
+_SEGMENT_RE = re.compile(r"^events\.out\.tfevents\.(\d{10,})\.[A-Za-z0-9._-]+\.hfs[^/\x00]*$")
+_HOST_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+_HEADER = struct.Struct("<QI")  # length, masked crc of the 8 length bytes
+_LEN = struct.Struct("<Q")
+_CRC = struct.Struct("<I")
+_MASK_DELTA = 0xA282EAD8
+_READ_CHUNK = 1 << 20
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
+
+
+def masked_crc32c(data: bytes) -> int:
+    """TensorFlow's masked CRC-32C (Castagnoli) of ``data``."""
+    c = _crc32c(data)
+    return (((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def frame_record(data: bytes) -> bytes:
+    """Frame ``data`` as one TFRecord: ``u64 len | u32 masked crc(len) | data | u32 masked crc(data)``."""
+    length = _LEN.pack(len(data))
+    return length + _CRC.pack(masked_crc32c(length)) + data + _CRC.pack(masked_crc32c(data))
+
+
+def segment_name(sequence: int, host: str, suffix: str = "") -> str:
+    """File name of segment ``sequence``: zero-padded, so lexicographic order is creation order.
+
+    Characters of ``host`` outside ``[A-Za-z0-9._-]`` (``/``, NUL, spaces, ...) become ``_``; an empty
+    host becomes ``localhost``. ``suffix`` (tensorboardX's ``filename_suffix``) goes after ``.hfs``.
+    """
+    if sequence < 0:
+        raise ValueError(f"segment sequence must be >= 0, got {sequence}")
+    if "/" in suffix or "\0" in suffix:
+        raise ValueError(f"segment name suffix may not contain '/' or NUL: {suffix!r}")
+    host = _HOST_UNSAFE.sub("_", host) or "localhost"
+    return f"{SEGMENT_PREFIX}{sequence:010d}.{host}{_SEGMENT_SUFFIX}{suffix}"
+
+
+def parse_segment_sequence(name: str) -> int | None:
+    """Sequence number of a name made by :func:`segment_name` (any suffix), or ``None`` for other names."""
+    match = _SEGMENT_RE.match(os.path.basename(name))
+    return int(match.group(1)) if match else None
+
+
+def is_event_file(name: str | os.PathLike[str]) -> bool:
+    """True when the basename contains ``tfevents``, the test TensorBoard's readers use."""
+    return "tfevents" in os.path.basename(name)
+
+
+@dataclass(frozen=True)
+class SealedFile:
+    """A finished segment: it never changes again."""
+
+    path: Path
+    size: int
+    sha256: str
+
+
+class Segment:
+    """An open segment being written. One ``os.write`` per record; no user-space buffer.
+
+    Not thread-safe: the caller serialises ``write_record`` and ``seal`` (the writer holds a lock).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        """Create ``path`` (mode 0644 before umask); raises ``FileExistsError`` if it already exists."""
+        self.path = Path(path)
+        self.size = 0
+        self._fd: int | None = os.open(self.path, _OPEN_FLAGS, 0o644)
+        self._sha = hashlib.sha256()
+        self._torn = False  # a failed write may have left bytes past ``size`` that ftruncate could not cut
+
+    def write_record(self, data: bytes) -> None:
+        """Frame ``data`` and hand it to the OS in one ``os.write``.
+
+        On any failure (``ENOSPC``, ``EFBIG``, an exception raised by a signal handler between two partial
+        writes, ...) the file is truncated back to the last complete record and the exception propagates
+        unchanged. Raises ``ValueError`` once the segment is sealed.
+        """
+        fd = self._fd
+        if fd is None:
+            raise ValueError(f"segment {self.path} is sealed")
+        if self._torn:
+            self._truncate_tail(fd)
+        length = _LEN.pack(len(data))
+        c = _crc32c(length)
+        d = _crc32c(data)
+        record = b"".join(
+            (
+                length,
+                _CRC.pack((((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF),
+                data,
+                _CRC.pack((((d >> 15) | (d << 17)) + _MASK_DELTA) & 0xFFFFFFFF),
+            )
+        )
+        try:
+            written = os.write(fd, record)
+            if written != len(record):
+                view = memoryview(record)
+                while written < len(record):
+                    if self._fd != fd:  # sealed by a signal handler between two partial writes
+                        raise ValueError(f"segment {self.path} was sealed during a write")
+                    written += os.write(fd, view[written:])
+        except BaseException:
+            if self._fd == fd:
+                self._torn = True
+                try:
+                    self._truncate_tail(fd)
+                except OSError:
+                    pass  # retried before the next write and at seal()
+            raise
+        self.size += len(record)
+        self._sha.update(record)
+
+    def sync(self) -> None:
+        """fsync what was written so far (records are already in the OS; this makes them survive power loss).
+
+        A no-op once sealed.
+        """
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def seal(self) -> SealedFile:
+        """Cut any torn tail, fsync and close the file (and fsync its directory); return its summary.
+
+        Safe to call from a signal handler that interrupted :meth:`write_record`: a record that fully
+        reached the file is kept and counted, a partial one is cut. Raises ``ValueError`` if already sealed;
+        if fsync fails the file is closed anyway and the error propagates (:func:`seal_tail` can finish it).
+        """
+        fd = self._fd
+        if fd is None:
+            raise ValueError(f"segment {self.path} is already sealed")
+        self._fd = None
+        try:
+            if os.fstat(fd).st_size != self.size:  # a failed write's leftovers, or a write we interrupted
+                end = _last_complete(self.path, self.size)
+                with open(self.path, "rb") as f:  # fd is write-only
+                    f.seek(self.size)
+                    self._sha.update(f.read(end - self.size))
+                os.ftruncate(fd, end)
+                self.size = end
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(self.path.parent)
+        return SealedFile(self.path, self.size, self._sha.hexdigest())
+
+    def _truncate_tail(self, fd: int) -> None:
+        os.ftruncate(fd, self.size)
+        self._torn = False
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a new directory entry durable; filesystems that cannot fsync a directory are ignored."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _scan(
+    path: str | os.PathLike[str], *, keep_data: bool, start: int = 0
+) -> Iterator[tuple[int, bytes | None]]:
+    """Yield ``(end offset, data)`` for each complete, CRC-valid record from ``start`` (a record boundary).
+
+    Stops at the first incomplete or corrupt record (tfevents-notes §4): a bad length CRC means the
+    length cannot be trusted, so nothing after it is read. Records are read in bounded chunks unless
+    ``keep_data`` asks for their bytes.
+    """
+    with open(path, "rb", buffering=_READ_CHUNK) as f:
+        size = os.fstat(f.fileno()).st_size
+        off = f.seek(start)
+        while size - off >= _HEADER.size:
+            header = f.read(_HEADER.size)
+            if len(header) < _HEADER.size:
+                return
+            length, length_crc = _HEADER.unpack(header)
+            if masked_crc32c(header[:8]) != length_crc:
+                return
+            end = off + _HEADER.size + length + _CRC.size
+            if end > size:
+                return
+            data: bytes | None = None
+            if keep_data or length <= _READ_CHUNK:
+                data = f.read(length)
+                if len(data) < length:
+                    return
+                crc = _crc32c(data)
+            else:
+                crc, remaining = 0, length
+                while remaining:
+                    chunk = f.read(min(_READ_CHUNK, remaining))
+                    if not chunk:
+                        return
+                    crc = _crc32c(chunk, crc)
+                    remaining -= len(chunk)
+            footer = f.read(_CRC.size)
+            if len(footer) < _CRC.size:
+                return
+            if (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF != _CRC.unpack(footer)[0]:
+                return
+            off = end
+            yield off, data if keep_data else None
+
+
+def last_complete_offset(path: str | os.PathLike[str]) -> int:
+    """Offset just past the last complete, CRC-valid record; ``truncate(offset)`` removes only a bad tail."""
+    return _last_complete(path, 0)
+
+
+def _last_complete(path: str | os.PathLike[str], start: int) -> int:
+    off = start
+    for end, _ in _scan(path, keep_data=False, start=start):
+        off = end
+    return off
+
+
+def read_records(path: str | os.PathLike[str]) -> Iterator[bytes]:
+    """Yield each complete record's data (CRC-checked); stop at the first torn or corrupt record."""
+    for _, data in _scan(path, keep_data=True):
+        assert data is not None
+        yield data
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's contents, read in chunks."""
+    sha = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        while chunk := f.read(_READ_CHUNK):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def seal_tail(path: str | os.PathLike[str]) -> SealedFile:
+    """Seal a segment left open by a dead writer: cut it to its last complete record, fsync, summarise.
+
+    Only call this when no process can still be writing the file.
+    """
+    path = Path(path)
+    end = last_complete_offset(path)
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        if os.fstat(fd).st_size != end:
+            os.ftruncate(fd, end)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return SealedFile(path, end, file_sha256(path))
