@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 
@@ -42,53 +43,48 @@ def _scalar_steps(keys: set[tuple]) -> set[int]:
     return {key[2] for key in keys if key[1] == "loss" and key[0] == ""}
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_sigkill_of_the_trainer_loses_nothing(tmp_path, hub, writer_env, repo_id, seed):
-    logdir = tmp_path / "killed"
-    proc = run_script(TRAINER, {"REPO": repo_id, "LOGDIR": str(logdir)}, tmp_path)
+def _assert_everything_reaches_the_hub(hub, repo_id, tmp_path, logdir, last_step: int) -> None:
+    """Every acknowledged step reaches the Hub within 30 s with no restart, the uploader exits, and the Hub's
+    copy equals the logdir's event files."""
+    folder = f"tensorboard/{logdir.name}"
+    wait_until(
+        lambda: set(range(last_step + 1)) <= _scalar_steps(hub_events(hub, repo_id, tmp_path, path_in_repo=folder)),
+        timeout=30,
+        interval=1,
+        message="every acknowledged step on the Hub",
+    )
+    wait_until(lambda: not uploader_processes(logdir), timeout=30, message="the uploader to exit")
+    assert hub_events(hub, repo_id, tmp_path, path_in_repo=folder) == event_keys(logdir)
+
+
+@contextlib.contextmanager
+def _trainer(env: dict[str, str], tmp_path, logdir):
+    proc = run_script(TRAINER, {"LOGDIR": str(logdir), **env}, tmp_path)
     try:
-        last = _run_until(proc, random.Random(seed).randint(100, 1500))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        wait_until(
-            lambda: set(range(last + 1)) <= _scalar_steps(
-                hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/killed")
-            ),
-            timeout=30,
-            interval=1,
-            message="every acknowledged step on the Hub",
-        )
-        wait_until(lambda: not uploader_processes(logdir), timeout=30, message="the uploader to exit")
-        assert hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/killed") == event_keys(logdir)
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         kill_uploaders(logdir)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sigkill_of_the_trainer_loses_nothing(tmp_path, hub, writer_env, repo_id, seed):
+    logdir = tmp_path / "killed"
+    with _trainer({"REPO": repo_id}, tmp_path, logdir) as proc:
+        last = _run_until(proc, random.Random(seed).randint(100, 1500))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        _assert_everything_reaches_the_hub(hub, repo_id, tmp_path, logdir, last)
 
 
 @pytest.mark.parametrize(("own_handler", "expected_status"), [(False, -signal.SIGTERM), (True, 3)])
 def test_sigterm_pushes_and_chains_to_the_previous_handler(tmp_path, hub, writer_env, repo_id, own_handler,
                                                             expected_status):
     logdir = tmp_path / "terminated"
-    env = {"REPO": repo_id, "LOGDIR": str(logdir), **({"OWN_HANDLER": "1"} if own_handler else {})}
-    proc = run_script(TRAINER, env, tmp_path)
-    try:
+    with _trainer({"REPO": repo_id, **({"OWN_HANDLER": "1"} if own_handler else {})}, tmp_path, logdir) as proc:
         last = _run_until(proc, 300)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == expected_status
-        wait_until(
-            lambda: set(range(last + 1)) <= _scalar_steps(
-                hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/terminated")
-            ),
-            timeout=30,
-            interval=1,
-            message="every acknowledged step on the Hub",
-        )
-        wait_until(lambda: not uploader_processes(logdir), timeout=30, message="the uploader to exit")
-        assert hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/terminated") == event_keys(logdir)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        kill_uploaders(logdir)
+        _assert_everything_reaches_the_hub(hub, repo_id, tmp_path, logdir, last)
