@@ -17,6 +17,7 @@ from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, RepoFile
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
+    HfUriError,
     HFValidationError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
@@ -161,13 +162,19 @@ class HubClient:
         Returns the repo URL.
         """
         try:
-            url = self._api.create_repo(
-                self.repo_id,
-                repo_type=self.repo_type,
-                private=private,
-                exist_ok=True,
-                space_sdk="static" if self.repo_type == "space" else None,
-            )
+            try:
+                url = self._api.create_repo(
+                    self.repo_id,
+                    repo_type=self.repo_type,
+                    private=private,
+                    exist_ok=True,
+                    space_sdk="static" if self.repo_type == "space" else None,
+                )
+            except HfUriError:
+                # huggingface_hub 2.4 builds the URL of an existing repo it may not create (401-403, then
+                # repo_info succeeded) without its own endpoint, so a custom HF_ENDPOINT set after import fails
+                # to parse. The repo exists: that is all this call needs to know.
+                url = f"{self._api.endpoint}/{self.repo_id}"
             if self.revision != "main":
                 self._api.create_branch(
                     self.repo_id, branch=self.revision, repo_type=self.repo_type, exist_ok=True
@@ -175,6 +182,22 @@ class HubClient:
         except Exception as exc:
             raise classify(exc) from exc
         return str(url)
+
+    def check_write_access(self) -> None:
+        """Raise :class:`PermanentHubError` when the token clearly cannot write to the repo: a read-only token,
+        or a namespace that is neither the token's user nor one of its organisations. (``create_repo`` alone
+        does not tell: on an existing public repo it succeeds for any reader.)"""
+        try:
+            me = self._api.whoami()
+        except Exception as exc:
+            raise classify(exc) from exc
+        namespace = self.repo_id.split("/")[0] if "/" in self.repo_id else me.get("name")
+        allowed = {me.get("name")} | {org.get("name") for org in me.get("orgs") or []}
+        role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
+        if role == "read":
+            raise PermanentHubError(f"the token of {me.get('name')!r} is read-only")
+        if namespace not in allowed:
+            raise PermanentHubError(f"{me.get('name')!r} may not write to the namespace {namespace!r}")
 
     def commit_files(self, files: list[tuple[Path, str]], message: str) -> CommitResult:
         """Push ``(local path, path in repo)`` pairs in one commit, uploaded by path.

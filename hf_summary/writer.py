@@ -153,7 +153,9 @@ class HFSummaryWriter(SummaryWriter):
 
         def attempt() -> None:
             try:
-                self._hub_client().ensure_repo(private=self._settings.private)
+                client = self._hub_client()
+                client.ensure_repo(private=self._settings.private)
+                client.check_write_access()
                 outcome.append(None)
             except hub.HubError as exc:
                 outcome.append(exc)

@@ -128,6 +128,9 @@ def test_bad_token_fails_fast(tmp_path, hub, writer_env, repo_id, monkeypatch):
     assert time.monotonic() - started < 3
     with pytest.raises(PermissionError):
         HFSummaryWriter(repo_id, logdir=tmp_path / "bad", token=hub.token("bob"))
+    _api(hub).create_repo(repo_id)  # an existing public repo: bob can read it, not write to it
+    with pytest.raises(PermissionError, match="bob"):
+        HFSummaryWriter(repo_id, logdir=tmp_path / "bad", token=hub.token("bob"))
     assert not uploader_processes(tmp_path / "bad")
 
 
