@@ -70,7 +70,9 @@ def run_client(tmp_path: Path) -> Callable[..., object]:
     The code's last stdout line must be JSON; it is returned parsed.
     """
 
-    def run(hub: LocalHub, code: str, *, token: str | None = None, env: dict[str, str] | None = None) -> object:
+    def run(
+        hub: LocalHub, code: str, *, token: str | None = None, env: dict[str, str] | None = None
+    ) -> object:
         full_env = {
             **os.environ,
             "HF_ENDPOINT": hub.endpoint,
@@ -80,7 +82,10 @@ def run_client(tmp_path: Path) -> Callable[..., object]:
             **(env or {}),
         }
         result = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(code)], env=full_env, capture_output=True, text=True,
+            [sys.executable, "-c", textwrap.dedent(code)],
+            env=full_env,
+            capture_output=True,
+            text=True,
             timeout=CLIENT_TIMEOUT_S,
         )
         assert result.returncode == 0, f"client failed:\n{result.stdout}\n{result.stderr}"

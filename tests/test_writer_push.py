@@ -6,12 +6,12 @@ import time
 
 import pytest
 from helpers import event_keys, hub_events, kill_uploaders, uploader_processes, wait_until
-from hf_summary.localhub.testing import LocalHub
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 
 from hf_summary import HFSummaryWriter
 from hf_summary.journal import Journal
+from hf_summary.localhub.testing import LocalHub
 
 
 def _api(hub, user: str = "alice") -> HfApi:

@@ -76,7 +76,7 @@ def test_every_method_reaches_the_hub(tmp_path, hub, writer_env, repo_id):
     logged = event_keys(logdir)
     tags = {key[1] for key in logged}
     assert {"loss", "new_style", "double", "weights", "raw", "image", "images", "boxes", "note/text_summary", "audio", "video",
-           
+
             "pr", "pr_raw", "mesh_1", "mesh_2", "tensor", "with_metadata", "custom_scalars__config__"} <= tags
     assert ("compare/train", "compare", 1) in {(k[0], k[1], k[2]) for k in logged}
     assert ("", "with_metadata", 7) in {(k[0], k[1], k[2]) for k in logged}

@@ -1,0 +1,219 @@
+"""The ASGI application: URL routing and the per-request `Call` context.
+
+Routing works on the *raw* path, split on `/` before percent-decoding each segment, because the
+client sends revisions as one encoded segment (`dev%2Fx`, `refs%2Fpr%2F1`; hub-api.md §1.1).
+Handlers are plain functions `handler(call) -> Response` run in a worker thread after the body has
+been read (with a size cap); the few that stream (LFS PUT) are coroutines and read the body themselves.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlencode
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from hf_summary.localhub import api, files, lfs
+from hf_summary.localhub.auth import Caller, check_read, check_write, identify
+from hf_summary.localhub.errors import HubError, bad_request
+from hf_summary.localhub.storage import Repo, Storage
+
+MAX_JSON_BODY = 16 * 1024 * 1024
+MAX_COMMIT_BODY = 1024 * 1024 * 1024
+TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
+
+
+@dataclass
+class Hub:
+    """Server-wide state shared by all requests."""
+
+    storage: Storage
+    users: dict[str, str]
+    lfs: bool
+    page_size: int
+    secret: bytes
+
+
+@dataclass
+class Call:
+    """One request: who is calling, the route parameters and the (already read) body."""
+
+    hub: Hub
+    request: Request
+    caller: Caller
+    params: dict[str, str]
+    body: bytes = b""
+
+    @property
+    def base_url(self) -> str:
+        """`http://host:port` as the client addressed us, so returned URLs match HF_ENDPOINT."""
+        return str(self.request.base_url).rstrip("/")
+
+    def query(self, name: str, default: str | None = None) -> str | None:
+        return self.request.query_params.get(name, default)
+
+    def flag(self, name: str) -> bool:
+        return (self.query(name) or "").lower() in ("1", "true")
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise bad_request(f"Request body is not valid JSON: {e}") from None
+
+    def json_object(self) -> dict:
+        payload = self.json()
+        if not isinstance(payload, dict):
+            raise bad_request("Request body must be a JSON object")
+        return payload
+
+    def readable_repo(self) -> Repo:
+        return check_read(self.caller, self._lookup())
+
+    def writable_repo(self) -> Repo:
+        return check_write(self.caller, self._lookup())
+
+    def _lookup(self) -> Repo | None:
+        return self.hub.storage.get_repo(self.params["type"], self.params["namespace"], self.params["name"])
+
+    def repo_url(self, repo: Repo) -> str:
+        return f"{self.base_url}/{TYPE_PREFIX[repo.type]}{repo.repo_id}"
+
+    def next_link(self, **params: str) -> dict[str, str]:
+        """A `Link: <absolute url>; rel="next"` header for the same path with `params` as query."""
+        path = self.request.scope.get("raw_path", b"").decode("latin-1") or self.request.url.path
+        return {"Link": f'<{self.base_url}{path}?{urlencode(params)}>; rel="next"'}
+
+
+Handler = Callable[[Call], Response] | Callable[[Call], Awaitable[Response]]
+Routes = dict[str, Handler]
+
+_REPO_API: dict[str, Routes] = {
+    "": {"GET": api.repo_info},
+    "revision": {"GET": api.repo_info},
+    "preupload": {"POST": api.preupload},
+    "commit": {"POST": api.commit},
+    "tree": {"GET": api.list_tree},
+    "paths-info": {"POST": api.paths_info},
+    "commits": {"GET": api.list_commits},
+    "refs": {"GET": api.list_refs},
+    "super-squash": {"POST": api.super_squash},
+    "branch": {"POST": api.create_branch, "DELETE": api.delete_branch},
+}
+
+
+def route(segments: list[str]) -> tuple[Routes, dict[str, str]]:
+    """The handlers (by method) and parameters for a decoded path; ({}, {}) if nothing matches."""
+    match segments:
+        case ["api", "whoami-v2"]:
+            return {"GET": api.whoami}, {}
+        case ["api", "repos", "create"]:
+            return {"POST": api.create_repo}, {}
+        case ["api", "repos", "delete"]:
+            return {"DELETE": api.delete_repo}, {}
+        case ["api", "validate-yaml"]:
+            return {"POST": api.validate_yaml}, {}
+        case ["api", "models" | "datasets" | "spaces" as plural, namespace, name, *rest]:
+            params = {"type": plural[:-1], "namespace": namespace, "name": name}
+            action, *args = rest or [""]
+            if action in ("", "refs"):
+                if not args:
+                    return _REPO_API[action], {**params, "revision": "main"}
+            elif action == "tree":
+                if args:  # the revision is one (encoded) segment, the folder path may be several
+                    return _REPO_API["tree"], {**params, "revision": args[0], "path": "/".join(args[1:])}
+            elif action in _REPO_API and args:
+                return _REPO_API[action], {**params, "revision": "/".join(args)}
+        case ["_localhub", "lfs", "upload", "model" | "dataset" | "space" as repo_type, namespace, name, oid]:
+            return {"PUT": lfs.upload}, {"type": repo_type, "namespace": namespace, "name": name, "oid": oid}
+        case ["_localhub", "lfs", "verify", "model" | "dataset" | "space" as repo_type, namespace, name]:
+            return {"POST": lfs.verify}, {"type": repo_type, "namespace": namespace, "name": name}
+        case ["datasets" | "spaces" as plural, namespace, name, *rest]:
+            return _web_route(plural[:-1], namespace, name, rest)
+        case [namespace, name, *rest] if namespace not in ("api", "_localhub"):
+            return _web_route("model", namespace, name, rest)
+    return {}, {}
+
+
+def _web_route(repo_type: str, namespace: str, name: str, rest: list[str]) -> tuple[Routes, dict[str, str]]:
+    params = {"type": repo_type, "namespace": namespace, "name": name}
+    match rest:
+        case ["resolve", revision, *path] if path:
+            return {"GET": files.resolve, "HEAD": files.resolve}, {
+                **params,
+                "revision": revision,
+                "path": "/".join(path),
+            }
+        case ["info", "lfs", "objects", "batch"] if name.endswith(".git"):
+            return {"POST": lfs.batch}, {**params, "name": name.removesuffix(".git")}
+    return {}, {}
+
+
+class HubApp:
+    """ASGI entry point: route, identify the caller, read the body, run the handler, map HubError."""
+
+    def __init__(
+        self, *, data_dir: Path, users: dict[str, str], lfs: bool, commit_limit: int, page_size: int
+    ):
+        storage = Storage(data_dir, commit_limit=commit_limit)
+        self.hub = Hub(storage, dict(users), lfs, page_size, _load_secret(data_dir))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        try:
+            response = await self._handle(request)
+        except HubError as e:
+            response = e.response()
+        await response(scope, receive, send)
+
+    async def _handle(self, request: Request) -> Response:
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        segments = [unquote(s) for s in raw.decode("latin-1").split("/")[1:]]
+        if segments and segments[-1] == "" and len(segments) > 1:
+            segments.pop()
+        routes, params = route(segments)
+        method = request.method.upper()
+        if not routes:
+            return JSONResponse({"error": f"Not found: {request.url.path}"}, status_code=404)
+        if method not in routes:
+            return JSONResponse({"error": f"Method {method} not allowed"}, status_code=405)
+        handler = routes[method]
+        call = Call(self.hub, request, identify(request, self.hub.users), params)
+        if inspect.iscoroutinefunction(handler):
+            return await handler(call)
+        if method in ("POST", "PUT", "DELETE"):
+            call.body = await read_body(request, MAX_COMMIT_BODY if handler is api.commit else MAX_JSON_BODY)
+        return await run_in_threadpool(handler, call)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise HubError(413, f"Request body too large ({declared} bytes; the limit is {limit})")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HubError(413, f"Request body too large (the limit is {limit} bytes)")
+    return bytes(body)
+
+
+def _load_secret(data_dir: Path) -> bytes:
+    """The key signing LFS upload URLs; kept in the data dir so URLs survive a restart."""
+    path = data_dir / "secret"
+    if not path.exists():
+        tmp = data_dir / "secret.tmp"
+        tmp.write_bytes(secrets.token_bytes(32))
+        tmp.replace(path)
+    return path.read_bytes()

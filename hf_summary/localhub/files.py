@@ -1,0 +1,34 @@
+"""`HEAD`/`GET /[datasets/|spaces/]{ns}/{name}/resolve/{rev}/{path}` (hub-api.md §2.16).
+
+Served directly (no redirect) with the headers the client's metadata step needs on the final
+response: `X-Repo-Commit`, a quoted `ETag` (git blob SHA-1 for regular files, SHA-256 for LFS files,
+which also get `X-Linked-Etag`/`X-Linked-Size`) and the real `Content-Length`, also on HEAD.
+Starlette's FileResponse answers `Range` requests with 206. No `X-Xet-*` header is ever sent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.responses import FileResponse
+
+from hf_summary.localhub.errors import entry_not_found
+from hf_summary.localhub.gitobjects import FileEntry
+
+if TYPE_CHECKING:
+    from hf_summary.localhub.app import Call
+
+
+def resolve(call: Call) -> FileResponse:
+    repo = call.readable_repo()
+    commit = call.hub.storage.resolve(repo, call.params["revision"])
+    path = call.params["path"]
+    entry = call.hub.storage.lookup(commit.tree, path)
+    if not isinstance(entry, FileEntry):
+        raise entry_not_found(path, commit.oid)
+    headers = {"X-Repo-Commit": commit.oid, "ETag": f'"{entry.etag}"'}
+    if entry.lfs:
+        headers |= {"X-Linked-Etag": f'"{entry.etag}"', "X-Linked-Size": str(entry.size)}
+    return FileResponse(
+        call.hub.storage.blobs.path(entry.sha256), headers=headers, media_type="application/octet-stream"
+    )
