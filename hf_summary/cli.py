@@ -31,6 +31,13 @@ def _add_hub_parser(commands: argparse._SubParsersAction) -> None:
     hub.add_argument(
         "--commit-limit", type=int, default=128, help="commits per repo per rolling hour before 429 (default: 128)"
     )
+    hub.add_argument(
+        "--commit-window",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="length of the rolling window of --commit-limit (default: 3600, as the real Hub)",
+    )
     hub.add_argument("--page-size", type=int, default=1000, help="entries per page in /tree and /commits lists")
     hub.set_defaults(handler=_run_hub)
 
@@ -47,6 +54,7 @@ def _run_hub(args: argparse.Namespace) -> int:
         lfs=args.lfs,
         commit_limit=args.commit_limit,
         page_size=args.page_size,
+        commit_window_s=args.commit_window,
     )
     return 0
 
@@ -136,14 +144,18 @@ def _add_recover_parser(commands: argparse._SubParsersAction) -> None:
         "rebuilt from the files on disk, given --repo-id). The token comes from --token, HF_TOKEN or the "
         "stored login. Safe to run any number of times: a second run makes no commit. Exit status: 0 when "
         "the Hub holds everything, 1 when something is still missing, 2 on a permanent error (token, "
-        "permissions), 3 when a live uploader holds the run and --no-wait was given.",
+        "permissions) or when recovery cannot start (no journal and no --repo-id), 3 when a live uploader "
+        "holds the run and --no-wait was given (or --timeout passed while waiting for it). --dry-run lists "
+        "what would be pushed and changes nothing.",
     )
     recover.add_argument("logdir", type=Path, help="the writer's logdir")
     recover.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the stored login)")
     recover.add_argument("--no-wait", action="store_true", help="fail instead of waiting for a live uploader")
     recover.add_argument("--dry-run", action="store_true", help="list what would be pushed; change nothing")
     recover.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
-    rebuild = recover.add_argument_group("settings, only when the journal is missing")
+    rebuild = recover.add_argument_group(
+        "settings, used only when the journal is missing or unreadable (otherwise the journal's are used)"
+    )
     rebuild.add_argument("--repo-id", default=None)
     rebuild.add_argument("--repo-type", default="model", choices=["model", "dataset", "space"])
     rebuild.add_argument("--revision", default="main")
@@ -157,13 +169,10 @@ def _run_recover(args: argparse.Namespace) -> int:
     import logging
     import os
 
-    from hf_summary.journal import RunSettings
+    from hf_summary.journal import JournalError, RunSettings
     from hf_summary.recover import LeaseBusyError, RecoverError, recover
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("hf-summary recover: %(message)s"))
-    logging.getLogger("hf_summary").addHandler(handler)
-    logging.getLogger("hf_summary").setLevel(logging.INFO)
+    logdir = args.logdir.resolve()
     settings = None
     if args.repo_id:
         folder = args.path_in_repo.strip("/")
@@ -171,7 +180,7 @@ def _run_recover(args: argparse.Namespace) -> int:
             repo_id=args.repo_id,
             repo_type=args.repo_type,
             revision=args.revision,
-            path_in_repo=f"{folder}/{args.logdir.resolve().name}" if folder else args.logdir.resolve().name,
+            path_in_repo=f"{folder}/{logdir.name}" if folder else logdir.name,
             allow_patterns=["*.tfevents.*"],
             ignore_patterns=None,
             squash_history=False,
@@ -179,37 +188,64 @@ def _run_recover(args: argparse.Namespace) -> int:
             private=None,
             endpoint=args.endpoint or os.environ.get("HF_ENDPOINT"),
         )
+    package_logger = logging.getLogger("hf_summary")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("hf-summary recover: %(message)s"))
+    previous_level = package_logger.level
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.INFO)
     try:
         report = recover(
-            args.logdir.resolve(),
+            logdir,
             token=args.token,
             settings=settings,
             wait=not args.no_wait,
             dry_run=args.dry_run,
             timeout=args.timeout,
-            say=lambda line: print(line, flush=True),
+            say=lambda line: print(f"hf-summary recover: {line}", file=sys.stderr, flush=True),
         )
     except LeaseBusyError as exc:
         print(f"hf-summary recover: {exc}", file=sys.stderr)
         return 3
-    except RecoverError as exc:
+    except (RecoverError, JournalError) as exc:
         print(f"hf-summary recover: {exc}", file=sys.stderr)
         return 2
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous_level)
+    print(f"Logdir:          {report.logdir}")
+    print(f"Repo:            {report.repo_type} {report.repo_id} @ {report.revision}, folder {report.path_in_repo}"
+          + (f" on {report.endpoint}" if report.endpoint else ""))
+    for note in report.notes:
+        print(f"Note:            {note}")
     if args.dry_run:
-        print(f"Would push {len(report.would_push)} segment(s), "
-              f"{sum(r.size or 0 for r in report.would_push)} bytes, to {report.repo_id}:")
-        for row in report.would_push:
-            print(f"  {row.path_in_repo} ({row.size} bytes)")
+        size = sum(planned.size for planned in report.would_push)
+        print(f"Would push:      {len(report.would_push)} segment(s), {size} bytes"
+              + (" (nothing to do)" if not report.would_push else ":"))
+        for planned in report.would_push:
+            print(f"  {planned.path_in_repo} ({planned.size} bytes): {planned.reason}")
+        if report.still_open:
+            print(f"Being written:   {report.still_open} segment(s) of a live writer (left alone)")
+        if report.lost:
+            print(f"Lost:            {len(report.lost)} segment(s) neither on the Hub nor on disk", file=sys.stderr)
+        print("Dry run: nothing was changed.")
         return 0
-    print(f"Repo:                {report.repo_id}")
     if report.moved_journal:
-        print(f"Old journal kept at: {report.moved_journal}")
-    print(f"Tails sealed:        {report.sealed_tails}")
-    print(f"Found on disk:       {report.found_on_disk}")
-    print(f"Pushed:              {report.pushed_segments} segment(s), {report.pushed_bytes} bytes")
-    print(f"Pushed again:        {len(report.repushed)}")
+        print(f"Journal:         rebuilt from {report.found_on_disk} segment(s) on disk; "
+              f"the old one is kept at {report.moved_journal}")
+    elif report.found_on_disk:
+        print(f"Found on disk:   {report.found_on_disk} segment(s) the journal did not know")
+    print(f"Tails sealed:    {report.sealed_tails}")
+    print(f"Pushed:          {report.pushed_segments} segment(s), {report.pushed_bytes} bytes, "
+          f"{len(report.commits)} commit(s)" + (f" (last {report.commits[-1]})" if report.commits else ""))
+    print(f"Pushed again:    {len(report.repushed)} (missing or different on the Hub)")
+    print(f"Verified:        {report.verified_segments} segment(s), {report.verified_bytes} bytes on the Hub "
+          "(size and content)")
     if report.still_open:
-        print(f"Still being written: {report.still_open} segment(s) of a live writer")
+        print(f"Being written:   {report.still_open} segment(s) of a live writer (its uploader pushes them)")
+    for path in report.lost[:10]:
+        print(f"Lost:            {path}", file=sys.stderr)
+    print(f"Time:            {report.elapsed_s:.1f} s")
     if report.exit_status == 0:
         print("OK: the Hub holds every segment")
     else:

@@ -55,6 +55,26 @@ def test_commit_limit_answers_429_and_create_commit_does_not_retry(
     api.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=other)  # the limit is per repo
 
 
+def test_a_short_commit_window_frees_slots(repo_id: str) -> None:
+    with LocalHub(commit_limit=1, commit_window_s=2) as hub:
+        api = HfApi(endpoint=hub.endpoint, token=hub.token())
+        api.create_repo(repo_id)
+        api.upload_file(path_or_fileobj=b"0", path_in_repo="0.txt", repo_id=repo_id)
+        with pytest.raises(HfHubHTTPError) as e:
+            api.upload_file(path_or_fileobj=b"1", path_in_repo="1.txt", repo_id=repo_id)
+        retry_after = int(e.value.response.headers["retry-after"])
+        assert 1 <= retry_after <= 2
+        deadline = time.monotonic() + 10
+        while True:  # the slot frees once the first commit leaves the window
+            try:
+                api.upload_file(path_or_fileobj=b"1", path_in_repo="1.txt", repo_id=repo_id)
+                break
+            except HfHubHTTPError as exc:
+                assert exc.response.status_code == 429 and time.monotonic() < deadline
+                time.sleep(float(exc.response.headers["retry-after"]))
+        assert api.list_repo_files(repo_id) == ["0.txt", "1.txt"]
+
+
 def test_preupload_429_is_retried_after_retry_after(limited_hub: LocalHub, repo_id: str) -> None:
     """preupload goes through the client's backoff, which waits Retry-After + 1 s (hub-api.md §1.5)."""
     api = HfApi(endpoint=limited_hub.endpoint, token=limited_hub.token())

@@ -162,9 +162,16 @@ class HubApp:
     """ASGI entry point: route, identify the caller, read the body, run the handler, map HubError."""
 
     def __init__(
-        self, *, data_dir: Path, users: dict[str, str], lfs: bool, commit_limit: int, page_size: int
+        self,
+        *,
+        data_dir: Path,
+        users: dict[str, str],
+        lfs: bool,
+        commit_limit: int,
+        page_size: int,
+        commit_window_s: float,
     ):
-        storage = Storage(data_dir, commit_limit=commit_limit)
+        storage = Storage(data_dir, commit_limit=commit_limit, commit_window_s=commit_window_s)
         self.hub = Hub(storage, dict(users), lfs, page_size, _load_secret(data_dir))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

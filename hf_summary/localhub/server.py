@@ -40,12 +40,18 @@ def create_app(
     lfs: bool = False,
     commit_limit: int = 128,
     page_size: int = 1000,
+    commit_window_s: float = 3600.0,
 ) -> FaultsAndStats:
     """The complete ASGI application (Hub routes wrapped in fault injection and statistics)."""
-    if commit_limit < 1 or page_size < 1:
-        raise ValueError("commit_limit and page_size must be >= 1")
+    if commit_limit < 1 or page_size < 1 or not commit_window_s > 0:
+        raise ValueError("commit_limit and page_size must be >= 1 and commit_window_s > 0")
     hub = HubApp(
-        data_dir=Path(data_dir), users=users, lfs=lfs, commit_limit=commit_limit, page_size=page_size
+        data_dir=Path(data_dir),
+        users=users,
+        lfs=lfs,
+        commit_limit=commit_limit,
+        page_size=page_size,
+        commit_window_s=commit_window_s,
     )
     return FaultsAndStats(hub, admin_token=admin_token, repo_stats=hub.hub.storage.repo_stats)
 
@@ -73,6 +79,7 @@ def serve(
     lfs: bool = False,
     commit_limit: int = 128,
     page_size: int = 1000,
+    commit_window_s: float = 3600.0,
 ) -> None:
     """Serve until SIGTERM/SIGINT. Prints exactly one stdout line, `Local Hub listening on http://HOST:PORT`."""
     app = create_app(
@@ -82,6 +89,7 @@ def serve(
         lfs=lfs,
         commit_limit=commit_limit,
         page_size=page_size,
+        commit_window_s=commit_window_s,
     )
     # Bind ourselves so port 0 resolves to a real port before we announce it. The explicit IPPROTO_TCP
     # matters: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP, and without it

@@ -105,10 +105,11 @@ def ref_name(revision: str) -> str:
 
 
 class Storage:
-    def __init__(self, data_dir: Path, *, commit_limit: int) -> None:
+    def __init__(self, data_dir: Path, *, commit_limit: int, commit_window_s: float = RATE_WINDOW_S) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.blobs = BlobStore(data_dir)
         self.commit_limit = commit_limit
+        self.commit_window_s = commit_window_s
         self._db_path = data_dir / "hub.db"
         self._local = threading.local()
         self._write_lock = threading.Lock()
@@ -393,7 +394,7 @@ class Storage:
 
     def _check_rate_limit(self, db: sqlite3.Connection, repo: Repo) -> None:
         now = time.time()
-        window = (repo.pk, now - RATE_WINDOW_S)
+        window = (repo.pk, now - self.commit_window_s)
         count = db.execute(
             "SELECT COUNT(*) FROM commits WHERE repo = ? AND kind = 'commit' AND created_at > ?", window
         ).fetchone()[0]
@@ -404,10 +405,10 @@ class Storage:
                 "ORDER BY created_at LIMIT 1 OFFSET ?",
                 (*window, count - self.commit_limit),
             ).fetchone()
-            retry_after = max(1, math.ceil(freed_at + RATE_WINDOW_S - now))
+            retry_after = max(1, math.ceil(freed_at + self.commit_window_s - now))
             raise HubError(
                 429,
-                f"Rate limit: at most {self.commit_limit} commits per hour to {repo.repo_id}",
+                f"Rate limit: at most {self.commit_limit} commits per {self.commit_window_s:g} s to {repo.repo_id}",
                 headers={"Retry-After": str(retry_after)},
             )
 

@@ -40,11 +40,13 @@ class LocalHub:
         commit_limit: int = 128,
         page_size: int | None = None,
         data_dir: str | Path | None = None,
+        commit_window_s: float = 3600.0,
     ) -> None:
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.admin_token = admin_token
         self.lfs = lfs
         self.commit_limit = commit_limit
+        self.commit_window_s = commit_window_s
         self.page_size = page_size
         self._own_data_dir = data_dir is None
         self.data_dir = Path(tempfile.mkdtemp(prefix="localhub-")) if data_dir is None else Path(data_dir)
@@ -95,6 +97,8 @@ class LocalHub:
             self.admin_token,
             "--commit-limit",
             str(self.commit_limit),
+            "--commit-window",
+            repr(self.commit_window_s),
         ]
         command += [arg for name, token in self.users.items() for arg in ("--user", f"{name}:{token}")]
         command += ["--lfs"] if self.lfs else []
