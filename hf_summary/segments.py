@@ -151,6 +151,13 @@ class Segment:
         self.size += len(record)
         self._sha.update(record)
 
+    def discard(self) -> None:
+        """Close and delete the file: for a segment whose very first record could not be written."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.path.unlink(missing_ok=True)
+
     def sync(self) -> None:
         """fsync what was written so far (records are already in the OS; this makes them survive power loss).
 

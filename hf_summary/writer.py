@@ -239,7 +239,7 @@ class HFSummaryWriter(SummaryWriter):
 
     def _start_segment(self, run: str) -> _OpenSegment:
         journal = self._journal
-        name = segment_name(journal.next_sequence(), self._host) + self._filename_suffix
+        name = segment_name(journal.next_sequence(), self._host, self._filename_suffix)
         relative = logdir_relative(run, name)
         uploadable = hub.path_matches(relative, self._settings.allow_patterns, self._settings.ignore_patterns)
         row_id = None
@@ -248,7 +248,13 @@ class HFSummaryWriter(SummaryWriter):
         path = self._logdir_path / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         segment = Segment(path)
-        segment.write_record(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+        try:
+            segment.write_record(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
+        except BaseException:  # e.g. disk full: leave no empty segment behind
+            segment.discard()
+            if row_id is not None:
+                journal.drop_segment(row_id)
+            raise
         opened = self._segments[run] = _OpenSegment(segment, row_id)
         if uploadable:
             self._ensure_uploader()
