@@ -145,7 +145,8 @@ def _add_recover_parser(commands: argparse._SubParsersAction) -> None:
         "stored login. Safe to run any number of times: a second run makes no commit. Exit status: 0 when "
         "the Hub holds everything, 1 when something is still missing, 2 on a permanent error (token, "
         "permissions) or when recovery cannot start (no journal and no --repo-id), 3 when a live uploader "
-        "holds the run and --no-wait was given (or --timeout passed while waiting for it). --dry-run lists "
+        "holds the run and --no-wait was given (or --timeout passed while waiting for it, or it runs on another "
+        "host: see --take-over). --dry-run lists "
         "what would be pushed and changes nothing.",
     )
     recover.add_argument("logdir", type=Path, help="the writer's logdir")
@@ -153,6 +154,11 @@ def _add_recover_parser(commands: argparse._SubParsersAction) -> None:
     recover.add_argument("--no-wait", action="store_true", help="fail instead of waiting for a live uploader")
     recover.add_argument("--dry-run", action="store_true", help="list what would be pushed; change nothing")
     recover.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
+    recover.add_argument(
+        "--take-over", action="store_true",
+        help="take the lease from an uploader on another host (whose liveness cannot be checked from here); "
+        "only when that machine is known to be gone",
+    )
     rebuild = recover.add_argument_group(
         "settings, used only when the journal is missing or unreadable (otherwise the journal's are used)"
     )
@@ -202,6 +208,7 @@ def _run_recover(args: argparse.Namespace) -> int:
             wait=not args.no_wait,
             dry_run=args.dry_run,
             timeout=args.timeout,
+            take_over=args.take_over,
             say=lambda line: print(f"hf-summary recover: {line}", file=sys.stderr, flush=True),
         )
     except LeaseBusyError as exc:
@@ -236,8 +243,8 @@ def _run_recover(args: argparse.Namespace) -> int:
     elif report.found_on_disk:
         print(f"Found on disk:   {report.found_on_disk} segment(s) the journal did not know")
     print(f"Tails sealed:    {report.sealed_tails}")
-    print(f"Pushed:          {report.pushed_segments} segment(s), {report.pushed_bytes} bytes, "
-          f"{len(report.commits)} commit(s)" + (f" (last {report.commits[-1]})" if report.commits else ""))
+    print(f"Pushed:          {report.pushed_segments} segment(s), {report.pushed_bytes} bytes"
+          + (f" (Hub commit {report.commits[-1]})" if report.commits else ""))
     print(f"Pushed again:    {len(report.repushed)} (missing or different on the Hub)")
     print(f"Verified:        {report.verified_segments} segment(s), {report.verified_bytes} bytes on the Hub "
           "(size and content)")

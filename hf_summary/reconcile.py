@@ -5,8 +5,11 @@ Used by the writer on start-up, by the uploader when its trainer is gone, and by
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sqlite3
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,34 +29,107 @@ logger = logging.getLogger("hf_summary")
 JOURNAL_DIR = ".hf_summary"
 
 
-def open_or_rebuild(logdir: Path, settings: RunSettings | None) -> tuple[Journal, Path | None]:
+def open_or_rebuild(
+    logdir: Path, settings: RunSettings | None, *, check_integrity: bool = False
+) -> tuple[Journal, Path | None]:
     """Open the logdir's journal; if it is corrupt or of another schema, move it aside (never delete it) and
     rebuild it from the segments on disk. Returns the journal and where the old file went (or None).
 
-    Rebuilding needs ``settings`` (to know each segment's path in the repo); without them the error is raised.
+    Rebuilding needs the run's settings (to know each segment's path in the repo): ``settings`` when given,
+    else those still readable from the unusable file; without either the error is raised and the file stays
+    where it is. A journal that was never used (no settings yet: new, or lost) adopts the segments already
+    on disk as well, so their names are never handed out again and they get pushed. ``check_integrity``
+    also runs the full ``PRAGMA integrity_check`` (slower; ``recover`` does).
     """
     try:
-        return Journal(logdir), None
+        journal = Journal(logdir)
+        try:
+            if check_integrity and (problems := journal.integrity_check()) != "ok":
+                raise JournalCorruptError(f"{journal.path} fails its integrity check: {problems.splitlines()[0]}")
+            if journal.load_settings() is None and settings is not None:
+                journal.save_settings(settings)
+                if found := register_disk_segments(journal, settings):
+                    journal.record_event("recover", f"adopted {found} segment(s) found on disk", found=found)
+            else:
+                _keep_sequence_above_disk(journal)
+        except BaseException:
+            journal.close()
+            raise
+        return journal, None
     except (JournalCorruptError, JournalVersionError) as exc:
         if settings is None:
-            raise
+            settings = salvage_settings(journal_path(logdir))
+            if settings is None:
+                raise
         moved = move_aside(logdir)
         logger.warning("journal %s is unusable (%s); moved it to %s and rebuilt it", journal_path(logdir), exc, moved)
     journal = Journal(logdir)
-    journal.save_settings(settings)
-    found = register_disk_segments(journal, settings)
-    journal.record_event("recover", f"journal rebuilt from {found} segment(s) on disk", moved_to=str(moved))
+    try:
+        journal.save_settings(settings)
+        found = register_disk_segments(journal, settings)
+        journal.record_event(
+            "recover", f"journal rebuilt from {found} segment(s) on disk", moved_to=str(moved), found=found
+        )
+    except BaseException:
+        journal.close()
+        raise
     return journal, moved
 
 
+def salvage_settings(path: Path) -> RunSettings | None:
+    """The run settings still readable from an unusable journal file (read-only; ``None`` if unreadable)."""
+    if not path.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        conn.row_factory = sqlite3.Row
+        row = dict(conn.execute("SELECT * FROM settings WHERE id = 1").fetchone())
+
+        def patterns(key: str) -> list[str] | None:
+            value = row.get(key)
+            return None if value is None else [str(p) for p in json.loads(value)]
+
+        private = row.get("private")
+        return RunSettings(
+            repo_id=str(row["repo_id"]),
+            repo_type=str(row.get("repo_type") or "model"),
+            revision=str(row.get("revision") or "main"),
+            path_in_repo=str(row["path_in_repo"]),
+            allow_patterns=patterns("allow_patterns"),
+            ignore_patterns=patterns("ignore_patterns"),
+            squash_history=bool(row.get("squash_history")),
+            commit_every_s=float(row.get("commit_every_s") or 300.0),
+            private=None if private is None else bool(private),
+            endpoint=row.get("endpoint"),
+        )
+    except (sqlite3.Error, KeyError, TypeError, ValueError):
+        return None
+    finally:
+        conn.close()
+
+
+def _keep_sequence_above_disk(journal: Journal) -> None:
+    """Never hand out a segment name that is already on disk (say, the journal was restored from a backup)."""
+    sequences = [parse_segment_sequence(name) for _, name in _iter_logdir_files(journal.logdir)]
+    if highest := max((s for s in sequences if s is not None), default=None):
+        journal.ensure_sequence_above(highest)
+
+
 def _iter_logdir_files(logdir: Path) -> Iterator[tuple[str, str]]:
-    """``(run, name)`` of every regular file under ``logdir``; symlinks are not followed, the journal's
-    directory is skipped."""
+    """``(run, name)`` of every regular file under ``logdir``: symlinks are not followed, FIFOs, sockets and
+    devices are skipped (opening a FIFO to hash it would block forever), so is the journal's directory."""
     for dirpath, dirnames, filenames in os.walk(logdir, followlinks=False):
         dirnames[:] = [d for d in dirnames if d != JOURNAL_DIR]
         run = Path(dirpath).relative_to(logdir).as_posix()
         for name in filenames:
-            if not Path(dirpath, name).is_symlink():
+            try:
+                regular = stat.S_ISREG(os.lstat(os.path.join(dirpath, name)).st_mode)
+            except OSError:  # gone since the listing
+                continue
+            if regular:
                 yield ("" if run == "." else run), name
 
 

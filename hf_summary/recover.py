@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from hf_summary.hub import HubClient, HubError, git_blob_oid
-from hf_summary.journal import Journal, RunSettings, SegmentRow, journal_path
-from hf_summary.reconcile import open_or_rebuild, register_disk_segments, seal_abandoned
+from hf_summary.hub import HubClient, HubError, RemoteFile, path_matches
+from hf_summary.journal import (
+    Journal,
+    JournalCorruptError,
+    JournalError,
+    JournalVersionError,
+    RunSettings,
+    SegmentRow,
+    journal_path,
+)
+from hf_summary.reconcile import (
+    iter_disk_segments,
+    logdir_relative,
+    open_or_rebuild,
+    register_disk_segments,
+    repo_path,
+    salvage_settings,
+    seal_abandoned,
+)
+from hf_summary.segments import file_sha256, last_complete_offset
 from hf_summary.uploader import Uploader, lease_owner_alive, process_alive
 
 logger = logging.getLogger("hf_summary")
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_PERMANENT, EXIT_BUSY = 0, 1, 2, 3
+LEASE_POLL_S = 0.5
+_CHUNK = 1 << 20
 
 
 class RecoverError(Exception):
@@ -23,46 +45,77 @@ class RecoverError(Exception):
 
 
 class LeaseBusyError(RecoverError):
-    def __init__(self, pid: int):
-        super().__init__(f"a live uploader (pid {pid}) is pushing this logdir; wait for it or run without --no-wait")
+    def __init__(self, pid: int | None, message: str | None = None):
+        super().__init__(
+            message
+            or f"a live uploader (pid {pid}) is pushing this logdir; wait for it (run without --no-wait) "
+            "or check it with `hf-summary status`"
+        )
         self.pid = pid
+
+
+@dataclass
+class PlannedPush:
+    """One file a (dry) run would push, and why."""
+
+    path_in_repo: str
+    size: int
+    reason: str
 
 
 @dataclass
 class RecoverReport:
     logdir: Path
     repo_id: str = ""
+    repo_type: str = "model"
+    revision: str = "main"
+    path_in_repo: str = ""
+    endpoint: str | None = None
     moved_journal: Path | None = None
-    sealed_tails: int = 0
     found_on_disk: int = 0
+    sealed_tails: int = 0
     pushed_segments: int = 0
     pushed_bytes: int = 0
+    commits: list[str] = field(default_factory=list)
     repushed: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    verified_segments: int = 0
+    verified_bytes: int = 0
     still_open: int = 0
-    would_push: list[SegmentRow] = field(default_factory=list)
+    waited_for: int | None = None
+    would_push: list[PlannedPush] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     error: str | None = None
     exit_status: int = EXIT_OK
+    elapsed_s: float = 0.0
 
 
 def run_status(logdir: Path) -> dict:
-    """Where a run stands: pending work, last commit and error, the uploader, the settings."""
+    """Where a run stands: pending work, last commit and error, the uploader, the settings. Reads only the
+    journal (never the Hub) and changes nothing."""
     if not journal_path(logdir).exists():
         raise RecoverError(f"{logdir} has no hf-summary journal ({journal_path(logdir)} is missing)")
-    with Journal(logdir, create=False) as journal:
-        status = journal.status()
-        settings = journal.load_settings()
-        lease = journal.lease_owner()
+    try:
+        with Journal(logdir, create=False) as journal:
+            status = journal.status()
+            settings = journal.load_settings()
+            lease = journal.lease_owner()
+    except (JournalError, FileNotFoundError) as exc:
+        raise RecoverError(
+            f"the journal of {logdir} is unusable ({exc}); `hf-summary recover {logdir}` moves it aside and "
+            "rebuilds it from the segments on disk"
+        ) from exc
     alive = lease is not None and lease_owner_alive(lease[0])
     status.update(
         uploader_alive=alive,
         uploader_pid=lease[0].pid if alive else None,
-        uploader_heartbeat_age_s=(time.time() - lease[1]) if alive else None,
+        uploader_heartbeat_age_s=(max(0.0, time.time() - lease[1])) if alive else None,
         repo_id=settings.repo_id if settings else None,
         repo_type=settings.repo_type if settings else None,
         revision=settings.revision if settings else None,
         path_in_repo=settings.path_in_repo if settings else None,
-        endpoint=settings.endpoint if settings else None,
+        endpoint=_public_url(settings.endpoint) if settings else None,
     )
     return status
 
@@ -75,109 +128,338 @@ def recover(
     wait: bool = True,
     dry_run: bool = False,
     timeout: float = 3600.0,
+    take_over: bool = False,
     say: Callable[[str], None] = lambda _: None,
 ) -> RecoverReport:
     """Seal what dead writers left open, push everything pending, then verify every committed segment on the
-    Hub (size and content hash) and push again what is missing. Safe to run any number of times.
+    Hub (size and content) and push again what is missing. Safe to run any number of times: when the Hub
+    holds everything, no commit is made.
 
-    ``settings`` are needed only when the journal is missing or unusable (it is then rebuilt from disk).
+    Holds the journal's lease throughout (waiting for a live uploader unless ``wait`` is false, then
+    :class:`LeaseBusyError`); an uploader on another host cannot be checked, so its lease is taken only with
+    ``take_over`` (when that machine is known to be gone). ``settings`` are needed only when the journal is missing, or unusable and its
+    settings unreadable (it is then moved aside and rebuilt from the segments on disk). ``dry_run`` lists
+    what would be pushed and changes nothing (neither the journal nor the files nor the Hub).
     """
+    started = time.monotonic()
+    deadline = started + timeout
     report = RecoverReport(logdir=logdir)
-    if settings is None and not journal_path(logdir).exists():
-        raise RecoverError(f"{logdir} has no journal; pass --repo-id (and --path-in-repo if not the default)")
-    journal, report.moved_journal = open_or_rebuild(logdir, settings)
-    with journal:
-        settings = journal.load_settings() or settings
-        if settings is None:
-            raise RecoverError(f"the journal of {logdir} has no settings; pass --repo-id")
-        journal.save_settings(settings)
-        report.repo_id = settings.repo_id
-        _wait_for_lease(journal, wait=wait, timeout=timeout, say=say)
-        report.sealed_tails = len(seal_abandoned(journal, process_alive))
-        report.found_on_disk = register_disk_segments(journal, settings)
-        report.still_open = len(journal.open_segments())
+    if not logdir.is_dir():
+        raise RecoverError(f"{logdir} is not a directory")
+    try:
         if dry_run:
-            report.would_push = journal.pending_segments()
-            return report
-        client = HubClient(
-            repo_id=settings.repo_id,
-            repo_type=settings.repo_type,
-            revision=settings.revision,
-            endpoint=settings.endpoint,
-            token=token,
-        )
-        deadline = time.monotonic() + timeout
-        for _ in range(2):  # push, verify; push again what the Hub lacks, verify once more
-            status = _drain(journal, settings, token, deadline, report, say)
-            if status != EXIT_OK:
-                report.exit_status = status
-                return report
-            try:
-                absent = _absent_on_hub(journal, client)
-            except HubError as exc:
-                report.error, report.exit_status = f"could not list the repo: {exc}", EXIT_INCOMPLETE
-                return report
-            if not absent:
-                report.missing = []
-                return report
-            report.missing = [row.path_in_repo for row in absent]
-            report.repushed += report.missing
-            say(f"{len(absent)} committed segment(s) are missing or differ on the Hub; pushing them again")
-            journal.requeue_segments([row.id for row in absent], "missing or different on the Hub")
-        report.error, report.exit_status = "the Hub still lacks segments after a second push", EXIT_INCOMPLETE
-        return report
+            _plan(logdir, settings, token, report, say)
+        else:
+            _recover(logdir, settings, token, wait, take_over, deadline, report, say)
+    finally:
+        report.elapsed_s = time.monotonic() - started
+    return report
 
 
-def _wait_for_lease(journal: Journal, *, wait: bool, timeout: float, say: Callable[[str], None]) -> None:
-    """Recover drains only when no live uploader does (one drainer per journal)."""
-    deadline = time.monotonic() + timeout
-    announced = False
-    while (lease := journal.lease_owner()) is not None and lease_owner_alive(lease[0]):
+# -------------------------------------------------------------------------------- the real thing
+
+
+def _recover(logdir, settings, token, wait, take_over, deadline, report: RecoverReport, say) -> None:
+    existed = journal_path(logdir).exists()
+    if settings is None and not existed:
+        raise RecoverError(f"{logdir} has no journal; pass --repo-id (and --path-in-repo if not the default)")
+    try:
+        journal, report.moved_journal = open_or_rebuild(logdir, settings, check_integrity=True)
+    except (JournalCorruptError, JournalVersionError) as exc:
+        raise RecoverError(
+            f"the journal of {logdir} is unusable ({exc}) and its settings cannot be read back; pass --repo-id "
+            "(and --path-in-repo if not the default) to rebuild it from the segments on disk"
+        ) from exc
+    with journal:
+        if report.moved_journal is not None:
+            report.found_on_disk = len(journal.pending_segments())
+            say(f"the journal was unusable: moved it to {report.moved_journal} and rebuilt it from "
+                f"{report.found_on_disk} segment(s) on disk")
+        elif not existed:
+            report.found_on_disk = len(journal.pending_segments())
+            say(f"no journal: created one from {report.found_on_disk} segment(s) on disk")
+        stored = journal.load_settings()
+        if stored is None:
+            if settings is None:
+                raise RecoverError(f"the journal of {logdir} has no settings; pass --repo-id")
+            journal.save_settings(settings)
+        elif settings is not None and _destination(stored) != _destination(settings):
+            report.notes.append("the journal's settings were used; --repo-id and friends were ignored")
+        settings = stored or settings
+        _describe(report, settings)
+        uploader = Uploader(journal, settings, token=token, parent=None, drain_timeout=1.0)
+        _take_lease(journal, uploader, wait=wait, take_over=take_over, deadline=deadline, report=report, say=say)
+        try:
+            _recover_locked(journal, settings, uploader, deadline, report, say)
+        except HubError as exc:
+            report.error, report.exit_status = f"the Hub failed: {exc}", EXIT_INCOMPLETE
+        finally:
+            journal.release_lease(uploader.owner)
+
+
+def _take_lease(journal: Journal, uploader: Uploader, *, wait: bool, take_over: bool, deadline: float, report,
+                say) -> None:
+    """One drainer per journal: take the lease, waiting while a live uploader holds it."""
+    here = uploader.owner.host
+
+    def holder_alive(owner) -> bool:
+        if take_over and owner.host != here:
+            say(f"taking over the lease of pid {owner.pid} on host {owner.host!r} (--take-over)")
+            return False
+        return lease_owner_alive(owner)
+
+    while not journal.acquire_lease(uploader.owner, holder_alive):
+        lease = journal.lease_owner()
+        pid = lease[0].pid if lease else None
+        if lease is not None and lease[0].host != here:
+            age = max(0.0, time.time() - lease[1])
+            raise LeaseBusyError(
+                pid,
+                f"an uploader on host {lease[0].host!r} (pid {pid}, last heartbeat {age:.0f} s ago) holds the lease "
+                "of this logdir; from here it cannot be told whether it is alive. Run recover on that host, or "
+                "with --take-over once that machine is known to be gone",
+            )
         if not wait:
-            raise LeaseBusyError(lease[0].pid)
-        if not announced:
-            say(f"waiting for the live uploader (pid {lease[0].pid}) to finish ...")
-            announced = True
+            raise LeaseBusyError(pid)
+        if report.waited_for != pid:
+            say(f"a live uploader (pid {pid}) is pushing this logdir; waiting for it to finish ...")
+            report.waited_for = pid
         if time.monotonic() >= deadline:
-            raise RecoverError(f"the uploader (pid {lease[0].pid}) still holds the lease after {timeout:.0f} s")
-        time.sleep(0.5)
+            raise LeaseBusyError(pid, f"the uploader (pid {pid}) still holds the lease; gave up waiting (--timeout)")
+        time.sleep(LEASE_POLL_S)
+    if report.waited_for is not None:
+        say("the uploader is done; taking over")
 
 
-def _drain(journal, settings, token, deadline, report, say) -> int:
+def _recover_locked(journal: Journal, settings: RunSettings, uploader: Uploader, deadline, report, say) -> None:
+    logdir = journal.logdir
+    sealed = seal_abandoned(journal, process_alive)
+    report.sealed_tails = len(sealed)
+    if sealed:
+        say(f"sealed {len(sealed)} segment(s) left open by a dead writer (torn records cut)")
+    found = register_disk_segments(journal, settings)
+    report.found_on_disk += found
+    if found:
+        say(f"found {found} segment(s) on disk that the journal did not know")
+    report.still_open = len(journal.open_segments())
+    first_history = max((e["id"] for e in journal.history(limit=1)), default=0)
+    for attempt in range(2):  # push, verify; push again what the Hub lacks, verify once more
+        report.lost += [
+            row.path_in_repo for row in journal.pending_segments() if not row.local_path(logdir).is_file()
+        ]
+        status = _drain(journal, uploader, deadline, report, say)
+        report.commits = [
+            e["oid"] for e in reversed(journal.history("commit", limit=1000)) if e["id"] > first_history
+        ]
+        if status != EXIT_OK:
+            report.exit_status = status
+            return
+        committed = journal.segments("committed")
+        say(f"checking that the Hub holds {len(committed)} committed segment(s) ...")
+        absent, unrecoverable = _check_hub(journal, settings, uploader.client, committed)
+        report.lost += [row.path_in_repo for row in unrecoverable]
+        if not absent:
+            bad = {row.id for row in unrecoverable}
+            good = [row for row in committed if row.id not in bad]
+            report.verified_segments = len(good)
+            report.verified_bytes = sum(row.size or 0 for row in good)
+            report.missing = [row.path_in_repo for row in unrecoverable]
+            break
+        report.missing = [row.path_in_repo for row in absent]
+        if attempt == 1:
+            report.error, report.exit_status = (
+                f"the Hub still lacks {len(absent)} segment(s) after pushing them again", EXIT_INCOMPLETE
+            )
+            return
+        say(f"{len(absent)} committed segment(s) are missing or different on the Hub; pushing them again")
+        report.repushed += report.missing
+        journal.requeue_segments([row.id for row in absent], "missing or different on the Hub")
+    if report.lost:
+        report.error, report.exit_status = (
+            f"{len(report.lost)} segment(s) are neither on the Hub nor on disk any more: "
+            + ", ".join(report.lost[:5]) + (" ..." if len(report.lost) > 5 else ""),
+            EXIT_INCOMPLETE,
+        )
+    elif report.still_open:
+        writers = sorted({row.writer_pid for row in journal.open_segments()})
+        report.error, report.exit_status = (
+            f"{report.still_open} segment(s) are still being written by live writer(s) {writers}; they are "
+            "pushed at its next tick or when it closes (or run recover again once it has ended)",
+            EXIT_INCOMPLETE,
+        )
+
+
+def _drain(journal: Journal, uploader: Uploader, deadline: float, report: RecoverReport, say) -> int:
+    """Push every pending segment with the lease already held; retry until ``deadline``."""
     pending = journal.pending_segments()
     if not pending:
         return EXIT_OK
-    size = sum(row.size or 0 for row in pending)
-    say(f"pushing {len(pending)} segment(s), {size} bytes ...")
-    uploader = Uploader(
-        journal, settings, token=token, parent=None, drain_timeout=max(1.0, deadline - time.monotonic())
-    )
-    status = uploader.run()
-    left = journal.pending_segments()
-    pushed = [row for row in pending if row.id not in {r.id for r in left}]
+    say(f"pushing {len(pending)} segment(s), {sum(row.size or 0 for row in pending)} bytes ...")
+    uploader.drain_timeout = max(1.0, deadline - time.monotonic())
+    status = uploader.drain()
+    left = {row.id for row in journal.pending_segments()}
+    committed = {row.id for row in journal.segments("committed")}
+    pushed = [row for row in pending if row.id in committed]
     report.pushed_segments += len(pushed)
     report.pushed_bytes += sum(row.size or 0 for row in pushed)
     if status != EXIT_OK or left:
         last_error = journal.status()["last_error"]
-        report.error = last_error["message"] if last_error else f"{len(left)} segment(s) still pending"
+        report.error = (
+            f"{len(left)} segment(s) still pending; last error: "
+            + (last_error["message"] if last_error else "none (the time limit passed)")
+        )
         return EXIT_PERMANENT if status == EXIT_PERMANENT else EXIT_INCOMPLETE
     return EXIT_OK
 
 
-def _absent_on_hub(journal: Journal, client: HubClient) -> list[SegmentRow]:
-    """Committed segments the Hub does not hold at their path with the recorded size and content."""
-    settings = journal.load_settings()
+def _check_hub(
+    journal: Journal, settings: RunSettings, client: HubClient, committed: list[SegmentRow]
+) -> tuple[list[SegmentRow], list[SegmentRow]]:
+    """Committed segments the Hub does not hold at their path with the recorded size and content: those that
+    can be pushed again (their file on disk still has the recorded content), and those that cannot."""
     remote = client.list_files(settings.path_in_repo)
-    absent = []
-    for row in journal.segments("committed"):
-        found = remote.get(row.path_in_repo)
-        if found is None or found.size != row.size:
-            absent.append(row)
-        elif found.sha256 is not None:
-            if found.sha256 != row.sha256:
-                absent.append(row)
-        else:
-            local = row.local_path(journal.logdir)
-            if local.exists() and git_blob_oid(local) != found.git_oid:
-                absent.append(row)
-    return absent
+    absent, unrecoverable, to_download = [], [], []
+    for row in committed:
+        path = row.local_path(journal.logdir)
+        local = _digests(path) if path.is_file() else None
+        local_ok = local is not None and local[0] == row.size and local[1] == row.sha256
+        verdict = _remote_verdict(remote.get(row.path_in_repo), row.size, row.sha256, local[2] if local_ok else None)
+        if verdict is None:
+            to_download.append(row)
+        elif not verdict:
+            (absent if local_ok else unrecoverable).append(row)
+    if to_download:  # the local copy is gone: only the Hub's bytes can tell
+        with tempfile.TemporaryDirectory(prefix="hf-summary-verify-") as tmp:
+            client.download(settings.path_in_repo, Path(tmp))
+            for row in to_download:
+                copy = Path(tmp, row.path_in_repo)
+                if not copy.is_file() or file_sha256(copy) != row.sha256:
+                    unrecoverable.append(row)
+    return absent, unrecoverable
+
+
+def _remote_verdict(found: RemoteFile | None, size: int | None, sha256: str | None, git_oid: str | None) -> bool | None:
+    """Whether the Hub's file has this size and content; ``None`` when only downloading it can tell."""
+    if found is None or found.size != size:
+        return False
+    if found.sha256 is not None:  # LFS: the Hub reports the content's sha256
+        return found.sha256 == sha256
+    if git_oid is not None:  # stored as a git blob: compare blob ids
+        return found.git_oid == git_oid
+    return None
+
+
+def _digests(path: Path, limit: int | None = None) -> tuple[int, str, str]:
+    """``(size, sha256, git blob id)`` of ``path``'s first ``limit`` bytes (all of it by default)."""
+    size = path.stat().st_size if limit is None else limit
+    sha, blob = hashlib.sha256(), hashlib.sha1(f"blob {size}\0".encode())
+    remaining = size
+    with path.open("rb") as f:
+        while remaining and (chunk := f.read(min(_CHUNK, remaining))):
+            sha.update(chunk)
+            blob.update(chunk)
+            remaining -= len(chunk)
+    return size - remaining, sha.hexdigest(), blob.hexdigest()
+
+
+# -------------------------------------------------------------------------------- dry run
+
+
+def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverReport, say) -> None:
+    """What a real run would push, without changing anything: no journal is created, moved or written, no
+    file truncated, nothing pushed. The Hub is only read (to tell what it lacks), and only if reachable."""
+    journal, problem = None, None
+    try:
+        journal = Journal(logdir, create=False)
+    except FileNotFoundError:
+        report.notes.append("no journal: one would be created and the segments on disk registered")
+    except (JournalCorruptError, JournalVersionError) as exc:
+        problem = str(exc)
+    if journal is not None:
+        try:
+            problems = journal.integrity_check()
+        except JournalCorruptError as exc:
+            problems = str(exc)
+        if problems != "ok":
+            journal.close()
+            journal, problem = None, problems.splitlines()[0]
+    if problem is not None:
+        report.notes.append(f"the journal is unusable ({problem}); it would be moved aside and rebuilt from disk")
+        settings = settings or salvage_settings(journal_path(logdir))
+    rows: list[SegmentRow] = []
+    if journal is not None:
+        with journal:
+            settings = journal.load_settings() or settings
+            rows = journal.segments()
+            lease = journal.lease_owner()
+        if lease is not None and lease_owner_alive(lease[0]):
+            report.notes.append(f"a live uploader (pid {lease[0].pid}) holds the lease; recover would wait for it")
+    if settings is None:
+        raise RecoverError(f"the settings of {logdir} are unknown; pass --repo-id (and --path-in-repo if not the "
+                           "default)")
+    _describe(report, settings)
+    plan: list[tuple[PlannedPush, tuple[int, str, str] | None]] = []
+    for row in rows:
+        path = row.local_path(logdir)
+        if row.state == "sealed":
+            plan.append((PlannedPush(row.path_in_repo, row.size or 0, "pending"), None))
+        elif row.state == "open" and row.writer_pid is not None and process_alive(row.writer_pid):
+            report.still_open += 1
+        elif row.state == "open" and path.is_file() and (end := last_complete_offset(path)):
+            torn = " (a torn record would be cut)" if end != path.stat().st_size else ""
+            plan.append((PlannedPush(row.path_in_repo, end, "left open by a dead writer" + torn), None))
+    known = {(row.run, row.name) for row in rows}
+    for run, name in iter_disk_segments(logdir):
+        relative = logdir_relative(run, name)
+        if (run, name) in known or not path_matches(relative, settings.allow_patterns, settings.ignore_patterns):
+            continue
+        end = last_complete_offset(logdir / relative)
+        if end:
+            digests = _digests(logdir / relative, end)
+            plan.append((PlannedPush(repo_path(settings, run, name), end, "on disk, not in the journal"), digests))
+    committed = [row for row in rows if row.state == "committed"]
+    client = HubClient(repo_id=settings.repo_id, repo_type=settings.repo_type, revision=settings.revision,
+                       endpoint=settings.endpoint, token=token)
+    try:
+        remote = client.list_files(settings.path_in_repo) if (committed or plan) else {}
+    except HubError as exc:
+        report.notes.append(f"could not read the repo to tell what it lacks ({exc})")
+        report.would_push = [planned for planned, _ in plan]
+        return
+    for planned, digests in plan:
+        if digests is None or not _remote_verdict(remote.get(planned.path_in_repo), *digests):
+            report.would_push.append(planned)
+    for row in committed:
+        path = row.local_path(logdir)
+        local = _digests(path) if path.is_file() else None
+        local_ok = local is not None and local[0] == row.size and local[1] == row.sha256
+        if _remote_verdict(remote.get(row.path_in_repo), row.size, row.sha256, local[2] if local_ok else None) is False:
+            if local_ok:
+                report.would_push.append(PlannedPush(row.path_in_repo, row.size or 0, "missing or different on the Hub"))
+            else:
+                report.lost.append(row.path_in_repo)
+
+
+# -------------------------------------------------------------------------------- helpers
+
+
+def _describe(report: RecoverReport, settings: RunSettings) -> None:
+    report.repo_id = settings.repo_id
+    report.repo_type = settings.repo_type
+    report.revision = settings.revision
+    report.path_in_repo = settings.path_in_repo
+    report.endpoint = _public_url(settings.endpoint)
+
+
+def _destination(settings: RunSettings) -> tuple:
+    return (settings.repo_id, settings.repo_type, settings.revision, settings.path_in_repo)
+
+
+def _public_url(url: str | None) -> str | None:
+    """``url`` without any ``user:password@`` part."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))

@@ -105,11 +105,12 @@ class Uploader:
                 logger.info("another uploader holds the lease of %s and will drain it", self.journal.logdir)
                 return 0
         try:
-            return self._drain_loop()
+            return self.drain()
         finally:
             self.journal.release_lease(self.owner)
 
-    def _drain_loop(self) -> int:
+    def drain(self) -> int:
+        """Push until nothing is pending or the drain deadline passes; the caller holds the lease. Exit status."""
         seal_abandoned(self.journal, self._writer_alive)
         while True:
             self.journal.heartbeat(self.owner)

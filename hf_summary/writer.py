@@ -285,7 +285,10 @@ class HFSummaryWriter(SummaryWriter):
     def _tick(self) -> None:
         while not self._stop_ticking.wait(self._settings.commit_every_s):
             try:
-                if self._roll() and self._uploader is not None:
+                self._roll()
+                if self._journal.pending_segments():
+                    with self._lock:  # _start_segment may be starting one too
+                        self._ensure_uploader()  # a new one if the last died
                     self._uploader.request_push()
             except Exception:
                 logger.exception("could not seal the event segments of %s", self.logdir)

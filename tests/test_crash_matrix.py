@@ -1,0 +1,207 @@
+"""Crash-point matrix: SIGKILL at each point of the trainer/uploader/Hub exchange, then let the expected path
+recover (the surviving uploader, `hf-summary recover`, or a new writer on the same logdir). Afterwards the
+repo holds exactly the segments on disk, byte for byte, every acknowledged step is in them, and the journal
+passes `PRAGMA integrity_check`."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from helpers import uploader_processes, wait_until
+from trainer_kit import (
+    Trainer,
+    assert_journal_sound,
+    assert_repo_matches_logdir,
+    cli,
+    commit_titles,
+    hub_env,
+    loss_steps,
+    pid_gone,
+)
+
+from hf_summary import HFSummaryWriter
+from hf_summary.journal import Journal
+from hf_summary.localhub.testing import LocalHub
+
+
+@pytest.fixture(scope="module")
+def fault_hub():
+    """A Hub of this module's own: its faults and restarts touch no other test."""
+    with LocalHub() as hub:
+        yield hub
+
+
+@pytest.fixture
+def faulty(fault_hub, monkeypatch):
+    """``fault_hub``, running and without faults afterwards; this process's writers point at it."""
+    monkeypatch.setenv("HF_ENDPOINT", fault_hub.endpoint)
+    monkeypatch.setenv("HF_TOKEN", fault_hub.token("alice"))
+    yield fault_hub
+    try:
+        assert fault_hub.pid
+    except RuntimeError:  # a test stopped it
+        fault_hub.start()
+    fault_hub.clear_faults()
+
+
+def _states(logdir) -> dict[str, int]:
+    with Journal(logdir, create=False) as journal:
+        rows = journal.segments()
+    return {state: sum(1 for row in rows if row.state == state) for state in ("open", "sealed", "committed")}
+
+
+def _hf_summary_commits(hub, repo_id) -> int:
+    return sum(1 for title in commit_titles(hub, repo_id) if title.startswith("hf-summary:"))
+
+
+def _check(hub, repo_id, logdir, tmp_path, steps: int) -> None:
+    """The repo's copy is the logdir's, byte for byte; steps 0..steps-1 are all in it; the journal is sound."""
+    assert_repo_matches_logdir(hub, repo_id, logdir, tmp_path / f"hub-{uuid.uuid4().hex[:8]}")
+    assert set(range(steps)) <= loss_steps(logdir)
+    assert_journal_sound(logdir)
+
+
+def _recover(hub, logdir) -> None:
+    result = cli("recover", str(logdir), env=hub_env(hub))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK: the Hub holds every segment" in result.stdout
+
+
+def _restart_writer(repo_id, logdir, first_step: int, steps: int, **kwargs) -> int:
+    """A new writer on the same logdir (this process): log ``steps`` more steps and close. Returns the next step."""
+    with HFSummaryWriter(repo_id, logdir=logdir, commit_every=60, close_timeout=60, **kwargs) as writer:
+        for step in range(first_step, first_step + steps):
+            writer.add_scalar("loss", step * 0.5, step)
+    assert not uploader_processes(logdir)
+    return first_step + steps
+
+
+def _kill_at(point: str, trainer: Trainer, *, steps: int = 200) -> None:
+    """Log, ask for a push, and wait for the uploader to SIGKILL itself at ``point``."""
+    trainer.command(f"log {steps}", "logged")
+    first = trainer.uploader
+    trainer.command("push nowait", "pushed")
+    wait_until(lambda: pid_gone(first), timeout=30, message=f"the uploader to die at {point}")
+
+
+def test_trainer_killed_alone_its_uploader_finishes(tmp_path, hub, repo_id):
+    logdir = tmp_path / "alone"
+    with Trainer(logdir, {"REPO": repo_id, "COMMIT_EVERY": "0.02", **hub_env(hub)}, tmp_path) as trainer:
+        trainer.send("spin")
+        trainer.expect("step", until=lambda m: m["step"] >= 300)
+        wait_until(lambda: _states(logdir)["committed"], timeout=30, message="a first push")
+        trainer.sigkill()
+        wait_until(lambda: not uploader_processes(logdir), timeout=60, message="the uploader to finish and exit")
+    _check(hub, repo_id, logdir, tmp_path, trainer.acked + 1)
+    before = len(commit_titles(hub, repo_id))
+    _recover(hub, logdir)  # nothing left to do: no commit
+    assert len(commit_titles(hub, repo_id)) == before
+
+
+def test_uploader_killed_after_claim_then_recover(tmp_path, hub, repo_id):
+    logdir = tmp_path / "claimed"
+    env = {"REPO": repo_id, **hub_env(hub), "HF_SUMMARY_FAULT_POINT": "after_claim"}
+    with Trainer(logdir, env, tmp_path) as trainer:
+        _kill_at("after_claim", trainer)
+        # The trainer logs on: its next segment starts a new uploader, which dies at the same point.
+        trainer.command("log 50", "logged")
+        trainer.sigkill()
+        wait_until(lambda: not uploader_processes(logdir), timeout=30, message="the second uploader to die")
+    states = _states(logdir)
+    # (the second uploader may have sealed the trainer's last segment before dying)
+    assert states["committed"] == 0 and states["sealed"] + states["open"] == 2, states
+    assert _hf_summary_commits(hub, repo_id) == 0
+    _recover(hub, logdir)
+    with Journal(logdir, create=False) as journal:
+        assert any("took over the lease of dead drainer" in entry["message"] for entry in journal.history("lease"))
+    _check(hub, repo_id, logdir, tmp_path, trainer.acked + 1)
+    assert _hf_summary_commits(hub, repo_id) == 1
+    before = len(commit_titles(hub, repo_id))
+    _recover(hub, logdir)  # idempotent: no commit
+    assert len(commit_titles(hub, repo_id)) == before
+
+
+def test_uploader_killed_during_the_commit_request_then_restart(tmp_path, faulty, repo_id):
+    logdir = tmp_path / "in-flight"
+    faulty.set_faults([{"method": "POST", "path": "/commit/", "delay_s": 4, "times": 1}])
+    env = {
+        "REPO": repo_id, **hub_env(faulty), "HF_SUMMARY_FAULT_POINT": "during_upload", "HF_SUMMARY_FAULT_DELAY": "1",
+    }
+    with Trainer(logdir, env, tmp_path) as trainer:
+        _kill_at("during_upload", trainer)  # 1 s into a commit request the Hub holds for 4 s
+        trainer.sigkill()
+    assert _states(logdir)["committed"] == 0
+    end = _restart_writer(repo_id, logdir, trainer.acked + 1, 100)
+    _check(faulty, repo_id, logdir, tmp_path, end)
+
+
+def test_uploader_killed_after_the_hub_accepted_the_commit_then_recover(tmp_path, hub, repo_id):
+    logdir = tmp_path / "accepted"
+    env = {"REPO": repo_id, **hub_env(hub), "HF_SUMMARY_FAULT_POINT": "after_commit"}
+    with Trainer(logdir, env, tmp_path) as trainer:
+        _kill_at("after_commit", trainer)
+        trainer.sigkill()
+    # The Hub holds the commit, the journal does not know it yet.
+    assert _states(logdir) == {"open": 0, "sealed": 1, "committed": 0}
+    assert _hf_summary_commits(hub, repo_id) == 1
+    _recover(hub, logdir)
+    assert _hf_summary_commits(hub, repo_id) == 1  # pushing the same segment again made no commit
+    _check(hub, repo_id, logdir, tmp_path, trainer.acked + 1)
+
+
+def test_uploader_killed_during_a_squash_then_restart(tmp_path, faulty, repo_id):
+    logdir = tmp_path / "squashing"
+    faulty.set_faults([{"method": "POST", "path": "/super-squash/", "delay_s": 4, "times": 1}])
+    env = {
+        "REPO": repo_id, **hub_env(faulty), "SQUASH": "1",
+        "HF_SUMMARY_FAULT_POINT": "during_squash", "HF_SUMMARY_FAULT_DELAY": "0.5",
+    }
+    with Trainer(logdir, env, tmp_path) as trainer:
+        _kill_at("during_squash", trainer)
+        trainer.sigkill()
+    assert _states(logdir) == {"open": 0, "sealed": 0, "committed": 1}
+    end = _restart_writer(repo_id, logdir, trainer.acked + 1, 100, squash_history=True)
+    _check(faulty, repo_id, logdir, tmp_path, end)
+
+
+def test_trainer_and_uploader_killed_at_once_then_recover(tmp_path, hub, repo_id):
+    """Node loss with the disk kept: both processes die in the middle of logging and pushing."""
+    logdir = tmp_path / "node-lost"
+    with Trainer(logdir, {"REPO": repo_id, "COMMIT_EVERY": "0.02", **hub_env(hub)}, tmp_path) as trainer:
+        trainer.send("spin")
+        trainer.expect("step", until=lambda m: m["step"] >= 300)
+        wait_until(lambda: _states(logdir)["committed"], timeout=30, message="a first push")
+        target = trainer.acked + 200
+        trainer.expect("step", until=lambda m: m["step"] >= target)
+        uploader = trainer.uploader
+        trainer.sigkill()
+        os.kill(uploader, 9)
+        wait_until(lambda: pid_gone(uploader), timeout=10)
+    _recover(hub, logdir)
+    _check(hub, repo_id, logdir, tmp_path, trainer.acked + 1)
+    before = len(commit_titles(hub, repo_id))
+    _recover(hub, logdir)
+    assert len(commit_titles(hub, repo_id)) == before
+
+
+def test_hub_killed_and_restarted_mid_commit(tmp_path, faulty, repo_id):
+    logdir = tmp_path / "hub-crash"
+    with Trainer(logdir, {"REPO": repo_id, **hub_env(faulty)}, tmp_path) as trainer:
+        trainer.command("log 100", "logged")
+        assert trainer.command("push wait", "pushed")["ok"]
+        wait_until(lambda: any(t.startswith("Tag the card") for t in commit_titles(faulty, repo_id)), timeout=30,
+                   message="the card tag after the first push")
+        faulty.set_faults([{"method": "POST", "path": "/commit/", "delay_s": 30, "times": 1}])
+        requests = faulty.stats()["requests"]
+        trainer.command("log 100", "logged")
+        trainer.command("push nowait", "pushed")
+        # preupload, then the commit, which the Hub holds: kill the Hub under it and start it again
+        wait_until(lambda: faulty.stats()["requests"] >= requests + 2, timeout=30, message="the commit request")
+        faulty.kill()
+        faulty.start()
+        assert trainer.command("push wait", "pushed", timeout=90)["ok"]
+        trainer.command("log 50", "logged")
+        trainer.command("close", "closed", timeout=90)
+    _check(faulty, repo_id, logdir, tmp_path, trainer.acked + 1)
