@@ -17,7 +17,8 @@ Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_versio
 ``segments``  one row per segment file, ``id`` AUTOINCREMENT (never reused, so ``id`` order is
     creation order). run (logdir-relative directory, ``/``-separated, ``""`` = logdir), name,
     path_in_repo (UNIQUE), state, size, sha256, attempts, last_error, created_at, sealed_at,
-    committed_at, commit_oid, writer_pid. ``(run, name)`` is UNIQUE too.
+    committed_at, commit_oid, writer_pid, writer_create_time (the writer process's create time, so that a
+    reused pid is not taken for a live writer). ``(run, name)`` is UNIQUE too.
 ``lease``     at most one row (id 1): the live drainer's pid, create_time, host, acquired_at,
     heartbeat_at.
 ``history``   recent events for ``status``: at, kind (``commit``, ``error``, ``requeue``, ``lease``,
@@ -121,6 +122,7 @@ _SCHEMA = (
         committed_at REAL,
         commit_oid TEXT,
         writer_pid INTEGER,
+        writer_create_time REAL,
         UNIQUE (run, name)
     )""",
     "CREATE INDEX segments_by_state ON segments (state, id)",
@@ -195,6 +197,7 @@ class SegmentRow:
     committed_at: float | None
     commit_oid: str | None
     writer_pid: int | None
+    writer_create_time: float | None = None
 
     def local_path(self, logdir: str | os.PathLike[str]) -> Path:
         """``logdir / run / name`` (run ``""`` is the logdir itself)."""
@@ -378,7 +381,9 @@ class Journal:
 
     # -- segments -----------------------------------------------------------------------------------
 
-    def add_open_segment(self, run: str, name: str, path_in_repo: str, writer_pid: int) -> int:
+    def add_open_segment(
+        self, run: str, name: str, path_in_repo: str, writer_pid: int, writer_create_time: float | None = None
+    ) -> int:
         """Record a segment the trainer is about to write; returns its id.
 
         Raises :class:`JournalError` when ``path_in_repo`` (or ``run``/``name``) is already recorded.
@@ -390,6 +395,7 @@ class Journal:
                 "path_in_repo": path_in_repo,
                 "state": "open",
                 "writer_pid": writer_pid,
+                "writer_create_time": writer_create_time,
             }
         )
 

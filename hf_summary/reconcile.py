@@ -189,12 +189,12 @@ def register_disk_segments(journal: Journal, settings: RunSettings) -> int:
     return added
 
 
-def seal_abandoned(journal: Journal, writer_alive: Callable[[int], bool]) -> list[SegmentRow]:
+def seal_abandoned(journal: Journal, writer_alive: Callable[[int, float | None], bool]) -> list[SegmentRow]:
     """Seal the open segments whose writer process is gone: cut a torn trailing record, then record the
     size and sha256; a segment whose file never got a record is dropped. Returns the rows sealed."""
     sealed_rows = []
     for row in journal.open_segments():
-        if row.writer_pid is not None and writer_alive(row.writer_pid):
+        if row.writer_pid is not None and writer_alive(row.writer_pid, row.writer_create_time):
             continue
         path = row.local_path(journal.logdir)
         if not path.exists():

@@ -403,7 +403,9 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
         path = row.local_path(logdir)
         if row.state == "sealed":
             plan.append((PlannedPush(row.path_in_repo, row.size or 0, "pending"), None))
-        elif row.state == "open" and row.writer_pid is not None and process_alive(row.writer_pid):
+        elif row.state == "open" and row.writer_pid is not None and process_alive(
+            row.writer_pid, row.writer_create_time
+        ):
             report.still_open += 1
         elif row.state == "open" and path.is_file() and (end := last_complete_offset(path)):
             torn = " (a torn record would be cut)" if end != path.stat().st_size else ""

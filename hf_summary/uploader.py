@@ -150,10 +150,10 @@ class Uploader:
     def _parent_alive(self) -> bool:
         return self.parent is not None and process_alive(*self.parent)
 
-    def _writer_alive(self, pid: int) -> bool:
+    def _writer_alive(self, pid: int, create_time: float | None) -> bool:
         if self.parent is not None and pid == self.parent[0]:
             return self._parent_alive()
-        return process_alive(pid)
+        return process_alive(pid, create_time)
 
     def _parent_open_segments(self) -> list[SegmentRow]:
         if self.parent is None or not self._parent_alive():

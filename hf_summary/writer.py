@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import psutil
 from tensorboardX import SummaryWriter
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.summary import hparams, scalar
@@ -109,6 +110,7 @@ class HFSummaryWriter(SummaryWriter):
         )
         self._logdir_path = resolved_logdir.resolve()
         self._host = socket.gethostname()
+        self._create_time = psutil.Process().create_time()
         self._lock = threading.Lock()
         self._segments: dict[str, _OpenSegment] = {}
         self._uploader: UploaderProcess | None = None
@@ -244,7 +246,9 @@ class HFSummaryWriter(SummaryWriter):
         uploadable = hub.path_matches(relative, self._settings.allow_patterns, self._settings.ignore_patterns)
         row_id = None
         if uploadable:
-            row_id = journal.add_open_segment(run, name, repo_path(self._settings, run, name), os.getpid())
+            row_id = journal.add_open_segment(
+                run, name, repo_path(self._settings, run, name), os.getpid(), self._create_time
+            )
         path = self._logdir_path / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         segment = Segment(path)

@@ -1,0 +1,32 @@
+"""Sealing what a dead writer left open: identified by pid *and* create time, torn tails cut."""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+
+from hf_summary.journal import Journal
+from hf_summary.reconcile import seal_abandoned
+from hf_summary.segments import Segment, read_records
+from hf_summary.uploader import process_alive
+
+
+def _open_segment(journal: Journal, name: str, create_time: float) -> int:
+    segment = Segment(journal.logdir / name)
+    segment.write_record(b"first")
+    segment.write_record(b"second")
+    os.write(os.open(segment.path, os.O_WRONLY | os.O_APPEND), b"\x07\x00\x00")  # a torn third record
+    return journal.add_open_segment("", name, f"logs/{name}", os.getpid(), create_time)
+
+
+def test_a_reused_pid_is_not_taken_for_the_live_writer(tmp_path):
+    with Journal(tmp_path) as journal:
+        mine = _open_segment(journal, "live", psutil.Process().create_time())
+        reused = _open_segment(journal, "dead", psutil.Process().create_time() - 1000.0)
+        sealed = seal_abandoned(journal, process_alive)
+        assert [row.id for row in sealed] == [reused]
+        assert [row.id for row in journal.open_segments()] == [mine]
+        (row,) = journal.pending_segments()
+        assert list(read_records(tmp_path / "dead")) == [b"first", b"second"]
+        assert row.size == (tmp_path / "dead").stat().st_size == 2 * 16 + len(b"first") + len(b"second")
