@@ -205,7 +205,10 @@ class HubClient:
         Files the Hub already holds with the same content are skipped by the client; when nothing is left it
         makes no commit and the current head is returned, so pushing the same files twice is a no-op.
         """
-        operations = [CommitOperationAdd(path_in_repo=dest, path_or_fileobj=str(src)) for src, dest in files]
+        try:
+            operations = [CommitOperationAdd(path_in_repo=dest, path_or_fileobj=str(src)) for src, dest in files]
+        except ValueError as exc:  # an invalid path in repo: the same on every retry
+            raise PermanentHubError(f"cannot commit these files: {_first_line(exc)}") from exc
         try:
             info = self._api.create_commit(
                 self.repo_id,

@@ -217,6 +217,19 @@ def _redact(text: str) -> str:
     return _SECRET.sub("***", text)
 
 
+def _as_os_error(exc: sqlite3.DatabaseError, path: Path) -> OSError | None:
+    """SQLITE_FULL / SQLITE_IOERR as the OSError a plain file write raises (ENOSPC / EIO), so that callers (``add_*``
+    in the trainer) see what tensorboardX raises on a full disk; None for other errors."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
+    primary = code & 0xFF if code is not None else None
+    text = str(exc)
+    if primary == 13 or (primary is None and "database or disk is full" in text):  # SQLITE_FULL
+        return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (journal: {text})", str(path))
+    if primary == 10 or (primary is None and "disk I/O error" in text):  # SQLITE_IOERR
+        return OSError(errno.EIO, f"{os.strerror(errno.EIO)} (journal: {text})", str(path))
+    return None
+
+
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     # SQLITE_CORRUPT / SQLITE_NOTADB surface as the base class; busy, constraint, misuse... as subclasses.
     return type(exc) is sqlite3.DatabaseError
@@ -318,6 +331,8 @@ class Journal:
             except sqlite3.DatabaseError as exc:
                 if _is_corruption(exc):
                     raise JournalCorruptError(f"{self.path}: {exc}") from exc
+                if (os_error := _as_os_error(exc, self.path)) is not None:
+                    raise os_error from exc
                 raise
 
     # -- settings and flags -------------------------------------------------------------------------

@@ -9,13 +9,16 @@ drain: seal what the trainer left open, push everything, exit within ``--drain-t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import math
 import os
 import queue
 import random
 import signal
 import socket
+import sqlite3
 import sys
 import threading
 import time
@@ -33,6 +36,8 @@ POLL_INTERVAL_S = 0.5
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 120.0
 PERMANENT_RETRY_S = 300.0
+JOURNAL_RETRY_S = 2.0
+DEADLINE_GRACE_S = 2.0
 _EOF = object()
 
 
@@ -74,6 +79,7 @@ class Uploader:
         parent: tuple[int, float] | None,
         drain_timeout: float,
         wakeups: queue.Queue | None = None,
+        closing: threading.Event | None = None,
     ):
         self.journal = journal
         self.settings = settings
@@ -94,6 +100,8 @@ class Uploader:
         self._failures = 0
         self._repo_ready = False
         self._permanent_error: str | None = None
+        if closing is not None and math.isfinite(drain_timeout):  # set by the pipe reader on "close" or EOF
+            threading.Thread(target=self._watch_deadline, args=(closing,), name="deadline", daemon=True).start()
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -107,10 +115,28 @@ class Uploader:
         try:
             return self.drain()
         finally:
-            self.journal.release_lease(self.owner)
+            with contextlib.suppress(OSError, sqlite3.Error):  # a dead holder's lease is taken over anyway
+                self.journal.release_lease(self.owner)
 
     def drain(self) -> int:
-        """Push until nothing is pending or the drain deadline passes; the caller holds the lease. Exit status."""
+        """Push until nothing is pending or the drain deadline passes; the caller holds the lease. Exit status.
+
+        A journal that cannot be written for a while (disk full, I/O error, a lock held past the busy timeout)
+        is retried, not fatal: the segments are safe on disk meanwhile."""
+        while True:
+            try:
+                return self._drain()
+            except (OSError, sqlite3.OperationalError) as exc:
+                logger.warning("cannot use the journal of %s (%s); retrying in %.0f s",
+                               self.journal.logdir, exc, JOURNAL_RETRY_S)
+                if self._closing and self._deadline is None:
+                    self._deadline = time.monotonic() + self.drain_timeout
+                if self._deadline is not None and time.monotonic() >= self._deadline:
+                    logger.error("drain deadline passed; run `hf-summary recover %s`", self.journal.logdir)
+                    return 1
+                self._wait(JOURNAL_RETRY_S)
+
+    def _drain(self) -> int:
         seal_abandoned(self.journal, self._writer_alive)
         while True:
             self.journal.heartbeat(self.owner)
@@ -138,6 +164,20 @@ class Uploader:
                     )
                     return 1
             self._wait(max(0.0, min(POLL_INTERVAL_S, self._next_attempt - time.monotonic())) or POLL_INTERVAL_S)
+
+    def _watch_deadline(self, closing: threading.Event) -> None:
+        """Watchdog thread. The loop checks the deadline between pushes, but a push can outlast it (it may have
+        started before the close request; huggingface_hub retries some requests on its own; a connection can
+        hang): end the process a little after the deadline regardless. What was not pushed stays pending in
+        the journal for ``hf-summary recover``."""
+        closing.wait()
+        time.sleep(self.drain_timeout + DEADLINE_GRACE_S)
+        logger.error("drain deadline passed during a push; giving up on %s. Run `hf-summary recover %s`",
+                     self.journal.logdir, self.journal.logdir)
+        for handler in logger.handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        os._exit(1)
 
     def _wait(self, timeout: float) -> None:
         try:
@@ -239,21 +279,31 @@ class Uploader:
         self._next_attempt = time.monotonic() + delay
 
 
-def _read_wakeups(stream, wakeups: queue.Queue) -> None:
+def _read_wakeups(stream, wakeups: queue.Queue, closing: threading.Event) -> None:
     for line in stream:
         wakeups.put(line.strip())
+        if line.strip() == "close":
+            closing.set()
+    closing.set()
     wakeups.put(_EOF)
 
 
 def _configure_logging(logdir: Path) -> None:
     log_path = logdir / JOURNAL_DIR / "uploader.log"
-    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    to_file = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
-    to_file.setLevel(logging.INFO)
+    handlers: list[logging.Handler] = []
+    try:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    except OSError as exc:  # e.g. a full disk: log to stderr only, and push anyway
+        print(f"hf-summary uploader: cannot open {log_path}: {exc}", file=sys.stderr)
+    else:
+        to_file = logging.StreamHandler(os.fdopen(fd, "a", encoding="utf-8"))
+        to_file.setLevel(logging.INFO)
+        handlers.append(to_file)
     to_stderr = logging.StreamHandler(sys.stderr)
     to_stderr.setLevel(logging.WARNING)
+    handlers.append(to_stderr)
     formatter = logging.Formatter(f"%(asctime)s hf-summary uploader[{os.getpid()}] %(levelname)s %(message)s")
-    for handler in (to_file, to_stderr):
+    for handler in handlers:
         handler.setFormatter(formatter)
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -269,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     hello = json.loads(sys.stdin.readline() or "{}")
     wakeups: queue.Queue = queue.Queue()
-    threading.Thread(target=_read_wakeups, args=(sys.stdin, wakeups), daemon=True).start()
+    closing = threading.Event()
+    threading.Thread(target=_read_wakeups, args=(sys.stdin, wakeups, closing), daemon=True).start()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _configure_logging(args.logdir)
     use_timeouts()
@@ -286,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
                 parent=(args.parent_pid, args.parent_create_time),
                 drain_timeout=args.drain_timeout,
                 wakeups=wakeups,
+                closing=closing,
             )
             return uploader.run()
     except JournalError as exc:

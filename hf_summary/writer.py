@@ -26,7 +26,7 @@ from hf_summary._launcher import UploaderProcess
 from hf_summary._summaries import tensor_scalar, tensor_summary, with_discrete_domains
 from hf_summary.journal import Journal, RunSettings
 from hf_summary.reconcile import logdir_relative, open_or_rebuild, repo_path
-from hf_summary.segments import Segment, segment_name
+from hf_summary.segments import SealedFile, Segment, seal_tail, segment_name
 
 logger = logging.getLogger("hf_summary")
 
@@ -100,7 +100,7 @@ class HFSummaryWriter(SummaryWriter):
             repo_id=repo_id,
             repo_type=repo_type or "model",
             revision=repo_revision or "main",
-            path_in_repo=_join_path_in_repo(path_in_repo, resolved_logdir.name),
+            path_in_repo=_join_path_in_repo(path_in_repo, resolved_logdir.resolve().name),
             allow_patterns=_check_patterns("repo_allow_patterns", repo_allow_patterns),
             ignore_patterns=_check_patterns("repo_ignore_patterns", repo_ignore_patterns),
             squash_history=bool(squash_history),
@@ -113,6 +113,10 @@ class HFSummaryWriter(SummaryWriter):
         self._create_time = psutil.Process().create_time()
         self._lock = threading.Lock()
         self._segments: dict[str, _OpenSegment] = {}
+        # Segments finished on disk whose journal row is still 'open' because the journal write failed (disk
+        # full...): (row id, path, summary, or None to re-scan the file). Retried at each roll and in close().
+        self._unrecorded: list[tuple[int, Path, SealedFile | None]] = []
+        self._record_lock = threading.Lock()
         self._uploader: UploaderProcess | None = None
         self._ticker: threading.Thread | None = None
         self._stop_ticking = threading.Event()
@@ -257,7 +261,9 @@ class HFSummaryWriter(SummaryWriter):
         except BaseException:  # e.g. disk full: leave no empty segment behind
             segment.discard()
             if row_id is not None:
-                journal.drop_segment(row_id)
+                self._unrecorded.append((row_id, path, None))  # no file left: its row gets dropped
+                with contextlib.suppress(OSError):
+                    self._record_sealed()
             raise
         opened = self._segments[run] = _OpenSegment(segment, row_id)
         if uploadable:
@@ -280,11 +286,45 @@ class HFSummaryWriter(SummaryWriter):
         finally:
             if locked:
                 self._lock.release()
+        failure: OSError | None = None
         for opened in detached:
-            sealed = opened.segment.seal()
+            sealed = None
+            try:
+                sealed = opened.segment.seal()
+            except OSError as exc:  # the file is closed anyway; _record_sealed() finishes it with seal_tail()
+                failure = failure or exc
             if opened.row_id is not None:
-                self._journal.mark_sealed(opened.row_id, sealed.size, sealed.sha256)
-        return len(detached)
+                self._unrecorded.append((opened.row_id, opened.segment.path, sealed))
+        recorded = 0
+        try:
+            recorded = self._record_sealed(interrupting=interrupting)
+        except OSError as exc:  # e.g. the journal's disk is full: kept in _unrecorded, retried at the next roll
+            failure = failure or exc
+        if failure is not None:
+            raise failure
+        return len(detached) or recorded
+
+    def _record_sealed(self, *, interrupting: bool = False) -> int:
+        """Record in the journal the segments finished on disk (``_unrecorded``), oldest first, so that none
+        stays 'open' while this process lives; returns how many were sealed. Raises OSError when the journal
+        cannot be written (they stay in ``_unrecorded``)."""
+        if not self._record_lock.acquire(timeout=_SIGNAL_LOCK_WAIT_S if interrupting else -1):
+            return 0  # we interrupted the call that is recording them
+        recorded = 0
+        try:
+            while self._unrecorded:
+                row_id, path, sealed = self._unrecorded[0]
+                if sealed is None and path.exists():
+                    sealed = seal_tail(path)
+                if sealed is None or sealed.size == 0:
+                    self._journal.drop_segment(row_id)
+                else:
+                    self._journal.mark_sealed(row_id, sealed.size, sealed.sha256)
+                    recorded += 1
+                self._unrecorded.pop(0)
+        finally:
+            self._record_lock.release()
+        return recorded
 
     def _tick(self) -> None:
         while not self._stop_ticking.wait(self._settings.commit_every_s):
@@ -336,7 +376,16 @@ class HFSummaryWriter(SummaryWriter):
         self._stop_ticking.set()
         if self._ticker is not None and self._ticker is not threading.current_thread():
             self._ticker.join()
-        self._roll()
+        failure: OSError | None = None
+        try:
+            self._roll()
+        except OSError as exc:  # e.g. disk full: the files are sealed on disk; still stop the uploader cleanly
+            failure = exc
+            logger.error(
+                "could not record %d sealed segment(s) of %s in its journal (%s); they are safe on disk, and "
+                "`hf-summary recover %s` pushes them once the journal can be written",
+                len(self._unrecorded), self.logdir, exc, self.logdir,
+            )
         super().close()
         self._restore_sigterm()
         atexit.unregister(self._at_exit)
@@ -355,6 +404,8 @@ class HFSummaryWriter(SummaryWriter):
                 )
             self._uploader = None
         self._journal.close()
+        if failure is not None:
+            raise failure
 
     def _reopen(self) -> None:
         """tensorboardX lets ``add_*`` go on after ``close()``: reopen the journal, ticker and uploader."""
@@ -545,8 +596,12 @@ def _destination(settings: RunSettings) -> tuple:
 
 def _check_arguments(repo_id, commit_every, repo_type, repo_private, token, close_timeout, drain_timeout) -> None:
     hub.check_repo_id(repo_id)
-    if isinstance(commit_every, bool) or not isinstance(commit_every, (int, float)) or not commit_every > 0:
-        raise ValueError(f"commit_every must be a positive number of minutes, got {commit_every!r}")
+    if (
+        isinstance(commit_every, bool)
+        or not isinstance(commit_every, (int, float))
+        or not 0 < commit_every * 60 <= threading.TIMEOUT_MAX  # also refuses NaN and inf
+    ):
+        raise ValueError(f"commit_every must be a positive (finite) number of minutes, got {commit_every!r}")
     if repo_type is not None and repo_type not in hub.REPO_TYPES:
         raise ValueError(f"repo_type must be one of {', '.join(hub.REPO_TYPES)}, got {repo_type!r}")
     if repo_private is not None and not isinstance(repo_private, bool):
@@ -554,7 +609,7 @@ def _check_arguments(repo_id, commit_every, repo_type, repo_private, token, clos
     if token is not None and not isinstance(token, str):
         raise TypeError(f"token must be a string or None, got a {type(token).__name__}")
     for name, value in (("close_timeout", close_timeout), ("drain_timeout", drain_timeout)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:  # NaN too
             raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
 
 
