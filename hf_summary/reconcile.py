@@ -120,9 +120,12 @@ def _keep_sequence_above_disk(journal: Journal) -> None:
 
 def _iter_logdir_files(logdir: Path) -> Iterator[tuple[str, str]]:
     """``(run, name)`` of every regular file under ``logdir``: symlinks are not followed, FIFOs, sockets and
-    devices are skipped (opening a FIFO to hash it would block forever), so is the journal's directory."""
+    devices are skipped (opening a FIFO to hash it would block forever), so is the journal's directory, and
+    so are nested logdirs with a journal of their own (another writer's run, pushed by that writer)."""
     for dirpath, dirnames, filenames in os.walk(logdir, followlinks=False):
-        dirnames[:] = [d for d in dirnames if d != JOURNAL_DIR]
+        dirnames[:] = [
+            d for d in dirnames if d != JOURNAL_DIR and not os.path.lexists(os.path.join(dirpath, d, JOURNAL_DIR))
+        ]
         run = Path(dirpath).relative_to(logdir).as_posix()
         for name in filenames:
             try:

@@ -30,3 +30,14 @@ def test_a_reused_pid_is_not_taken_for_the_live_writer(tmp_path):
         (row,) = journal.pending_segments()
         assert list(read_records(tmp_path / "dead")) == [b"first", b"second"]
         assert row.size == (tmp_path / "dead").stat().st_size == 2 * 16 + len(b"first") + len(b"second")
+
+
+def test_nested_logdirs_with_their_own_journal_are_not_adopted(tmp_path):
+    from hf_summary.reconcile import iter_disk_segments
+    from hf_summary.segments import segment_name
+
+    for run in ("", "sub", "other_run"):
+        (tmp_path / run).mkdir(exist_ok=True)
+        Segment(tmp_path / run / segment_name(len(run), "host")).write_record(b"x")
+    Journal(tmp_path / "other_run").close()  # a writer of its own logs there
+    assert [run for run, _ in iter_disk_segments(tmp_path)] == ["", "sub"]
