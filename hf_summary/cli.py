@@ -150,7 +150,12 @@ def _add_recover_parser(commands: argparse._SubParsersAction) -> None:
         "what would be pushed and changes nothing.",
     )
     recover.add_argument("logdir", type=Path, help="the writer's logdir")
-    recover.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the stored login)")
+    recover.add_argument(
+        "--token",
+        default=None,
+        help="Hub token (default: HF_TOKEN or the stored login). A command line is visible to other users in "
+        "`ps`: prefer HF_TOKEN",
+    )
     recover.add_argument("--no-wait", action="store_true", help="fail instead of waiting for a live uploader")
     recover.add_argument("--dry-run", action="store_true", help="list what would be pushed; change nothing")
     recover.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
