@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tensorboardX.proto.event_pb2 import Event
 
 from hf_summary.hub import HubClient
-from hf_summary.segments import read_records
+from hf_summary.verify import count_events
 from hf_summary.writer import HFSummaryWriter
 
 DEMO_USER, DEMO_TOKEN = "demo", "hf_demo_local_token"
@@ -30,17 +29,6 @@ class DemoResult:
     commits: list[str]
     logged: int
     on_hub: int
-
-
-def count_events(root: Path) -> int:
-    """Summary events in every event file under ``root`` (raw record scan, no sampling)."""
-    return sum(
-        1
-        for path in root.rglob("*tfevents*")
-        if ".hf_summary" not in path.parts
-        for data in read_records(path)
-        if Event.FromString(data).HasField("summary")
-    )
 
 
 @contextlib.contextmanager

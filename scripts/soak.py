@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -164,27 +163,6 @@ def trainer_main(argv: list[str]) -> int:
 
 
 # -------------------------------------------------------------------------------------------- driver side
-
-
-def event_keys(root: Path) -> set[tuple]:
-    """Every summary value of every event file under ``root`` (raw record scan, no sampling), keyed on
-    (run dir, tag, step, wall_time, value digest); ``.hf_summary`` is skipped."""
-    from tensorboardX.proto.event_pb2 import Event
-
-    from hf_summary.segments import read_records
-
-    keys = set()
-    for path in sorted(root.rglob("*tfevents*")):
-        if ".hf_summary" in path.parts:
-            continue
-        run = path.parent.relative_to(root).as_posix()
-        run = "" if run == "." else run
-        for data in read_records(path):
-            event = Event.FromString(data)
-            for value in event.summary.value:
-                digest = hashlib.sha1(value.SerializeToString(deterministic=True)).hexdigest()
-                keys.add((run, value.tag, event.step, event.wall_time, digest))
-    return keys
 
 
 def uploader_processes(logdir: Path) -> list:
@@ -356,6 +334,7 @@ class Soak:
 
         from hf_summary.journal import Journal
         from hf_summary.journal import journal_path as _journal_path
+        from hf_summary.verify import event_keys
 
         api = HfApi(endpoint=self.hub.endpoint, token=self.hub.token("alice"))
         folder = f"tensorboard/{self.logdir.name}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -14,9 +13,8 @@ from pathlib import Path
 
 import psutil
 from huggingface_hub import HfApi
-from tensorboardX.proto.event_pb2 import Event
 
-from hf_summary.segments import read_records
+from hf_summary.verify import event_keys
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,25 +29,6 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message or predicate}")
         time.sleep(interval)
-
-
-def event_keys(root: Path) -> set[tuple]:
-    """Every summary value in every ``*tfevents*`` file under ``root`` (raw scan, no sampling), keyed on
-    (run dir, tag, step, wall_time, value bytes). Scalars are float32 in the file, so keys compare exactly."""
-    keys = set()
-    for path in sorted(root.rglob("*tfevents*")):
-        if ".hf_summary" in path.parts:
-            continue
-        run = path.parent.relative_to(root).as_posix()
-        run = "" if run == "." else run
-        for data in read_records(path):
-            event = Event.FromString(data)
-            for value in event.summary.value:
-                payload = hashlib.sha1(value.SerializeToString(deterministic=True)).hexdigest()
-                keys.add((run, value.tag, event.step, event.wall_time, payload))
-            if event.HasField("graph_def"):
-                keys.add((run, "__graph__", event.step, event.wall_time, hashlib.sha1(event.graph_def).hexdigest()))
-    return keys
 
 
 def download_repo(
