@@ -1,0 +1,103 @@
+"""`scripts/bench.py --smoke` runs every scenario at minimal size and writes every figure, so the benchmark
+cannot rot unnoticed. Figures are checked for shape only (the numbers of a tiny run mean nothing)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WRITERS = ("ours", "tensorboardX", "huggingface_hub")
+ALL, HUB, OURS = WRITERS, ("ours", "huggingface_hub"), ("ours",)
+
+# scenario -> {figure: writers that must have a number (the others may be null: not applicable)}
+FIGURES = {
+    "logging_cost": {
+        "scalar_events_per_s": ALL,
+        "scalar_events_per_s_incl_close": ALL,
+        "mixed_steps_per_s": ALL,
+        "mixed_steps_per_s_incl_close": ALL,
+        "user_space_buffered_bytes": ALL,
+    },
+    "interference": {
+        "step_ms_p50": ALL,
+        "step_ms_p99": ALL,
+        "step_ms_max": ALL,
+        "ratio_p50_vs_no_logging": ALL,
+        "ratio_p99_vs_no_logging": ALL,
+        "ratio_p50_vs_no_logging_max": ALL,
+        "steps": ALL,
+        "commits_during_run": HUB,
+    },
+    "amplification": {"amplification_lfs": HUB, "commits_lfs": HUB, "event_mb_lfs": HUB, "received_mb_lfs": HUB},
+    "crash_loss": {"lost_events": ALL, "lost_events_max": ALL, "acknowledged_events": ALL, "lost_fraction": ALL},
+    "time_to_hub_s": {"seconds": OURS, "seconds_max": OURS, "seconds_polled_max": OURS},
+    "startup_s": {
+        "import_s": ALL,
+        "import_rss_mb": ALL,
+        "constructor_hub_up_s": ALL,
+        "constructor_hub_down_s": OURS,  # huggingface_hub's constructor raises; tensorboardX has no Hub
+    },
+    "memory_mb": {"trainer_peak_rss_mb": ALL, "trainer_added_peak_rss_mb": ALL, "uploader_peak_rss_mb": OURS},
+}
+RATIOS = {
+    "logging_cost": [
+        "ratio_scalar_ours_vs_tensorboardX", "ratio_scalar_ours_vs_huggingface_hub",
+        "ratio_mixed_ours_vs_tensorboardX", "ratio_mixed_ours_vs_huggingface_hub",
+    ],
+    "amplification": ["ratio_lfs_huggingface_hub_vs_ours"],
+}
+SCALARS = {
+    "interference": ["baseline_step_ms_p50", "baseline_step_ms_p99"],
+    "memory_mb": ["baseline_trainer_peak_rss_mb"],
+}
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench.py"), "--smoke", "--seed", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, f"bench failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
+    return json.loads(out.read_text()), result.stdout
+
+
+@pytest.mark.parametrize("scenario", sorted(FIGURES))
+def test_every_figure_is_a_number(smoke: tuple[dict, str], scenario: str) -> None:
+    document, _ = smoke
+    for figure, required in FIGURES[scenario].items():
+        values = document[scenario][figure]
+        assert set(values) == set(WRITERS), (scenario, figure, values)
+        for writer in WRITERS:
+            value = values[writer]
+            if writer in required:
+                assert _is_number(value), (scenario, figure, writer, value)
+            else:
+                assert value is None or _is_number(value), (scenario, figure, writer, value)
+    for key in RATIOS.get(scenario, []):
+        assert _is_number(document[scenario][key]), (scenario, key)
+    for key in SCALARS.get(scenario, []):
+        assert _is_number(document[scenario][key]), (scenario, key)
+
+
+def test_machine_facts_errors_and_table(smoke: tuple[dict, str]) -> None:
+    document, stdout = smoke
+    machine = document["machine"]
+    assert machine["cores"] >= 1 and machine["cpu"] and machine["python"] and machine["date"]
+    assert {"hf-summary", "tensorboardX", "huggingface_hub"} <= set(machine["packages"])
+    assert document["errors"] == {}
+    assert document["profile"]["name"] == "smoke"
+    for heading in ("1. logging cost", "2. training interference", "3. upload amplification", "4. crash loss",
+                    "5. time to Hub after SIGKILL", "6. start-up", "7. memory"):
+        assert f"| {heading} |" in stdout
