@@ -33,6 +33,7 @@ from hf_summary.reconcile import JOURNAL_DIR, changed_assets, repo_path, seal_ab
 logger = logging.getLogger("hf_summary")
 
 POLL_INTERVAL_S = 0.5
+HEARTBEAT_INTERVAL_S = 5.0
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 120.0
 PERMANENT_RETRY_S = 300.0
@@ -100,6 +101,7 @@ class Uploader:
         self._failures = 0
         self._repo_ready = False
         self._permanent_error: str | None = None
+        self._next_heartbeat = 0.0
         if closing is not None and math.isfinite(drain_timeout):  # set by the pipe reader on "close" or EOF
             threading.Thread(target=self._watch_deadline, args=(closing,), name="deadline", daemon=True).start()
 
@@ -139,7 +141,9 @@ class Uploader:
     def _drain(self) -> int:
         seal_abandoned(self.journal, self._writer_alive)
         while True:
-            self.journal.heartbeat(self.owner)
+            if time.monotonic() >= self._next_heartbeat:  # an fsynced write: not on every poll
+                self.journal.heartbeat(self.owner)
+                self._next_heartbeat = time.monotonic() + HEARTBEAT_INTERVAL_S
             if not self._closing and not self._parent_alive():
                 logger.info("trainer %s is gone; final drain of %s", self.parent, self.journal.logdir)
                 self._closing = True
