@@ -7,7 +7,6 @@ no write access, missing repo or revision, rejected input).
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,15 +79,6 @@ def check_repo_id(repo_id: object) -> None:
 def path_matches(path: str, allow_patterns: list[str] | None, ignore_patterns: list[str] | None) -> bool:
     """Whether ``path`` passes the allow/ignore glob patterns, with the Hub client's own matching rules."""
     return any(True for _ in filter_repo_objects([path], allow_patterns=allow_patterns, ignore_patterns=ignore_patterns))
-
-
-def git_blob_oid(path: Path) -> str:
-    """The git blob SHA-1 of a file, which the Hub reports as ``oid`` for regularly stored files."""
-    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _retry_after(exc: HfHubHTTPError) -> float | None:

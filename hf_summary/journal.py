@@ -178,6 +178,11 @@ class RunSettings:
     private: bool | None
     endpoint: str | None
 
+    @property
+    def destination(self) -> tuple[str, str, str, str]:
+        """Where the segments go: (repo_id, repo_type, revision, path_in_repo)."""
+        return (self.repo_id, self.repo_type, self.revision, self.path_in_repo)
+
 
 @dataclass
 class SegmentRow:

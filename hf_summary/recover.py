@@ -183,7 +183,7 @@ def _recover(logdir, settings, token, wait, take_over, deadline, report: Recover
             if settings is None:
                 raise RecoverError(f"the journal of {logdir} has no settings; pass --repo-id")
             journal.save_settings(settings)
-        elif settings is not None and _destination(stored) != _destination(settings):
+        elif settings is not None and stored.destination != settings.destination:
             report.notes.append("the journal's settings were used; --repo-id and friends were ignored")
         settings = stored or settings
         _describe(report, settings)
@@ -320,10 +320,7 @@ def _check_hub(
     remote = client.list_files(settings.path_in_repo)
     absent, unrecoverable, to_download = [], [], []
     for row in committed:
-        path = row.local_path(journal.logdir)
-        local = _digests(path) if path.is_file() else None
-        local_ok = local is not None and local[0] == row.size and local[1] == row.sha256
-        verdict = _remote_verdict(remote.get(row.path_in_repo), row.size, row.sha256, local[2] if local_ok else None)
+        verdict, local_ok = _committed_verdict(row, journal.logdir, remote)
         if verdict is None:
             to_download.append(row)
         elif not verdict:
@@ -336,6 +333,16 @@ def _check_hub(
                 if not copy.is_file() or file_sha256(copy) != row.sha256:
                     unrecoverable.append(row)
     return absent, unrecoverable
+
+
+def _committed_verdict(row: SegmentRow, logdir: Path, remote: dict[str, RemoteFile]) -> tuple[bool | None, bool]:
+    """For a committed segment: whether the Hub holds it (``None``: only downloading it can tell), and whether
+    its file on disk still has the recorded content (so it can be pushed again)."""
+    path = row.local_path(logdir)
+    local = _digests(path) if path.is_file() else None
+    local_ok = local is not None and local[0] == row.size and local[1] == row.sha256
+    verdict = _remote_verdict(remote.get(row.path_in_repo), row.size, row.sha256, local[2] if local_ok else None)
+    return verdict, local_ok
 
 
 def _remote_verdict(found: RemoteFile | None, size: int | None, sha256: str | None, git_oid: str | None) -> bool | None:
@@ -432,10 +439,8 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
         if digests is None or not _remote_verdict(remote.get(planned.path_in_repo), *digests):
             report.would_push.append(planned)
     for row in committed:
-        path = row.local_path(logdir)
-        local = _digests(path) if path.is_file() else None
-        local_ok = local is not None and local[0] == row.size and local[1] == row.sha256
-        if _remote_verdict(remote.get(row.path_in_repo), row.size, row.sha256, local[2] if local_ok else None) is False:
+        verdict, local_ok = _committed_verdict(row, logdir, remote)
+        if verdict is False:
             if local_ok:
                 report.would_push.append(PlannedPush(row.path_in_repo, row.size or 0, "missing or different on the Hub"))
             else:
@@ -451,10 +456,6 @@ def _describe(report: RecoverReport, settings: RunSettings) -> None:
     report.revision = settings.revision
     report.path_in_repo = settings.path_in_repo
     report.endpoint = _public_url(settings.endpoint)
-
-
-def _destination(settings: RunSettings) -> tuple:
-    return (settings.repo_id, settings.repo_type, settings.revision, settings.path_in_repo)
 
 
 def _public_url(url: str | None) -> str | None:

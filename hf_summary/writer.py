@@ -141,7 +141,7 @@ class HFSummaryWriter(SummaryWriter):
     def _open_journal(self) -> None:
         journal, _ = open_or_rebuild(self._logdir_path, self._settings)
         previous = journal.load_settings()
-        if previous is not None and _destination(previous) != _destination(self._settings):
+        if previous is not None and previous.destination != self._settings.destination:
             if journal.pending_segments() or journal.open_segments():
                 journal.close()
                 raise ValueError(
@@ -588,10 +588,6 @@ def _session_start():
     from tensorboardX.proto.event_pb2 import SessionLog
 
     return SessionLog(status=SessionLog.START)
-
-
-def _destination(settings: RunSettings) -> tuple:
-    return (settings.repo_id, settings.repo_type, settings.revision, settings.path_in_repo)
 
 
 def _check_arguments(repo_id, commit_every, repo_type, repo_private, token, close_timeout, drain_timeout) -> None:
