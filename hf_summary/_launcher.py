@@ -1,9 +1,21 @@
-"""Start the uploader child and talk to it over its stdin pipe (trainer side).
+"""Start the uploader child and own the two pipes between it and the trainer (trainer side).
 
 The child is a fresh interpreter (never a fork of the trainer) in its own session, so a Ctrl-C or a job-wide
 SIGTERM to the trainer's process group does not cut its final push short. The token travels as the first
-line on the pipe, never in argv or the environment. Later lines are commands (``push``, ``close``); end of
-file means the trainer is gone.
+line on the child's stdin, never in argv or the environment. Later lines are requests:
+
+- ``push N``: push everything sealed so far; ``preempt N``: the same, urgently, as the first step of a
+  bounded final drain (the trainer got SIGTERM); ``close``: final push, then exit. End of file means the
+  trainer is gone.
+
+The child answers on a second pipe (the reverse channel), which a daemon thread of the trainer reads:
+
+- ``seal``: seal the open segments now (the uploader was preempted, and the trainer may not know it);
+- ``drained N``: nothing is pending any more, counting everything sealed before request ``N``.
+
+Request numbers grow with each request, so a trainer that asked for ``N`` knows that ``drained M`` with
+``M >= N`` covers what it had sealed before asking: it can wait for that on its way out, with no SQLite and
+no lock that the code its signal handler interrupted might hold.
 """
 
 from __future__ import annotations
@@ -14,6 +26,8 @@ import os
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -24,49 +38,93 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 class UploaderProcess:
-    """Handle on a running uploader child. Sending never blocks the trainer."""
+    """Handle on a running uploader child. Sending never blocks the trainer.
 
-    def __init__(self, logdir: Path, *, token: str | None, drain_timeout: float):
+    ``on_seal`` runs on the reverse channel's reader thread whenever the uploader asks for a seal.
+    """
+
+    def __init__(
+        self,
+        logdir: Path,
+        *,
+        token: str | None,
+        drain_timeout: float,
+        grace_period: float,
+        on_seal: Callable[[], None],
+    ):
         me = psutil.Process()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
-        self._proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hf_summary.uploader",
-                str(logdir),
-                "--parent-pid",
-                str(me.pid),
-                "--parent-create-time",
-                repr(me.create_time()),
-                "--drain-timeout",
-                repr(drain_timeout),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,
-            env=env,
-            close_fds=True,
-        )
+        reverse_read, reverse_write = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hf_summary.uploader",
+                    str(logdir),
+                    "--parent-pid",
+                    str(me.pid),
+                    "--parent-create-time",
+                    repr(me.create_time()),
+                    "--drain-timeout",
+                    repr(drain_timeout),
+                    "--grace-period",
+                    repr(grace_period),
+                    "--reverse-fd",
+                    str(reverse_write),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
+                close_fds=True,
+                pass_fds=(reverse_write,),
+            )
+        except BaseException:
+            os.close(reverse_read)
+            raise
+        finally:
+            os.close(reverse_write)
         self.pid = self._proc.pid
-        self._send_lock = threading.Lock()
+        # Re-entrant: a signal handler may send (or wait) while the code it interrupted was doing the same.
+        self._send_lock = threading.RLock()
+        self._answers = threading.Condition(threading.RLock())
+        self._requested = 0
+        self._drained = 0
+        self._listening = True
+        self._on_seal = on_seal
         self._send(json.dumps({"token": token}))
         os.set_blocking(self._proc.stdin.fileno(), False)
+        threading.Thread(
+            target=self._listen, args=(reverse_read,), name="hf-summary-uploader-answers", daemon=True
+        ).start()
 
-    def _send(self, line: str) -> None:
+    def _send(self, line: str) -> bool:
         with self._send_lock:
             stdin = self._proc.stdin
             if stdin is None or stdin.closed:
-                return
+                return False
             try:
                 os.write(stdin.fileno(), (line + "\n").encode())
+                return True
             except (BlockingIOError, BrokenPipeError, OSError) as exc:
                 logger.debug("uploader %s did not take %r: %s", self.pid, line, exc)
+                return False
 
-    def request_push(self) -> None:
-        """Ask for a push of everything sealed so far."""
-        self._send("push")
+    def _request(self, verb: str) -> int | None:
+        with self._send_lock:
+            self._requested += 1
+            number = self._requested
+            return number if self._send(f"{verb} {number}") else None
+
+    def request_push(self) -> int | None:
+        """Ask for a push of everything sealed so far. Returns the request's number (``None``: not sent)."""
+        return self._request("push")
+
+    def request_preempted_push(self) -> int | None:
+        """Tell the uploader the trainer is being stopped: push now, and drain within the grace period."""
+        return self._request("preempt")
 
     def request_close(self) -> None:
         """Ask for a final push, then exit; closes the pipe (end of file is the exit signal too)."""
@@ -74,6 +132,38 @@ class UploaderProcess:
         with self._send_lock:
             if self._proc.stdin is not None and not self._proc.stdin.closed:
                 self._proc.stdin.close()
+
+    def wait_drained(self, request: int | None, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until the uploader says that what was sealed before ``request`` is on
+        the Hub; returns at once, ``False``, when it can no longer say so (``request`` not sent, uploader
+        gone)."""
+        if request is None:
+            return False
+        deadline = time.monotonic() + timeout
+        with self._answers:
+            while self._drained < request:
+                remaining = deadline - time.monotonic()
+                if not self._listening or remaining <= 0:
+                    return False
+                self._answers.wait(remaining)
+            return True
+
+    def _listen(self, fd: int) -> None:
+        with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as answers:
+            for line in answers:
+                verb, _, argument = line.strip().partition(" ")
+                if verb == "seal":
+                    try:
+                        self._on_seal()
+                    except Exception:
+                        logger.exception("could not seal the segments the uploader asked for")
+                elif verb == "drained" and argument.isdigit():
+                    with self._answers:
+                        self._drained = max(self._drained, int(argument))
+                        self._answers.notify_all()
+        with self._answers:
+            self._listening = False
+            self._answers.notify_all()
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for the child to exit. When it outlives the wait, a daemon thread reaps it

@@ -24,6 +24,8 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import filter_repo_objects, set_client_factory, validate_repo_id
 from huggingface_hub.utils._http import hf_request_event_hook
 
+from hf_summary.segments import file_digests
+
 CARD_TAG = "hf-summary-writer"
 REPO_TYPES = ("model", "dataset", "space")
 _TRANSIENT_STATUSES = {408, 409, 412, 423, 425, 429, 500, 502, 503, 504}
@@ -45,6 +47,19 @@ class PermanentHubError(HubError):
     """A failure that retrying will not fix: bad token, no write access, missing repo or revision."""
 
 
+class PathConflictError(PermanentHubError):
+    """Files about to be added already hold other content on the Hub: they were pushed by someone else, and
+    are never overwritten. ``paths`` lists them."""
+
+    def __init__(self, paths: list[str]):
+        super().__init__(
+            f"{len(paths)} path(s) already hold other content on the Hub and will not be overwritten "
+            f"(first: {paths[0]!r}); another run pushed files with these names. Push this logdir to another "
+            "folder: a new path_in_repo or logdir name"
+        )
+        self.paths = paths
+
+
 @dataclass(frozen=True)
 class CommitResult:
     oid: str
@@ -64,6 +79,29 @@ class RemoteFile:
     size: int
     git_oid: str
     sha256: str | None  # only known for LFS files
+
+    def holds(self, size: int | None, sha256: str | None, git_oid: str | None) -> bool | None:
+        """Whether this file has that size and content; ``None`` when only downloading it can tell (a
+        regular file, and no git blob id to compare with)."""
+        if self.size != size:
+            return False
+        if self.sha256 is not None:  # LFS: the Hub reports the content's sha256
+            return self.sha256 == sha256
+        if git_oid is not None:  # stored as a git blob: compare blob ids
+            return self.git_oid == git_oid
+        return None
+
+
+def _replaces_other_content(operation: CommitOperationAdd, src: Path) -> bool:
+    """After the pre-upload call: whether ``operation``'s path holds other content on the Hub. The client
+    keeps the Hub's answer (``_remote_oid``: sha256 for LFS files, git blob id for regular ones) next to its
+    own id of the local file, and skips the file when the two are equal; ids of different kinds (the path
+    is regular on the Hub, LFS for this upload, or the reverse) are compared by digesting the local file."""
+    remote_oid = operation._remote_oid
+    if remote_oid is None or remote_oid == operation._local_oid:
+        return False
+    _, sha256, git_oid = file_digests(src)
+    return remote_oid not in (sha256, git_oid)
 
 
 def check_repo_id(repo_id: object) -> None:
@@ -189,24 +227,40 @@ class HubClient:
         if namespace not in allowed:
             raise PermanentHubError(f"{me.get('name')!r} may not write to the namespace {namespace!r}")
 
-    def commit_files(self, files: list[tuple[Path, str]], message: str) -> CommitResult:
+    def commit_files(
+        self, files: list[tuple[Path, str]], message: str, *, never_replace: frozenset[str] = frozenset()
+    ) -> CommitResult:
         """Push ``(local path, path in repo)`` pairs in one commit, uploaded by path.
 
         Files the Hub already holds with the same content are skipped by the client; when nothing is left it
-        makes no commit and the current head is returned, so pushing the same files twice is a no-op.
+        makes no commit and the current head is returned, so pushing the same files twice is a no-op. A path
+        in ``never_replace`` that holds other content on the Hub stops the push before the commit, with
+        :class:`PathConflictError`: the client's pre-upload answer tells, so this costs no extra request.
         """
         try:
             operations = [CommitOperationAdd(path_in_repo=dest, path_or_fileobj=str(src)) for src, dest in files]
         except ValueError as exc:  # an invalid path in repo: the same on every retry
             raise PermanentHubError(f"cannot commit these files: {_first_line(exc)}") from exc
         try:
+            self._api.preupload_lfs_files(
+                self.repo_id, additions=operations, repo_type=self.repo_type, revision=self.revision
+            )
+            conflicts = [
+                operation.path_in_repo
+                for operation, (src, _) in zip(operations, files, strict=True)
+                if operation.path_in_repo in never_replace and _replaces_other_content(operation, src)
+            ]
+            if conflicts:
+                raise PathConflictError(conflicts)
             info = self._api.create_commit(
                 self.repo_id,
-                operations,
+                operations,  # pre-uploaded: the client sends no second pre-upload request
                 commit_message=message,
                 repo_type=self.repo_type,
                 revision=self.revision,
             )
+        except PathConflictError:
+            raise
         except Exception as exc:
             raise classify(exc) from exc
         return CommitResult(oid=info.oid, url=info.commit_url)

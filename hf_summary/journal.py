@@ -12,8 +12,10 @@ Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_versio
 ``settings``  one row (id 1): how to push this logdir, so that ``recover`` needs only the logdir.
     repo_id, repo_type, revision, path_in_repo, allow_patterns / ignore_patterns (JSON list or NULL),
     squash_history, commit_every_s, private (NULL = unspecified), endpoint, updated_at.
-``flags``     small JSON key/value flags (``key`` primary key, ``value`` JSON text, updated_at).
-``sequence``  one row (id 1): ``next``, the next segment sequence number to hand out.
+``flags``     small JSON key/value flags (``key`` primary key, ``value`` JSON text, updated_at), e.g.
+    ``run_id`` (the run id in this run's segment names).
+``sequence``  one row (id 1): ``next``, the lowest segment sequence number still free (time-based, see
+    :meth:`Journal.next_sequence`).
 ``segments``  one row per segment file, ``id`` AUTOINCREMENT (never reused, so ``id`` order is
     creation order). run (logdir-relative directory, ``/``-separated, ``""`` = logdir), name,
     path_in_repo (UNIQUE), state, size, sha256, attempts, last_error, created_at, sealed_at,
@@ -54,6 +56,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlite_utils
+
+from hf_summary.segments import new_run_id
 
 __all__ = [
     "APPLICATION_ID",
@@ -388,11 +392,25 @@ class Journal:
     # -- sequence numbers ---------------------------------------------------------------------------
 
     def next_sequence(self) -> int:
-        """Allocate the next segment sequence number (monotonic across restarts and processes)."""
+        """Allocate the next segment sequence number: strictly increasing across restarts and processes, and
+        never below the current time in milliseconds, so that a run continued from a fresh logdir (a requeued
+        job on another node) names its segments after those of the run it continues."""
+        now_ms = int(time.time() * 1000)
         with self._transaction() as db:
-            (sequence,) = db.execute("SELECT next FROM sequence WHERE id = 1").fetchone()
+            (stored,) = db.execute("SELECT next FROM sequence WHERE id = 1").fetchone()
+            sequence = max(stored, now_ms)
             db.execute("UPDATE sequence SET next = ? WHERE id = 1", [sequence + 1])
         return sequence
+
+    def run_id(self) -> str:
+        """This journal's run id (made on first use), which every segment name of the run carries."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO flags (key, value, updated_at) VALUES ('run_id', ?, ?)",
+                [json.dumps(new_run_id()), time.time()],
+            )
+            (value,) = db.execute("SELECT value FROM flags WHERE key = 'run_id'").fetchone()
+        return json.loads(value)
 
     def ensure_sequence_above(self, sequence: int) -> None:
         """Make every later :meth:`next_sequence` return more than ``sequence``."""

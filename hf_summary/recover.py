@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import tempfile
 import time
@@ -30,14 +29,13 @@ from hf_summary.reconcile import (
     salvage_settings,
     seal_abandoned,
 )
-from hf_summary.segments import file_sha256, last_complete_offset
+from hf_summary.segments import file_digests, file_sha256, last_complete_offset
 from hf_summary.uploader import Uploader, lease_owner_alive, process_alive
 
 logger = logging.getLogger("hf_summary")
 
 EXIT_OK, EXIT_INCOMPLETE, EXIT_PERMANENT, EXIT_BUSY = 0, 1, 2, 3
 LEASE_POLL_S = 0.5
-_CHUNK = 1 << 20
 
 
 class RecoverError(Exception):
@@ -274,6 +272,7 @@ def _recover_locked(journal: Journal, settings: RunSettings, uploader: Uploader,
         say(f"{len(absent)} committed segment(s) are missing or different on the Hub; pushing them again")
         report.repushed += report.missing
         journal.requeue_segments([row.id for row in absent], "missing or different on the Hub")
+        uploader.may_replace.update(row.path_in_repo for row in absent)  # our own files, damaged on the Hub
     if report.lost:
         report.error, report.exit_status = (
             f"{len(report.lost)} segment(s) are neither on the Hub nor on disk any more: "
@@ -339,34 +338,11 @@ def _committed_verdict(row: SegmentRow, logdir: Path, remote: dict[str, RemoteFi
     """For a committed segment: whether the Hub holds it (``None``: only downloading it can tell), and whether
     its file on disk still has the recorded content (so it can be pushed again)."""
     path = row.local_path(logdir)
-    local = _digests(path) if path.is_file() else None
+    local = file_digests(path) if path.is_file() else None
     local_ok = local is not None and local[0] == row.size and local[1] == row.sha256
-    verdict = _remote_verdict(remote.get(row.path_in_repo), row.size, row.sha256, local[2] if local_ok else None)
+    found = remote.get(row.path_in_repo)
+    verdict = False if found is None else found.holds(row.size, row.sha256, local[2] if local_ok else None)
     return verdict, local_ok
-
-
-def _remote_verdict(found: RemoteFile | None, size: int | None, sha256: str | None, git_oid: str | None) -> bool | None:
-    """Whether the Hub's file has this size and content; ``None`` when only downloading it can tell."""
-    if found is None or found.size != size:
-        return False
-    if found.sha256 is not None:  # LFS: the Hub reports the content's sha256
-        return found.sha256 == sha256
-    if git_oid is not None:  # stored as a git blob: compare blob ids
-        return found.git_oid == git_oid
-    return None
-
-
-def _digests(path: Path, limit: int | None = None) -> tuple[int, str, str]:
-    """``(size, sha256, git blob id)`` of ``path``'s first ``limit`` bytes (all of it by default)."""
-    size = path.stat().st_size if limit is None else limit
-    sha, blob = hashlib.sha256(), hashlib.sha1(f"blob {size}\0".encode())
-    remaining = size
-    with path.open("rb") as f:
-        while remaining and (chunk := f.read(min(_CHUNK, remaining))):
-            sha.update(chunk)
-            blob.update(chunk)
-            remaining -= len(chunk)
-    return size - remaining, sha.hexdigest(), blob.hexdigest()
 
 
 # -------------------------------------------------------------------------------- dry run
@@ -424,7 +400,7 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
             continue
         end = last_complete_offset(logdir / relative)
         if end:
-            digests = _digests(logdir / relative, end)
+            digests = file_digests(logdir / relative, end)
             plan.append((PlannedPush(repo_path(settings, run, name), end, "on disk, not in the journal"), digests))
     committed = [row for row in rows if row.state == "committed"]
     client = HubClient(repo_id=settings.repo_id, repo_type=settings.repo_type, revision=settings.revision,
@@ -436,7 +412,8 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
         report.would_push = [planned for planned, _ in plan]
         return
     for planned, digests in plan:
-        if digests is None or not _remote_verdict(remote.get(planned.path_in_repo), *digests):
+        found = remote.get(planned.path_in_repo)
+        if digests is None or found is None or not found.holds(*digests):
             report.would_push.append(planned)
     for row in committed:
         verdict, local_ok = _committed_verdict(row, logdir, remote)

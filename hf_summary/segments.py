@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import secrets
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,11 +26,14 @@ __all__ = [
     "SEGMENT_PREFIX",
     "Segment",
     "SealedFile",
+    "file_digests",
     "file_sha256",
     "frame_record",
     "is_event_file",
     "last_complete_offset",
     "masked_crc32c",
+    "new_run_id",
+    "parse_segment_run_id",
     "parse_segment_sequence",
     "read_records",
     "seal_tail",
@@ -38,8 +42,11 @@ __all__ = [
 
 SEGMENT_PREFIX = "events.out.tfevents."
 _SEGMENT_SUFFIX = ".hfs"
-_SEGMENT_RE = re.compile(r"^events\.out\.tfevents\.(\d{10,})\.[A-Za-z0-9._-]+\.hfs[^/\x00]*$")
+_SEGMENT_RE = re.compile(
+    r"^events\.out\.tfevents\.(\d{10,})\.[A-Za-z0-9._-]+?(?:\.([0-9a-f]{8}))?\.hfs[^/\x00]*$"
+)
 _HOST_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_RUN_ID_RE = re.compile(r"^[0-9a-f]{8}$")
 
 _HEADER = struct.Struct("<QI")  # length, masked crc of the 8 length bytes
 _LEN = struct.Struct("<Q")
@@ -61,24 +68,42 @@ def frame_record(data: bytes) -> bytes:
     return length + _CRC.pack(masked_crc32c(length)) + data + _CRC.pack(masked_crc32c(data))
 
 
-def segment_name(sequence: int, host: str, suffix: str = "") -> str:
-    """File name of segment ``sequence``: zero-padded, so lexicographic order is creation order.
+def new_run_id() -> str:
+    """A fresh run id: 8 random hex digits, kept in the journal and put in every segment name of the run."""
+    return secrets.token_hex(4)
 
-    Characters of ``host`` outside ``[A-Za-z0-9._-]`` (``/``, NUL, spaces, ...) become ``_``; an empty
-    host becomes ``localhost``. ``suffix`` (tensorboardX's ``filename_suffix``) goes after ``.hfs``.
+
+def segment_name(sequence: int, host: str, suffix: str = "", *, run_id: str) -> str:
+    """File name of segment ``sequence`` of run ``run_id``:
+    ``events.out.tfevents.<sequence, 13 digits>.<host>.<run id>.hfs<suffix>``.
+
+    The zero-padded sequence comes first, so lexicographic order is creation order, also across the runs
+    that continue one another in a repo folder (sequences are time-based, see ``Journal.next_sequence``);
+    the run id makes the name unique across journals, hosts and restarts, so no run ever replaces a file
+    of another. Characters of ``host`` outside ``[A-Za-z0-9._-]`` (``/``, NUL, spaces, ...) become ``_``;
+    an empty host becomes ``localhost``. ``suffix`` (tensorboardX's ``filename_suffix``) goes after ``.hfs``.
     """
     if sequence < 0:
         raise ValueError(f"segment sequence must be >= 0, got {sequence}")
     if "/" in suffix or "\0" in suffix:
         raise ValueError(f"segment name suffix may not contain '/' or NUL: {suffix!r}")
+    if not _RUN_ID_RE.match(run_id):
+        raise ValueError(f"run id must be 8 lowercase hex digits (see new_run_id()), got {run_id!r}")
     host = _HOST_UNSAFE.sub("_", host) or "localhost"
-    return f"{SEGMENT_PREFIX}{sequence:010d}.{host}{_SEGMENT_SUFFIX}{suffix}"
+    return f"{SEGMENT_PREFIX}{sequence:013d}.{host}.{run_id}{_SEGMENT_SUFFIX}{suffix}"
 
 
 def parse_segment_sequence(name: str) -> int | None:
     """Sequence number of a name made by :func:`segment_name` (any suffix), or ``None`` for other names."""
     match = _SEGMENT_RE.match(os.path.basename(name))
     return int(match.group(1)) if match else None
+
+
+def parse_segment_run_id(name: str) -> str | None:
+    """Run id in a name made by :func:`segment_name`, or ``None`` (other names, and names from before run
+    ids, which carry only the host)."""
+    match = _SEGMENT_RE.match(os.path.basename(name))
+    return match.group(2) if match else None
 
 
 def is_event_file(name: str | os.PathLike[str]) -> bool:
@@ -272,6 +297,20 @@ def read_records(path: str | os.PathLike[str]) -> Iterator[bytes]:
     for _, data in _scan(path, keep_data=True):
         assert data is not None
         yield data
+
+
+def file_digests(path: str | os.PathLike[str], limit: int | None = None) -> tuple[int, str, str]:
+    """``(size, sha256, git blob id)`` of ``path``'s first ``limit`` bytes (all of it by default): the two
+    ids the Hub reports for LFS and for regular files."""
+    size = os.stat(path).st_size if limit is None else limit
+    sha, blob = hashlib.sha256(), hashlib.sha1(f"blob {size}\0".encode())
+    remaining = size
+    with open(path, "rb") as f:
+        while remaining and (chunk := f.read(min(_READ_CHUNK, remaining))):
+            sha.update(chunk)
+            blob.update(chunk)
+            remaining -= len(chunk)
+    return size - remaining, sha.hexdigest(), blob.hexdigest()
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

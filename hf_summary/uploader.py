@@ -1,9 +1,18 @@
 """The uploader child: holds the journal's lease and pushes sealed segments, one commit per push.
 
-Started by the writer as ``python -m hf_summary.uploader LOGDIR --parent-pid P --parent-create-time T`` in
-its own session. The first line on stdin carries the token (JSON); later lines are wake-ups (``push``,
-``close``); end of file, or the parent's death seen through psutil (pid and create time), starts the final
-drain: seal what the trainer left open, push everything, exit within ``--drain-timeout`` seconds.
+Started by the writer (see ``_launcher``) as ``python -m hf_summary.uploader LOGDIR --parent-pid P
+--parent-create-time T --grace-period G --reverse-fd FD`` in its own session. The first line on stdin carries
+the token (JSON); later lines are requests (``push N``, ``preempt N``, ``close``); end of file, or the
+parent's death seen through psutil (pid and create time), starts the final drain: seal what the trainer left
+open, push everything, exit within ``--drain-timeout`` seconds.
+
+Preemption: SIGTERM, SIGHUP and SIGINT never kill the uploader outright. The first one (or a ``preempt``
+request from a trainer that got SIGTERM itself) starts an urgent final drain: ask the trainer to seal (over
+the reverse channel), push everything pending at once, skip the card tag and squash, go on sealing and
+pushing what the trainer still logs, and exit as soon as the trainer is gone and nothing is pending, or when
+``--grace-period`` seconds have passed. A second signal ends the process at once. Whatever is left stays
+in the journal, for the next uploader or ``hf-summary recover``; the journal's history records the
+preemption and what the final push carried, for ``hf-summary status``.
 """
 
 from __future__ import annotations
@@ -22,24 +31,35 @@ import sqlite3
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import psutil
 
-from hf_summary.hub import HubClient, HubError, PermanentHubError, use_timeouts
+from hf_summary.hub import HubClient, HubError, PathConflictError, PermanentHubError, use_timeouts
 from hf_summary.journal import Journal, JournalError, LeaseOwner, RunSettings, SegmentRow
 from hf_summary.reconcile import JOURNAL_DIR, changed_assets, repo_path, seal_abandoned
 
 logger = logging.getLogger("hf_summary")
 
 POLL_INTERVAL_S = 0.5
+PREEMPTED_POLL_INTERVAL_S = 0.1
+SEAL_REQUEST_INTERVAL_S = 0.5
+FIRST_SEAL_WAIT_S = 1.0
 HEARTBEAT_INTERVAL_S = 5.0
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 120.0
+PREEMPTED_BACKOFF_CAP_S = 1.0
 PERMANENT_RETRY_S = 300.0
 JOURNAL_RETRY_S = 2.0
 DEADLINE_GRACE_S = 2.0
+DEFAULT_GRACE_PERIOD_S = 8.0
+GRACE_PERIOD_ENV = "HF_SUMMARY_GRACE_PERIOD"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+CONFLICTS_KEY = "conflicts"  # journal flag: ids of segments whose path on the Hub holds another file
 _EOF = object()
+_WAKE = object()
 
 
 def process_alive(pid: int, create_time: float | None = None) -> bool:
@@ -57,6 +77,21 @@ def lease_owner_alive(owner: LeaseOwner) -> bool:
     return owner.host != socket.gethostname() or process_alive(owner.pid, owner.create_time)
 
 
+def default_grace_period() -> float:
+    """The grace budget of a final drain on preemption: ``HF_SUMMARY_GRACE_PERIOD`` seconds, else 8 s (room
+    for one push inside ``docker stop``'s default 10 s before its SIGKILL)."""
+    raw = os.environ.get(GRACE_PERIOD_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_GRACE_PERIOD_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise ValueError(f"{GRACE_PERIOD_ENV} must be a number of seconds >= 0, got {raw!r}")
+    return value
+
+
 def _fault(point: str) -> None:
     """Crash-test hook: SIGKILL this process at the named point when HF_SUMMARY_FAULT_POINT names it."""
     if os.environ.get("HF_SUMMARY_FAULT_POINT") != point:
@@ -68,8 +103,72 @@ def _fault(point: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _flush_logs() -> None:
+    for handler in logger.handlers:
+        with contextlib.suppress(Exception):
+            handler.flush()
+
+
+class Preemption:
+    """The urgent final drain's state: started by the first stop signal or by the trainer's ``preempt``
+    request, bounded by ``grace_s``. Signal-handler safe: it only sets fields and wakes the loop; a watchdog
+    thread ends the process a little after the budget even when a push hangs."""
+
+    def __init__(self, grace_s: float, wakeups: queue.Queue):
+        self.grace_s = grace_s
+        self.cause: str | None = None
+        self.started_at: float | None = None  # monotonic
+        self.started_wall: float | None = None
+        self.recorded = False
+        self._signals = 0
+        self._wakeups = wakeups
+
+    @property
+    def active(self) -> bool:
+        return self.started_at is not None
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.started_at is None else self.started_at + self.grace_s
+
+    def on_signal(self, signum: int, frame: object) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            logger.error("second %s: exiting now; what is pending stays in the journal for `hf-summary "
+                         "recover`", signal.Signals(signum).name)
+            _flush_logs()
+            os._exit(1)
+        self.start(signal.Signals(signum).name)
+
+    def start(self, cause: str) -> None:
+        if self.started_at is not None:
+            return
+        self.cause = cause
+        self.started_at = time.monotonic()
+        self.started_wall = time.time()
+        self._wakeups.put(_WAKE)
+        threading.Thread(target=self._watchdog, name="preemption-deadline", daemon=True).start()
+
+    def _watchdog(self) -> None:
+        time.sleep(self.grace_s + DEADLINE_GRACE_S / 4)
+        logger.error("grace period of %.1f s ended during a push; exiting, what is pending stays in the "
+                     "journal for `hf-summary recover`", self.grace_s)
+        _flush_logs()
+        os._exit(1)
+
+
+@dataclass
+class _FinalPush:
+    """What the pushes since the preemption carried, for the journal's history."""
+
+    segments: int = 0
+    bytes: int = 0
+    commits: tuple[str, ...] = ()
+
+
 class Uploader:
-    """Drains one journal into one repo. ``parent`` is the trainer to watch (None: nobody, drain and exit)."""
+    """Drains one journal into one repo. ``parent`` is the trainer to watch (None: nobody, drain and exit);
+    ``reverse_fd`` is the pipe to its reverse channel (see ``_launcher``)."""
 
     def __init__(
         self,
@@ -81,6 +180,8 @@ class Uploader:
         drain_timeout: float,
         wakeups: queue.Queue | None = None,
         closing: threading.Event | None = None,
+        preemption: Preemption | None = None,
+        reverse_fd: int | None = None,
     ):
         self.journal = journal
         self.settings = settings
@@ -94,14 +195,24 @@ class Uploader:
         self.parent = parent
         self.drain_timeout = drain_timeout
         self.wakeups = wakeups if wakeups is not None else queue.Queue()
+        self.preemption = preemption if preemption is not None else Preemption(DEFAULT_GRACE_PERIOD_S, self.wakeups)
         self.owner = LeaseOwner(os.getpid(), psutil.Process().create_time(), socket.gethostname())
+        self._reverse_fd = reverse_fd
+        if reverse_fd is not None:
+            os.set_blocking(reverse_fd, False)
         self._closing = parent is None
-        self._deadline: float | None = None
+        self._closing_deadline: float | None = None
         self._next_attempt = 0.0
         self._failures = 0
         self._repo_ready = False
         self._permanent_error: str | None = None
         self._next_heartbeat = 0.0
+        self._next_seal_request = 0.0
+        self._requested = 0  # the newest request number read from the trainer
+        self._answered = 0  # the newest one answered with "drained"
+        self._final = _FinalPush()
+        self._conflicts: set[int] = set(journal.get_value(CONFLICTS_KEY, []))
+        self.may_replace: set[str] = set()  # paths of our own committed files found damaged on the Hub
         if closing is not None and math.isfinite(drain_timeout):  # set by the pipe reader on "close" or EOF
             threading.Thread(target=self._watch_deadline, args=(closing,), name="deadline", daemon=True).start()
 
@@ -111,7 +222,7 @@ class Uploader:
         """Take the lease (waiting while another live drainer holds it), drain until done; exit status."""
         while not self.journal.acquire_lease(self.owner, lease_owner_alive):
             self._wait(POLL_INTERVAL_S)
-            if self._closing and not self._parent_alive():
+            if (self._closing or self.preemption.active) and not self._parent_alive():
                 logger.info("another uploader holds the lease of %s and will drain it", self.journal.logdir)
                 return 0
         try:
@@ -131,9 +242,9 @@ class Uploader:
             except (OSError, sqlite3.OperationalError) as exc:
                 logger.warning("cannot use the journal of %s (%s); retrying in %.0f s",
                                self.journal.logdir, exc, JOURNAL_RETRY_S)
-                if self._closing and self._deadline is None:
-                    self._deadline = time.monotonic() + self.drain_timeout
-                if self._deadline is not None and time.monotonic() >= self._deadline:
+                if self._closing and self._closing_deadline is None:
+                    self._closing_deadline = time.monotonic() + self.drain_timeout
+                if (deadline := self._deadline()) is not None and time.monotonic() >= deadline:
                     logger.error("drain deadline passed; run `hf-summary recover %s`", self.journal.logdir)
                     return 1
                 self._wait(JOURNAL_RETRY_S)
@@ -141,33 +252,77 @@ class Uploader:
     def _drain(self) -> int:
         seal_abandoned(self.journal, self._writer_alive)
         while True:
-            if time.monotonic() >= self._next_heartbeat:  # an fsynced write: not on every poll
-                self.journal.heartbeat(self.owner)
-                self._next_heartbeat = time.monotonic() + HEARTBEAT_INTERVAL_S
+            self._heartbeat_when_due()
             if not self._closing and not self._parent_alive():
                 logger.info("trainer %s is gone; final drain of %s", self.parent, self.journal.logdir)
                 self._closing = True
             if self._closing:
-                if self._deadline is None:
-                    self._deadline = time.monotonic() + self.drain_timeout
+                if self._closing_deadline is None:
+                    self._closing_deadline = time.monotonic() + self.drain_timeout
                 seal_abandoned(self.journal, self._writer_alive)
-            pending = self.journal.pending_segments()
+            if self.preemption.active:
+                self._keep_trainer_sealing()
+            requested = self._requested  # read before the query, so that "drained" covers it
+            pending = self._pushable()
             if pending and time.monotonic() >= self._next_attempt:
                 self.push(pending)
                 continue
-            if self._closing:
-                if not pending and not self._parent_open_segments():
-                    return 0
-                if self._permanent_error is not None:
-                    logger.error("giving up on %s: %s", self.journal.logdir, self._permanent_error)
-                    return 2
-                if time.monotonic() >= self._deadline:
-                    logger.error(
-                        "drain deadline passed with %d segment(s) pending in %s; run `hf-summary recover %s`",
-                        len(pending), self.journal.logdir, self.journal.logdir,
-                    )
-                    return 1
-            self._wait(max(0.0, min(POLL_INTERVAL_S, self._next_attempt - time.monotonic())) or POLL_INTERVAL_S)
+            if not pending:
+                self._answer_drained(requested)
+            outcome = self._outcome(pending)
+            if outcome is not None:
+                return outcome
+            self._wait(self._poll_interval())
+
+    def _outcome(self, pending: list[SegmentRow]) -> int | None:
+        """The exit status once the drain is over, ``None`` while it goes on."""
+        if not (self._closing or self.preemption.active):
+            return None
+        trainer_logging = self._parent_alive() and (self.preemption.active or self._parent_open_segments())
+        if not pending and not trainer_logging:
+            return self._finish(0)
+        if self._permanent_error is not None and not trainer_logging:
+            logger.error("giving up on %s: %s", self.journal.logdir, self._permanent_error)
+            return self._finish(2)
+        if time.monotonic() >= self._deadline():
+            if pending:
+                logger.error(
+                    "drain deadline passed with %d segment(s) pending in %s; run `hf-summary recover %s`",
+                    len(pending), self.journal.logdir, self.journal.logdir,
+                )
+                return self._finish(1)
+            logger.info("grace period over; trainer %s still runs, and its next tick starts a new uploader",
+                        self.parent)
+            return self._finish(0)
+        return None
+
+    def _deadline(self) -> float | None:
+        deadlines = [d for d in (self._closing_deadline, self.preemption.deadline) if d is not None]
+        return min(deadlines, default=None)
+
+    def _finish(self, status: int) -> int:
+        if self.preemption.active:
+            pending = self._pushable()
+            self.journal.record_event(
+                "final_push",
+                f"final push after {self.preemption.cause}: {self._final.segments} segment(s), "
+                f"{self._final.bytes} bytes in {len(self._final.commits)} commit(s); {len(pending)} pending",
+                segments=self._final.segments,
+                bytes=self._final.bytes,
+                commits=list(self._final.commits),
+                pending=len(pending),
+            )
+        return status
+
+    def _poll_interval(self) -> float:
+        if self.preemption.active:
+            return PREEMPTED_POLL_INTERVAL_S
+        return max(0.0, min(POLL_INTERVAL_S, self._next_attempt - time.monotonic())) or POLL_INTERVAL_S
+
+    def _heartbeat_when_due(self) -> None:
+        if time.monotonic() >= self._next_heartbeat:  # an fsynced write: not on every poll
+            self.journal.heartbeat(self.owner)
+            self._next_heartbeat = time.monotonic() + HEARTBEAT_INTERVAL_S
 
     def _watch_deadline(self, closing: threading.Event) -> None:
         """Watchdog thread. The loop checks the deadline between pushes, but a push can outlast it (it may have
@@ -178,18 +333,35 @@ class Uploader:
         time.sleep(self.drain_timeout + DEADLINE_GRACE_S)
         logger.error("drain deadline passed during a push; giving up on %s. Run `hf-summary recover %s`",
                      self.journal.logdir, self.journal.logdir)
-        for handler in logger.handlers:
-            with contextlib.suppress(Exception):
-                handler.flush()
+        _flush_logs()
         os._exit(1)
 
     def _wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for a message from the trainer (or a signal), then take all that came."""
         try:
             message = self.wakeups.get(timeout=timeout)
         except queue.Empty:
             return
+        while True:
+            self._take(message)
+            try:
+                message = self.wakeups.get_nowait()
+            except queue.Empty:
+                return
+
+    def _take(self, message: object) -> None:
         if message is _EOF or message == "close":
             self._closing = True
+            return
+        if not isinstance(message, str):
+            return
+        verb, _, number = message.partition(" ")
+        if verb in ("push", "preempt") and number.isdigit():
+            self._requested = max(self._requested, int(number))
+        if verb == "preempt":
+            self.preemption.start("SIGTERM to the trainer")
+
+    # ---------------------------------------------------------------- the trainer
 
     def _parent_alive(self) -> bool:
         return self.parent is not None and process_alive(*self.parent)
@@ -204,7 +376,50 @@ class Uploader:
             return []
         return [row for row in self.journal.open_segments() if row.writer_pid == self.parent[0]]
 
+    def _tell_trainer(self, line: str) -> None:
+        if self._reverse_fd is None:
+            return
+        try:
+            os.write(self._reverse_fd, (line + "\n").encode())
+        except OSError:  # gone, or not reading: it has its own way out
+            pass
+
+    def _answer_drained(self, requested: int) -> None:
+        if requested > self._answered:
+            self._tell_trainer(f"drained {requested}")
+            self._answered = requested
+
+    def _keep_trainer_sealing(self) -> None:
+        """While preempted: at once, record the preemption and get what the trainer logged so far sealed;
+        then ask for a seal every ``SEAL_REQUEST_INTERVAL_S``, so that what it still logs (a checkpoint
+        handler that keeps training) follows within the grace period."""
+        if not self.preemption.recorded:
+            self.preemption.recorded = True
+            logger.warning("preempted (%s): final push of %s within %.1f s",
+                           self.preemption.cause, self.journal.logdir, self.preemption.grace_s)
+            self.journal.record_event("preemption", f"preempted ({self.preemption.cause})",
+                                      signal=self.preemption.cause)
+            self._next_attempt = 0.0  # no backoff now
+            self._wait_for_first_seal()
+        if time.monotonic() >= self._next_seal_request and self._parent_alive():
+            self._tell_trainer("seal")
+            self._next_seal_request = time.monotonic() + SEAL_REQUEST_INTERVAL_S
+
+    def _wait_for_first_seal(self) -> None:
+        """Ask the trainer to seal and wait (up to ``FIRST_SEAL_WAIT_S``) until every segment it opened before
+        the preemption is sealed, so that the first push carries all of it."""
+        self._tell_trainer("seal")
+        self._next_seal_request = time.monotonic() + SEAL_REQUEST_INTERVAL_S
+        until = time.monotonic() + FIRST_SEAL_WAIT_S
+        while time.monotonic() < until and any(
+            row.created_at < self.preemption.started_wall for row in self._parent_open_segments()
+        ):
+            self._wait(PREEMPTED_POLL_INTERVAL_S / 2)
+
     # ---------------------------------------------------------------- one push
+
+    def _pushable(self) -> list[SegmentRow]:
+        return [row for row in self.journal.pending_segments() if row.id not in self._conflicts]
 
     def push(self, pending: list[SegmentRow]) -> bool:
         """One commit carrying every pending segment; returns whether the Hub took it."""
@@ -221,6 +436,7 @@ class Uploader:
                 logger.error("segment %s vanished from disk before it was pushed", path)
         if not rows:
             return False
+        never_replace = frozenset(row.path_in_repo for row in rows) - self.may_replace
         pushed_assets = self.journal.get_value("assets", {})
         assets = changed_assets(self.journal.logdir, self.settings, pushed_assets)
         for relative in assets:
@@ -232,7 +448,12 @@ class Uploader:
                 self.client.ensure_repo(private=self.settings.private)
                 self._repo_ready = True
             _fault("during_upload")
-            result = self.client.commit_files(files, f"hf-summary: {len(rows)} segment(s), {size} bytes")
+            result = self.client.commit_files(
+                files, f"hf-summary: {len(rows)} segment(s), {size} bytes", never_replace=never_replace
+            )
+        except PathConflictError as exc:
+            self._on_conflict([row for row in rows if row.path_in_repo in exc.paths], exc)
+            return False
         except HubError as exc:
             self._on_failure(rows, exc, permanent=isinstance(exc, PermanentHubError))
             return False
@@ -244,7 +465,12 @@ class Uploader:
         self._failures = 0
         self._permanent_error = None
         self._next_attempt = 0.0
-        self._after_commit()
+        if self.preemption.active:  # the card tag and the squash wait for a later, unhurried push
+            self._final.segments += len(rows)
+            self._final.bytes += size
+            self._final.commits += (result.oid,)
+        else:
+            self._after_commit()
         return True
 
     def _after_commit(self) -> None:
@@ -261,6 +487,15 @@ class Uploader:
                 self.journal.set_value("card_tagged", True)
             except HubError as exc:
                 logger.warning("could not tag the repo card (will try after the next commit): %s", exc)
+
+    def _on_conflict(self, rows: list[SegmentRow], exc: PathConflictError) -> None:
+        """Segments whose path on the Hub holds another run's file: never pushed (the Hub's file stays), kept
+        on disk and in the journal, and left out of later pushes so the rest of the run goes on."""
+        self.journal.record_failure([row.id for row in rows], str(exc), permanent=True)
+        self._conflicts.update(row.id for row in rows)
+        self.journal.set_value(CONFLICTS_KEY, sorted(self._conflicts))
+        logger.error("not pushing %d segment(s) of %s: %s", len(rows), self.journal.logdir, exc)
+        self._next_attempt = 0.0  # push the others now
 
     def _on_failure(self, rows: list[SegmentRow], exc: Exception, *, permanent: bool) -> None:
         message = str(exc)
@@ -280,10 +515,12 @@ class Uploader:
             backoff = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (self._failures - 1))
             delay = retry_after if retry_after is not None else backoff * random.uniform(0.5, 1.0)
             logger.warning("push failed (attempt %d), retrying in %.1f s: %s", self._failures, delay, message)
+        if self.preemption.active:  # no time to wait for a better moment
+            delay = min(delay, PREEMPTED_BACKOFF_CAP_S)
         self._next_attempt = time.monotonic() + delay
 
 
-def _read_wakeups(stream, wakeups: queue.Queue, closing: threading.Event) -> None:
+def _read_wakeups(stream: IO[str], wakeups: queue.Queue, closing: threading.Event) -> None:
     for line in stream:
         wakeups.put(line.strip())
         if line.strip() == "close":
@@ -320,12 +557,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--parent-create-time", type=float, required=True)
     parser.add_argument("--drain-timeout", type=float, default=600.0)
+    parser.add_argument("--grace-period", type=float, default=DEFAULT_GRACE_PERIOD_S)
+    parser.add_argument("--reverse-fd", type=int, default=None)
     args = parser.parse_args(argv)
-    hello = json.loads(sys.stdin.readline() or "{}")
     wakeups: queue.Queue = queue.Queue()
+    preemption = Preemption(args.grace_period, wakeups)
+    for signum in STOP_SIGNALS:  # first thing: from now on a stop signal means "push now", never "die"
+        signal.signal(signum, preemption.on_signal)
+    hello = json.loads(sys.stdin.readline() or "{}")
     closing = threading.Event()
     threading.Thread(target=_read_wakeups, args=(sys.stdin, wakeups, closing), daemon=True).start()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _configure_logging(args.logdir)
     use_timeouts()
     try:
@@ -342,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
                 drain_timeout=args.drain_timeout,
                 wakeups=wakeups,
                 closing=closing,
+                preemption=preemption,
+                reverse_fd=args.reverse_fd,
             )
             return uploader.run()
     except JournalError as exc:

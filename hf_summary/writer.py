@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -26,11 +27,25 @@ from hf_summary._launcher import UploaderProcess
 from hf_summary._summaries import tensor_scalar, tensor_summary, with_discrete_domains
 from hf_summary.journal import Journal, RunSettings
 from hf_summary.reconcile import logdir_relative, open_or_rebuild, repo_path
-from hf_summary.segments import SealedFile, Segment, seal_tail, segment_name
+from hf_summary.segments import (
+    SealedFile,
+    Segment,
+    is_event_file,
+    parse_segment_run_id,
+    parse_segment_sequence,
+    seal_tail,
+    segment_name,
+)
+from hf_summary.uploader import default_grace_period
 
 logger = logging.getLogger("hf_summary")
 
+
+class ExistingRunError(FileExistsError):
+    """The repo folder already holds another run's event files and ``existing_run="error"`` was asked."""
+
 _STARTUP_HUB_TIMEOUT_S = 3.0
+EXISTING_RUN_CHOICES = ("continue", "error")
 _SIGNAL_LOCK_WAIT_S = 0.5
 
 
@@ -55,8 +70,19 @@ class HFSummaryWriter(SummaryWriter):
         close_timeout: seconds ``close()``/``__exit__`` wait for the final push (default 120). If the Hub is
             still unreachable then, the uploader keeps trying in the background for up to ``drain_timeout``.
         drain_timeout: seconds the uploader keeps pushing after the trainer closed or died (default 600).
-        handle_sigterm: install a SIGTERM handler that seals and asks for a push, then chains to the
-            previous handler (default True; only possible from the main thread).
+        handle_sigterm: install a SIGTERM handler that seals and asks for an urgent push, then chains at once
+            to a previous Python handler, or, when the signal's default action would end the process, first
+            waits (up to ``grace_period``) until the Hub holds what was logged (default True; only possible
+            from the main thread). With or without it, the uploader turns its own SIGTERM (a job-wide signal)
+            into an urgent final push and asks this process to seal.
+        grace_period: seconds a stop may spend on the final push: the trainer's wait on its way out (SIGTERM,
+            interpreter exit without ``close()``) and the uploader's final drain after a stop signal
+            (default ``HF_SUMMARY_GRACE_PERIOD``, else 8: inside ``docker stop``'s 10 s). Set it a little
+            below the time your scheduler leaves between SIGTERM and SIGKILL.
+        existing_run: what to do when the repo folder already holds event files of another run (a
+            requeued job on a new node, whose fresh logdir has the same name; or another experiment):
+            ``"continue"`` (default) logs on into it as the same TensorBoard run, after a warning;
+            ``"error"`` refuses to start. No run ever replaces a file of another either way.
         **kwargs: passed to tensorboardX's ``SummaryWriter`` (``comment``, ``purge_step``,
             ``filename_suffix``, ...; ``max_queue`` and ``flush_secs`` are accepted and have nothing to do:
             there is no queue and no buffer).
@@ -87,15 +113,21 @@ class HFSummaryWriter(SummaryWriter):
         close_timeout: float = 120.0,
         drain_timeout: float = 600.0,
         handle_sigterm: bool = True,
+        grace_period: float | None = None,
+        existing_run: str = "continue",
         **kwargs,
     ):
         _check_arguments(repo_id, commit_every, repo_type, repo_private, token, close_timeout, drain_timeout)
+        if existing_run not in EXISTING_RUN_CHOICES:
+            raise ValueError(f"existing_run must be one of {', '.join(EXISTING_RUN_CHOICES)}, got {existing_run!r}")
         resolved_logdir = _resolve_logdir(logdir, kwargs)
         _prepare_logdir(resolved_logdir)
         self._token = token
         self._close_timeout = float(close_timeout)
         self._drain_timeout = float(drain_timeout)
         self._handle_sigterm = handle_sigterm
+        self._grace_period = _check_grace_period(grace_period)
+        self._existing_run = existing_run
         self._settings = RunSettings(
             repo_id=repo_id,
             repo_type=repo_type or "model",
@@ -150,6 +182,7 @@ class HFSummaryWriter(SummaryWriter):
                     f"{self._logdir_path}`, or log to another logdir"
                 )
         journal.save_settings(self._settings)
+        self._run_id = journal.run_id()
         self._journal = journal
 
     def _check_repo_access(self) -> None:
@@ -162,7 +195,7 @@ class HFSummaryWriter(SummaryWriter):
                 client = self._hub_client()
                 client.ensure_repo(private=self._settings.private)
                 client.check_write_access()
-                outcome.append(None)
+                outcome.append(client.list_files(self._settings.path_in_repo))
             except hub.HubError as exc:
                 outcome.append(exc)
 
@@ -177,8 +210,43 @@ class HFSummaryWriter(SummaryWriter):
                 f"cannot write to {self._settings.repo_type} repo {self._settings.repo_id!r}: {outcome[0]}. "
                 "Check the token (HF_TOKEN, `hf auth login` or token=) and that it may write to this namespace."
             ) from None
-        elif outcome[0] is not None:
+        elif isinstance(outcome[0], hub.HubError):
             logger.warning("the Hub is unreachable (%s); logging goes on and pushes will retry", outcome[0])
+        else:
+            self._check_existing_run(outcome[0])
+
+    def _check_existing_run(self, remote: dict[str, hub.RemoteFile]) -> None:
+        """Say so, once, when the repo folder holds event files that another run pushed; continue that run
+        (naming new segments after its files, so TensorBoard reads them in order) or refuse."""
+        ours = {row.path_in_repo for row in self._journal.segments()}
+        others: dict[str, int] = {}
+        highest = 0
+        for path in remote:
+            name = path.rpartition("/")[2]
+            if not is_event_file(name) or path in ours or parse_segment_run_id(name) == self._run_id:
+                continue
+            run_id = parse_segment_run_id(name) or "unknown"
+            others[run_id] = others.get(run_id, 0) + 1
+            highest = max(highest, parse_segment_sequence(name) or 0)
+        if not others:
+            return
+        folder = self._settings.path_in_repo
+        described = ", ".join(f"{run_id} ({count} file(s))" for run_id, count in sorted(others.items()))
+        message = (
+            f"{self._settings.repo_type} repo {self._settings.repo_id!r} already holds event files of another "
+            f"run in {folder!r}: run(s) {described}; this run is {self._run_id}."
+        )
+        if self._existing_run == "error":
+            raise ExistingRunError(
+                f"{message} Pass existing_run='continue' to log on into it as the same TensorBoard run (a "
+                "requeued job), or choose another path_in_repo or logdir name."
+            )
+        logger.warning(
+            "%s Logging on into it as the same TensorBoard run (right for a requeued job on a new node). If "
+            "this is another experiment, choose another path_in_repo or logdir name; existing_run='error' "
+            "refuses instead.", message,
+        )
+        self._journal.ensure_sequence_above(highest)
 
     def _hub_client(self) -> hub.HubClient:
         return hub.HubClient(
@@ -202,7 +270,18 @@ class HFSummaryWriter(SummaryWriter):
 
     def _ensure_uploader(self) -> None:
         if self._uploader is None or not self._uploader.is_running():
-            self._uploader = UploaderProcess(self._logdir_path, token=self._token, drain_timeout=self._drain_timeout)
+            self._uploader = UploaderProcess(
+                self._logdir_path,
+                token=self._token,
+                drain_timeout=self._drain_timeout,
+                grace_period=self._grace_period,
+                on_seal=self._seal_on_request,
+            )
+
+    def _seal_on_request(self) -> None:
+        """The uploader asks for a seal (it was preempted): seal what was logged and ask for its push."""
+        if not self._closed and self._roll() and self._uploader is not None:
+            self._uploader.request_push()
 
     # ---------------------------------------------------------------- the FileWriter seam
 
@@ -245,7 +324,7 @@ class HFSummaryWriter(SummaryWriter):
 
     def _start_segment(self, run: str) -> _OpenSegment:
         journal = self._journal
-        name = segment_name(journal.next_sequence(), self._host, self._filename_suffix)
+        name = segment_name(journal.next_sequence(), self._host, self._filename_suffix, run_id=self._run_id)
         relative = logdir_relative(run, name)
         uploadable = hub.path_matches(relative, self._settings.allow_patterns, self._settings.ignore_patterns)
         row_id = None
@@ -415,25 +494,46 @@ class HFSummaryWriter(SummaryWriter):
     def __exit__(self, exc_type, exc_val, exc_tb) -> None:
         self.close()
 
-    def _seal_and_hand_over(self, *, interrupting: bool) -> None:
-        """Seal and ask for a push without waiting: when this process ends, its pipe closes and the uploader
+    def _seal_and_hand_over(self, *, interrupting: bool) -> int | None:
+        """Seal and ask for a push without waiting (an urgent one from a signal handler); returns the
+        request's number, for ``_wait_for_push``. When this process ends, its pipe closes and the uploader
         drains on its own."""
+        sealed = 0
         with contextlib.suppress(Exception):
-            if self._roll(interrupting=interrupting) and self._uploader is not None:
-                self._uploader.request_push()
+            sealed = self._roll(interrupting=interrupting)
+        with contextlib.suppress(Exception):
+            if sealed or self._uploader is not None:
+                self._ensure_uploader()
+                if interrupting:
+                    return self._uploader.request_preempted_push()
+                return self._uploader.request_push()
+        return None
+
+    def _wait_for_push(self, request: int | None) -> None:
+        """On the way out: wait, up to ``grace_period``, until the uploader says the Hub holds what was
+        sealed before ``request``; return as soon as it does, or as soon as it cannot say so."""
+        if self._uploader is not None and not self._uploader.wait_drained(request, self._grace_period):
+            logger.warning("exiting before the Hub confirmed the last push of %s; `hf-summary status %s` "
+                           "tells where it stands", self.logdir, self.logdir)
 
     def _at_exit(self) -> None:
-        """Interpreter exit without close()."""
-        self._seal_and_hand_over(interrupting=False)
+        """Interpreter exit without close() (the end of the script, sys.exit, an uncaught exception)."""
+        self._wait_for_push(self._seal_and_hand_over(interrupting=False))
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
-        self._seal_and_hand_over(interrupting=True)
+        request = self._seal_and_hand_over(interrupting=True)
         previous = self._previous_sigterm
-        if callable(previous):
+        if callable(previous):  # at once: their checkpoint matters more than our push, which runs meanwhile
             previous(signum, frame)
-        elif previous in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        if previous == signal.SIG_IGN:
+            return
+        self._wait_for_push(request)  # the default action ends the process: not before the push
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        # Still here: PID 1 of a PID namespace, where the default action of SIGTERM is to ignore it (as plain
+        # Python does there). Stay ready for the next one.
+        signal.signal(signal.SIGTERM, self._on_sigterm)
 
     def _restore_sigterm(self) -> None:
         if self._previous_sigterm is None:
@@ -607,6 +707,14 @@ def _check_arguments(repo_id, commit_every, repo_type, repo_private, token, clos
     for name, value in (("close_timeout", close_timeout), ("drain_timeout", drain_timeout)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:  # NaN too
             raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+
+
+def _check_grace_period(grace_period: float | None) -> float:
+    if grace_period is None:
+        return default_grace_period()
+    if isinstance(grace_period, bool) or not isinstance(grace_period, (int, float)) or not 0 <= grace_period < math.inf:
+        raise ValueError(f"grace_period must be a finite number of seconds >= 0, got {grace_period!r}")
+    return float(grace_period)
 
 
 def _check_patterns(name: str, patterns: list[str] | str | None) -> list[str] | None:

@@ -38,6 +38,6 @@ def test_nested_logdirs_with_their_own_journal_are_not_adopted(tmp_path):
 
     for run in ("", "sub", "other_run"):
         (tmp_path / run).mkdir(exist_ok=True)
-        Segment(tmp_path / run / segment_name(len(run), "host")).write_record(b"x")
+        Segment(tmp_path / run / segment_name(len(run), "host", run_id="0123abcd")).write_record(b"x")
     Journal(tmp_path / "other_run").close()  # a writer of its own logs there
     assert [run for run, _ in iter_disk_segments(tmp_path)] == ["", "sub"]

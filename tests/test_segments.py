@@ -27,6 +27,8 @@ from hf_summary.segments import (
     is_event_file,
     last_complete_offset,
     masked_crc32c,
+    new_run_id,
+    parse_segment_run_id,
     parse_segment_sequence,
     read_records,
     seal_tail,
@@ -376,21 +378,42 @@ def test_seal_tail_of_empty_and_clean_files(tmp_path: Path) -> None:
 
 
 def test_names_sort_in_creation_order() -> None:
-    sequences = list(range(0, 1001)) + [9_999, 10_000, 123_456_789, 9_999_999_999]
-    names = [segment_name(sequence, "node-1.cluster") for sequence in sequences]
+    sequences = list(range(0, 1001)) + [9_999, 10_000, 123_456_789, 9_999_999_999, 1_796_165_988_287]
+    names = [segment_name(sequence, "node-1.cluster", run_id="0123abcd") for sequence in sequences]
     assert sorted(names) == names
     assert sorted(names, reverse=True) != names
     for sequence, name in zip(sequences, names, strict=True):
         assert name.startswith(SEGMENT_PREFIX) and is_event_file(name)
         assert parse_segment_sequence(name) == sequence
         assert parse_segment_sequence(f"/some/run/{name}") == sequence
+        assert parse_segment_run_id(name) == "0123abcd"
+
+
+def test_names_of_two_runs_never_collide_and_interleave_by_time() -> None:
+    first, second = new_run_id(), new_run_id()
+    assert first != second
+    names = [segment_name(sequence, "vm", run_id=run) for sequence in (5, 6) for run in (first, second)]
+    assert len(set(names)) == 4
+    assert sorted(names)[:2] == sorted(names[:2])  # the sequence decides the order, the run id only ties
+
+
+def test_names_from_before_run_ids_still_parse() -> None:
+    legacy = f"{SEGMENT_PREFIX}0000000007.node-1.cluster.hfs"
+    assert parse_segment_sequence(legacy) == 7
+    assert parse_segment_run_id(legacy) is None
+
+
+@pytest.mark.parametrize("run_id", ["", "ABCDEF01", "0123abc", "0123abcde", "../x", None])
+def test_bad_run_id(run_id) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        segment_name(1, "vm", run_id=run_id)
 
 
 @pytest.mark.parametrize("host", ["", "a/b", "nul\0host", "spaces and ü", "../..", "vm.example.com"])
 def test_host_is_sanitised(host: str) -> None:
-    name = segment_name(7, host)
+    name = segment_name(7, host, run_id="0123abcd")
     assert "/" not in name and "\0" not in name and name.isascii()
-    assert name != f"{SEGMENT_PREFIX}0000000007..hfs"
+    assert name != f"{SEGMENT_PREFIX}0000000000007..0123abcd.hfs"
     assert parse_segment_sequence(name) == 7
     assert os.path.basename(name) == name
 
@@ -412,16 +435,16 @@ def test_foreign_names_are_not_segments(name: str) -> None:
 
 
 def test_filename_suffix() -> None:
-    names = [segment_name(sequence, "vm", ".v2") for sequence in (9, 10, 11)]
-    assert names[0] == f"{SEGMENT_PREFIX}0000000009.vm.hfs.v2"
+    names = [segment_name(sequence, "vm", ".v2", run_id="0123abcd") for sequence in (9, 10, 11)]
+    assert names[0] == f"{SEGMENT_PREFIX}0000000000009.vm.0123abcd.hfs.v2"
     assert sorted(names) == names
     assert [parse_segment_sequence(name) for name in names] == [9, 10, 11]
     with pytest.raises(ValueError):
-        segment_name(1, "vm", "/etc")
+        segment_name(1, "vm", "/etc", run_id="0123abcd")
 
 
 def test_is_event_file_and_bad_sequence() -> None:
     assert is_event_file(Path("/x/events.out.tfevents.1795714803.vm"))
     assert not is_event_file("/tfevents/journal.db")
     with pytest.raises(ValueError):
-        segment_name(-1, "vm")
+        segment_name(-1, "vm", run_id="0123abcd")

@@ -248,7 +248,7 @@ def fake_dead_run(logdir: Path, *, endpoint: str, repo_id: str, sealed: int = 2,
     with Journal(logdir) as journal:
         journal.save_settings(settings)
         for n in range(sealed + int(open_tail)):
-            name = segment_name(journal.next_sequence(), "testhost")
+            name = segment_name(journal.next_sequence(), "testhost", run_id=journal.run_id())
             row = journal.add_open_segment("", name, f"{settings.path_in_repo}/{name}", writer_pid)
             size = write_event_file(logdir / name, n * steps, steps)
             if n < sealed:
