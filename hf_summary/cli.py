@@ -126,7 +126,26 @@ def _run_status(args: argparse.Namespace) -> int:
     error = status["last_error"]
     print("Last error: " + (f"{_when(error['at'])}: {error['message']}" if error else "none"))
     print("Uploader:   " + (f"alive (pid {status['uploader_pid']})" if status["uploader_alive"] else "not running"))
+    if status["conflicting_segments"]:
+        print(f"Conflicts:  {status['conflicting_segments']} segment(s) not pushed: their path on the Hub holds "
+              "another run's file (see the last error)")
+    if preemption := status["preemption"]:
+        print(f"Preempted:  {_when(preemption['at'])} by {preemption['signal']}; "
+              + _final_push(preemption, status["pending_segments"]))
+    if status["pending_segments"] and not status["uploader_alive"]:
+        print(f"Next:       hf-summary recover {args.logdir}")
     return 0
+
+
+def _final_push(preemption: dict, pending_now: int) -> str:
+    final = preemption["final_push"]
+    if final is None:
+        return (f"the final drain did not finish (the process was killed); {pending_now} segment(s) pending "
+                "now")
+    if final["pending"]:
+        return f"the final drain ended with {final['pending']} segment(s) pending"
+    return (f"everything sealed was on the Hub after the final drain ({final['segments']} segment(s) in "
+            f"{len(final['commits'])} commit(s) during it; last commit {final['last_commit']})")
 
 
 def _when(epoch: float) -> str:

@@ -47,6 +47,10 @@ class PermanentHubError(HubError):
     """A failure that retrying will not fix: bad token, no write access, missing repo or revision."""
 
 
+class MissingRepoError(PermanentHubError):
+    """The repo or its branch does not exist (or the token may not see it)."""
+
+
 class PathConflictError(PermanentHubError):
     """Files about to be added already hold other content on the Hub: they were pushed by someone else, and
     are never overwritten. ``paths`` lists them."""
@@ -132,7 +136,7 @@ def classify(exc: BaseException) -> HubError:
     if isinstance(exc, HubError):
         return exc
     if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError)):
-        return PermanentHubError(f"{type(exc).__name__}: {_first_line(exc)}")
+        return MissingRepoError(f"{type(exc).__name__}: {_first_line(exc)}")
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else None
         if status is None or status in _TRANSIENT_STATUSES:

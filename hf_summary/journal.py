@@ -13,7 +13,8 @@ Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_versio
     repo_id, repo_type, revision, path_in_repo, allow_patterns / ignore_patterns (JSON list or NULL),
     squash_history, commit_every_s, private (NULL = unspecified), endpoint, updated_at.
 ``flags``     small JSON key/value flags (``key`` primary key, ``value`` JSON text, updated_at), e.g.
-    ``run_id`` (the run id in this run's segment names).
+    ``run_id`` (the run id in this run's segment names), ``conflicts`` (ids of segments whose path on
+    the Hub holds another run's file, see :meth:`Journal.add_conflicts`).
 ``sequence``  one row (id 1): ``next``, the lowest segment sequence number still free (time-based, see
     :meth:`Journal.next_sequence`).
 ``segments``  one row per segment file, ``id`` AUTOINCREMENT (never reused, so ``id`` order is
@@ -24,7 +25,8 @@ Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_versio
 ``lease``     at most one row (id 1): the live drainer's pid, create_time, host, acquired_at,
     heartbeat_at.
 ``history``   recent events for ``status``: at, kind (``commit``, ``error``, ``requeue``, ``lease``,
-    ...), message, fields (JSON object). Trimmed to the last :data:`HISTORY_KEEP` rows, always keeping
+    ``preemption`` (field ``signal``), ``final_push`` (``segments``, ``bytes``, ``commits``: what the
+    pushes of the final drain after a preemption carried; ``pending`` after it, ``last_commit``), ...), message, fields (JSON object). Trimmed to the last :data:`HISTORY_KEEP` rows, always keeping
     the newest row of each kind.
 
 Segment states::
@@ -83,6 +85,7 @@ SEGMENT_STATES = ("open", "sealed", "committed")
 _JOURNAL_DIR = ".hf_summary"
 _JOURNAL_FILE = "journal.db"
 _SIDE_FILES = ("-wal", "-shm")  # moved before the main file, so a stale WAL never meets a new database
+_CONFLICTS_KEY = "conflicts"
 _HISTORY_RESERVED = frozenset({"id", "at", "kind", "message"})
 _SECRET = re.compile(r"hf_[A-Za-z0-9]{16,}|(?<=[Bb]earer )[A-Za-z0-9._~+/=-]+")
 
@@ -681,18 +684,23 @@ class Journal:
             }
             last_commit = self.history("commit", limit=1)
             last_error = self.history("error", limit=1)
+            preemption = self.history("preemption", limit=1)
+            final_push = self.history("final_push", limit=1)
+            conflicts = self.conflicts()
         pending, pending_bytes, oldest = by_state.get("sealed", (0, 0, None))
         return {
             "pending_segments": pending,
             "pending_bytes": pending_bytes,
             "oldest_pending_age_s": None if oldest is None else max(0.0, time.time() - oldest),
             "open_segments": by_state.get("open", (0,))[0],
+            "conflicting_segments": len(conflicts),
             "committed_segments": by_state.get("committed", (0,))[0],
             "last_commit": (
                 {"oid": last_commit[0]["oid"], "at": last_commit[0]["at"], "url": last_commit[0]["url"]}
                 if last_commit
                 else None
             ),
+            "preemption": _preemption_summary(preemption, final_push),
             "last_error": (
                 {
                     "message": last_error[0]["message"],
@@ -704,6 +712,15 @@ class Journal:
             ),
         }
 
+    def add_conflicts(self, segment_ids: list[int]) -> None:
+        """Record segments whose path on the Hub holds another run's file: they are never pushed (kept on
+        disk and in their state) and uploads leave them out; ``status`` counts them."""
+        self.set_value(_CONFLICTS_KEY, sorted(self.conflicts() | {int(i) for i in segment_ids}))
+
+    def conflicts(self) -> set[int]:
+        """Ids recorded by :meth:`add_conflicts`."""
+        return set(self.get_value(_CONFLICTS_KEY, []))
+
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check``: ``"ok"`` or SQLite's list of problems (slow on big files)."""
         with self._lock:
@@ -714,6 +731,20 @@ class Journal:
                     raise JournalCorruptError(f"{self.path}: {exc}") from exc
                 raise
         return "\n".join(row[0] for row in rows)
+
+
+def _preemption_summary(preemption: list[dict[str, Any]], final_push: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last preemption (when, which signal) and, if it ended in order, what its final push carried."""
+    if not preemption:
+        return None
+    final = final_push[0] if final_push and final_push[0]["id"] > preemption[0]["id"] else None
+    return {
+        "at": preemption[0]["at"],
+        "signal": preemption[0].get("signal"),
+        "final_push": None if final is None else {
+            key: final.get(key) for key in ("at", "segments", "bytes", "commits", "pending", "last_commit")
+        },
+    }
 
 
 def _create_private_file(path: Path) -> None:

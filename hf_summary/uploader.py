@@ -15,7 +15,22 @@ in the journal, for the next uploader or ``hf-summary recover``; the journal's h
 preemption and what the final push carried, for ``hf-summary status``.
 """
 
+# ruff: noqa: E402  (stop signals are caught before the imports, which take about a second)
 from __future__ import annotations
+
+import signal
+
+_caught_early: list[int] = []
+
+
+def _catch_early(signum: int, frame: object) -> None:
+    """Until ``main()`` installs the real handlers, a stop signal is kept (and replayed), never fatal."""
+    _caught_early.append(signum)
+
+
+if __name__ == "__main__":
+    for _signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(_signum, _catch_early)
 
 import argparse
 import contextlib
@@ -25,19 +40,27 @@ import math
 import os
 import queue
 import random
-import signal
 import socket
 import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import psutil
 
-from hf_summary.hub import HubClient, HubError, PathConflictError, PermanentHubError, use_timeouts
+from hf_summary.hub import (
+    CommitResult,
+    HubClient,
+    HubError,
+    MissingRepoError,
+    PathConflictError,
+    PermanentHubError,
+    use_timeouts,
+)
 from hf_summary.journal import Journal, JournalError, LeaseOwner, RunSettings, SegmentRow
 from hf_summary.reconcile import JOURNAL_DIR, changed_assets, repo_path, seal_abandoned
 
@@ -54,10 +77,10 @@ PREEMPTED_BACKOFF_CAP_S = 1.0
 PERMANENT_RETRY_S = 300.0
 JOURNAL_RETRY_S = 2.0
 DEADLINE_GRACE_S = 2.0
+LAST_WORDS_S = 0.5
 DEFAULT_GRACE_PERIOD_S = 8.0
 GRACE_PERIOD_ENV = "HF_SUMMARY_GRACE_PERIOD"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-CONFLICTS_KEY = "conflicts"  # journal flag: ids of segments whose path on the Hub holds another file
 _EOF = object()
 _WAKE = object()
 
@@ -120,6 +143,7 @@ class Preemption:
         self.started_at: float | None = None  # monotonic
         self.started_wall: float | None = None
         self.recorded = False
+        self.last_words: Callable[[], object] | None = None  # run (bounded) before the watchdog exits
         self._signals = 0
         self._wakeups = wakeups
 
@@ -150,9 +174,13 @@ class Preemption:
         threading.Thread(target=self._watchdog, name="preemption-deadline", daemon=True).start()
 
     def _watchdog(self) -> None:
-        time.sleep(self.grace_s + DEADLINE_GRACE_S / 4)
+        time.sleep(self.grace_s)
         logger.error("grace period of %.1f s ended during a push; exiting, what is pending stays in the "
                      "journal for `hf-summary recover`", self.grace_s)
+        if self.last_words is not None:  # bounded: the journal may be locked by the push it interrupts
+            words = threading.Thread(target=self.last_words, name="last-words", daemon=True)
+            words.start()
+            words.join(LAST_WORDS_S)
         _flush_logs()
         os._exit(1)
 
@@ -204,14 +232,14 @@ class Uploader:
         self._closing_deadline: float | None = None
         self._next_attempt = 0.0
         self._failures = 0
-        self._repo_ready = False
         self._permanent_error: str | None = None
         self._next_heartbeat = 0.0
         self._next_seal_request = 0.0
         self._requested = 0  # the newest request number read from the trainer
         self._answered = 0  # the newest one answered with "drained"
         self._final = _FinalPush()
-        self._conflicts: set[int] = set(journal.get_value(CONFLICTS_KEY, []))
+        self._conflicts = journal.conflicts()
+        self.preemption.last_words = lambda: self._finish(1)
         self.may_replace: set[str] = set()  # paths of our own committed files found damaged on the Hub
         if closing is not None and math.isfinite(drain_timeout):  # set by the pipe reader on "close" or EOF
             threading.Thread(target=self._watch_deadline, args=(closing,), name="deadline", daemon=True).start()
@@ -303,14 +331,16 @@ class Uploader:
     def _finish(self, status: int) -> int:
         if self.preemption.active:
             pending = self._pushable()
+            last_commit = self.journal.history("commit", limit=1)
             self.journal.record_event(
                 "final_push",
-                f"final push after {self.preemption.cause}: {self._final.segments} segment(s), "
+                f"final drain after {self.preemption.cause}: {self._final.segments} segment(s), "
                 f"{self._final.bytes} bytes in {len(self._final.commits)} commit(s); {len(pending)} pending",
                 segments=self._final.segments,
                 bytes=self._final.bytes,
                 commits=list(self._final.commits),
                 pending=len(pending),
+                last_commit=last_commit[0]["oid"] if last_commit else None,
             )
         return status
 
@@ -444,13 +474,8 @@ class Uploader:
             files.append((self.journal.logdir / relative, repo_path(self.settings, run, name)))
         size = sum(row.size or 0 for row in rows)
         try:
-            if not self._repo_ready:
-                self.client.ensure_repo(private=self.settings.private)
-                self._repo_ready = True
             _fault("during_upload")
-            result = self.client.commit_files(
-                files, f"hf-summary: {len(rows)} segment(s), {size} bytes", never_replace=never_replace
-            )
+            result = self._commit(files, f"hf-summary: {len(rows)} segment(s), {size} bytes", never_replace)
         except PathConflictError as exc:
             self._on_conflict([row for row in rows if row.path_in_repo in exc.paths], exc)
             return False
@@ -473,6 +498,15 @@ class Uploader:
             self._after_commit()
         return True
 
+    def _commit(self, files: list[tuple[Path, str]], message: str, never_replace: frozenset[str]) -> CommitResult:
+        """Commit; create the repo (or branch) only when the Hub says it is missing: the writer made it at
+        start-up, and a push under preemption has no request to spare."""
+        try:
+            return self.client.commit_files(files, message, never_replace=never_replace)
+        except MissingRepoError:
+            self.client.ensure_repo(private=self.settings.private)
+            return self.client.commit_files(files, message, never_replace=never_replace)
+
     def _after_commit(self) -> None:
         if self.settings.squash_history:
             _fault("during_squash")
@@ -493,7 +527,7 @@ class Uploader:
         on disk and in the journal, and left out of later pushes so the rest of the run goes on."""
         self.journal.record_failure([row.id for row in rows], str(exc), permanent=True)
         self._conflicts.update(row.id for row in rows)
-        self.journal.set_value(CONFLICTS_KEY, sorted(self._conflicts))
+        self.journal.add_conflicts([row.id for row in rows])
         logger.error("not pushing %d segment(s) of %s: %s", len(rows), self.journal.logdir, exc)
         self._next_attempt = 0.0  # push the others now
 
@@ -508,7 +542,6 @@ class Uploader:
                     self.settings.repo_type, self.settings.repo_id, message,
                 )
             self._permanent_error = message
-            self._repo_ready = False
             delay = PERMANENT_RETRY_S
         else:
             retry_after = getattr(exc, "retry_after", None)
@@ -562,8 +595,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     wakeups: queue.Queue = queue.Queue()
     preemption = Preemption(args.grace_period, wakeups)
-    for signum in STOP_SIGNALS:  # first thing: from now on a stop signal means "push now", never "die"
+    for signum in STOP_SIGNALS:  # from now on a stop signal means "push now", never "die"
         signal.signal(signum, preemption.on_signal)
+    for signum in _caught_early:
+        preemption.on_signal(signum, None)
     hello = json.loads(sys.stdin.readline() or "{}")
     closing = threading.Event()
     threading.Thread(target=_read_wakeups, args=(sys.stdin, wakeups, closing), daemon=True).start()

@@ -67,11 +67,14 @@ def kill_uploaders(logdir: Path) -> None:
             pass
 
 
-def run_script(code: str, env: dict[str, str], cwd: Path, **kwargs) -> subprocess.Popen:
-    """Start ``code`` in a fresh interpreter (the 'trainer') with stdout piped back."""
+def run_script(
+    code: str, env: dict[str, str], cwd: Path, *, argv_prefix: tuple[str, ...] = (), **kwargs
+) -> subprocess.Popen:
+    """Start ``code`` in a fresh interpreter (the 'trainer') with stdout piped back; ``argv_prefix`` runs
+    the interpreter under another command (``unshare ...``)."""
     full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [*argv_prefix, sys.executable, "-c", textwrap.dedent(code)],
         env=full_env,
         cwd=cwd,
         stdout=subprocess.PIPE,

@@ -76,12 +76,14 @@ TRAINER = """
 
 
 class Trainer:
-    """A trainer process (see TRAINER). Use as a context manager: it and every uploader of its logdir are
-    SIGKILLed on the way out."""
+    """A trainer process (``script``, by default TRAINER; ``argv_prefix`` runs it under another command, e.g.
+    ``unshare``). Use as a context manager: it and every uploader of its logdir are SIGKILLed on the way out."""
 
-    def __init__(self, logdir: Path, env: dict[str, str], cwd: Path):
+    def __init__(self, logdir: Path, env: dict[str, str], cwd: Path, *, script: str = TRAINER,
+                 argv_prefix: tuple[str, ...] = ()):
         self.logdir = logdir
-        self.proc = run_script(TRAINER, {"LOGDIR": str(logdir), **env}, cwd, stdin=subprocess.PIPE)
+        self.proc = run_script(script, {"LOGDIR": str(logdir), **env}, cwd, stdin=subprocess.PIPE,
+                               argv_prefix=argv_prefix)
         self.messages: queue.Queue[dict | None] = queue.Queue()
         self.acked = -1  # last step the trainer said it logged (add_* returned)
         self.uploader: int | None = None
