@@ -420,7 +420,8 @@ class HFSummaryWriter(SummaryWriter):
         """Seal what was logged so far and push it now instead of at the next tick.
 
         With ``blocking``, wait (up to ``timeout`` s, default ``close_timeout``) until the Hub holds it; returns
-        whether it does. Never raises on Hub errors: they are retried in the background.
+        whether it does (at once ``False`` when a segment's path on the Hub holds another run's file: that one
+        is never pushed). Never raises on Hub errors: they are retried in the background.
         """
         if self._closed:
             raise RuntimeError("the writer is closed; close() already pushed what was logged")
@@ -434,8 +435,10 @@ class HFSummaryWriter(SummaryWriter):
             return False
         deadline = time.monotonic() + (self._close_timeout if timeout is None else timeout)
         while time.monotonic() < deadline:
-            if not targets & {row.id for row in self._journal.pending_segments()}:
-                return True
+            waiting = targets & {row.id for row in self._journal.pending_segments()}
+            conflicting = waiting & self._journal.conflicts()  # never pushed: the uploader logged why
+            if waiting == conflicting:
+                return not conflicting
             time.sleep(0.05)
         return False
 
