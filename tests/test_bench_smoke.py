@@ -101,3 +101,21 @@ def test_machine_facts_errors_and_table(smoke: tuple[dict, str]) -> None:
     for heading in ("1. logging cost", "2. training interference", "3. upload amplification", "4. crash loss",
                     "5. time to Hub after SIGKILL", "6. start-up", "7. memory"):
         assert f"| {heading} |" in stdout
+
+
+def test_preemption_bench_runs_and_ours_loses_nothing(tmp_path: Path) -> None:
+    """`scripts/bench_preemption.py`, one round: every figure there, and our writer lost no event."""
+    out = tmp_path / "preemption.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench_preemption.py"), "--rounds", "1", "--seed", "1",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, f"bench failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
+    document = json.loads(out.read_text())
+    assert document["errors"] == {}
+    for figure in ("lost_events", "lost_events_max", "acknowledged_events"):
+        assert all(_is_number(document[figure][writer]) for writer in WRITERS), (figure, document[figure])
+    assert document["lost_events_max"]["ours"] == 0
+    assert _is_number(document["seconds_to_hub"]["ours"])
+    assert "| acknowledged events lost" in result.stdout

@@ -151,7 +151,7 @@ def _sweep_round(hub, repo_id: str, tmp_path: Path, node: str, first_step: int) 
                    "LOGDIR": str(logdir), "JOB": str(job), "FIRST_STEP": str(first_step)}
             procs.append((logdir, subprocess.Popen([sys.executable, "-c", textwrap.dedent(SWEEP_JOB)], env=env,
                                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
-        for logdir, proc in procs:
+        for _, proc in procs:
             out, err = proc.communicate(timeout=240)
             assert proc.returncode == 0 and json.loads(out.splitlines()[-1])["done"], err
         return [logdir for logdir, _ in procs]
