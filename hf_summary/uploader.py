@@ -78,6 +78,7 @@ PERMANENT_RETRY_S = 300.0
 JOURNAL_RETRY_S = 2.0
 DEADLINE_GRACE_S = 2.0
 LAST_WORDS_S = 0.5
+WATCHDOG_MARGIN_S = 0.5
 DEFAULT_GRACE_PERIOD_S = 8.0
 GRACE_PERIOD_ENV = "HF_SUMMARY_GRACE_PERIOD"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
@@ -174,7 +175,7 @@ class Preemption:
         threading.Thread(target=self._watchdog, name="preemption-deadline", daemon=True).start()
 
     def _watchdog(self) -> None:
-        time.sleep(self.grace_s)
+        time.sleep(self.grace_s + WATCHDOG_MARGIN_S)  # the loop ends by itself at the deadline when it can
         logger.error("grace period of %.1f s ended during a push; exiting, what is pending stays in the "
                      "journal for `hf-summary recover`", self.grace_s)
         if self.last_words is not None:  # bounded: the journal may be locked by the push it interrupts
@@ -238,6 +239,7 @@ class Uploader:
         self._requested = 0  # the newest request number read from the trainer
         self._answered = 0  # the newest one answered with "drained"
         self._final = _FinalPush()
+        self._finished = False
         self._conflicts = journal.conflicts()
         self.preemption.last_words = lambda: self._finish(1)
         self.may_replace: set[str] = set()  # paths of our own committed files found damaged on the Hub
@@ -329,7 +331,9 @@ class Uploader:
         return min(deadlines, default=None)
 
     def _finish(self, status: int) -> int:
-        if self.preemption.active:
+        """Record how a preempted drain ended (once: the loop and the watchdog may both get here)."""
+        if self.preemption.active and not self._finished:
+            self._finished = True
             pending = self._pushable()
             last_commit = self.journal.history("commit", limit=1)
             self.journal.record_event(
