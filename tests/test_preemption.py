@@ -26,7 +26,8 @@ KILL_AFTER_S = 10.0  # docker stop's default, and a common SLURM KillWait
 
 # Logs a step every few ms until SIGTERM, at the default commit_every (nothing is pushed before the stop).
 # USER_HANDLER: "none"; "before"/"after" installs a checkpoint handler before/after the writer's, which
-# keeps training for 3 s, logs a "checkpoint_saved" scalar and exits.
+# keeps training for 3 s, logs a "checkpoint_saved" scalar and exits. HANDLE_SIGTERM=0: handle_sigterm=False;
+# WRITER_THREAD=1: the writer is made outside the main thread.
 PREEMPTED_TRAINER = """
     import json, os, signal, sys, threading, time
     from hf_summary import HFSummaryWriter
@@ -39,8 +40,19 @@ PREEMPTED_TRAINER = """
 
     if mode == "before":
         signal.signal(signal.SIGTERM, checkpoint_handler)
-    writer = HFSummaryWriter(os.environ["REPO"], logdir=os.environ["LOGDIR"],
-                             handle_sigterm=os.environ.get("HANDLE_SIGTERM", "1") == "1")
+
+    def make_writer():
+        return HFSummaryWriter(os.environ["REPO"], logdir=os.environ["LOGDIR"],
+                               handle_sigterm=os.environ.get("HANDLE_SIGTERM", "1") == "1")
+
+    if os.environ.get("WRITER_THREAD") == "1":  # no signal handler can be installed there
+        made = []
+        maker = threading.Thread(target=lambda: made.append(make_writer()))
+        maker.start()
+        maker.join()
+        writer = made[0]
+    else:
+        writer = make_writer()
     if mode == "after":
         signal.signal(signal.SIGTERM, checkpoint_handler)
 
@@ -123,9 +135,9 @@ def _assert_hub_holds_every_logged_event(hub, repo_id, tmp_path, trainer: Traine
     assert hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/logs") == logged
 
 
-@pytest.mark.parametrize("handle_sigterm", ["1", "0"])
-def test_job_wide_sigterm_then_sigkill_loses_nothing(tmp_path, hub, repo_id, handle_sigterm):
-    with _start(tmp_path, hub, repo_id, HANDLE_SIGTERM=handle_sigterm) as trainer:
+@pytest.mark.parametrize("setup", [{}, {"HANDLE_SIGTERM": "0"}, {"WRITER_THREAD": "1"}], ids=["ours", "off", "thread"])
+def test_job_wide_sigterm_then_sigkill_loses_nothing(tmp_path, hub, repo_id, setup):
+    with _start(tmp_path, hub, repo_id, **setup) as trainer:
         pids = _job_processes(trainer)
         took = _stop_like_a_scheduler(pids, trainer, signal_to=pids)
         assert took is not None, "the job was still running when the SIGKILL came"
@@ -219,3 +231,22 @@ def test_trainer_as_pid_1_behaves_as_plain_python_and_its_events_reach_the_hub(t
             8, interval=0.5, message="the events logged before SIGTERM to reach the Hub",
         )
         assert on_hub <= event_keys(trainer.logdir)
+
+
+def test_a_second_sigterm_ends_the_uploader_at_once(tmp_path, repo_id):
+    """The Hub is down, so the final drain cannot finish: a second SIGTERM ends the uploader at once, and
+    what is pending stays in the journal."""
+    with LocalHub() as hub, _start(tmp_path, hub, repo_id) as trainer:
+        hub.stop()
+        (uploader,) = uploader_processes(trainer.logdir)
+        trainer.sigkill()  # the trainer is gone: the uploader is in its final drain, retrying
+        uploader.send_signal(signal.SIGTERM)
+        log = trainer.logdir / ".hf_summary" / "uploader.log"
+        wait_until(lambda: log.exists() and "preempted (SIGTERM)" in log.read_text(), 10,
+                   message="the uploader to take the first SIGTERM")
+        assert uploader.is_running()
+        uploader.send_signal(signal.SIGTERM)
+        uploader.wait(2)  # not our child: psutil cannot tell its status, the log can
+        assert "second SIGTERM: exiting now" in log.read_text()
+        with Journal(trainer.logdir) as journal:
+            assert journal.pending_segments()
