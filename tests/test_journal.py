@@ -256,8 +256,10 @@ def test_commit_failure_status_and_history(journal: Journal) -> None:
         "oldest_pending_age_s": None,
         "open_segments": 0,
         "committed_segments": 0,
+        "conflicting_segments": 0,
         "last_commit": None,
         "last_error": None,
+        "preemption": None,
     }
     a, b, c = (sealed_segment(journal, name, size) for name, size in [("a", 10), ("b", 20), ("c", 40)])
     journal.add_open_segment("", "d", "logs/d", writer_pid=1)
@@ -325,6 +327,21 @@ def test_commit_failure_status_and_history(journal: Journal) -> None:
     journal.close()
     for path in journal.path.parent.iterdir():
         assert token.encode() not in path.read_bytes()
+
+
+def test_conflicts_and_the_preemption_story_in_status(journal: Journal) -> None:
+    a, b = (sealed_segment(journal, name, 10) for name in "ab")
+    journal.add_conflicts([a])
+    journal.add_conflicts([a, b])
+    assert journal.conflicts() == {a, b} and journal.status()["conflicting_segments"] == 2
+
+    journal.record_event("final_push", "an older drain", segments=9, bytes=9, commits=["x"], pending=0)
+    journal.record_event("preemption", "preempted (SIGTERM)", signal="SIGTERM")
+    story = journal.status()["preemption"]
+    assert story["signal"] == "SIGTERM" and story["final_push"] is None  # the older drain is not this one's
+    journal.record_event("final_push", "done", segments=1, bytes=10, commits=["c1"], pending=0, last_commit="c1")
+    final = journal.status()["preemption"]["final_push"]
+    assert (final["segments"], final["commits"], final["pending"], final["last_commit"]) == (1, ["c1"], 0, "c1")
 
 
 def test_history_is_trimmed_but_keeps_latest_of_each_kind(journal: Journal) -> None:

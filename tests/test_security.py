@@ -25,6 +25,7 @@ from huggingface_hub import HfApi
 from hf_summary import HFSummaryWriter
 from hf_summary.journal import Journal, journal_path
 from hf_summary.localhub.testing import LocalHub
+from hf_summary.segments import parse_segment_sequence
 
 
 @pytest.fixture
@@ -250,7 +251,7 @@ def test_only_matching_files_under_path_in_repo_are_uploaded_and_symlinks_are_no
     inside = {f.removeprefix("logs/run/") for f in files if f != "README.md"}
     assert "projector.tfevents.asset" in inside
     assert not {f for f in inside if f.startswith((".hf_summary", "link", "passwd", "notes"))}, inside
-    assert {f for f in inside if "tfevents.0" in f} == {
+    assert {f for f in inside if parse_segment_sequence(f) is not None} == {
         p.relative_to(logdir).as_posix() for p in logdir.rglob("events.out.tfevents.*") if not p.is_symlink()
         and "linkdir" not in p.parts}
     dest = tmp_path / "download"
