@@ -289,7 +289,17 @@ class Worker:
         return killed_at
 
     def alive(self) -> list[psutil.Process]:
-        return self.reaper.alive([self.process, *self.descendants])
+        """The worker and the processes of its run still running: its tracked descendants, and any process
+        whose command line names its logdir (an uploader spawned just before a kill may not have been seen
+        as a descendant before its parent died)."""
+        logdir = self.config.get("logdir")
+        named = []
+        for process in psutil.process_iter(["cmdline"]):
+            if logdir and logdir in (process.info["cmdline"] or []):
+                self.reaper.track(process)
+                named.append(process)
+        known = {p.pid for p in (self.process, *self.descendants)}
+        return self.reaper.alive([self.process, *self.descendants, *(p for p in named if p.pid not in known)])
 
     def finish(self, timeout: float = 120.0) -> None:
         """Wait (bounded) for the worker and its descendants to exit; SIGKILL what is left."""
