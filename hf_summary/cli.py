@@ -1,10 +1,12 @@
-"""The `hf-summary` command line: `hub`, `demo`, `status`, `recover`."""
+"""The `hf-summary` command line: `hub`, `demo`, `status`, `recover`, `watch`."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -196,7 +198,6 @@ def _add_recover_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_recover(args: argparse.Namespace) -> int:
-    import logging
     import os
 
     from hf_summary.journal import JournalError, RunSettings
@@ -218,32 +219,24 @@ def _run_recover(args: argparse.Namespace) -> int:
             private=None,
             endpoint=args.endpoint or os.environ.get("HF_ENDPOINT"),
         )
-    package_logger = logging.getLogger("hf_summary")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("hf-summary recover: %(message)s"))
-    previous_level = package_logger.level
-    package_logger.addHandler(handler)
-    package_logger.setLevel(logging.INFO)
     try:
-        report = recover(
-            logdir,
-            token=args.token,
-            settings=settings,
-            wait=not args.no_wait,
-            dry_run=args.dry_run,
-            timeout=args.timeout,
-            take_over=args.take_over,
-            say=lambda line: print(f"hf-summary recover: {line}", file=sys.stderr, flush=True),
-        )
+        with _stderr_log("recover"):
+            report = recover(
+                logdir,
+                token=args.token,
+                settings=settings,
+                wait=not args.no_wait,
+                dry_run=args.dry_run,
+                timeout=args.timeout,
+                take_over=args.take_over,
+                say=lambda line: print(f"hf-summary recover: {line}", file=sys.stderr, flush=True),
+            )
     except LeaseBusyError as exc:
         print(f"hf-summary recover: {exc}", file=sys.stderr)
         return 3
     except (RecoverError, JournalError) as exc:
         print(f"hf-summary recover: {exc}", file=sys.stderr)
         return 2
-    finally:
-        package_logger.removeHandler(handler)
-        package_logger.setLevel(previous_level)
     print(f"Logdir:          {report.logdir}")
     print(f"Repo:            {report.repo_type} {report.repo_id} @ {report.revision}, folder {report.path_in_repo}"
           + (f" on {report.endpoint}" if report.endpoint else ""))
@@ -284,6 +277,88 @@ def _run_recover(args: argparse.Namespace) -> int:
     return report.exit_status
 
 
+def _add_watch_parser(commands: argparse._SubParsersAction) -> None:
+    watch = commands.add_parser(
+        "watch",
+        help="push the logdir of a writer hf-summary does not control (Keras, tf.summary, torch, tensorboardX)",
+        description="Push LOGDIR, written by a TensorBoard writer hf-summary does not control, with HFSummaryWriter's "
+        "guarantees. Every --commit-every minutes the new complete records of each event file are copied into a "
+        "sealed segment under LOGDIR/.hf_summary (a torn last record is never copied) and pushed in one commit, "
+        "with the other matching files that changed (--asset). Runs until SIGTERM, SIGINT or SIGHUP (or until "
+        "--pid ends), then copies what is left and pushes it within --drain-timeout. A restarted watcher resumes "
+        "where the journal says: nothing is lost and nothing is pushed twice. The token comes from HF_TOKEN or the "
+        "stored login. Exit status: 0 when the Hub holds everything, 1 when something is still pending "
+        "(`hf-summary recover LOGDIR` pushes it), 2 when it cannot start, 3 when another watcher holds LOGDIR.",
+    )
+    watch.add_argument("logdir", type=Path, help="the directory the foreign writer logs to")
+    watch.add_argument("--repo-id", required=True, help="repo to push to; created if missing")
+    watch.add_argument("--commit-every", type=float, default=5.0, metavar="MINUTES",
+                       help="minutes between two pushes (default: 5)")
+    watch.add_argument("--repo-type", default=None, choices=["model", "dataset", "space"])
+    watch.add_argument("--revision", default=None, help="branch to push to (default: main)")
+    watch.add_argument("--path-in-repo", default="tensorboard",
+                       help="folder in the repo; the logdir's name is appended (default: tensorboard)")
+    watch.add_argument("--pid", type=int, default=None, help="also stop, and push what is left, when PID ends")
+    watch.add_argument("--drain-timeout", type=float, default=600.0, metavar="SECONDS",
+                       help="how long the final push may take (default: 600)")
+    watch.add_argument("--asset", action="append", default=None, metavar="PATTERN",
+                       help="glob of other files to push when they change, relative to LOGDIR (repeatable; "
+                       "default: *.pbtxt *.yaml *.yml *.tsv)")
+    watch.add_argument("--token-from-stdin", action="store_true", help=argparse.SUPPRESS)
+    watch.set_defaults(handler=_run_watch)
+
+
+def _run_watch(args: argparse.Namespace) -> int:
+    from hf_summary.watch import (
+        DEFAULT_ASSET_PATTERNS,
+        EXIT_BUSY,
+        EXIT_ERROR,
+        WatchBusyError,
+        WatchError,
+        watch,
+    )
+
+    token = json.loads(sys.stdin.readline() or "{}").get("token") if args.token_from_stdin else None
+    try:
+        with _stderr_log("watch"):
+            return watch(
+                args.logdir,
+                args.repo_id,
+                commit_every=args.commit_every,
+                repo_type=args.repo_type,
+                revision=args.revision,
+                path_in_repo=args.path_in_repo,
+                assets=args.asset if args.asset is not None else DEFAULT_ASSET_PATTERNS,
+                token=token,
+                pid=args.pid,
+                drain_timeout=args.drain_timeout,
+            )
+    except WatchBusyError as exc:
+        print(f"hf-summary watch: {exc}", file=sys.stderr)
+        return EXIT_BUSY
+    except (WatchError, ValueError, TypeError, OSError) as exc:
+        print(f"hf-summary watch: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+@contextlib.contextmanager
+def _stderr_log(command: str) -> Iterator[None]:
+    """The package's INFO log lines on stderr, prefixed with the command, while the command runs."""
+    import logging
+
+    package_logger = logging.getLogger("hf_summary")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"hf-summary {command}: %(message)s"))
+    previous_level = package_logger.level
+    package_logger.addHandler(handler)
+    package_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous_level)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-summary", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -291,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_parser(commands)
     _add_status_parser(commands)
     _add_recover_parser(commands)
+    _add_watch_parser(commands)
     return parser
 
 

@@ -113,12 +113,12 @@ def salvage_settings(path: Path) -> RunSettings | None:
 
 def _keep_sequence_above_disk(journal: Journal) -> None:
     """Never hand out a segment name that is already on disk (say, the journal was restored from a backup)."""
-    sequences = [parse_segment_sequence(name) for _, name in _iter_logdir_files(journal.logdir)]
+    sequences = [parse_segment_sequence(name) for _, name in iter_logdir_files(journal.logdir)]
     if highest := max((s for s in sequences if s is not None), default=None):
         journal.ensure_sequence_above(highest)
 
 
-def _iter_logdir_files(logdir: Path) -> Iterator[tuple[str, str]]:
+def iter_logdir_files(logdir: Path) -> Iterator[tuple[str, str]]:
     """``(run, name)`` of every regular file under ``logdir``: symlinks are not followed, FIFOs, sockets and
     devices are skipped (opening a FIFO to hash it would block forever), so is the journal's directory, and
     so are nested logdirs with a journal of their own (another writer's run, pushed by that writer)."""
@@ -138,7 +138,7 @@ def _iter_logdir_files(logdir: Path) -> Iterator[tuple[str, str]]:
 
 def iter_disk_segments(logdir: Path) -> list[tuple[str, str]]:
     """``(run, name)`` of every segment file hf-summary wrote under ``logdir``, in sequence order."""
-    found = [(parse_segment_sequence(name), run, name) for run, name in _iter_logdir_files(logdir)]
+    found = [(parse_segment_sequence(name), run, name) for run, name in iter_logdir_files(logdir)]
     return [(run, name) for sequence, run, name in sorted(f for f in found if f[0] is not None)]
 
 
@@ -149,7 +149,7 @@ def changed_assets(logdir: Path, settings: RunSettings, pushed: dict[str, str]) 
     from hf_summary.hub import path_matches
 
     changed = {}
-    for run, name in _iter_logdir_files(logdir):
+    for run, name in iter_logdir_files(logdir):
         relative = logdir_relative(run, name)
         if parse_segment_sequence(name) is not None:
             continue

@@ -280,9 +280,12 @@ def _scan(
             yield off, data if keep_data else None
 
 
-def last_complete_offset(path: str | os.PathLike[str]) -> int:
-    """Offset just past the last complete, CRC-valid record; ``truncate(offset)`` removes only a bad tail."""
-    return _last_complete(path, 0)
+def last_complete_offset(path: str | os.PathLike[str], start: int = 0) -> int:
+    """Offset just past the last complete, CRC-valid record; ``truncate(offset)`` removes only a bad tail.
+
+    ``start`` (a record boundary) resumes a previous scan, so tailing a growing file reads only what is new.
+    """
+    return _last_complete(path, start)
 
 
 def _last_complete(path: str | os.PathLike[str], start: int) -> int:
@@ -292,9 +295,10 @@ def _last_complete(path: str | os.PathLike[str], start: int) -> int:
     return off
 
 
-def read_records(path: str | os.PathLike[str]) -> Iterator[bytes]:
-    """Yield each complete record's data (CRC-checked); stop at the first torn or corrupt record."""
-    for _, data in _scan(path, keep_data=True):
+def read_records(path: str | os.PathLike[str], start: int = 0) -> Iterator[bytes]:
+    """Yield each complete record's data (CRC-checked) from ``start`` (a record boundary); stop at the first
+    torn or corrupt record."""
+    for _, data in _scan(path, keep_data=True, start=start):
         assert data is not None
         yield data
 

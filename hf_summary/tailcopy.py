@@ -1,0 +1,281 @@
+"""Copy the complete records of event files we do not write (Keras, ``tf.summary``, torch, tensorboardX, CLU) into
+sealed, journaled copies, so that ``hf-summary watch`` pushes each byte once while those files keep growing.
+
+Naming (the design, see the README's "Writers we do not control"). Bytes ``[start, end)`` of foreign file
+``RUN/SOURCE``, the ``counter``-th copy taken of it, go to the repo as::
+
+    PATH_IN_REPO/RUN/SOURCE.<counter, 8 digits>.<start, 13 digits>-<end, 13 digits>.hfw
+
+The name still contains ``tfevents`` and sits in the run's own folder, so TensorBoard reads the copies as that
+run; the copies of one source sort by counter (taking order), and the copies of two sources sort as the sources
+do (a reader sees every record once, in the order a fresh reader of the logdir sees them). ``end`` of a source's
+last copy is the offset to resume at: the offset is part of the segment row, so it is journaled atomically with
+the row that it produced. A source that shrinks or is replaced starts a new generation at offset 0; its copies
+keep counting, so names stay unique and in order. Caveat: when one source's name is another's prefix followed by
+a character sorting below ``.`` (``host`` and ``host-2``), their copies sort the other way round.
+
+Locally the copies live under ``LOGDIR/.hf_summary/watch/RUN/SOURCE/<counter>.<start>-<end>.hfw``: no file name
+there contains ``tfevents``, so a TensorBoard reading the logdir never sees a record twice. A copy is written at
+its final name, sealed (fsync), then recorded as a sealed segment; after a crash, a copy whose size is not
+``end - start`` was cut short and is removed (it was never journaled, so never pushed), and a complete one
+that the journal lacks is adopted.
+
+Only complete, CRC-valid records are copied (never a torn tail); the scan resumes at the recorded offset, so a
+copy costs what is new, not the size of the file.
+
+Example:
+    ```py
+    >>> from hf_summary.journal import Journal
+    >>> from hf_summary.tailcopy import TailCopier
+    >>> with Journal("logs") as journal:                       # settings saved by hf-summary watch
+    ...     copier = TailCopier(journal, journal.load_settings())
+    ...     new_rows = copier.copy_new_records()                # one sealed segment per grown source
+    ```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from hf_summary.journal import Journal, JournalError, RunSettings, SegmentRow
+from hf_summary.reconcile import JOURNAL_DIR, iter_logdir_files, logdir_relative, repo_path
+from hf_summary.segments import (
+    Segment,
+    file_sha256,
+    is_event_file,
+    last_complete_offset,
+    parse_segment_sequence,
+    read_records,
+)
+from hf_summary.uploader import _fault
+
+__all__ = ["COPY_SUFFIX", "WATCH_DIR", "CopyName", "TailCopier", "parse_repo_copy_name"]
+
+logger = logging.getLogger("hf_summary")
+
+WATCH_DIR = "watch"
+COPY_SUFFIX = ".hfw"
+_COPY_PREFIX = f"{JOURNAL_DIR}/{WATCH_DIR}/"
+_LOCAL_RE = re.compile(r"^(\d{8})\.(\d{13})-(\d{13})\.hfw$")
+_REPO_RE = re.compile(r"^(.+)\.(\d{8}\.\d{13}-\d{13}\.hfw)$")
+
+
+@dataclass(frozen=True, order=True)
+class CopyName:
+    """Which copy of a source a file is: ``counter``-th copy, bytes ``[start, end)`` of the source."""
+
+    counter: int
+    start: int
+    end: int
+
+    @property
+    def local_name(self) -> str:
+        """The copy's file name under ``.hf_summary/watch/RUN/SOURCE/``."""
+        return f"{self.counter:08d}.{self.start:013d}-{self.end:013d}{COPY_SUFFIX}"
+
+    def repo_name(self, source: str) -> str:
+        """The copy's file name in the run's folder of the repo."""
+        return f"{source}.{self.local_name}"
+
+    @classmethod
+    def parse(cls, local_name: str) -> CopyName | None:
+        """The inverse of :attr:`local_name`; ``None`` for other names."""
+        match = _LOCAL_RE.match(local_name)
+        return None if match is None else cls(*(int(group) for group in match.groups()))
+
+
+def parse_repo_copy_name(name: str) -> tuple[str, CopyName] | None:
+    """``(source name, CopyName)`` of a copy's name in the repo, or ``None`` for other names.
+
+    >>> parse_repo_copy_name("events.out.tfevents.1795714803.vm.00000002.0000000000040-0000000000083.hfw")
+    ('events.out.tfevents.1795714803.vm', CopyName(counter=2, start=40, end=83))
+    """
+    match = _REPO_RE.match(os.path.basename(name))
+    if match is None:
+        return None
+    copy = CopyName.parse(match.group(2))
+    return None if copy is None else (match.group(1), copy)
+
+
+@dataclass
+class _Source:
+    """What has been copied of one foreign file."""
+
+    run: str
+    name: str
+    next_counter: int = 1
+    offset: int = 0
+    last: SegmentRow | None = None  # its newest journaled copy, until checked against the file
+    identity: tuple[int, int] | None = None  # (st_dev, st_ino) when last copied
+
+
+class TailCopier:
+    """Copies what is new in every foreign event file of a logdir into sealed segments of the journal.
+
+    Not thread-safe, and one copier per logdir at a time (``hf-summary watch`` holds a lock for it). Creating
+    one resumes from the journal: at each source's recorded offset, after adopting or removing copies that a
+    crash left unjournaled.
+    """
+
+    def __init__(self, journal: Journal, settings: RunSettings) -> None:
+        self.journal = journal
+        self.settings = settings
+        self.root = journal.logdir / JOURNAL_DIR / WATCH_DIR
+        self._sources: dict[tuple[str, str], _Source] = {}
+        self._resume()
+
+    # ---------------------------------------------------------------- resuming
+
+    def _resume(self) -> None:
+        rows = [(key, row) for row in self.journal.segments() if (key := _source_of(row)) is not None]
+        known = {(row.run, row.name) for _, row in rows}
+        for key, row in rows:
+            self._remember(key, row)
+        for key, path, copy in sorted(self._files_on_disk(), key=lambda found: (found[0], found[2])):
+            row_run = _row_run(*key)
+            if (row_run, path.name) in known:
+                continue
+            source = self._sources.get(key)
+            if path.stat().st_size != copy.end - copy.start or last_complete_offset(path) != copy.end - copy.start:
+                logger.info("removing %s: a copy cut short by a crash (never pushed)", path)
+                path.unlink()
+            elif source is not None and copy.counter < source.next_counter:
+                logger.warning("removing %s: the journal already has copy %d of %s", path, copy.counter, key[1])
+                path.unlink()
+            else:
+                row_id = self.journal.add_sealed_segment(
+                    row_run, path.name, repo_path(self.settings, key[0], copy.repo_name(key[1])),
+                    copy.end - copy.start, file_sha256(path),
+                )
+                logger.info("adopted %s, a copy sealed just before a crash", path)
+                self._remember(key, next(row for row in self.journal.pending_segments() if row.id == row_id))
+
+    def _remember(self, key: tuple[str, str], row: SegmentRow) -> None:
+        copy = CopyName.parse(row.name)
+        source = self._sources.setdefault(key, _Source(*key))
+        if copy is not None and copy.counter >= source.next_counter:
+            source.next_counter, source.offset, source.last = copy.counter + 1, copy.end, row
+
+    def _files_on_disk(self) -> list[tuple[tuple[str, str], Path, CopyName]]:
+        found = []
+        for dirpath, _, filenames in os.walk(self.root):
+            relative = Path(dirpath).relative_to(self.root).as_posix()
+            if relative == ".":
+                continue
+            run, _, source = relative.rpartition("/")
+            for name in filenames:
+                if (copy := CopyName.parse(name)) is not None:
+                    found.append(((run, source), Path(dirpath, name), copy))
+        return found
+
+    # ---------------------------------------------------------------- copying
+
+    def sources(self) -> list[tuple[str, str]]:
+        """``(run, name)`` of every foreign event file in the logdir, in name order: files whose name contains
+        ``tfevents`` except hf-summary's own segments, the journal's directory and nested logdirs that have a
+        journal of their own."""
+        return sorted(
+            (run, name)
+            for run, name in iter_logdir_files(self.journal.logdir)
+            if is_event_file(name) and parse_segment_sequence(name) is None
+        )
+
+    def copy_new_records(self) -> list[int]:
+        """Copy the new complete records of every foreign event file into one sealed segment per file that grew;
+        returns the new segment ids. A file that cannot be read now (gone, permissions) is skipped and retried
+        at the next call."""
+        added = []
+        for key in self.sources():
+            source = self._sources.setdefault(key, _Source(*key))
+            try:
+                row_id = self._copy(source)
+            except FileNotFoundError:
+                continue  # deleted since the listing
+            except PermissionError as exc:
+                logger.warning("cannot read %s: %s", self.journal.logdir / logdir_relative(*key), exc)
+                continue
+            if row_id is not None:
+                added.append(row_id)
+        return added
+
+    def _copy(self, source: _Source) -> int | None:
+        path = self.journal.logdir / logdir_relative(source.run, source.name)
+        stat = os.stat(path)
+        identity = (stat.st_dev, stat.st_ino)
+        if self._replaced(source, path, stat.st_size, identity):
+            logger.warning("%s shrank or was replaced; copying it again from its start", path)
+            source.offset = 0
+        source.identity, source.last = identity, None
+        end = last_complete_offset(path, source.offset)
+        if end == source.offset:
+            return None
+        copy = CopyName(source.next_counter, source.offset, end)
+        target = self.root.joinpath(*filter(None, source.run.split("/")), source.name, copy.local_name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        segment = Segment(target)
+        try:
+            for data in read_records(path, source.offset):
+                segment.write_record(data)
+                if segment.size >= end - source.offset:
+                    break
+                _fault("watch_during_copy")  # crash tests: a copy cut short
+        except BaseException:
+            segment.discard()
+            raise
+        sealed = segment.seal()
+        if sealed.size != end - source.offset:  # the file changed under us: try again next time
+            target.unlink()
+            logger.warning("%s changed while it was copied; copying again at the next tick", path)
+            source.identity = None
+            return None
+        _fault("watch_after_seal")
+        try:
+            row_id = self.journal.add_sealed_segment(
+                _row_run(source.run, source.name), copy.local_name,
+                repo_path(self.settings, source.run, copy.repo_name(source.name)), sealed.size, sealed.sha256,
+            )
+        except JournalError:
+            target.unlink()
+            raise
+        source.offset, source.next_counter = end, copy.counter + 1
+        return row_id
+
+    def _replaced(self, source: _Source, path: Path, size: int, identity: tuple[int, int]) -> bool:
+        """Whether the file no longer holds what was copied: it shrank, it is another file than the one last
+        copied, or (first look after a restart) the bytes of its last copy differ."""
+        if size < source.offset or (source.identity is not None and identity != source.identity):
+            return True
+        last = source.last
+        if last is None or source.identity is not None:
+            return False
+        copy = CopyName.parse(last.name)
+        return copy is not None and _range_sha256(path, copy.start, copy.end) != last.sha256
+
+
+def _range_sha256(path: Path, start: int, end: int) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        f.seek(start)
+        remaining = end - start
+        while remaining and (chunk := f.read(min(1 << 20, remaining))):
+            sha.update(chunk)
+            remaining -= len(chunk)
+    return sha.hexdigest()
+
+
+def _row_run(run: str, source: str) -> str:
+    """The ``run`` of a copy's segment row: its local directory, relative to the logdir."""
+    return "/".join(part for part in (JOURNAL_DIR, WATCH_DIR, run, source) if part)
+
+
+def _source_of(row: SegmentRow) -> tuple[str, str] | None:
+    """``(run, source)`` of a copy's segment row; ``None`` for other rows."""
+    if not row.run.startswith(_COPY_PREFIX) or CopyName.parse(row.name) is None:
+        return None
+    run, _, source = row.run[len(_COPY_PREFIX):].rpartition("/")
+    return run, source

@@ -1,0 +1,312 @@
+"""`hf-summary watch`: push the logdir of a writer we do not control (Keras, ``tf.summary``, CLU, Lightning's stock
+logger, tensorboardX or torch's own ``SummaryWriter``) with the guarantees of ``HFSummaryWriter``.
+
+Every ``commit_every`` minutes the watcher copies the new complete records of each foreign event file into a
+sealed, journaled segment (:mod:`hf_summary.tailcopy`) and wakes its uploader child (the same one
+``HFSummaryWriter`` starts), which pushes them in one commit together with the other matching files that changed
+(``hparams.yaml``, ``projector_config.pbtxt``...). It runs until SIGTERM, SIGINT or SIGHUP (or until the watched
+job's process ends, with ``pid``), then copies what is left and does the uploader's bounded final drain. One
+watcher per logdir at a time (a lock in ``LOGDIR/.hf_summary``); a restarted one resumes where the journal says.
+
+Example:
+    ```py
+    >>> from hf_summary.watch import start_watch
+    >>> watcher = start_watch("logs/fit", repo_id="username/my-run", commit_every=1)   # beside this process
+    >>> # model.fit(..., callbacks=[keras.callbacks.TensorBoard("logs/fit")])
+    >>> watcher.stop()                                         # final push, bounded; returns the exit status
+    ```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+
+from hf_summary._launcher import UploaderProcess
+from hf_summary.hub import check_repo_id
+from hf_summary.journal import Journal, RunSettings, journal_path
+from hf_summary.reconcile import open_or_rebuild
+from hf_summary.tailcopy import TailCopier
+from hf_summary.uploader import process_alive
+from hf_summary.writer import _check_patterns, _join_path_in_repo
+
+__all__ = [
+    "DEFAULT_ASSET_PATTERNS",
+    "WatchBusyError",
+    "WatchError",
+    "WatchProcess",
+    "Watcher",
+    "start_watch",
+    "watch",
+]
+
+logger = logging.getLogger("hf_summary")
+
+DEFAULT_ASSET_PATTERNS = ("*.pbtxt", "*.yaml", "*.yml", "*.tsv")
+EXIT_OK, EXIT_PENDING, EXIT_ERROR, EXIT_BUSY = 0, 1, 2, 3
+POLL_INTERVAL_S = 0.5
+_LOCK_FILE = "watch.lock"
+_WATCH_FLAG = "watch"
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+
+
+class WatchError(Exception):
+    """The watcher cannot start; the message says what to do."""
+
+
+class WatchBusyError(WatchError):
+    """Another watcher is watching the logdir."""
+
+
+class Watcher:
+    """Watches one logdir and pushes it to ``repo_id`` until :meth:`stop` (or the end of process ``pid``).
+
+    Args:
+        logdir: the directory the foreign writer logs to (created if missing).
+        repo_id: the repo to push to; created if missing.
+        commit_every: minutes between two copies and pushes (default 5).
+        repo_type, revision: ``model`` (default), ``dataset`` or ``space``; the branch (default ``main``).
+        path_in_repo: folder in the repo; the logdir's name is appended (default ``tensorboard``).
+        assets: glob patterns of the other files to push when they change (default
+            :data:`DEFAULT_ASSET_PATTERNS`); event files always go through copies, never as such.
+        token: Hub token (default: ``HF_TOKEN`` or the stored login); handed to the uploader over a pipe.
+        pid: also stop (and drain) when this process ends.
+        drain_timeout: seconds the final push may take (default 600).
+    """
+
+    def __init__(
+        self,
+        logdir: str | os.PathLike[str],
+        repo_id: str,
+        *,
+        commit_every: float = 5,
+        repo_type: str | None = None,
+        revision: str | None = None,
+        path_in_repo: str | None = "tensorboard",
+        assets: list[str] | tuple[str, ...] | str | None = DEFAULT_ASSET_PATTERNS,
+        token: str | None = None,
+        pid: int | None = None,
+        drain_timeout: float = 600.0,
+    ) -> None:
+        check_repo_id(repo_id)
+        if isinstance(commit_every, bool) or not isinstance(commit_every, (int, float)) or not commit_every > 0:
+            raise ValueError(f"commit_every must be a positive number of minutes, got {commit_every!r}")
+        if isinstance(drain_timeout, bool) or not isinstance(drain_timeout, (int, float)) or not drain_timeout >= 0:
+            raise ValueError(f"drain_timeout must be a number of seconds >= 0, got {drain_timeout!r}")
+        self.logdir = Path(logdir).resolve()
+        if self.logdir.exists() and not self.logdir.is_dir():
+            raise NotADirectoryError(f"logdir {str(self.logdir)!r} exists and is not a directory")
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.settings = RunSettings(
+            repo_id=repo_id,
+            repo_type=repo_type or "model",
+            revision=revision or "main",
+            path_in_repo=_join_path_in_repo(path_in_repo, self.logdir.name),
+            allow_patterns=_check_patterns("assets", list(assets) if isinstance(assets, tuple) else assets) or [],
+            ignore_patterns=["*tfevents*"],
+            squash_history=False,
+            commit_every_s=float(commit_every) * 60.0,
+            private=None,
+            endpoint=os.environ.get("HF_ENDPOINT"),
+        )
+        self.token = token
+        self.drain_timeout = float(drain_timeout)
+        self._job: tuple[int, float] | None = None
+        if pid is not None:
+            try:
+                self._job = (pid, psutil.Process(pid).create_time())
+            except psutil.NoSuchProcess:
+                raise WatchError(f"there is no process {pid} to watch (--pid)") from None
+        self._stop = threading.Event()
+        self._uploader: UploaderProcess | None = None
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to copy what is left, push it and return. Safe from a signal handler or a thread."""
+        self._stop.set()
+
+    def run(self) -> int:
+        """Watch until :meth:`stop` (or the end of ``pid``), then push everything, bounded by ``drain_timeout``.
+
+        Returns 0 when the Hub holds every copied record, 1 when some are still pending (``hf-summary recover
+        LOGDIR`` pushes them). Raises :class:`WatchBusyError` when another watcher holds the logdir and
+        :class:`WatchError` when the logdir belongs to an ``HFSummaryWriter`` or to another repo.
+        """
+        with self._locked(), self._journal() as journal:
+            copier = TailCopier(journal, self.settings)
+            logger.info("watching %s; pushing to %s %s, folder %s", self.logdir, self.settings.repo_type,
+                        self.settings.repo_id, self.settings.path_in_repo)
+            next_tick = time.monotonic()
+            while True:
+                stopping = self._stop.is_set() or (self._job is not None and not process_alive(*self._job))
+                if stopping or time.monotonic() >= next_tick:
+                    self._tick(journal, copier)
+                    next_tick = time.monotonic() + self.settings.commit_every_s
+                if stopping:
+                    return self._final_drain(journal)
+                self._stop.wait(max(0.0, min(POLL_INTERVAL_S, next_tick - time.monotonic())))
+
+    def _tick(self, journal: Journal, copier: TailCopier) -> None:
+        try:
+            copied = copier.copy_new_records()
+        except OSError as exc:  # disk full, I/O error: the foreign files keep the records; copy them next time
+            logger.warning("could not copy the new records of %s (%s); retrying at the next tick", self.logdir, exc)
+            copied = []
+        if copied:
+            logger.info("copied %d file(s) that grew", len(copied))
+        if journal.pending_segments():
+            self._ensure_uploader().request_push()
+
+    def _ensure_uploader(self) -> UploaderProcess:
+        if self._uploader is None or not self._uploader.is_running():
+            self._uploader = UploaderProcess(self.logdir, token=self.token, drain_timeout=self.drain_timeout)
+        return self._uploader
+
+    def _final_drain(self, journal: Journal) -> int:
+        deadline = time.monotonic() + self.drain_timeout
+        for _ in range(2):  # a second uploader if the first one died with work left
+            if journal.pending_segments():
+                uploader = self._ensure_uploader()
+            elif self._uploader is not None and self._uploader.is_running():
+                uploader = self._uploader
+            else:
+                break
+            uploader.request_close()
+            uploader.wait(max(0.0, deadline - time.monotonic()))
+            if time.monotonic() >= deadline:
+                break
+        pending = journal.pending_segments()
+        if pending:
+            logger.error("%d copied segment(s) of %s are not on the Hub yet; `hf-summary recover %s` pushes them",
+                         len(pending), self.logdir, self.logdir)
+            return EXIT_PENDING
+        logger.info("the Hub holds everything %s logged", self.logdir)
+        return EXIT_OK
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One watcher per logdir: an exclusive ``flock`` that the kernel releases whenever this process ends."""
+        directory = journal_path(self.logdir).parent
+        directory.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(directory / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                raise WatchBusyError(
+                    f"another hf-summary watch (pid {holder}) is watching {self.logdir}; stop it first"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def _journal(self) -> Iterator[Journal]:
+        journal, _ = open_or_rebuild(self.logdir, self.settings)
+        try:
+            previous = journal.load_settings()
+            if journal.get_value(_WATCH_FLAG) is None and journal.segments():
+                raise WatchError(
+                    f"{self.logdir} is the logdir of an HFSummaryWriter, which pushes it itself; watch the logdir "
+                    "of a writer that does not, or log with HFSummaryWriter to another logdir"
+                )
+            if previous is not None and previous.destination != self.settings.destination and (
+                journal.pending_segments()
+            ):
+                raise WatchError(
+                    f"{self.logdir} has copies pending for {previous.repo_type} {previous.repo_id!r} (folder "
+                    f"{previous.path_in_repo!r}); push them first with `hf-summary recover {self.logdir}`"
+                )
+            journal.save_settings(self.settings)
+            journal.set_value(_WATCH_FLAG, True)
+            yield journal
+        finally:
+            journal.close()
+
+
+def watch(logdir: str | os.PathLike[str], repo_id: str, **options) -> int:
+    """Run a :class:`Watcher` in this thread until SIGTERM, SIGINT or SIGHUP (or the end of ``pid``); returns its
+    exit status. The signal handlers are installed only from the main thread, and restored afterwards.
+
+    Example:
+        ```py
+        >>> from hf_summary.watch import watch
+        >>> status = watch("lightning_logs", repo_id="username/my-run", commit_every=5)   # blocks
+        ```
+    """
+    watcher = Watcher(logdir, repo_id, **options)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, lambda signum, frame: watcher.stop()) for sig in _STOP_SIGNALS}
+    try:
+        return watcher.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class WatchProcess:
+    """A watcher process started by :func:`start_watch`: a fresh interpreter in its own session."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self._proc = proc
+        self.pid = proc.pid
+
+    def stop(self, timeout: float | None = None) -> int | None:
+        """SIGTERM it (final push) and wait up to ``timeout`` s (default: forever); its exit status, or ``None``
+        if it is still pushing."""
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def is_running(self) -> bool:
+        return self._proc.poll() is None
+
+
+def start_watch(
+    logdir: str | os.PathLike[str], repo_id: str, *, token: str | None = None, pid: int | None = None, **options
+) -> WatchProcess:
+    """Start ``hf-summary watch`` beside this process, watching it (``pid``, default this process): when this
+    process ends, however it ends, the watcher pushes what is left and exits. Options as for :class:`Watcher`.
+
+    Example:
+        ```py
+        >>> from hf_summary.watch import start_watch
+        >>> watcher = start_watch("runs/exp1", repo_id="username/my-run", commit_every=1)
+        >>> watcher.stop(timeout=120)
+        0
+        ```
+    """
+    Watcher(logdir, repo_id, **options)  # refuse bad arguments here, not in the child
+    argv = [sys.executable, "-m", "hf_summary", "watch", str(Path(logdir).resolve()), "--repo-id", repo_id,
+            "--pid", str(os.getpid() if pid is None else pid), "--token-from-stdin"]
+    for name, value in options.items():
+        flag = "--" + name.replace("_", "-")
+        if name == "assets":
+            argv += [f"--asset={pattern}" for pattern in ([value] if isinstance(value, str) else value or [])]
+        elif value is not None:
+            argv += [flag, str(value)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, start_new_session=True, env=env, close_fds=True)
+    proc.stdin.write((json.dumps({"token": token}) + "\n").encode())
+    proc.stdin.close()
+    return WatchProcess(proc)
