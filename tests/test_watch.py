@@ -1,0 +1,368 @@
+"""`hf-summary watch`: foreign writers (tensorboardX's and torch's own SummaryWriter, with their buffering) are
+pushed record by record, once, in order, whatever is killed when."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from helpers import REPO_ROOT, download_repo, kill_uploaders, run_script, uploader_processes, wait_until
+from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.summary import scalar
+from trainer_kit import api, commit_titles, fake_dead_run, hub_env, pid_gone
+
+from hf_summary.journal import Journal, RunSettings
+from hf_summary.segments import frame_record
+from hf_summary.tailcopy import CopyName, TailCopier, parse_repo_copy_name
+from hf_summary.verify import iter_events
+from hf_summary.watch import WatchBusyError, Watcher, WatchError
+
+SOURCE = "events.out.tfevents.1795714803.vm"
+
+# A foreign trainer: its own SummaryWriter (WRITER=tensorboardX or torch), flushing every second as a user would
+# configure it, logging until killed or told to stop. It opens a second run directory and rewrites hparams.yaml
+# midway, and acknowledges each step on stdout. SIGTERM (or STOP_AT steps) ends it cleanly: it closes its writers.
+FOREIGN = """
+    import os, signal, sys, time
+    import numpy as np
+    if os.environ["WRITER"] == "torch":
+        from torch.utils.tensorboard import SummaryWriter
+    else:
+        from tensorboardX import SummaryWriter
+
+    logdir = os.environ["LOGDIR"]
+    stop_at = int(os.environ.get("STOP_AT", "-1"))
+    signal.signal(signal.SIGTERM, lambda signum, frame: globals().update(stop_at=step + 1))
+    writer = SummaryWriter(logdir, flush_secs=1)
+    second = None
+    rng = np.random.default_rng(0)
+    open(os.path.join(logdir, "hparams.yaml"), "w").write("lr: 0.1\\n")
+    step = 0
+    while step != stop_at:
+        writer.add_scalar("loss", step * 0.5, step)
+        if step % 10 == 0:
+            writer.add_histogram("weights", rng.normal(size=200), step)
+            writer.add_scalars("group", {"a": step, "b": -step}, step)
+        if step == 300:
+            second = SummaryWriter(os.path.join(logdir, "phase2"), flush_secs=1)
+            open(os.path.join(logdir, "hparams.yaml"), "w").write("lr: 0.01\\n")
+        if second is not None:
+            second.add_scalar("acc", step / 1000, step)
+        print(step, flush=True)
+        step += 1
+        time.sleep(0.003)
+    writer.close()
+    if second is not None:
+        second.close()
+    print("closed", flush=True)
+"""
+
+
+def _record(step: int) -> bytes:
+    return frame_record(Event(wall_time=1.0 + step, step=step, summary=scalar("loss", step * 0.5)).SerializeToString())
+
+
+def _settings(logdir: Path) -> RunSettings:
+    return RunSettings("alice/x", "model", "main", f"tensorboard/{logdir.name}", ["*.yaml"], ["*tfevents*"], False,
+                       60.0, None, None)
+
+
+def _copies(logdir: Path) -> list[tuple[str, CopyName]]:
+    """``(source's path in the repo, copy)`` of every copy in the journal."""
+    with Journal(logdir, create=False) as journal:
+        paths = [row.path_in_repo for row in journal.segments()]
+    return [(f"{os.path.dirname(path)}/{source}", copy) for path in paths for source, copy in [parse_repo_copy_name(path)]]
+
+
+def _events(root: Path) -> list[tuple[str, bytes]]:
+    """Every complete record under ``root``, file by file in name order: equal lists mean once, in order."""
+    return [(run, event.SerializeToString()) for run, event in iter_events(root)]
+
+
+class WatcherProcess:
+    """`hf-summary watch` as a process, its stderr drained all along (its uploader inherits the pipe)."""
+
+    def __init__(self, logdir: Path, repo_id: str, hub, *args: str, env: dict[str, str] | None = None):
+        full_env = {**os.environ, **hub_env(hub), "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "hf_summary", "watch", str(logdir), "--repo-id", repo_id, *args],
+            env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        self.stderr: list[str] = []
+        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
+
+    def wait(self, timeout: float = 120) -> int:
+        status = self.proc.wait(timeout)
+        return status
+
+    def log(self) -> str:
+        return "".join(self.stderr[-40:])
+
+
+@pytest.fixture
+def processes(tmp_path):
+    """Started processes, SIGKILLed (with every uploader of the test's logdirs) on the way out."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+    for logdir in tmp_path.iterdir():
+        kill_uploaders(logdir)
+
+
+class Foreign:
+    """A foreign trainer (FOREIGN) whose acknowledgements are read all along."""
+
+    def __init__(self, writer: str, logdir: Path, cwd: Path, processes, **env: str):
+        self.proc = run_script(FOREIGN, {"WRITER": writer, "LOGDIR": str(logdir), **env}, cwd)
+        processes.append(self.proc)
+        self.step, self.closed = -1, False
+        self.stderr: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if line.strip() == "closed":
+                self.closed = True
+            else:
+                self.step = int(line)
+
+    def wait_for_step(self, step: int) -> None:
+        wait_until(lambda: self.step >= step or self.proc.poll() is not None, timeout=120, message=f"step {step}")
+        assert self.step >= step, f"the foreign trainer ended early: {''.join(self.stderr[-30:])}"
+
+    def end(self) -> None:
+        """SIGTERM: it closes its writers (every record complete) and exits."""
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(60) == 0, "".join(self.stderr[-30:])
+        wait_until(lambda: self.closed, timeout=10)
+
+
+def _hub_copy(hub, repo_id: str, logdir: Path, tmp_path: Path) -> Path:
+    dest = download_repo(hub.endpoint, hub.token(), repo_id, tmp_path / f"hub-{uuid.uuid4().hex[:8]}")
+    return dest / "tensorboard" / logdir.name
+
+
+def _assert_hub_holds_every_record_once(hub, repo_id: str, logdir: Path, tmp_path: Path) -> Path:
+    copy = _hub_copy(hub, repo_id, logdir, tmp_path)
+    local = _events(logdir)
+    assert local, "the foreign writer got nothing to the disk"
+    assert _events(copy) == local
+    names = [path.name for path in copy.rglob("*tfevents*")]
+    assert all(parse_repo_copy_name(name) for name in names), names
+    wait_until(lambda: not uploader_processes(logdir), timeout=30, message="every uploader to exit")
+    with Journal(logdir, create=False) as journal:
+        assert not journal.pending_segments()
+    return copy
+
+
+# ------------------------------------------------------------------------------------------- the copier
+
+
+def test_only_complete_records_are_copied_and_a_restart_resumes_at_the_offset(tmp_path):
+    logdir = tmp_path / "logs"
+    source = logdir / "train" / SOURCE
+    source.parent.mkdir(parents=True)
+    records = [_record(step) for step in range(8)]
+    source.write_bytes(b"".join(records[:5]) + records[5][:17])  # a torn last record
+    with Journal(logdir) as journal:
+        journal.save_settings(_settings(logdir))
+        copier = TailCopier(journal, _settings(logdir))
+        assert len(copier.copy_new_records()) == 1
+        assert copier.copy_new_records() == []  # nothing new: no empty copy
+    with source.open("ab") as f:
+        f.write(records[5][17:] + records[6])
+    with Journal(logdir) as journal:  # a new copier (a restarted watcher) resumes at the recorded offset
+        assert len(TailCopier(journal, _settings(logdir)).copy_new_records()) == 1
+    end = sum(map(len, records[:5]))
+    assert [copy for _, copy in _copies(logdir)] == [
+        CopyName(1, 0, end), CopyName(2, end, end + len(records[5]) + len(records[6]))
+    ]
+    on_hub = tmp_path / "as-pushed"
+    with Journal(logdir, create=False) as journal:
+        for row in journal.segments():
+            target = on_hub / row.path_in_repo
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(row.local_path(logdir).read_bytes())
+    assert _events(on_hub / "tensorboard" / "logs") == _events(logdir)
+
+
+def test_tensorboard_reading_the_logdir_does_not_see_the_copies(tmp_path):
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    logdir = tmp_path / "logs"
+    (logdir / "train").mkdir(parents=True)
+    (logdir / "train" / SOURCE).write_bytes(b"".join(_record(step) for step in range(5)))
+    with Journal(logdir) as journal:
+        assert TailCopier(journal, _settings(logdir)).copy_new_records()
+    multiplexer = EventMultiplexer(size_guidance={"scalars": 0}).AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+    assert list(multiplexer.Runs()) == ["train"]
+    assert [event.step for event in multiplexer.Scalars("train", "loss")] == list(range(5))
+
+
+def test_a_source_that_shrinks_or_is_replaced_starts_a_new_generation(tmp_path):
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    source = logdir / SOURCE
+    source.write_bytes(b"".join(_record(step) for step in range(4)))
+    with Journal(logdir) as journal:
+        copier = TailCopier(journal, _settings(logdir))
+        copier.copy_new_records()
+        source.write_bytes(_record(10))  # truncated and rewritten, as tensorboardX's same-second 'wb' does
+        copier.copy_new_records()
+    source.unlink()
+    source.write_bytes(b"".join(_record(step) for step in range(20, 26)))  # replaced while nobody watched
+    with Journal(logdir) as journal:
+        TailCopier(journal, _settings(logdir)).copy_new_records()
+    copies = [copy for _, copy in _copies(logdir)]
+    assert [(copy.counter, copy.start) for copy in copies] == [(1, 0), (2, 0), (3, 0)]
+    assert sorted(name.repo_name(SOURCE) for name in copies) == [name.repo_name(SOURCE) for name in copies]
+
+
+def test_a_crash_between_copying_and_journaling_leaves_nothing_behind(tmp_path):
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    source = logdir / SOURCE
+    source.write_bytes(b"".join(_record(step) for step in range(6)))
+    with Journal(logdir) as journal:
+        copier = TailCopier(journal, _settings(logdir))
+        copier.copy_new_records()
+        row = journal.segments()[0]
+        journal.drop_segment(row.id)  # as if the watcher died after sealing the copy, before journaling it
+    short = row.local_path(logdir).with_name(CopyName(2, 99, 200).local_name)
+    short.write_bytes(b"x" * 5)  # as if it died in the middle of writing a copy
+    with Journal(logdir) as journal:
+        copier = TailCopier(journal, _settings(logdir))
+        assert [r.name for r in journal.segments()] == [row.name]  # the sealed copy is adopted
+        assert not short.exists()  # the cut one removed
+        with source.open("ab") as f:
+            f.write(_record(6))
+        copier.copy_new_records()
+    assert [(copy.counter, copy.start) for _, copy in _copies(logdir)] == [(1, 0), (2, row.size)]
+
+
+def test_one_watcher_per_logdir_and_never_an_hfsummarywriter_logdir(tmp_path, hub, writer_env):
+    logdir = tmp_path / "watched"
+    first = Watcher(logdir, "alice/one-watcher", commit_every=60)
+    thread = threading.Thread(target=first.run)
+    thread.start()
+    lock = logdir / ".hf_summary" / "watch.lock"
+    try:
+        wait_until(lambda: lock.exists() and lock.read_text().strip() == str(os.getpid()), timeout=30)
+        with pytest.raises(WatchBusyError, match=f"pid {os.getpid()}"):
+            Watcher(logdir, "alice/one-watcher").run()
+    finally:
+        first.stop()
+        thread.join(60)
+    written = tmp_path / "written"
+    fake_dead_run(written, endpoint=hub.endpoint, repo_id="alice/written")
+    with pytest.raises(WatchError, match="HFSummaryWriter"):
+        Watcher(written, "alice/written").run()
+
+
+# ------------------------------------------------------------------------------------------- processes
+
+
+@pytest.mark.parametrize("writer", ["tensorboardX", "torch"])
+def test_a_foreign_writer_killed_by_sigkill_every_record_it_got_to_disk_is_on_the_hub_once(
+    tmp_path, hub, repo_id, processes, writer
+):
+    if writer == "torch":
+        pytest.importorskip("torch")
+    logdir = tmp_path / f"{writer}-run"
+    logdir.mkdir()
+    foreign = Foreign(writer, logdir, tmp_path, processes)
+    # tensorboardX: SIGTERM ends the watcher; torch: it ends by itself when the watched trainer is gone
+    extra = ("--pid", str(foreign.proc.pid)) if writer == "torch" else ()
+    watcher = WatcherProcess(logdir, repo_id, hub, "--commit-every", "0.02", *extra)
+    processes.append(watcher.proc)
+    foreign.wait_for_step(random.Random(writer).randint(400, 700))
+    wait_until(lambda: _pushes(hub, repo_id) >= 2, timeout=120, interval=0.5,
+               message="a few pushes while the trainer runs")
+    foreign.proc.send_signal(signal.SIGKILL)
+    foreign.proc.wait(10)
+    if writer != "torch":
+        watcher.proc.send_signal(signal.SIGTERM)
+    assert watcher.wait(120) == 0, watcher.log()
+    copy = _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
+    assert {"", "phase2", "group_a", "group/a"} & {p.parent.relative_to(copy).as_posix() for p in copy.rglob("*.hfw")}
+    assert (copy / "phase2").is_dir()
+    assert (copy / "hparams.yaml").read_text() == "lr: 0.01\n"
+
+
+def test_a_watcher_killed_and_restarted_mid_run_loses_nothing_and_doubles_nothing(
+    tmp_path, hub, repo_id, processes
+):
+    logdir = tmp_path / "restarted"
+    logdir.mkdir()
+    foreign = Foreign("tensorboardX", logdir, tmp_path, processes)
+    rng = random.Random(7)
+    # killed at the two crash points of a copy, then at random moments
+    for fault in ("watch_during_copy", "watch_after_seal", None, None, None):
+        env = {"HF_SUMMARY_FAULT_POINT": fault} if fault else {}
+        watcher = WatcherProcess(logdir, repo_id, hub, "--commit-every", "0.01", env=env)
+        processes.append(watcher.proc)
+        if fault:
+            assert watcher.wait(120) == -signal.SIGKILL, watcher.log()
+            continue
+        target = _copies_count(logdir) + rng.randint(1, 4)  # let it copy a random number of times, then kill it
+        wait_until(lambda target=target: _copies_count(logdir) >= target, timeout=60, message=f"{target} copies")
+        assert watcher.proc.poll() is None, watcher.log()
+        watcher.proc.send_signal(signal.SIGKILL)
+        watcher.wait(10)
+    foreign.end()  # every record complete
+    watcher = WatcherProcess(logdir, repo_id, hub, "--commit-every", "0.01")
+    processes.append(watcher.proc)
+    lock = logdir / ".hf_summary" / "watch.lock"
+    wait_until(lambda: lock.read_text().strip() == str(watcher.proc.pid), timeout=60, message="the last watcher")
+    watcher.proc.send_signal(signal.SIGTERM)  # its final drain copies and pushes what is left
+    assert watcher.wait(120) == 0, watcher.log()
+    _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
+    copies = _copies(logdir)
+    by_source: dict[str, list[CopyName]] = {}
+    for source, copy in copies:
+        by_source.setdefault(source, []).append(copy)
+    for source, names in by_source.items():  # contiguous byte ranges: no gap, no overlap
+        names.sort()
+        assert names[0].start == 0 and all(a.end == b.start for a, b in zip(names, names[1:], strict=False)), (source, names)
+
+
+def _copies_count(logdir: Path) -> int:
+    try:
+        with Journal(logdir, create=False) as journal:
+            return len(journal.segments())
+    except FileNotFoundError:
+        return 0
+
+
+def test_sigterm_copies_what_is_left_pushes_it_and_exits(tmp_path, hub, repo_id, processes):
+    logdir = tmp_path / "preempted"
+    logdir.mkdir()
+    Foreign("tensorboardX", logdir, tmp_path, processes, STOP_AT="200").proc.wait(60)
+    watcher = WatcherProcess(logdir, repo_id, hub, "--commit-every", "60")  # one tick at start, then none
+    processes.append(watcher.proc)
+    wait_until(lambda: _pushes(hub, repo_id) >= 1, timeout=120, interval=0.5, message="the first push")
+    (logdir / "later").mkdir()
+    Foreign("tensorboardX", logdir / "later", tmp_path, processes, STOP_AT="100").proc.wait(60)
+    watcher.proc.send_signal(signal.SIGTERM)
+    assert watcher.wait(120) == 0, watcher.log()
+    assert pid_gone(watcher.proc.pid)
+    copy = _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
+    assert (copy / "later").is_dir()
+
+
+def _pushes(hub, repo_id: str) -> int:
+    if not api(hub).repo_exists(repo_id):
+        return 0
+    return sum(1 for title in commit_titles(hub, repo_id) if title.startswith("hf-summary:"))
