@@ -304,6 +304,9 @@ def _add_watch_parser(commands: argparse._SubParsersAction) -> None:
     watch.add_argument("--asset", action="append", default=None, metavar="PATTERN",
                        help="glob of other files to push when they change, relative to LOGDIR (repeatable; "
                        "default: *.pbtxt *.yaml *.yml *.tsv)")
+    watch.add_argument("--no-assets", action="store_true", help="push event files only")
+    watch.add_argument("--once", action="store_true",
+                       help="copy and push what LOGDIR holds now, then exit (after the job ended or its node was lost)")
     watch.add_argument("--token-from-stdin", action="store_true", help=argparse.SUPPRESS)
     watch.set_defaults(handler=_run_watch)
 
@@ -328,10 +331,11 @@ def _run_watch(args: argparse.Namespace) -> int:
                 repo_type=args.repo_type,
                 revision=args.revision,
                 path_in_repo=args.path_in_repo,
-                assets=args.asset if args.asset is not None else DEFAULT_ASSET_PATTERNS,
+                assets=[] if args.no_assets else args.asset or DEFAULT_ASSET_PATTERNS,
                 token=token,
                 pid=args.pid,
                 drain_timeout=args.drain_timeout,
+                once=args.once,
             )
     except WatchBusyError as exc:
         print(f"hf-summary watch: {exc}", file=sys.stderr)

@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -239,9 +240,11 @@ class Watcher:
             journal.close()
 
 
-def watch(logdir: str | os.PathLike[str], repo_id: str, **options) -> int:
+def watch(logdir: str | os.PathLike[str], repo_id: str, *, once: bool = False, **options: Any) -> int:
     """Run a :class:`Watcher` in this thread until SIGTERM, SIGINT or SIGHUP (or the end of ``pid``); returns its
-    exit status. The signal handlers are installed only from the main thread, and restored afterwards.
+    exit status. With ``once``, copy and push what the logdir holds now, then return (after the job ended, or
+    after a lost node: what the journal holds is pushed too). The signal handlers are installed only from the
+    main thread, and restored afterwards.
 
     Example:
         ```py
@@ -250,6 +253,8 @@ def watch(logdir: str | os.PathLike[str], repo_id: str, **options) -> int:
         ```
     """
     watcher = Watcher(logdir, repo_id, **options)
+    if once:
+        watcher.stop()
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, lambda signum, frame: watcher.stop()) for sig in _STOP_SIGNALS}
@@ -282,7 +287,7 @@ class WatchProcess:
 
 
 def start_watch(
-    logdir: str | os.PathLike[str], repo_id: str, *, token: str | None = None, pid: int | None = None, **options
+    logdir: str | os.PathLike[str], repo_id: str, *, token: str | None = None, pid: int | None = None, **options: Any
 ) -> WatchProcess:
     """Start ``hf-summary watch`` beside this process, watching it (``pid``, default this process): when this
     process ends, however it ends, the watcher pushes what is left and exits. Options as for :class:`Watcher`.
@@ -301,9 +306,12 @@ def start_watch(
     for name, value in options.items():
         flag = "--" + name.replace("_", "-")
         if name == "assets":
-            argv += [f"--asset={pattern}" for pattern in ([value] if isinstance(value, str) else value or [])]
+            patterns = [value] if isinstance(value, str) else list(value or [])
+            argv += [f"--asset={pattern}" for pattern in patterns] if patterns else ["--no-assets"]
+        elif name == "path_in_repo":
+            argv.append(f"--path-in-repo={value or ''}")
         elif value is not None:
-            argv += [flag, str(value)]
+            argv.append(f"{flag}={value}")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, start_new_session=True, env=env, close_fds=True)

@@ -40,6 +40,10 @@ FOREIGN = """
     logdir = os.environ["LOGDIR"]
     stop_at = int(os.environ.get("STOP_AT", "-1"))
     signal.signal(signal.SIGTERM, lambda signum, frame: globals().update(stop_at=step + 1))
+    if os.environ.get("START_WATCH"):  # the job starts its own watcher, which watches it
+        from hf_summary.watch import start_watch
+
+        print("watcher", start_watch(logdir, os.environ["REPO"], commit_every=0.02).pid, flush=True)
     writer = SummaryWriter(logdir, flush_secs=1)
     second = None
     rng = np.random.default_rng(0)
@@ -125,7 +129,7 @@ class Foreign:
     def __init__(self, writer: str, logdir: Path, cwd: Path, processes, **env: str):
         self.proc = run_script(FOREIGN, {"WRITER": writer, "LOGDIR": str(logdir), **env}, cwd)
         processes.append(self.proc)
-        self.step, self.closed = -1, False
+        self.step, self.closed, self.watcher = -1, False, None
         self.stderr: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
@@ -134,6 +138,8 @@ class Foreign:
         for line in self.proc.stdout:
             if line.strip() == "closed":
                 self.closed = True
+            elif line.startswith("watcher "):
+                self.watcher = int(line.split()[1])
             else:
                 self.step = int(line)
 
@@ -308,11 +314,13 @@ def test_a_watcher_killed_and_restarted_mid_run_loses_nothing_and_doubles_nothin
     logdir.mkdir()
     foreign = Foreign("tensorboardX", logdir, tmp_path, processes)
     rng = random.Random(7)
+    logs = []
     # killed at the two crash points of a copy, then at random moments
     for fault in ("watch_during_copy", "watch_after_seal", None, None, None):
         env = {"HF_SUMMARY_FAULT_POINT": fault} if fault else {}
         watcher = WatcherProcess(logdir, repo_id, hub, "--commit-every", "0.01", env=env)
         processes.append(watcher.proc)
+        logs.append(watcher.stderr)
         if fault:
             assert watcher.wait(120) == -signal.SIGKILL, watcher.log()
             continue
@@ -329,6 +337,8 @@ def test_a_watcher_killed_and_restarted_mid_run_loses_nothing_and_doubles_nothin
     watcher.proc.send_signal(signal.SIGTERM)  # its final drain copies and pushes what is left
     assert watcher.wait(120) == 0, watcher.log()
     _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
+    assert "a copy cut short by a crash" in "".join(logs[1])  # what each crash point left was cleaned up
+    assert "a copy sealed just before a crash" in "".join(logs[2])
     copies = _copies(logdir)
     by_source: dict[str, list[CopyName]] = {}
     for source, copy in copies:
@@ -346,7 +356,8 @@ def _copies_count(logdir: Path) -> int:
         return 0
 
 
-def test_sigterm_copies_what_is_left_pushes_it_and_exits(tmp_path, hub, repo_id, processes):
+@pytest.mark.parametrize("job_wide", [False, True], ids=["watcher", "watcher-and-uploader"])
+def test_sigterm_copies_what_is_left_pushes_it_and_exits(tmp_path, hub, repo_id, processes, job_wide):
     logdir = tmp_path / "preempted"
     logdir.mkdir()
     Foreign("tensorboardX", logdir, tmp_path, processes, STOP_AT="200").proc.wait(60)
@@ -355,6 +366,8 @@ def test_sigterm_copies_what_is_left_pushes_it_and_exits(tmp_path, hub, repo_id,
     wait_until(lambda: _pushes(hub, repo_id) >= 1, timeout=120, interval=0.5, message="the first push")
     (logdir / "later").mkdir()
     Foreign("tensorboardX", logdir / "later", tmp_path, processes, STOP_AT="100").proc.wait(60)
+    for process in uploader_processes(logdir) if job_wide else []:  # a scheduler signals every process
+        process.send_signal(signal.SIGTERM)
     watcher.proc.send_signal(signal.SIGTERM)
     assert watcher.wait(120) == 0, watcher.log()
     assert pid_gone(watcher.proc.pid)
@@ -366,3 +379,17 @@ def _pushes(hub, repo_id: str) -> int:
     if not api(hub).repo_exists(repo_id):
         return 0
     return sum(1 for title in commit_titles(hub, repo_id) if title.startswith("hf-summary:"))
+
+
+def test_a_job_that_starts_its_own_watcher_is_pushed_after_a_sigkill(tmp_path, hub, repo_id, processes):
+    logdir = tmp_path / "self-watched"
+    logdir.mkdir()
+    foreign = Foreign("tensorboardX", logdir, tmp_path, processes, START_WATCH="1", REPO=repo_id, **hub_env(hub))
+    foreign.wait_for_step(400)
+    watcher = foreign.watcher
+    assert watcher is not None
+    wait_until(lambda: _pushes(hub, repo_id) >= 1, timeout=120, interval=0.5, message="a push while the job runs")
+    foreign.proc.send_signal(signal.SIGKILL)
+    foreign.proc.wait(10)
+    wait_until(lambda: pid_gone(watcher), timeout=120, interval=0.2, message="the watcher to drain and exit")
+    _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
