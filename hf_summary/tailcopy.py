@@ -211,6 +211,8 @@ class TailCopier:
             logger.warning("%s shrank or was replaced; copying it again from its start", path)
             source.offset = 0
         source.identity, source.last = identity, None
+        if stat.st_size == source.offset:
+            return None
         end = last_complete_offset(path, source.offset)
         if end == source.offset:
             return None

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -161,13 +162,14 @@ class Watcher:
 
     def _tick(self, journal: Journal, copier: TailCopier) -> None:
         try:
-            copied = copier.copy_new_records()
-        except OSError as exc:  # disk full, I/O error: the foreign files keep the records; copy them next time
+            if copied := copier.copy_new_records():
+                logger.info("copied the new records of %d file(s)", len(copied))
+            pending = bool(journal.pending_segments())
+        except (OSError, sqlite3.OperationalError) as exc:  # disk full, I/O error, a journal locked too long:
+            # the foreign files keep their records, copied at the next tick
             logger.warning("could not copy the new records of %s (%s); retrying at the next tick", self.logdir, exc)
-            copied = []
-        if copied:
-            logger.info("copied %d file(s) that grew", len(copied))
-        if journal.pending_segments():
+            return
+        if pending:
             self._ensure_uploader().request_push()
 
     def _ensure_uploader(self) -> UploaderProcess:

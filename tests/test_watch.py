@@ -393,3 +393,19 @@ def test_a_job_that_starts_its_own_watcher_is_pushed_after_a_sigkill(tmp_path, h
     foreign.proc.wait(10)
     wait_until(lambda: pid_gone(watcher), timeout=120, interval=0.2, message="the watcher to drain and exit")
     _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
+
+
+def test_once_pushes_what_a_finished_job_left_and_exits(tmp_path, hub, repo_id, processes):
+    logdir = tmp_path / "finished"
+    logdir.mkdir()
+    Foreign("tensorboardX", logdir, tmp_path, processes, STOP_AT="350").proc.wait(60)
+    watcher = WatcherProcess(logdir, repo_id, hub, "--once", "--no-assets")
+    processes.append(watcher.proc)
+    assert watcher.wait(120) == 0, watcher.log()
+    copy = _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
+    assert not (copy / "hparams.yaml").exists()
+    assert _pushes(hub, repo_id) == 1
+    again = WatcherProcess(logdir, repo_id, hub, "--once", "--no-assets")  # nothing new: no commit
+    processes.append(again.proc)
+    assert again.wait(120) == 0, again.log()
+    assert _pushes(hub, repo_id) == 1
