@@ -337,6 +337,10 @@ def _run_watch(args: argparse.Namespace) -> int:
                 drain_timeout=args.drain_timeout,
                 once=args.once,
             )
+    except KeyboardInterrupt:
+        print("hf-summary watch: interrupted; the uploader pushes what was copied, `hf-summary watch --once` the rest",
+              file=sys.stderr)
+        return 130
     except WatchBusyError as exc:
         print(f"hf-summary watch: {exc}", file=sys.stderr)
         return EXIT_BUSY

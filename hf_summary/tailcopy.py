@@ -42,7 +42,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from hf_summary.journal import Journal, JournalError, RunSettings, SegmentRow
+from hf_summary.journal import Journal, RunSettings, SegmentRow
 from hf_summary.reconcile import JOURNAL_DIR, iter_logdir_files, logdir_relative, repo_path
 from hf_summary.segments import (
     Segment,
@@ -219,6 +219,7 @@ class TailCopier:
         copy = CopyName(source.next_counter, source.offset, end)
         target = self.root.joinpath(*filter(None, source.run.split("/")), source.name, copy.local_name)
         target.parent.mkdir(parents=True, exist_ok=True)
+        target.unlink(missing_ok=True)  # no row names a copy this far: left by a failed attempt, never pushed
         segment = Segment(target)
         try:
             for data in read_records(path, source.offset):
@@ -236,14 +237,10 @@ class TailCopier:
             source.identity = None
             return None
         _fault("watch_after_seal")
-        try:
-            row_id = self.journal.add_sealed_segment(
-                _row_run(source.run, source.name), copy.local_name,
-                repo_path(self.settings, source.run, copy.repo_name(source.name)), sealed.size, sealed.sha256,
-            )
-        except JournalError:
-            target.unlink()
-            raise
+        row_id = self.journal.add_sealed_segment(
+            _row_run(source.run, source.name), copy.local_name,
+            repo_path(self.settings, source.run, copy.repo_name(source.name)), sealed.size, sealed.sha256,
+        )
         source.offset, source.next_counter = end, copy.counter + 1
         return row_id
 

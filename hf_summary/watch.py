@@ -139,6 +139,11 @@ class Watcher:
         """Ask :meth:`run` to copy what is left, push it and return. Safe from a signal handler or a thread."""
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called."""
+        return self._stop.is_set()
+
     def run(self) -> int:
         """Watch until :meth:`stop` (or the end of ``pid``), then push everything, bounded by ``drain_timeout``.
 
@@ -152,7 +157,7 @@ class Watcher:
                         self.settings.repo_id, self.settings.path_in_repo)
             next_tick = time.monotonic()
             while True:
-                stopping = self._stop.is_set() or (self._job is not None and not process_alive(*self._job))
+                stopping = self.stopping or (self._job is not None and not process_alive(*self._job))
                 if stopping or time.monotonic() >= next_tick:
                     self._tick(journal, copier)
                     next_tick = time.monotonic() + self.settings.commit_every_s
@@ -257,9 +262,15 @@ def watch(logdir: str | os.PathLike[str], repo_id: str, *, once: bool = False, *
     watcher = Watcher(logdir, repo_id, **options)
     if once:
         watcher.stop()
+
+    def on_signal(signum: int, frame: object) -> None:
+        if signum == signal.SIGINT and watcher.stopping:
+            raise KeyboardInterrupt  # a second Ctrl-C: leave the rest to the uploader (it drains on its own)
+        watcher.stop()
+
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = {sig: signal.signal(sig, lambda signum, frame: watcher.stop()) for sig in _STOP_SIGNALS}
+        previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
     try:
         return watcher.run()
     finally:
