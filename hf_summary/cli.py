@@ -284,8 +284,9 @@ def _add_watch_parser(commands: argparse._SubParsersAction) -> None:
         description="Push LOGDIR, written by a TensorBoard writer hf-summary does not control, with HFSummaryWriter's "
         "guarantees. Every --commit-every minutes the new complete records of each event file are copied into a "
         "sealed segment under LOGDIR/.hf_summary (a torn last record is never copied) and pushed in one commit, "
-        "with the other matching files that changed (--asset). Runs until SIGTERM, SIGINT or SIGHUP (or until "
-        "--pid ends), then copies what is left and pushes it within --drain-timeout. A restarted watcher resumes "
+        "with the other matching files that changed (--asset). Runs until SIGTERM or SIGHUP (preemption: what is "
+        "left is copied and pushed within --grace-period) or SIGINT or the end of --pid (within --drain-timeout); "
+        "a second signal leaves at once. A restarted watcher resumes "
         "where the journal says: nothing is lost and nothing is pushed twice. The token comes from HF_TOKEN or the "
         "stored login. Exit status: 0 when the Hub holds everything, 1 when something is still pending "
         "(`hf-summary recover LOGDIR` pushes it), 2 when it cannot start, 3 when another watcher holds LOGDIR.",
@@ -300,7 +301,10 @@ def _add_watch_parser(commands: argparse._SubParsersAction) -> None:
                        help="folder in the repo; the logdir's name is appended (default: tensorboard)")
     watch.add_argument("--pid", type=int, default=None, help="also stop, and push what is left, when PID ends")
     watch.add_argument("--drain-timeout", type=float, default=600.0, metavar="SECONDS",
-                       help="how long the final push may take (default: 600)")
+                       help="how long the final push may take after SIGINT or the end of --pid (default: 600)")
+    watch.add_argument("--grace-period", type=float, default=None, metavar="SECONDS",
+                       help="how long the final push may take after SIGTERM or SIGHUP, i.e. preemption (default: "
+                       "HF_SUMMARY_GRACE_PERIOD or 8)")
     watch.add_argument("--asset", action="append", default=None, metavar="PATTERN",
                        help="glob of other files to push when they change, relative to LOGDIR (repeatable; "
                        "default: *.pbtxt *.yaml *.yml *.tsv)")
@@ -335,6 +339,7 @@ def _run_watch(args: argparse.Namespace) -> int:
                 token=token,
                 pid=args.pid,
                 drain_timeout=args.drain_timeout,
+                grace_period=args.grace_period,
                 once=args.once,
             )
     except KeyboardInterrupt:

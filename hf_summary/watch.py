@@ -4,9 +4,10 @@ logger, tensorboardX or torch's own ``SummaryWriter``) with the guarantees of ``
 Every ``commit_every`` minutes the watcher copies the new complete records of each foreign event file into a
 sealed, journaled segment (:mod:`hf_summary.tailcopy`) and wakes its uploader child (the same one
 ``HFSummaryWriter`` starts), which pushes them in one commit together with the other matching files that changed
-(``hparams.yaml``, ``projector_config.pbtxt``...). It runs until SIGTERM, SIGINT or SIGHUP (or until the watched
-job's process ends, with ``pid``), then copies what is left and does the uploader's bounded final drain. One
-watcher per logdir at a time (a lock in ``LOGDIR/.hf_summary``); a restarted one resumes where the journal says.
+(``hparams.yaml``, ``projector_config.pbtxt``...). It runs until SIGTERM or SIGHUP (preemption: an urgent final
+drain bounded by ``grace_period``, as the uploader's), or until SIGINT, :meth:`Watcher.stop` or the end of the
+watched job's process (``pid``): a final drain bounded by ``drain_timeout``. Either way it first copies every
+complete record left. A second stop signal leaves at once. One watcher per logdir at a time (a lock in ``LOGDIR/.hf_summary``); a restarted one resumes where the journal says.
 
 Example:
     ```py
@@ -42,7 +43,7 @@ from hf_summary.journal import Journal, RunSettings, journal_path
 from hf_summary.reconcile import open_or_rebuild
 from hf_summary.tailcopy import TailCopier
 from hf_summary.uploader import process_alive
-from hf_summary.writer import _check_patterns, _join_path_in_repo
+from hf_summary.writer import _check_grace_period, _check_patterns, _join_path_in_repo
 
 __all__ = [
     "DEFAULT_ASSET_PATTERNS",
@@ -61,7 +62,7 @@ EXIT_OK, EXIT_PENDING, EXIT_ERROR, EXIT_BUSY = 0, 1, 2, 3
 POLL_INTERVAL_S = 0.5
 _LOCK_FILE = "watch.lock"
 _WATCH_FLAG = "watch"
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -86,7 +87,9 @@ class Watcher:
             :data:`DEFAULT_ASSET_PATTERNS`); event files always go through copies, never as such.
         token: Hub token (default: ``HF_TOKEN`` or the stored login); handed to the uploader over a pipe.
         pid: also stop (and drain) when this process ends.
-        drain_timeout: seconds the final push may take (default 600).
+        drain_timeout: seconds the final push may take after :meth:`stop` or the end of ``pid`` (default 600).
+        grace_period: seconds the final push may take after :meth:`preempt` (SIGTERM, SIGHUP; default
+            ``HF_SUMMARY_GRACE_PERIOD`` or 8, as the uploader's).
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Watcher:
         token: str | None = None,
         pid: int | None = None,
         drain_timeout: float = 600.0,
+        grace_period: float | None = None,
     ) -> None:
         check_repo_id(repo_id)
         if isinstance(commit_every, bool) or not isinstance(commit_every, (int, float)) or not commit_every > 0:
@@ -126,23 +130,40 @@ class Watcher:
         )
         self.token = token
         self.drain_timeout = float(drain_timeout)
+        self.grace_period = _check_grace_period(grace_period)
         self._job: tuple[int, float] | None = None
         if pid is not None:
             try:
                 self._job = (pid, psutil.Process(pid).create_time())
             except psutil.NoSuchProcess:
                 raise WatchError(f"there is no process {pid} to watch (--pid)") from None
-        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._preempted: str | None = None
+        self._copy_requested = False
         self._uploader: UploaderProcess | None = None
 
     def stop(self) -> None:
-        """Ask :meth:`run` to copy what is left, push it and return. Safe from a signal handler or a thread."""
-        self._stop.set()
+        """Ask :meth:`run` to copy what is left, push it (within ``drain_timeout``) and return. Safe from a
+        signal handler or another thread."""
+        self._stopping = True
+        self._wake.set()
+
+    def preempt(self, cause: str = "preempted") -> None:
+        """Like :meth:`stop`, urgently: the final push gets ``grace_period`` seconds (the job is being stopped).
+        Safe from a signal handler or another thread."""
+        self._preempted = self._preempted or cause
+        self.stop()
 
     @property
     def stopping(self) -> bool:
-        """Whether :meth:`stop` was called."""
-        return self._stop.is_set()
+        """Whether :meth:`stop` or :meth:`preempt` was called."""
+        return self._stopping
+
+    def _copy_soon(self) -> None:
+        """The uploader asks for a seal (it was preempted): copy at once (runs on its answers' thread)."""
+        self._copy_requested = True
+        self._wake.set()
 
     def run(self) -> int:
         """Watch until :meth:`stop` (or the end of ``pid``), then push everything, bounded by ``drain_timeout``.
@@ -158,12 +179,14 @@ class Watcher:
             next_tick = time.monotonic()
             while True:
                 stopping = self.stopping or (self._job is not None and not process_alive(*self._job))
-                if stopping or time.monotonic() >= next_tick:
+                if stopping or self._copy_requested or time.monotonic() >= next_tick:
+                    self._copy_requested = False
                     self._tick(journal, copier)
                     next_tick = time.monotonic() + self.settings.commit_every_s
                 if stopping:
                     return self._final_drain(journal)
-                self._stop.wait(max(0.0, min(POLL_INTERVAL_S, next_tick - time.monotonic())))
+                self._wake.wait(max(0.0, min(POLL_INTERVAL_S, next_tick - time.monotonic())))
+                self._wake.clear()
 
     def _tick(self, journal: Journal, copier: TailCopier) -> None:
         try:
@@ -179,22 +202,35 @@ class Watcher:
 
     def _ensure_uploader(self) -> UploaderProcess:
         if self._uploader is None or not self._uploader.is_running():
-            self._uploader = UploaderProcess(self.logdir, token=self.token, drain_timeout=self.drain_timeout)
+            self._uploader = UploaderProcess(
+                self.logdir,
+                token=self.token,
+                drain_timeout=self.drain_timeout,
+                grace_period=self.grace_period,
+                on_seal=self._copy_soon,
+            )
         return self._uploader
 
     def _final_drain(self, journal: Journal) -> int:
-        deadline = time.monotonic() + self.drain_timeout
-        for _ in range(2):  # a second uploader if the first one died with work left
-            if journal.pending_segments():
-                uploader = self._ensure_uploader()
-            elif self._uploader is not None and self._uploader.is_running():
-                uploader = self._uploader
-            else:
+        """Push what is pending: urgently within ``grace_period`` when preempted, else within ``drain_timeout``;
+        a second uploader if the first one died with work left."""
+        deadline = time.monotonic() + (self.grace_period if self._preempted else self.drain_timeout)
+        for _ in range(2):
+            if not journal.pending_segments():
                 break
-            uploader.request_close()
-            uploader.wait(max(0.0, deadline - time.monotonic()))
+            uploader = self._ensure_uploader()
+            if self._preempted:
+                request = uploader.request_preempted_push()
+                if uploader.wait_drained(request, max(0.0, deadline - time.monotonic())):
+                    break
+            else:
+                uploader.request_close()
+                uploader.wait(max(0.0, deadline - time.monotonic()))
             if time.monotonic() >= deadline:
                 break
+        if self._uploader is not None and self._uploader.is_running():
+            self._uploader.request_close()  # nothing left (it exits), or out of time (it goes on within its budget)
+            self._uploader.wait(max(0.0, deadline - time.monotonic()))
         pending = journal.pending_segments()
         if pending:
             logger.error("%d copied segment(s) of %s are not on the Hub yet; `hf-summary recover %s` pushes them",
@@ -248,8 +284,8 @@ class Watcher:
 
 
 def watch(logdir: str | os.PathLike[str], repo_id: str, *, once: bool = False, **options: Any) -> int:
-    """Run a :class:`Watcher` in this thread until SIGTERM, SIGINT or SIGHUP (or the end of ``pid``); returns its
-    exit status. With ``once``, copy and push what the logdir holds now, then return (after the job ended, or
+    """Run a :class:`Watcher` in this thread until SIGTERM or SIGHUP (:meth:`Watcher.preempt`), SIGINT
+    (:meth:`Watcher.stop`) or the end of ``pid``; returns its exit status. With ``once``, copy and push what the logdir holds now, then return (after the job ended, or
     after a lost node: what the journal holds is pushed too). The signal handlers are installed only from the
     main thread, and restored afterwards.
 
@@ -264,13 +300,16 @@ def watch(logdir: str | os.PathLike[str], repo_id: str, *, once: bool = False, *
         watcher.stop()
 
     def on_signal(signum: int, frame: object) -> None:
-        if signum == signal.SIGINT and watcher.stopping:
-            raise KeyboardInterrupt  # a second Ctrl-C: leave the rest to the uploader (it drains on its own)
-        watcher.stop()
+        if watcher.stopping:
+            raise KeyboardInterrupt  # a second stop signal: leave the rest to the uploader and `watch --once`
+        if signum == signal.SIGINT:
+            watcher.stop()
+        else:
+            watcher.preempt(signal.Signals(signum).name)
 
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, *_PREEMPT_SIGNALS)}
     try:
         return watcher.run()
     finally:
@@ -286,10 +325,10 @@ class WatchProcess:
         self.pid = proc.pid
 
     def stop(self, timeout: float | None = None) -> int | None:
-        """SIGTERM it (final push) and wait up to ``timeout`` s (default: forever); its exit status, or ``None``
-        if it is still pushing."""
+        """SIGINT it (final push, bounded by its ``drain_timeout``) and wait up to ``timeout`` s (default:
+        forever); its exit status, or ``None`` if it is still pushing."""
         if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
+            self._proc.send_signal(signal.SIGINT)
         try:
             return self._proc.wait(timeout)
         except subprocess.TimeoutExpired:
