@@ -4,10 +4,12 @@ logger, tensorboardX or torch's own ``SummaryWriter``) with the guarantees of ``
 Every ``commit_every`` minutes the watcher copies the new complete records of each foreign event file into a
 sealed, journaled segment (:mod:`hf_summary.tailcopy`) and wakes its uploader child (the same one
 ``HFSummaryWriter`` starts), which pushes them in one commit together with the other matching files that changed
-(``hparams.yaml``, ``projector_config.pbtxt``...). It runs until SIGTERM or SIGHUP (preemption: an urgent final
-drain bounded by ``grace_period``, as the uploader's), or until SIGINT, :meth:`Watcher.stop` or the end of the
-watched job's process (``pid``): a final drain bounded by ``drain_timeout``. Either way it first copies every
-complete record left. A second stop signal leaves at once. One watcher per logdir at a time (a lock in ``LOGDIR/.hf_summary``); a restarted one resumes where the journal says.
+(``hparams.yaml``, ``projector_config.pbtxt``...). It runs until SIGINT, :meth:`Watcher.stop` or the end of the watched job's process
+(``pid``), then copies every complete record left and pushes it within ``drain_timeout``; or until SIGTERM or
+SIGHUP (preemption), then does the uploader's urgent final drain: for ``grace_period`` seconds it goes on copying
+what the job still writes on its way out and pushes it at once, and leaves as soon as the job (``pid``) is gone
+and everything is pushed. A second stop signal leaves at once. One watcher per logdir at a time (a lock in
+``LOGDIR/.hf_summary``); a restarted one resumes where the journal says.
 
 Example:
     ```py
@@ -166,7 +168,7 @@ class Watcher:
         self._wake.set()
 
     def run(self) -> int:
-        """Watch until :meth:`stop` (or the end of ``pid``), then push everything, bounded by ``drain_timeout``.
+        """Watch until :meth:`stop`, :meth:`preempt` or the end of ``pid``, then copy and push what is left.
 
         Returns 0 when the Hub holds every copied record, 1 when some are still pending (``hf-summary recover
         LOGDIR`` pushes them). Raises :class:`WatchBusyError` when another watcher holds the logdir and
@@ -177,28 +179,36 @@ class Watcher:
             logger.info("watching %s; pushing to %s %s, folder %s", self.logdir, self.settings.repo_type,
                         self.settings.repo_id, self.settings.path_in_repo)
             next_tick = time.monotonic()
-            while True:
-                stopping = self.stopping or (self._job is not None and not process_alive(*self._job))
-                if stopping or self._copy_requested or time.monotonic() >= next_tick:
+            while not (self.stopping or self._job_gone()):
+                if self._copy_requested or time.monotonic() >= next_tick:
                     self._copy_requested = False
-                    self._tick(journal, copier)
+                    if self._copy(journal, copier):
+                        self._ensure_uploader().request_push()
                     next_tick = time.monotonic() + self.settings.commit_every_s
-                if stopping:
-                    return self._final_drain(journal)
-                self._wake.wait(max(0.0, min(POLL_INTERVAL_S, next_tick - time.monotonic())))
-                self._wake.clear()
+                self._sleep(next_tick - time.monotonic())
+            if self._preempted:
+                return self._preempted_drain(journal, copier)
+            self._copy(journal, copier)
+            return self._final_drain(journal)
 
-    def _tick(self, journal: Journal, copier: TailCopier) -> None:
+    def _job_gone(self) -> bool:
+        return self._job is not None and not process_alive(*self._job)
+
+    def _sleep(self, timeout: float) -> None:
+        """Until ``timeout`` (at most a poll interval) or a wake-up (stop, preemption, a copy request)."""
+        self._wake.wait(max(0.0, min(POLL_INTERVAL_S, timeout)))
+        self._wake.clear()
+
+    def _copy(self, journal: Journal, copier: TailCopier) -> bool:
+        """Copy what is new; returns whether anything is pending."""
         try:
             if copied := copier.copy_new_records():
                 logger.info("copied the new records of %d file(s)", len(copied))
-            pending = bool(journal.pending_segments())
+            return bool(journal.pending_segments())
         except (OSError, sqlite3.OperationalError) as exc:  # disk full, I/O error, a journal locked too long:
-            # the foreign files keep their records, copied at the next tick
-            logger.warning("could not copy the new records of %s (%s); retrying at the next tick", self.logdir, exc)
-            return
-        if pending:
-            self._ensure_uploader().request_push()
+            # the foreign files keep their records, copied the next time
+            logger.warning("could not copy the new records of %s (%s); retrying", self.logdir, exc)
+            return False
 
     def _ensure_uploader(self) -> UploaderProcess:
         if self._uploader is None or not self._uploader.is_running():
@@ -212,22 +222,38 @@ class Watcher:
         return self._uploader
 
     def _final_drain(self, journal: Journal) -> int:
-        """Push what is pending: urgently within ``grace_period`` when preempted, else within ``drain_timeout``;
-        a second uploader if the first one died with work left."""
-        deadline = time.monotonic() + (self.grace_period if self._preempted else self.drain_timeout)
+        """Push what is pending within ``drain_timeout`` (a second uploader if the first one died with work
+        left), then stop the uploader."""
+        deadline = time.monotonic() + self.drain_timeout
         for _ in range(2):
             if not journal.pending_segments():
                 break
             uploader = self._ensure_uploader()
-            if self._preempted:
-                request = uploader.request_preempted_push()
-                if uploader.wait_drained(request, max(0.0, deadline - time.monotonic())):
-                    break
-            else:
-                uploader.request_close()
-                uploader.wait(max(0.0, deadline - time.monotonic()))
+            uploader.request_close()
+            uploader.wait(max(0.0, deadline - time.monotonic()))
             if time.monotonic() >= deadline:
                 break
+        return self._finish(journal, deadline)
+
+    def _preempted_drain(self, journal: Journal, copier: TailCopier) -> int:
+        """For ``grace_period`` seconds: copy what the job still writes (its last flush on its way out) and push
+        it urgently; leave as soon as the job (``pid``) is gone and nothing is pending. Without ``pid`` the job's
+        end cannot be seen, so this lasts the whole grace period."""
+        deadline = time.monotonic() + self.grace_period
+        logger.info("%s: copying and pushing what is left within %.1f s", self._preempted, self.grace_period)
+        while time.monotonic() < deadline:
+            job_gone = self._job_gone()
+            if self._copy(journal, copier):
+                uploader = self._ensure_uploader()
+                slice_s = max(0.0, min(POLL_INTERVAL_S, deadline - time.monotonic()))
+                uploader.wait_drained(uploader.request_preempted_push(), slice_s)
+            elif job_gone:
+                break
+            else:
+                self._sleep(deadline - time.monotonic())
+        return self._finish(journal, deadline)
+
+    def _finish(self, journal: Journal, deadline: float) -> int:
         if self._uploader is not None and self._uploader.is_running():
             self._uploader.request_close()  # nothing left (it exits), or out of time (it goes on within its budget)
             self._uploader.wait(max(0.0, deadline - time.monotonic()))

@@ -26,8 +26,8 @@ from hf_summary.watch import WatchBusyError, Watcher, WatchError
 
 SOURCE = "events.out.tfevents.1795714803.vm"
 
-# A foreign trainer: its own SummaryWriter (WRITER=tensorboardX or torch), flushing every second as a user would
-# configure it, logging until killed or told to stop. It opens a second run directory and rewrites hparams.yaml
+# A foreign trainer: its own SummaryWriter (WRITER=tensorboardX or torch), flushing every FLUSH_SECS (default 1) as
+# a user would configure it, logging until killed or told to stop. It opens a second run directory and rewrites hparams.yaml
 # midway, and acknowledges each step on stdout. SIGTERM (or STOP_AT steps) ends it cleanly: it closes its writers.
 FOREIGN = """
     import os, signal, sys, time
@@ -44,7 +44,8 @@ FOREIGN = """
         from hf_summary.watch import start_watch
 
         print("watcher", start_watch(logdir, os.environ["REPO"], commit_every=0.02).pid, flush=True)
-    writer = SummaryWriter(logdir, flush_secs=1)
+    flush_secs = int(os.environ.get("FLUSH_SECS", "1"))
+    writer = SummaryWriter(logdir, flush_secs=flush_secs)
     second = None
     rng = np.random.default_rng(0)
     open(os.path.join(logdir, "hparams.yaml"), "w").write("lr: 0.1\\n")
@@ -55,7 +56,7 @@ FOREIGN = """
             writer.add_histogram("weights", rng.normal(size=200), step)
             writer.add_scalars("group", {"a": step, "b": -step}, step)
         if step == 300:
-            second = SummaryWriter(os.path.join(logdir, "phase2"), flush_secs=1)
+            second = SummaryWriter(os.path.join(logdir, "phase2"), flush_secs=flush_secs)
             open(os.path.join(logdir, "hparams.yaml"), "w").write("lr: 0.01\\n")
         if second is not None:
             second.add_scalar("acc", step / 1000, step)
@@ -409,3 +410,19 @@ def test_once_pushes_what_a_finished_job_left_and_exits(tmp_path, hub, repo_id, 
     processes.append(again.proc)
     assert again.wait(120) == 0, again.log()
     assert _pushes(hub, repo_id) == 1
+
+
+def test_a_job_wide_sigterm_pushes_what_the_job_flushes_on_its_way_out(tmp_path, hub, repo_id, processes):
+    logdir = tmp_path / "flushed-on-exit"
+    logdir.mkdir()
+    foreign = Foreign("tensorboardX", logdir, tmp_path, processes, FLUSH_SECS="120")  # all of it in its buffers
+    watcher = WatcherProcess(logdir, repo_id, hub, "--commit-every", "0.02", "--pid", str(foreign.proc.pid))
+    processes.append(watcher.proc)
+    lock = logdir / ".hf_summary" / "watch.lock"
+    wait_until(lambda: lock.exists() and lock.read_text().strip() == str(watcher.proc.pid), timeout=60)
+    foreign.wait_for_step(300)
+    for proc in (foreign.proc, watcher.proc):  # the scheduler signals every process of the job
+        proc.send_signal(signal.SIGTERM)
+    assert foreign.proc.wait(60) == 0
+    assert watcher.wait(120) == 0, watcher.log()
+    _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
