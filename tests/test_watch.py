@@ -19,7 +19,7 @@ from tensorboardX.summary import scalar
 from trainer_kit import api, commit_titles, fake_dead_run, hub_env, pid_gone
 
 from hf_summary.journal import Journal, RunSettings
-from hf_summary.segments import frame_record
+from hf_summary.segments import frame_record, last_complete_offset
 from hf_summary.tailcopy import CopyName, TailCopier, parse_repo_copy_name
 from hf_summary.verify import iter_events
 from hf_summary.watch import WatchBusyError, Watcher, WatchError
@@ -67,6 +67,22 @@ FOREIGN = """
     if second is not None:
         second.close()
     print("closed", flush=True)
+"""
+
+
+# tensorboardX writes each record with four write() calls into a 4 KiB buffer: a record bigger than the buffer goes
+# to the file at once, but its 4-byte footer stays behind until the next flush (120 s here), so the file ends torn.
+TORN = """
+    import os, time
+    import numpy as np
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(os.environ["LOGDIR"], flush_secs=120)
+    for step in range(50):
+        writer.add_scalar("loss", step * 0.5, step)
+    writer.add_histogram("big", np.random.default_rng(0).normal(size=20000), 50)
+    print("logged", flush=True)
+    time.sleep(600)
 """
 
 
@@ -426,3 +442,27 @@ def test_a_job_wide_sigterm_pushes_what_the_job_flushes_on_its_way_out(tmp_path,
     assert foreign.proc.wait(60) == 0
     assert watcher.wait(120) == 0, watcher.log()
     _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
+
+
+def test_a_torn_tail_left_by_a_killed_writer_is_never_copied(tmp_path, hub, repo_id, processes):
+    logdir = tmp_path / "torn"
+    logdir.mkdir()
+    proc = run_script(TORN, {"LOGDIR": str(logdir)}, tmp_path)
+    processes.append(proc)
+    assert proc.stdout.readline().strip() == "logged"
+
+    def torn_file():
+        files = [path for path in logdir.glob("*tfevents*") if path.stat().st_size > 0]
+        return files and last_complete_offset(files[0]) < files[0].stat().st_size and files[0]
+
+    source = wait_until(torn_file, timeout=60, message="the histogram's body on disk without its footer")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    watcher = WatcherProcess(logdir, repo_id, hub, "--once")
+    processes.append(watcher.proc)
+    assert watcher.wait(120) == 0, watcher.log()
+    copy = _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
+    steps = [event.step for _, event in iter_events(copy) if event.HasField("summary")]
+    assert steps == list(range(50))  # the scalars, not the torn histogram
+    with Journal(logdir, create=False) as journal:
+        assert sum(row.size for row in journal.segments()) == last_complete_offset(source) < source.stat().st_size
