@@ -4,11 +4,13 @@ sealed, journaled copies, so that ``hf-summary watch`` pushes each byte once whi
 Naming (the design, see the README's "Writers we do not control"). Bytes ``[start, end)`` of foreign file
 ``RUN/SOURCE``, the ``counter``-th copy taken of it, go to the repo as::
 
-    PATH_IN_REPO/RUN/SOURCE.<counter, 8 digits>.<start, 13 digits>-<end, 13 digits>.hfw
+    PATH_IN_REPO/RUN/SOURCE.<run id>.<counter, 8 digits>.<start, 13 digits>-<end, 13 digits>.hfw
 
 The name still contains ``tfevents`` and sits in the run's own folder, so TensorBoard reads the copies as that
 run; the copies of one source sort by counter (taking order), and the copies of two sources sort as the sources
-do (a reader sees every record once, in the order a fresh reader of the logdir sees them). ``end`` of a source's
+do (a reader sees every record once, in the order a fresh reader of the logdir sees them). The run id is the
+journal's (:meth:`Journal.run_id`), as in ``HFSummaryWriter``'s segment names: two logdirs of the same name that
+share a repo folder never write the same path, even when their sources have the same name. ``end`` of a source's
 last copy is the offset to resume at: the offset is part of the segment row, so it is journaled atomically with
 the row that it produced. A source that shrinks or is replaced starts a new generation at offset 0; its copies
 keep counting, so names stay unique and in order. Caveat: when one source's name is another's prefix followed by
@@ -62,7 +64,7 @@ WATCH_DIR = "watch"
 COPY_SUFFIX = ".hfw"
 _COPY_PREFIX = f"{JOURNAL_DIR}/{WATCH_DIR}/"
 _LOCAL_RE = re.compile(r"^(\d{8})\.(\d{13})-(\d{13})\.hfw$")
-_REPO_RE = re.compile(r"^(.+)\.(\d{8}\.\d{13}-\d{13}\.hfw)$")
+_REPO_RE = re.compile(r"^(.+)\.([0-9a-f]{8})\.(\d{8}\.\d{13}-\d{13}\.hfw)$")
 
 
 @dataclass(frozen=True, order=True)
@@ -78,9 +80,9 @@ class CopyName:
         """The copy's file name under ``.hf_summary/watch/RUN/SOURCE/``."""
         return f"{self.counter:08d}.{self.start:013d}-{self.end:013d}{COPY_SUFFIX}"
 
-    def repo_name(self, source: str) -> str:
+    def repo_name(self, source: str, run_id: str) -> str:
         """The copy's file name in the run's folder of the repo."""
-        return f"{source}.{self.local_name}"
+        return f"{source}.{run_id}.{self.local_name}"
 
     @classmethod
     def parse(cls, local_name: str) -> CopyName | None:
@@ -89,17 +91,17 @@ class CopyName:
         return None if match is None else cls(*(int(group) for group in match.groups()))
 
 
-def parse_repo_copy_name(name: str) -> tuple[str, CopyName] | None:
-    """``(source name, CopyName)`` of a copy's name in the repo, or ``None`` for other names.
+def parse_repo_copy_name(name: str) -> tuple[str, str, CopyName] | None:
+    """``(source name, run id, CopyName)`` of a copy's name in the repo, or ``None`` for other names.
 
-    >>> parse_repo_copy_name("events.out.tfevents.1795714803.vm.00000002.0000000000040-0000000000083.hfw")
-    ('events.out.tfevents.1795714803.vm', CopyName(counter=2, start=40, end=83))
+    >>> parse_repo_copy_name("events.out.tfevents.1795714803.vm.1a2b3c4d.00000002.0000000000040-0000000000083.hfw")
+    ('events.out.tfevents.1795714803.vm', '1a2b3c4d', CopyName(counter=2, start=40, end=83))
     """
     match = _REPO_RE.match(os.path.basename(name))
     if match is None:
         return None
-    copy = CopyName.parse(match.group(2))
-    return None if copy is None else (match.group(1), copy)
+    copy = CopyName.parse(match.group(3))
+    return None if copy is None else (match.group(1), match.group(2), copy)
 
 
 @dataclass
@@ -126,6 +128,7 @@ class TailCopier:
         self.journal = journal
         self.settings = settings
         self.root = journal.logdir / JOURNAL_DIR / WATCH_DIR
+        self.run_id = journal.run_id()
         self._sources: dict[tuple[str, str], _Source] = {}
         self._resume()
 
@@ -149,7 +152,7 @@ class TailCopier:
                 path.unlink()
             else:
                 row_id = self.journal.add_sealed_segment(
-                    row_run, path.name, repo_path(self.settings, key[0], copy.repo_name(key[1])),
+                    row_run, path.name, repo_path(self.settings, key[0], copy.repo_name(key[1], self.run_id)),
                     copy.end - copy.start, file_sha256(path),
                 )
                 logger.info("adopted %s, a copy sealed just before a crash", path)
@@ -239,7 +242,7 @@ class TailCopier:
         _fault("watch_after_seal")
         row_id = self.journal.add_sealed_segment(
             _row_run(source.run, source.name), copy.local_name,
-            repo_path(self.settings, source.run, copy.repo_name(source.name)), sealed.size, sealed.sha256,
+            repo_path(self.settings, source.run, copy.repo_name(source.name, self.run_id)), sealed.size, sealed.sha256,
         )
         source.offset, source.next_counter = end, copy.counter + 1
         return row_id

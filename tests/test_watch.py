@@ -99,7 +99,7 @@ def _copies(logdir: Path) -> list[tuple[str, CopyName]]:
     """``(source's path in the repo, copy)`` of every copy in the journal."""
     with Journal(logdir, create=False) as journal:
         paths = [row.path_in_repo for row in journal.segments()]
-    return [(f"{os.path.dirname(path)}/{source}", copy) for path in paths for source, copy in [parse_repo_copy_name(path)]]
+    return [(f"{os.path.dirname(path)}/{source}", copy) for path in paths for source, _, copy in [parse_repo_copy_name(path)]]
 
 
 def _events(root: Path) -> list[tuple[str, bytes]]:
@@ -250,7 +250,9 @@ def test_a_source_that_shrinks_or_is_replaced_starts_a_new_generation(tmp_path):
         TailCopier(journal, _settings(logdir)).copy_new_records()
     copies = [copy for _, copy in _copies(logdir)]
     assert [(copy.counter, copy.start) for copy in copies] == [(1, 0), (2, 0), (3, 0)]
-    assert sorted(name.repo_name(SOURCE) for name in copies) == [name.repo_name(SOURCE) for name in copies]
+    assert sorted(name.repo_name(SOURCE, "1a2b3c4d") for name in copies) == [
+        name.repo_name(SOURCE, "1a2b3c4d") for name in copies
+    ]
 
 
 def test_a_crash_between_copying_and_journaling_leaves_nothing_behind(tmp_path):
