@@ -203,7 +203,7 @@ class Watcher:
         """Copy what is new; returns whether anything is pending."""
         try:
             if copied := copier.copy_new_records():
-                logger.info("copied the new records of %d file(s)", len(copied))
+                logger.debug("copied the new records of %d file(s)", len(copied))
             return bool(journal.pending_segments())
         except (OSError, sqlite3.OperationalError) as exc:  # disk full, I/O error, a journal locked too long:
             # the foreign files keep their records, copied the next time
