@@ -27,8 +27,9 @@ from hf_summary.watch import WatchBusyError, Watcher, WatchError
 SOURCE = "events.out.tfevents.1795714803.vm"
 
 # A foreign trainer: its own SummaryWriter (WRITER=tensorboardX or torch), flushing every FLUSH_SECS (default 1) as
-# a user would configure it, logging until killed or told to stop. It opens a second run directory and rewrites hparams.yaml
-# midway, and acknowledges each step on stdout. SIGTERM (or STOP_AT steps) ends it cleanly: it closes its writers.
+# a user would configure it, logging until killed or told to stop. It opens a second run directory and rewrites
+# hparams.yaml midway, and acknowledges each step on stdout. SIGTERM (or STOP_AT steps) ends it cleanly: it closes
+# its writers. With START_WATCH it starts its own watcher (start_watch), which watches it.
 FOREIGN = """
     import os, signal, sys, time
     import numpy as np
@@ -40,7 +41,7 @@ FOREIGN = """
     logdir = os.environ["LOGDIR"]
     stop_at = int(os.environ.get("STOP_AT", "-1"))
     signal.signal(signal.SIGTERM, lambda signum, frame: globals().update(stop_at=step + 1))
-    if os.environ.get("START_WATCH"):  # the job starts its own watcher, which watches it
+    if os.environ.get("START_WATCH"):
         from hf_summary.watch import start_watch
 
         print("watcher", start_watch(logdir, os.environ["REPO"], commit_every=0.02).pid, flush=True)
@@ -99,7 +100,8 @@ def _copies(logdir: Path) -> list[tuple[str, CopyName]]:
     """``(source's path in the repo, copy)`` of every copy in the journal."""
     with Journal(logdir, create=False) as journal:
         paths = [row.path_in_repo for row in journal.segments()]
-    return [(f"{os.path.dirname(path)}/{source}", copy) for path in paths for source, _, copy in [parse_repo_copy_name(path)]]
+    copies = [(path, parse_repo_copy_name(path)) for path in paths]
+    return [(f"{os.path.dirname(path)}/{source}", copy) for path, (source, _, copy) in copies]
 
 
 def _events(root: Path) -> list[tuple[str, bytes]]:
@@ -120,8 +122,7 @@ class WatcherProcess:
         threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
 
     def wait(self, timeout: float = 120) -> int:
-        status = self.proc.wait(timeout)
-        return status
+        return self.proc.wait(timeout)
 
     def log(self) -> str:
         return "".join(self.stderr[-40:])
