@@ -12,8 +12,9 @@ do (a reader sees every record once, in the order a fresh reader of the logdir s
 journal's (:meth:`Journal.run_id`), as in ``HFSummaryWriter``'s segment names: two logdirs of the same name that
 share a repo folder never write the same path, even when their sources have the same name. ``end`` of a source's
 last copy is the offset to resume at: the offset is part of the segment row, so it is journaled atomically with
-the row that it produced. A source that shrinks or is replaced starts a new generation at offset 0; its copies
-keep counting, so names stay unique and in order. Caveat: when one source's name is another's prefix followed by
+the row that it produced. A source that shrinks, is replaced, or was rewritten in place (the bytes before the offset
+are not the end of its last copy) starts a new generation at offset 0; its copies keep counting, so names stay
+unique and in order. Caveat: when one source's name is another's prefix followed by
 a character sorting below ``.`` (``host`` and ``host-2``), their copies sort the other way round.
 
 Locally the copies live under ``LOGDIR/.hf_summary/watch/RUN/SOURCE/<counter>.<start>-<end>.hfw``: no file name
@@ -37,7 +38,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -63,6 +63,7 @@ logger = logging.getLogger("hf_summary")
 WATCH_DIR = "watch"
 COPY_SUFFIX = ".hfw"
 _COPY_PREFIX = f"{JOURNAL_DIR}/{WATCH_DIR}/"
+_TAIL_CHECK = 64 * 1024  # bytes of a file's last copy compared with the file before copying what follows
 _LOCAL_RE = re.compile(r"^(\d{8})\.(\d{13})-(\d{13})\.hfw$")
 _REPO_RE = re.compile(r"^(.+)\.([0-9a-f]{8})\.(\d{8}\.\d{13}-\d{13}\.hfw)$")
 
@@ -112,8 +113,9 @@ class _Source:
     name: str
     next_counter: int = 1
     offset: int = 0
-    last: SegmentRow | None = None  # its newest journaled copy, until checked against the file
-    identity: tuple[int, int] | None = None  # (st_dev, st_ino) when last copied
+    last: Path | None = None  # the local file of its newest copy, whose bytes end at ``offset`` in the source
+    identity: tuple[int, int] | None = None  # (st_dev, st_ino) when last looked at
+    seen_size: int | None = None  # its size when last looked at
 
 
 class TailCopier:
@@ -162,7 +164,8 @@ class TailCopier:
         copy = CopyName.parse(row.name)
         source = self._sources.setdefault(key, _Source(*key))
         if copy is not None and copy.counter >= source.next_counter:
-            source.next_counter, source.offset, source.last = copy.counter + 1, copy.end, row
+            source.next_counter, source.offset = copy.counter + 1, copy.end
+            source.last = row.local_path(self.journal.logdir)
 
     def _files_on_disk(self) -> list[tuple[tuple[str, str], Path, CopyName]]:
         found = []
@@ -210,12 +213,12 @@ class TailCopier:
         path = self.journal.logdir / logdir_relative(source.run, source.name)
         stat = os.stat(path)
         identity = (stat.st_dev, stat.st_ino)
+        if (stat.st_size, identity) == (source.seen_size, source.identity):
+            return None  # unchanged since the last look (say, a torn tail its dead writer left)
         if self._replaced(source, path, stat.st_size, identity):
-            logger.warning("%s shrank or was replaced; copying it again from its start", path)
-            source.offset = 0
-        source.identity, source.last = identity, None
-        if stat.st_size == source.offset:
-            return None
+            logger.warning("%s shrank, was replaced or rewritten; copying it again from its start", path)
+            source.offset, source.last = 0, None
+        source.identity, source.seen_size = identity, stat.st_size
         end = last_complete_offset(path, source.offset)
         if end == source.offset:
             return None
@@ -234,40 +237,38 @@ class TailCopier:
             segment.discard()
             raise
         sealed = segment.seal()
-        if sealed.size != end - source.offset:  # the file changed under us: try again next time
+        if sealed.size != end - source.offset:  # the file changed under us: look again next time
             target.unlink()
             logger.warning("%s changed while it was copied; copying again at the next tick", path)
-            source.identity = None
+            source.seen_size = None
             return None
         _fault("watch_after_seal")
         row_id = self.journal.add_sealed_segment(
             _row_run(source.run, source.name), copy.local_name,
             repo_path(self.settings, source.run, copy.repo_name(source.name, self.run_id)), sealed.size, sealed.sha256,
         )
-        source.offset, source.next_counter = end, copy.counter + 1
+        source.offset, source.next_counter, source.last = end, copy.counter + 1, target
         return row_id
 
     def _replaced(self, source: _Source, path: Path, size: int, identity: tuple[int, int]) -> bool:
         """Whether the file no longer holds what was copied: it shrank, it is another file than the one last
-        copied, or (first look after a restart) the bytes of its last copy differ."""
+        looked at, or the bytes just before the offset are not the end of its last copy (rewritten in place:
+        tensorboardX truncates a same-second name, and the new file may outgrow the offset before we look)."""
+        if source.offset == 0:
+            return False
         if size < source.offset or (source.identity is not None and identity != source.identity):
             return True
-        last = source.last
-        if last is None or source.identity is not None:
+        if source.last is None:
             return False
-        copy = CopyName.parse(last.name)
-        return copy is not None and _range_sha256(path, copy.start, copy.end) != last.sha256
-
-
-def _range_sha256(path: Path, start: int, end: int) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        f.seek(start)
-        remaining = end - start
-        while remaining and (chunk := f.read(min(1 << 20, remaining))):
-            sha.update(chunk)
-            remaining -= len(chunk)
-    return sha.hexdigest()
+        try:
+            with open(source.last, "rb") as copy:
+                copy_size = os.fstat(copy.fileno()).st_size
+                length = min(_TAIL_CHECK, copy_size, source.offset)
+                ours = os.pread(copy.fileno(), length, copy_size - length)
+        except FileNotFoundError:  # the local copy was deleted: nothing to compare with
+            return False
+        with open(path, "rb") as f:
+            return os.pread(f.fileno(), length, source.offset - length) != ours
 
 
 def _row_run(run: str, source: str) -> str:

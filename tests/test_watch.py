@@ -235,7 +235,7 @@ def test_tensorboard_reading_the_logdir_does_not_see_the_copies(tmp_path):
     assert [event.step for event in multiplexer.Scalars("train", "loss")] == list(range(5))
 
 
-def test_a_source_that_shrinks_or_is_replaced_starts_a_new_generation(tmp_path):
+def test_a_source_that_shrinks_or_is_replaced_or_rewritten_starts_a_new_generation(tmp_path):
     logdir = tmp_path / "logs"
     logdir.mkdir()
     source = logdir / SOURCE
@@ -245,12 +245,19 @@ def test_a_source_that_shrinks_or_is_replaced_starts_a_new_generation(tmp_path):
         copier.copy_new_records()
         source.write_bytes(_record(10))  # truncated and rewritten, as tensorboardX's same-second 'wb' does
         copier.copy_new_records()
+        inode = source.stat().st_ino
+        source.write_bytes(b"".join(_record(step) for step in range(30, 36)))  # the same, grown past the offset
+        assert source.stat().st_ino == inode
+        copier.copy_new_records()
+        with source.open("ab") as f:  # a plain append continues the generation
+            f.write(_record(36))
+        copier.copy_new_records()
     source.unlink()
-    source.write_bytes(b"".join(_record(step) for step in range(20, 26)))  # replaced while nobody watched
+    source.write_bytes(b"".join(_record(step) for step in range(20, 28)))  # replaced while nobody watched
     with Journal(logdir) as journal:
         TailCopier(journal, _settings(logdir)).copy_new_records()
     copies = [copy for _, copy in _copies(logdir)]
-    assert [(copy.counter, copy.start) for copy in copies] == [(1, 0), (2, 0), (3, 0)]
+    assert [(copy.counter, copy.start) for copy in copies] == [(1, 0), (2, 0), (3, 0), (4, copies[2].end), (5, 0)]
     assert sorted(name.repo_name(SOURCE, "1a2b3c4d") for name in copies) == [
         name.repo_name(SOURCE, "1a2b3c4d") for name in copies
     ]
