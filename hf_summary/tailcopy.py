@@ -115,7 +115,7 @@ class _Source:
     offset: int = 0
     last: Path | None = None  # the local file of its newest copy, whose bytes end at ``offset`` in the source
     identity: tuple[int, int] | None = None  # (st_dev, st_ino) when last looked at
-    seen_size: int | None = None  # its size when last looked at
+    seen_size: int | None = None  # its size when everything complete in it was last copied
 
 
 class TailCopier:
@@ -218,9 +218,10 @@ class TailCopier:
         if self._replaced(source, path, stat.st_size, identity):
             logger.warning("%s shrank, was replaced or rewritten; copying it again from its start", path)
             source.offset, source.last = 0, None
-        source.identity, source.seen_size = identity, stat.st_size
+        source.identity = identity
         end = last_complete_offset(path, source.offset)
         if end == source.offset:
+            source.seen_size = stat.st_size
             return None
         copy = CopyName(source.next_counter, source.offset, end)
         target = self.root.joinpath(*filter(None, source.run.split("/")), source.name, copy.local_name)
@@ -240,7 +241,6 @@ class TailCopier:
         if sealed.size != end - source.offset:  # the file changed under us: look again next time
             target.unlink()
             logger.warning("%s changed while it was copied; copying again at the next tick", path)
-            source.seen_size = None
             return None
         _fault("watch_after_seal")
         row_id = self.journal.add_sealed_segment(
@@ -248,6 +248,7 @@ class TailCopier:
             repo_path(self.settings, source.run, copy.repo_name(source.name, self.run_id)), sealed.size, sealed.sha256,
         )
         source.offset, source.next_counter, source.last = end, copy.counter + 1, target
+        source.seen_size = stat.st_size  # only now: a copy that failed is tried again even if the file stays put
         return row_id
 
     def _replaced(self, source: _Source, path: Path, size: int, identity: tuple[int, int]) -> bool:

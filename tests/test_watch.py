@@ -263,6 +263,21 @@ def test_a_source_that_shrinks_or_is_replaced_or_rewritten_starts_a_new_generati
     ]
 
 
+def test_a_copy_that_failed_is_tried_again_though_the_file_stays_put(tmp_path):
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    (logdir / SOURCE).write_bytes(b"".join(_record(step) for step in range(3)))  # finished: it never changes again
+    with Journal(logdir) as journal:
+        copier = TailCopier(journal, _settings(logdir))
+        blocker = logdir / ".hf_summary" / "watch" / SOURCE  # a file where the copy's directory goes
+        blocker.parent.mkdir()
+        blocker.write_bytes(b"")
+        with pytest.raises(OSError):
+            copier.copy_new_records()
+        blocker.unlink()
+        assert len(copier.copy_new_records()) == 1
+
+
 def test_a_crash_between_copying_and_journaling_leaves_nothing_behind(tmp_path):
     logdir = tmp_path / "logs"
     logdir.mkdir()
