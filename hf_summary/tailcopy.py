@@ -64,6 +64,7 @@ WATCH_DIR = "watch"
 COPY_SUFFIX = ".hfw"
 _COPY_PREFIX = f"{JOURNAL_DIR}/{WATCH_DIR}/"
 _TAIL_CHECK = 64 * 1024  # bytes of a file's last copy compared with the file before copying what follows
+_STUCK_WARN_BYTES = 64 << 20  # more than this past the last complete record: no record is that big
 _LOCAL_RE = re.compile(r"^(\d{8})\.(\d{13})-(\d{13})\.hfw$")
 _REPO_RE = re.compile(r"^(.+)\.([0-9a-f]{8})\.(\d{8}\.\d{13}-\d{13}\.hfw)$")
 
@@ -116,6 +117,7 @@ class _Source:
     last: Path | None = None  # the local file of its newest copy, whose bytes end at ``offset`` in the source
     identity: tuple[int, int] | None = None  # (st_dev, st_ino) when last looked at
     seen_size: int | None = None  # its size when everything complete in it was last copied
+    stuck_warned: bool = False
 
 
 class TailCopier:
@@ -222,6 +224,11 @@ class TailCopier:
         end = last_complete_offset(path, source.offset)
         if end == source.offset:
             source.seen_size = stat.st_size
+            if stat.st_size - end > _STUCK_WARN_BYTES and not source.stuck_warned:
+                logger.warning("%s has %d bytes past offset %d but no complete record there: a corrupt record, "
+                               "where every TensorBoard reader stops too; nothing after it is copied",
+                               path, stat.st_size - end, end)
+                source.stuck_warned = True
             return None
         copy = CopyName(source.next_counter, source.offset, end)
         target = self.root.joinpath(*filter(None, source.run.split("/")), source.name, copy.local_name)
