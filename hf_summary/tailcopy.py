@@ -64,7 +64,7 @@ WATCH_DIR = "watch"
 COPY_SUFFIX = ".hfw"
 _COPY_PREFIX = f"{JOURNAL_DIR}/{WATCH_DIR}/"
 _TAIL_CHECK = 64 * 1024  # bytes of a file's last copy compared with the file before copying what follows
-_STUCK_WARN_BYTES = 64 << 20  # more than this past the last complete record: no record is that big
+_STUCK_WARN_BYTES = 64 << 20  # this far past the last complete record, a record still being written is unlikely
 _LOCAL_RE = re.compile(r"^(\d{8})\.(\d{13})-(\d{13})\.hfw$")
 _REPO_RE = re.compile(r"^(.+)\.([0-9a-f]{8})\.(\d{8}\.\d{13}-\d{13}\.hfw)$")
 
@@ -225,7 +225,7 @@ class TailCopier:
         if end == source.offset:
             source.seen_size = stat.st_size
             if stat.st_size - end > _STUCK_WARN_BYTES and not source.stuck_warned:
-                logger.warning("%s has %d bytes past offset %d but no complete record there: a corrupt record, "
+                logger.warning("%s has %d bytes past offset %d but no complete record there: likely a corrupt record, "
                                "where every TensorBoard reader stops too; nothing after it is copied",
                                path, stat.st_size - end, end)
                 source.stuck_warned = True
