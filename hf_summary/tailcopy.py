@@ -225,8 +225,8 @@ class TailCopier:
         if end == source.offset:
             source.seen_size = stat.st_size
             if stat.st_size - end > _STUCK_WARN_BYTES and not source.stuck_warned:
-                logger.warning("%s has %d bytes past offset %d but no complete record there: likely a corrupt record, "
-                               "where every TensorBoard reader stops too; nothing after it is copied",
+                logger.warning("%s has %d bytes past offset %d but no complete record there: likely a corrupt "
+                               "record, where every TensorBoard reader stops too; nothing after it is copied",
                                path, stat.st_size - end, end)
                 source.stuck_warned = True
             return None
