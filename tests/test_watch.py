@@ -491,3 +491,21 @@ def test_a_torn_tail_left_by_a_killed_writer_is_never_copied(tmp_path, hub, repo
     assert steps == list(range(50))  # the scalars, not the torn histogram
     with Journal(logdir, create=False) as journal:
         assert sum(row.size for row in journal.segments()) == last_complete_offset(source) < source.stat().st_size
+
+
+def test_start_watch_then_stop_pushes_everything(tmp_path, hub, writer_env, repo_id, processes):
+    from hf_summary.watch import start_watch
+
+    logdir = tmp_path / "from-python"
+    logdir.mkdir()
+    Foreign("tensorboardX", logdir, tmp_path, processes, STOP_AT="250").proc.wait(60)
+    watcher = start_watch(logdir, repo_id, commit_every=60, assets=["*.yaml"], path_in_repo="tensorboard")
+    try:
+        lock = logdir / ".hf_summary" / "watch.lock"
+        wait_until(lambda: lock.exists() and lock.read_text().strip() == str(watcher.pid), timeout=60)
+        assert watcher.stop(timeout=120) == 0  # SIGINT: copy what is left, push it, exit
+    finally:
+        if watcher.is_running():
+            os.kill(watcher.pid, signal.SIGKILL)
+    copy = _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
+    assert (copy / "hparams.yaml").read_text() == "lr: 0.1\n"  # written before step 300 rewrites it
