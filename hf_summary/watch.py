@@ -40,7 +40,7 @@ from typing import Any
 import psutil
 
 from hf_summary._launcher import UploaderProcess
-from hf_summary.hub import check_repo_id
+from hf_summary.hub import HubClient, HubError, PermanentHubError, check_repo_id
 from hf_summary.journal import Journal, RunSettings, journal_path
 from hf_summary.reconcile import open_or_rebuild
 from hf_summary.tailcopy import TailCopier
@@ -62,6 +62,7 @@ logger = logging.getLogger("hf_summary")
 DEFAULT_ASSET_PATTERNS = ("*.pbtxt", "*.yaml", "*.yml", "*.tsv")
 EXIT_OK, EXIT_PENDING, EXIT_ERROR, EXIT_BUSY = 0, 1, 2, 3
 POLL_INTERVAL_S = 0.5
+ACCESS_CHECK_TIMEOUT_S = 3.0
 _LOCK_FILE = "watch.lock"
 _WATCH_FLAG = "watch"
 _PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -172,8 +173,10 @@ class Watcher:
 
         Returns 0 when the Hub holds every copied record, 1 when some are still pending (``hf-summary recover
         LOGDIR`` pushes them). Raises :class:`WatchBusyError` when another watcher holds the logdir and
-        :class:`WatchError` when the logdir belongs to an ``HFSummaryWriter`` or to another repo.
+        :class:`WatchError` when the token cannot write to the repo or the logdir belongs to an
+        ``HFSummaryWriter`` or to another repo.
         """
+        self._check_access()
         with self._locked(), self._journal() as journal:
             copier = TailCopier(journal, self.settings)
             logger.info("watching %s; pushing to %s %s, folder %s", self.logdir, self.settings.repo_type,
@@ -190,6 +193,32 @@ class Watcher:
                 return self._preempted_drain(journal, copier)
             self._copy(journal, copier)
             return self._final_drain(journal)
+
+    def _check_access(self) -> None:
+        """Fail at once when the token cannot write to the repo; a Hub that does not answer within a few seconds
+        only delays the pushes (the uploader retries)."""
+        outcome: list[HubError | None] = []
+
+        def attempt() -> None:
+            client = HubClient(repo_id=self.settings.repo_id, repo_type=self.settings.repo_type,
+                               revision=self.settings.revision, endpoint=self.settings.endpoint, token=self.token)
+            try:
+                client.check_write_access()
+                outcome.append(None)
+            except HubError as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=attempt, name="hf-summary-access-check", daemon=True)
+        thread.start()
+        thread.join(ACCESS_CHECK_TIMEOUT_S)
+        if outcome and isinstance(outcome[0], PermanentHubError):
+            raise WatchError(
+                f"cannot write to {self.settings.repo_type} repo {self.settings.repo_id!r}: {outcome[0]}. Check the "
+                "token (HF_TOKEN or `hf auth login`) and that it may write to this namespace"
+            )
+        if not outcome or outcome[0] is not None:
+            logger.warning("the Hub did not answer (%s); watching goes on and the pushes will retry",
+                           outcome[0] if outcome else f"no answer within {ACCESS_CHECK_TIMEOUT_S:.0f} s")
 
     def _job_gone(self) -> bool:
         return self._job is not None and not process_alive(*self._job)

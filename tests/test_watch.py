@@ -300,7 +300,7 @@ def test_a_crash_between_copying_and_journaling_leaves_nothing_behind(tmp_path):
     assert [(copy.counter, copy.start) for _, copy in _copies(logdir)] == [(1, 0), (2, row.size)]
 
 
-def test_one_watcher_per_logdir_and_never_an_hfsummarywriter_logdir(tmp_path, hub, writer_env):
+def test_one_watcher_per_logdir_never_an_hfsummarywriter_logdir_nor_a_repo_it_cannot_write(tmp_path, hub, writer_env):
     logdir = tmp_path / "watched"
     first = Watcher(logdir, "alice/one-watcher", commit_every=60)
     thread = threading.Thread(target=first.run)
@@ -317,6 +317,9 @@ def test_one_watcher_per_logdir_and_never_an_hfsummarywriter_logdir(tmp_path, hu
     fake_dead_run(written, endpoint=hub.endpoint, repo_id="alice/written")
     with pytest.raises(WatchError, match="HFSummaryWriter"):
         Watcher(written, "alice/written").run()
+    with pytest.raises(WatchError, match="may not write to the namespace 'bob'"):  # alice's token, at once
+        Watcher(tmp_path / "elsewhere", "bob/not-yours").run()
+    assert not (tmp_path / "elsewhere" / ".hf_summary").exists()
 
 
 # ------------------------------------------------------------------------------------------- processes
