@@ -240,9 +240,11 @@ def test_a_second_sigterm_ends_the_uploader_at_once(tmp_path, repo_id):
         hub.stop()
         (uploader,) = uploader_processes(trainer.logdir)
         trainer.sigkill()  # the trainer is gone: the uploader is in its final drain, retrying
-        uploader.send_signal(signal.SIGTERM)
         log = trainer.logdir / ".hf_summary" / "uploader.log"
-        wait_until(lambda: log.exists() and "preempted (SIGTERM)" in log.read_text(), 10,
+        wait_until(lambda: log.exists() and "final drain" in log.read_text(), 60,
+                   message="the uploader to start its final drain")
+        uploader.send_signal(signal.SIGTERM)
+        wait_until(lambda: "preempted (SIGTERM)" in log.read_text(), 30,
                    message="the uploader to take the first SIGTERM")
         assert uploader.is_running()
         uploader.send_signal(signal.SIGTERM)
