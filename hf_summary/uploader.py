@@ -171,6 +171,8 @@ class Preemption:
         self.cause = cause
         self.started_at = time.monotonic()
         self.started_wall = time.time()
+        # Said here, not by the loop: a push may keep the loop busy (the client retrying a Hub that is down).
+        logger.warning("preempted (%s): final push within %.1f s", cause, self.grace_s)
         self._wakeups.put(_WAKE)
         threading.Thread(target=self._watchdog, name="preemption-deadline", daemon=True).start()
 
@@ -334,6 +336,7 @@ class Uploader:
         """Record how a preempted drain ended (once: the loop and the watchdog may both get here)."""
         if self.preemption.active and not self._finished:
             self._finished = True
+            self._record_preemption()  # the loop may never have got to it
             pending = self._pushable()
             last_commit = self.journal.history("commit", limit=1)
             self.journal.record_event(
@@ -428,16 +431,18 @@ class Uploader:
         then ask for a seal every ``SEAL_REQUEST_INTERVAL_S``, so that what it still logs (a checkpoint
         handler that keeps training) follows within the grace period."""
         if not self.preemption.recorded:
-            self.preemption.recorded = True
-            logger.warning("preempted (%s): final push of %s within %.1f s",
-                           self.preemption.cause, self.journal.logdir, self.preemption.grace_s)
-            self.journal.record_event("preemption", f"preempted ({self.preemption.cause})",
-                                      signal=self.preemption.cause)
+            self._record_preemption()
             self._next_attempt = 0.0  # no backoff now
             self._wait_for_first_seal()
         if time.monotonic() >= self._next_seal_request and self._parent_alive():
             self._tell_trainer("seal")
             self._next_seal_request = time.monotonic() + SEAL_REQUEST_INTERVAL_S
+
+    def _record_preemption(self) -> None:
+        if not self.preemption.recorded:
+            self.preemption.recorded = True
+            self.journal.record_event("preemption", f"preempted ({self.preemption.cause})",
+                                      signal=self.preemption.cause)
 
     def _wait_for_first_seal(self) -> None:
         """Ask the trainer to seal and wait (up to ``FIRST_SEAL_WAIT_S``) until every segment it opened before
@@ -597,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grace-period", type=float, default=DEFAULT_GRACE_PERIOD_S)
     parser.add_argument("--reverse-fd", type=int, default=None)
     args = parser.parse_args(argv)
+    _configure_logging(args.logdir)
     wakeups: queue.Queue = queue.Queue()
     preemption = Preemption(args.grace_period, wakeups)
     for signum in STOP_SIGNALS:  # from now on a stop signal means "push now", never "die"
@@ -606,7 +612,6 @@ def main(argv: list[str] | None = None) -> int:
     hello = json.loads(sys.stdin.readline() or "{}")
     closing = threading.Event()
     threading.Thread(target=_read_wakeups, args=(sys.stdin, wakeups, closing), daemon=True).start()
-    _configure_logging(args.logdir)
     use_timeouts()
     try:
         with Journal(args.logdir, create=False) as journal:
