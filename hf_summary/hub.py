@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
-from huggingface_hub import CommitOperationAdd, HfApi, ModelCard, RepoFile
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard, RepoFile
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -232,17 +232,25 @@ class HubClient:
             raise PermanentHubError(f"{me.get('name')!r} may not write to the namespace {namespace!r}")
 
     def commit_files(
-        self, files: list[tuple[Path, str]], message: str, *, never_replace: frozenset[str] = frozenset()
+        self,
+        files: list[tuple[Path, str]],
+        message: str,
+        *,
+        never_replace: frozenset[str] = frozenset(),
+        deletions: list[str] = (),
     ) -> CommitResult:
-        """Push ``(local path, path in repo)`` pairs in one commit, uploaded by path.
+        """Push ``(local path, path in repo)`` pairs, and delete the ``deletions`` paths, in one atomic commit,
+        uploaded by path.
 
-        Files the Hub already holds with the same content are skipped by the client; when nothing is left it
-        makes no commit and the current head is returned, so pushing the same files twice is a no-op. A path
-        in ``never_replace`` that holds other content on the Hub stops the push before the commit, with
-        :class:`PathConflictError`: the client's pre-upload answer tells, so this costs no extra request.
+        Files the Hub already holds with the same content are skipped by the client; when nothing is left (and
+        nothing is deleted) it makes no commit and the current head is returned, so pushing the same files twice
+        is a no-op. Deleting a path the Hub does not hold fails the whole commit. A path in ``never_replace``
+        that holds other content on the Hub stops the push before the commit, with :class:`PathConflictError`:
+        the client's pre-upload answer tells, so this costs no extra request.
         """
         try:
             operations = [CommitOperationAdd(path_in_repo=dest, path_or_fileobj=str(src)) for src, dest in files]
+            removals = [CommitOperationDelete(path_in_repo=path) for path in deletions]
         except ValueError as exc:  # an invalid path in repo: the same on every retry
             raise PermanentHubError(f"cannot commit these files: {_first_line(exc)}") from exc
         try:
@@ -258,7 +266,7 @@ class HubClient:
                 raise PathConflictError(conflicts)
             info = self._api.create_commit(
                 self.repo_id,
-                operations,  # pre-uploaded: the client sends no second pre-upload request
+                operations + removals,  # pre-uploaded: the client sends no second pre-upload request
                 commit_message=message,
                 repo_type=self.repo_type,
                 revision=self.revision,
@@ -332,6 +340,22 @@ class HubClient:
             return {}
         except Exception as exc:
             raise classify(exc) from exc
+
+    def file_info(self, paths: list[str]) -> dict[str, RemoteFile]:
+        """The files among ``paths`` that exist at the revision (one request), keyed by path in repo."""
+        try:
+            entries = self._api.get_paths_info(
+                self.repo_id, paths, repo_type=self.repo_type, revision=self.revision
+            )
+        except Exception as exc:
+            raise classify(exc) from exc
+        return {
+            entry.path: RemoteFile(
+                path=entry.path, size=entry.size, git_oid=entry.blob_id, sha256=entry.lfs.sha256 if entry.lfs else None
+            )
+            for entry in entries
+            if isinstance(entry, RepoFile)
+        }
 
     def download(self, prefix: str, dest: Path) -> Path:
         """Fetch every file under ``prefix`` into ``dest`` (same layout as the repo); returns ``dest``."""

@@ -22,6 +22,13 @@ Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_versio
     path_in_repo (UNIQUE), state, size, sha256, attempts, last_error, created_at, sealed_at,
     committed_at, commit_oid, writer_pid, writer_create_time (the writer process's create time, so that a
     reused pid is not taken for a live writer). ``(run, name)`` is UNIQUE too.
+    level (0 = a segment the writer wrote; L >= 1 = a merged file made by compaction), replaced_by (the
+    ``compactions`` row that merged it away, set when the merge is planned). A partial index on
+    ``(run, name)`` over the rows not ``replaced`` keeps a run dir's live files one short index scan away.
+``compactions`` one row per merge of committed files of one run dir into one file of ``level``: run, level,
+    name, path_in_repo, size, sha256, state (``planned`` -> ``committed`` -> ``applied``), segment_id (the
+    merged file's ``segments`` row, once committed), created_at, committed_at, commit_oid. The files it
+    replaces are the ``segments`` rows whose replaced_by is its id.
 ``lease``     at most one row (id 1): the live drainer's pid, create_time, host, acquired_at,
     heartbeat_at.
 ``history``   recent events for ``status``: at, kind (``commit``, ``error``, ``requeue``, ``lease``,
@@ -36,6 +43,18 @@ Segment states::
                             +------requeue_segments------+   (the Hub lacks what was committed)
     drop_segment deletes an open row (its file got no record) or a sealed one (its file vanished).
     add_sealed_segment inserts straight into ``sealed`` (rebuilding from files on disk).
+
+Compaction (hf_summary/compaction.py)::
+
+    plan_compaction:     members committed, replaced_by set; compaction 'planned'
+    mark_committed(compactions=...) / confirm_compaction:
+                         members -> 'replaced'; the merged file becomes a 'committed' segments row of its level;
+                         compaction 'committed' (the Hub's commit replaced them, the logdir not yet)
+    mark_applied:        compaction 'applied' (the logdir holds the merged file instead of its members)
+    abandon_compaction:  a planned one the Hub never got: deleted, members live again
+
+Schema versions: 1 (no compaction); 2 adds ``segments.level``, ``segments.replaced_by``, the ``replaced`` state
+and ``compactions``. A version-1 journal is migrated in place when opened.
 
 A row becomes ``committed`` only with the commit oid the Hub returned. Failures never change the
 state: ``record_failure`` counts the attempt and keeps the error, and the segment stays pending.
@@ -63,6 +82,7 @@ from hf_summary.segments import new_run_id
 
 __all__ = [
     "APPLICATION_ID",
+    "CompactionRow",
     "HISTORY_KEEP",
     "SCHEMA_VERSION",
     "Journal",
@@ -76,11 +96,12 @@ __all__ = [
     "move_aside",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x48465355  # "HFSU"
 HISTORY_KEEP = 200
 BUSY_TIMEOUT_S = 30.0
-SEGMENT_STATES = ("open", "sealed", "committed")
+SEGMENT_STATES = ("open", "sealed", "committed", "replaced")
+COMPACTION_STATES = ("planned", "committed", "applied")
 
 _JOURNAL_DIR = ".hf_summary"
 _JOURNAL_FILE = "journal.db"
@@ -88,6 +109,65 @@ _SIDE_FILES = ("-wal", "-shm")  # moved before the main file, so a stale WAL nev
 _CONFLICTS_KEY = "conflicts"
 _HISTORY_RESERVED = frozenset({"id", "at", "kind", "message"})
 _SECRET = re.compile(r"hf_[A-Za-z0-9]{16,}|(?<=[Bb]earer )[A-Za-z0-9._~+/=-]+")
+
+_SEGMENTS_TABLE = """CREATE TABLE segments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run TEXT NOT NULL,
+        name TEXT NOT NULL,
+        path_in_repo TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL CHECK (state IN ('open', 'sealed', 'committed', 'replaced')),
+        size INTEGER,
+        sha256 TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        sealed_at REAL,
+        committed_at REAL,
+        commit_oid TEXT,
+        writer_pid INTEGER,
+        writer_create_time REAL,
+        level INTEGER NOT NULL DEFAULT 0,
+        replaced_by INTEGER,
+        UNIQUE (run, name)
+    )"""
+_V2_ADDITIONS = (
+    "CREATE INDEX segments_live ON segments (run, name) WHERE state != 'replaced'",
+    "CREATE INDEX segments_by_compaction ON segments (replaced_by) WHERE replaced_by IS NOT NULL",
+    """CREATE TABLE compactions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run TEXT NOT NULL,
+        level INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        path_in_repo TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('planned', 'committed', 'applied')),
+        segment_id INTEGER,
+        created_at REAL NOT NULL,
+        committed_at REAL,
+        commit_oid TEXT
+    )""",
+    "CREATE INDEX compactions_by_state ON compactions (state, id)",
+)
+_V1_SEGMENT_COLUMNS = (
+    "id, run, name, path_in_repo, state, size, sha256, attempts, last_error, created_at, sealed_at, "
+    "committed_at, commit_oid, writer_pid, writer_create_time"
+)
+# Version-1 segments get the new CHECK (a 'replaced' state) by a table rebuild, keeping ids and AUTOINCREMENT.
+_MIGRATE_1_TO_2 = (
+    "ALTER TABLE segments RENAME TO segments_v1",
+    _SEGMENTS_TABLE,
+    f"INSERT INTO segments ({_V1_SEGMENT_COLUMNS}) SELECT {_V1_SEGMENT_COLUMNS} FROM segments_v1",
+    "INSERT INTO sqlite_sequence (name, seq) SELECT 'segments', 0 "
+    "WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'segments')",
+    "UPDATE sqlite_sequence SET seq = max(seq, coalesce((SELECT seq FROM sqlite_sequence WHERE name = "
+    "'segments_v1'), 0)) WHERE name = 'segments'",
+    "DELETE FROM sqlite_sequence WHERE name = 'segments_v1'",
+    "DROP TABLE segments_v1",
+    "CREATE INDEX segments_by_state ON segments (state, id)",
+    *_V2_ADDITIONS,
+)
+_MIGRATIONS = {1: _MIGRATE_1_TO_2}  # from version -> statements that make it version + 1
 
 _SCHEMA = (
     """CREATE TABLE settings (
@@ -114,25 +194,9 @@ _SCHEMA = (
         next INTEGER NOT NULL
     )""",
     "INSERT INTO sequence (id, next) VALUES (1, 1)",
-    """CREATE TABLE segments (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        run TEXT NOT NULL,
-        name TEXT NOT NULL,
-        path_in_repo TEXT NOT NULL UNIQUE,
-        state TEXT NOT NULL CHECK (state IN ('open', 'sealed', 'committed')),
-        size INTEGER,
-        sha256 TEXT,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        last_error TEXT,
-        created_at REAL NOT NULL,
-        sealed_at REAL,
-        committed_at REAL,
-        commit_oid TEXT,
-        writer_pid INTEGER,
-        writer_create_time REAL,
-        UNIQUE (run, name)
-    )""",
+    _SEGMENTS_TABLE,
     "CREATE INDEX segments_by_state ON segments (state, id)",
+    *_V2_ADDITIONS,
     """CREATE TABLE lease (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         pid INTEGER NOT NULL,
@@ -150,7 +214,7 @@ _SCHEMA = (
     )""",
     "CREATE INDEX history_by_kind ON history (kind, id)",
 )
-_TABLES = frozenset({"settings", "flags", "sequence", "segments", "lease", "history"})
+_TABLES = frozenset({"settings", "flags", "sequence", "segments", "compactions", "lease", "history"})
 
 
 class JournalError(Exception):
@@ -210,10 +274,30 @@ class SegmentRow:
     commit_oid: str | None
     writer_pid: int | None
     writer_create_time: float | None = None
+    level: int = 0
+    replaced_by: int | None = None
 
     def local_path(self, logdir: str | os.PathLike[str]) -> Path:
         """``logdir / run / name`` (run ``""`` is the logdir itself)."""
         return Path(logdir, *filter(None, self.run.split("/")), self.name)
+
+
+@dataclass
+class CompactionRow:
+    """One row of the ``compactions`` table."""
+
+    id: int
+    run: str
+    level: int
+    name: str
+    path_in_repo: str
+    size: int
+    sha256: str
+    state: str
+    segment_id: int | None
+    created_at: float
+    committed_at: float | None
+    commit_oid: str | None
 
 
 @dataclass(frozen=True)
@@ -296,6 +380,9 @@ class Journal:
             app_id, version, tables = self._header()
         if app_id != APPLICATION_ID:
             raise JournalCorruptError(f"{self.path} is an SQLite database but not an hf-summary journal")
+        if version in _MIGRATIONS:
+            self._migrate()
+            app_id, version, tables = self._header()
         if version != SCHEMA_VERSION:
             raise JournalVersionError(
                 f"{self.path} has journal schema version {version}; "
@@ -304,6 +391,18 @@ class Journal:
         if missing := _TABLES - tables:
             raise JournalCorruptError(f"{self.path} lacks tables {sorted(missing)}")
         self.db.execute("PRAGMA synchronous=FULL")
+
+    def _migrate(self) -> None:
+        """Bring an older journal to :data:`SCHEMA_VERSION`, one version per transaction (another process may be
+        migrating it too: the version is read again inside each transaction)."""
+        while True:
+            with self._transaction():
+                version = self.db.execute("PRAGMA user_version").fetchone()[0]
+                if version not in _MIGRATIONS:
+                    return
+                for statement in _MIGRATIONS[version]:
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version={version + 1}")
 
     def _header(self) -> tuple[int, int, set[str]]:
         app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
@@ -510,11 +609,14 @@ class Journal:
         """Segments still being written (or left open by a dead writer), ordered by id."""
         return self.segments("open")
 
-    def mark_committed(self, segment_ids: list[int], commit_oid: str, commit_url: str | None) -> None:
-        """``sealed -> committed`` for ``segment_ids`` in one transaction, plus a ``commit`` history entry.
+    def mark_committed(
+        self, segment_ids: list[int], commit_oid: str, commit_url: str | None, compactions: list[int] = ()
+    ) -> None:
+        """``sealed -> committed`` for ``segment_ids`` and ``planned -> committed`` for ``compactions`` (which
+        rode in the same commit) in one transaction, plus a ``commit`` history entry.
 
         Segments already committed keep their first commit (pushing twice is a no-op); an unknown or open
-        segment raises :class:`JournalError` and nothing changes.
+        segment, or a compaction that is not planned, raises :class:`JournalError` and nothing changes.
         """
         ids = json.dumps([int(i) for i in segment_ids])
         with self._transaction() as db:
@@ -526,17 +628,120 @@ class Journal:
                 "WHERE state = 'sealed' AND id IN (SELECT value FROM json_each(?))",
                 [now, commit_oid, ids],
             )
+            for compaction_id in compactions:
+                self._commit_compaction(compaction_id, commit_oid, now)
             self._add_history(
                 "commit",
-                f"committed {len(sealed)} segment(s) as {commit_oid}",
+                f"committed {len(sealed)} segment(s) and {len(compactions)} merge(s) as {commit_oid}",
                 {
                     "oid": commit_oid,
                     "url": commit_url,
                     "segments": len(sealed),
                     "bytes": sum(r[2] or 0 for r in sealed),
+                    "compactions": len(compactions),
                 },
                 now,
             )
+
+    # -- compaction ---------------------------------------------------------------------------------
+
+    def live_files(self, run: str) -> list[SegmentRow]:
+        """The files of run dir ``run`` that are not replaced (any state), in name order (= creation order)."""
+        with self._lock:
+            return [
+                SegmentRow(**row)
+                for row in self.db.query(
+                    "SELECT * FROM segments WHERE run = ? AND state != 'replaced' ORDER BY name", [run]
+                )
+            ]
+
+    def plan_compaction(
+        self, run: str, level: int, name: str, path_in_repo: str, size: int, sha256: str, member_ids: list[int]
+    ) -> int:
+        """Record a planned merge of the committed, live files ``member_ids`` of ``run``; returns its id.
+
+        Raises :class:`JournalError` (and changes nothing) if any member is not such a file."""
+        ids = json.dumps([int(i) for i in member_ids])
+        with self._transaction() as db:
+            now = time.time()
+            compaction_id = db["compactions"].insert(
+                {"run": run, "level": level, "name": name, "path_in_repo": path_in_repo, "size": size,
+                 "sha256": sha256, "state": "planned", "created_at": now}
+            ).last_pk
+            cursor = db.execute(
+                "UPDATE segments SET replaced_by = ? WHERE run = ? AND state = 'committed' AND replaced_by IS NULL "
+                "AND id IN (SELECT value FROM json_each(?))",
+                [compaction_id, run, ids],
+            )
+            if cursor.rowcount != len(set(member_ids)):
+                raise JournalError(f"cannot merge segments {sorted(member_ids)} of {run!r}: not all committed and live")
+        return compaction_id
+
+    def compactions(self, state: str) -> list[CompactionRow]:
+        """Compactions in ``state``, oldest first."""
+        if state not in COMPACTION_STATES:
+            raise ValueError(f"unknown compaction state {state!r}; expected one of {COMPACTION_STATES}")
+        with self._lock:
+            return [
+                CompactionRow(**row)
+                for row in self.db.query("SELECT * FROM compactions WHERE state = ? ORDER BY id", [state])
+            ]
+
+    def compaction_members(self, compaction_id: int) -> list[SegmentRow]:
+        """The files a compaction replaces (or will), in name order."""
+        with self._lock:
+            return [
+                SegmentRow(**row)
+                for row in self.db.query(
+                    "SELECT * FROM segments WHERE replaced_by = ? ORDER BY name", [compaction_id]
+                )
+            ]
+
+    def confirm_compaction(self, compaction_id: int, commit_oid: str | None) -> None:
+        """``planned -> committed`` for a merge found on the Hub after a crash (``commit_oid`` may be unknown)."""
+        with self._transaction():
+            self._commit_compaction(compaction_id, commit_oid, time.time())
+            self._add_history("compaction", f"compaction {compaction_id} found on the Hub", {"id": compaction_id})
+
+    def _commit_compaction(self, compaction_id: int, commit_oid: str | None, now: float) -> None:
+        """Inside a transaction: members -> 'replaced', the merged file -> a committed row of its level."""
+        row = self.db.execute(
+            "SELECT run, level, name, path_in_repo, size, sha256 FROM compactions WHERE id = ? AND state = 'planned'",
+            [compaction_id],
+        ).fetchone()
+        if row is None:
+            raise JournalError(f"compaction {compaction_id} is not planned")
+        run, level, name, path_in_repo, size, sha256 = row
+        segment_id = self.db["segments"].insert(
+            {"run": run, "name": name, "path_in_repo": path_in_repo, "state": "committed", "size": size,
+             "sha256": sha256, "attempts": 0, "created_at": now, "sealed_at": now, "committed_at": now,
+             "commit_oid": commit_oid, "level": level}
+        ).last_pk
+        self.db.execute(
+            "UPDATE segments SET state = 'replaced' WHERE replaced_by = ? AND state = 'committed'", [compaction_id]
+        )
+        self.db.execute(
+            "UPDATE compactions SET state = 'committed', segment_id = ?, committed_at = ?, commit_oid = ? "
+            "WHERE id = ?",
+            [segment_id, now, commit_oid, compaction_id],
+        )
+
+    def abandon_compaction(self, compaction_id: int) -> None:
+        """Forget a planned merge the Hub never got; its members are live again."""
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM compactions WHERE id = ? AND state = 'planned'", [compaction_id])
+            if cursor.rowcount != 1:
+                raise JournalError(f"compaction {compaction_id} is not planned")
+            db.execute("UPDATE segments SET replaced_by = NULL WHERE replaced_by = ?", [compaction_id])
+
+    def mark_applied(self, compaction_id: int) -> None:
+        """``committed -> applied``: the logdir holds the merged file instead of the files it replaces."""
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE compactions SET state = 'applied' WHERE id = ? AND state = 'committed'", [compaction_id]
+            )
+            if cursor.rowcount != 1:
+                raise JournalError(f"compaction {compaction_id} is not committed")
 
     def requeue_segments(self, segment_ids: list[int], reason: str) -> None:
         """``committed -> sealed`` again (the Hub turned out not to hold them), keeping ``reason`` as their
@@ -679,9 +884,13 @@ class Journal:
                 state: (count, size, oldest)
                 for state, count, size, oldest in db.execute(
                     "SELECT state, count(*), coalesce(sum(size), 0), min(sealed_at) "
-                    "FROM segments GROUP BY state"
+                    "FROM segments WHERE state IN ('open', 'sealed', 'committed') GROUP BY state"
                 )
             }
+            (replaced,) = db.execute("SELECT count(*) FROM segments WHERE state = 'replaced'").fetchone()
+            unfinished = db.execute(
+                "SELECT count(*) FROM compactions WHERE state IN ('planned', 'committed')"
+            ).fetchone()[0]
             last_commit = self.history("commit", limit=1)
             last_error = self.history("error", limit=1)
             preemption = self.history("preemption", limit=1)
@@ -695,6 +904,9 @@ class Journal:
             "open_segments": by_state.get("open", (0,))[0],
             "conflicting_segments": len(conflicts),
             "committed_segments": by_state.get("committed", (0,))[0],
+            "committed_bytes": by_state.get("committed", (0, 0))[1],
+            "replaced_segments": replaced,
+            "unfinished_compactions": unfinished,
             "last_commit": (
                 {"oid": last_commit[0]["oid"], "at": last_commit[0]["at"], "url": last_commit[0]["url"]}
                 if last_commit

@@ -22,7 +22,7 @@ from hf_summary.journal import (
     journal_path,
     move_aside,
 )
-from hf_summary.segments import file_sha256, parse_segment_sequence, seal_tail
+from hf_summary.segments import file_sha256, merge_level, parse_segment_sequence, seal_tail, segment_span
 
 logger = logging.getLogger("hf_summary")
 
@@ -180,8 +180,14 @@ def register_disk_segments(journal: Journal, settings: RunSettings) -> int:
 
     known = {(row.run, row.name) for row in journal.segments()}
     added = 0
-    for run, name in iter_disk_segments(journal.logdir):
+    on_disk = iter_disk_segments(journal.logdir)
+    covered = _covered_by_merges(on_disk)
+    for run, name in on_disk:
         relative = logdir_relative(run, name)
+        if (run, name) in covered and (run, name) not in known:
+            (journal.logdir / relative).unlink(missing_ok=True)
+            logger.info("removed %s: a merged file on disk holds its records (an interrupted compaction)", relative)
+            continue
         if (run, name) in known or not path_matches(relative, settings.allow_patterns, settings.ignore_patterns):
             continue
         sealed = seal_tail(journal.logdir / relative)
@@ -190,6 +196,21 @@ def register_disk_segments(journal: Journal, settings: RunSettings) -> int:
             journal.add_sealed_segment(run, name, repo_path(settings, run, name), sealed.size, sealed.sha256)
             added += 1
     return added
+
+
+def _covered_by_merges(files: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Files that a merged file of a higher level in the same run dir covers (it only reaches a run dir once the
+    Hub holds it): leftovers of a compaction whose swap in the logdir was cut short."""
+    merged: dict[str, list[tuple[tuple[int, int], int]]] = {}
+    for run, name in files:
+        if level := merge_level(name):
+            merged.setdefault(run, []).append((segment_span(name), level))
+    covered = set()
+    for run, name in files:
+        span, level = segment_span(name), merge_level(name)
+        if any(lo <= span[0] and span[1] <= hi and level < top for (lo, hi), top in merged.get(run, ())):
+            covered.add((run, name))
+    return covered
 
 
 def seal_abandoned(journal: Journal, writer_alive: Callable[[int, float | None], bool]) -> list[SegmentRow]:

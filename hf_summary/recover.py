@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from hf_summary import compaction
 from hf_summary.hub import HubClient, HubError, RemoteFile, path_matches
 from hf_summary.journal import (
     Journal,
@@ -231,6 +232,9 @@ def _take_lease(journal: Journal, uploader: Uploader, *, wait: bool, take_over: 
 
 def _recover_locked(journal: Journal, settings: RunSettings, uploader: Uploader, deadline, report, say) -> None:
     logdir = journal.logdir
+    if journal.compactions("planned") or journal.compactions("committed"):
+        compaction.settle(journal, uploader.client, abandon=True)
+        say("finished the merge(s) of committed segments an interrupted push left")
     sealed = seal_abandoned(journal, process_alive)
     report.sealed_tails = len(sealed)
     if sealed:

@@ -26,18 +26,23 @@ __all__ = [
     "SEGMENT_PREFIX",
     "Segment",
     "SealedFile",
+    "concatenate",
     "file_digests",
     "file_sha256",
     "frame_record",
+    "fsync_dir",
     "is_event_file",
     "last_complete_offset",
     "masked_crc32c",
+    "merge_level",
+    "merged_name",
     "new_run_id",
     "parse_segment_run_id",
     "parse_segment_sequence",
     "read_records",
     "seal_tail",
     "segment_name",
+    "segment_span",
 ]
 
 SEGMENT_PREFIX = "events.out.tfevents."
@@ -47,6 +52,8 @@ _SEGMENT_RE = re.compile(
 )
 _HOST_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _RUN_ID_RE = re.compile(r"^[0-9a-f]{8}$")
+# A merged file: the first replaced segment's name with ``.m<level>-<last sequence>`` right after ``.hfs``.
+_MERGED_RE = re.compile(r"^(events\.out\.tfevents\.(\d{10,})\..+?\.hfs)\.m(\d+)-(\d{10,})(.*)$")
 
 _HEADER = struct.Struct("<QI")  # length, masked crc of the 8 length bytes
 _LEN = struct.Struct("<Q")
@@ -104,6 +111,50 @@ def parse_segment_run_id(name: str) -> str | None:
     ids, which carry only the host)."""
     match = _SEGMENT_RE.match(os.path.basename(name))
     return match.group(2) if match else None
+
+
+def merged_name(first: str, last: str, level: int) -> str:
+    """Name of the file (of merge ``level`` >= 1) that replaces the files ``first`` .. ``last`` of one run dir.
+
+    It is ``first``'s name (merge marker dropped) with ``.m<level>-<last sequence>`` after ``.hfs``: it sorts where
+    ``first`` did, so lexicographic order stays creation order, it differs from every file it replaces (and from
+    a merged file of another level starting at the same segment), and it tells which sequences it covers.
+    """
+    first_span, last_span = segment_span(first), segment_span(last)
+    if first_span is None or last_span is None or level < 1:
+        raise ValueError(f"cannot name a level-{level} merge of {first!r} .. {last!r}")
+    base, suffix = _split_merged(os.path.basename(first))
+    last_digits = _sequence_digits(os.path.basename(last))
+    return f"{base}.m{level}-{last_digits}{suffix}"
+
+
+def _split_merged(name: str) -> tuple[str, str]:
+    """``(name up to and including .hfs, user suffix)`` of a segment or merged file name."""
+    match = _MERGED_RE.match(name)
+    if match:
+        return match.group(1), match.group(5)
+    head, marker, suffix = name.partition(_SEGMENT_SUFFIX)
+    return head + marker, suffix
+
+
+def _sequence_digits(name: str) -> str:
+    match = _MERGED_RE.match(name)
+    return match.group(4) if match else _SEGMENT_RE.match(name).group(1)
+
+
+def segment_span(name: str) -> tuple[int, int] | None:
+    """``(first, last)`` sequence a segment (``(s, s)``) or merged file covers; ``None`` for other names."""
+    name = os.path.basename(name)
+    if (match := _MERGED_RE.match(name)) and _SEGMENT_RE.match(name):
+        return int(match.group(2)), int(match.group(4))
+    sequence = parse_segment_sequence(name)
+    return None if sequence is None else (sequence, sequence)
+
+
+def merge_level(name: str) -> int:
+    """Merge level of a file name: 0 for a segment (or another name), ``L`` for a :func:`merged_name`."""
+    match = _MERGED_RE.match(os.path.basename(name))
+    return int(match.group(3)) if match else 0
 
 
 def is_event_file(name: str | os.PathLike[str]) -> bool:
@@ -213,7 +264,7 @@ class Segment:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return SealedFile(self.path, self.size, self._sha.hexdigest())
 
     def _truncate_tail(self, fd: int) -> None:
@@ -221,7 +272,7 @@ class Segment:
         self._torn = False
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make a new directory entry durable; filesystems that cannot fsync a directory are ignored."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -324,6 +375,38 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         while chunk := f.read(_READ_CHUNK):
             sha.update(chunk)
     return sha.hexdigest()
+
+
+def concatenate(sources: list[Path], dest: Path) -> tuple[SealedFile, list[SealedFile]]:
+    """Write the bytes of ``sources`` one after another to the new file ``dest`` (``O_EXCL``), fsync it.
+
+    Event files are sequences of whole records, so the result holds exactly their records, in order. Returns
+    the new file's summary and each source's (size and sha256 as read), for the caller to check.
+    """
+    read: list[SealedFile] = []
+    total = hashlib.sha256()
+    size = 0
+    fd = os.open(dest, _OPEN_FLAGS, 0o644)
+    try:
+        for source in sources:
+            sha, n = hashlib.sha256(), 0
+            with open(source, "rb", buffering=0) as f:
+                while chunk := f.read(_READ_CHUNK):
+                    sha.update(chunk)
+                    total.update(chunk)
+                    n += len(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
+            read.append(SealedFile(Path(source), n, sha.hexdigest()))
+            size += n
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        Path(dest).unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return SealedFile(Path(dest), size, total.hexdigest()), read
 
 
 def seal_tail(path: str | os.PathLike[str]) -> SealedFile:

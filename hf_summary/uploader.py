@@ -52,6 +52,8 @@ from typing import IO
 
 import psutil
 
+from hf_summary import compaction
+from hf_summary._faults import fault as _fault
 from hf_summary.hub import (
     CommitResult,
     HubClient,
@@ -114,17 +116,6 @@ def default_grace_period() -> float:
     if not 0 <= value < math.inf:
         raise ValueError(f"{GRACE_PERIOD_ENV} must be a number of seconds >= 0, got {raw!r}")
     return value
-
-
-def _fault(point: str) -> None:
-    """Crash-test hook: SIGKILL this process at the named point when HF_SUMMARY_FAULT_POINT names it."""
-    if os.environ.get("HF_SUMMARY_FAULT_POINT") != point:
-        return
-    delay = float(os.environ.get("HF_SUMMARY_FAULT_DELAY", "0"))
-    if delay:
-        threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
-    else:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _flush_logs() -> None:
@@ -483,8 +474,19 @@ class Uploader:
             files.append((self.journal.logdir / relative, repo_path(self.settings, run, name)))
         size = sum(row.size or 0 for row in rows)
         try:
+            # -- compaction rides in this commit (hf_summary/compaction.py): none in an urgent drain; a final
+            # drain finishes interrupted merges but plans no new one
+            ride = compaction.Ride() if self.preemption.active else compaction.prepare(
+                self.journal, self.settings, self.client, {row.run for row in rows}, plan=not self._closing
+            )
             _fault("during_upload")
-            result = self._commit(files, f"hf-summary: {len(rows)} segment(s), {size} bytes", never_replace)
+            result = self._commit(
+                files + ride.additions,
+                f"hf-summary: {len(rows)} segment(s), {size} bytes"
+                + (f", {len(ride.compaction_ids)} merge(s)" if ride.compaction_ids else ""),
+                never_replace,
+                ride.deletions,
+            )
         except PathConflictError as exc:
             self._on_conflict([row for row in rows if row.path_in_repo in exc.paths], exc)
             return False
@@ -492,7 +494,10 @@ class Uploader:
             self._on_failure(rows, exc, permanent=isinstance(exc, PermanentHubError))
             return False
         _fault("after_commit")
-        self.journal.mark_committed([row.id for row in rows], result.oid, result.url)
+        if ride.compaction_ids:
+            _fault("after_compaction_commit")
+        self.journal.mark_committed([row.id for row in rows], result.oid, result.url, ride.compaction_ids)
+        compaction.apply(self.journal)  # -- end of compaction
         if assets:
             self.journal.set_value("assets", {**pushed_assets, **assets})
         logger.info("pushed %d segment(s), %d bytes, in commit %s", len(rows), size, result.oid)
@@ -507,14 +512,16 @@ class Uploader:
             self._after_commit()
         return True
 
-    def _commit(self, files: list[tuple[Path, str]], message: str, never_replace: frozenset[str]) -> CommitResult:
+    def _commit(
+        self, files: list[tuple[Path, str]], message: str, never_replace: frozenset[str], deletions: list[str]
+    ) -> CommitResult:
         """Commit; create the repo (or branch) only when the Hub says it is missing: the writer made it at
         start-up, and a push under preemption has no request to spare."""
         try:
-            return self.client.commit_files(files, message, never_replace=never_replace)
+            return self.client.commit_files(files, message, never_replace=never_replace, deletions=deletions)
         except MissingRepoError:
             self.client.ensure_repo(private=self.settings.private)
-            return self.client.commit_files(files, message, never_replace=never_replace)
+            return self.client.commit_files(files, message, never_replace=never_replace, deletions=deletions)
 
     def _after_commit(self) -> None:
         if self.settings.squash_history:

@@ -1,0 +1,172 @@
+"""Compaction: merge a run dir's committed files into bigger event files, so that a run of any length keeps a
+bounded number of files on the Hub and in the logdir, at a bounded upload cost.
+
+Policy (levels, a base-:data:`FANOUT` counter per run dir). A segment the writer sealed is level 0. When
+:data:`FANOUT` adjacent files of one run dir are committed and of one level ``L``, they are merged into one file
+of level ``L + 1``; at most one merge per run dir rides in each push. A merged file is the byte concatenation
+of the files it replaces (event files are sequences of whole records), so it holds exactly their records in
+order, and it is named from the first one (:func:`hf_summary.segments.merged_name`), so it sorts where they
+did. Bounds, for ``n`` segments of a run dir:
+
+* files: at most ``FANOUT`` per level (``FANOUT - 1`` once merges caught up), levels ``0 .. floor(log_F n)``,
+  so at most ``FANOUT * (floor(log_F n) + 1)`` committed files plus the pending ones: 40 for a 30-day run at
+  the default 5-minute tick (n = 8,640, levels 0..4), 48 for 8 months;
+* upload: each byte goes up once as a segment and once per level it climbs: at most ``1 + floor(log_F n)``
+  times with basic LFS (5 for a 30-day run); through Xet the merged file's chunks are already stored, so
+  almost nothing new is sent.
+
+Each step is crash-safe (a crash between two steps leaves a state the next push, or ``recover``, finishes):
+
+1. :func:`prepare` (in the uploader's push, before its commit): first :func:`settle` what a crashed push left:
+   a ``planned`` merge whose file the Hub holds was committed (atomically with its deletions); one it lacks
+   rides again (``recover`` abandons it instead); ``committed`` ones are applied to the logdir. Then plan: write the merged file to ``LOGDIR/.hf_summary/compaction/`` (not a ``tfevents``
+   name, so no reader sees it), fsync, and record it ``planned`` with the files it replaces.
+2. The push's one commit adds the merged file and deletes the files it replaces (a reader of the repo sees
+   either the old files or the merged one, each event once).
+3. ``journal.mark_committed(..., compactions=...)`` records both in one transaction.
+4. :func:`apply`: in the logdir, rename the merged file into its run dir, then unlink the files it replaces,
+   then mark it ``applied``. (A directory has no atomic multi-file swap: a reader that lists the run dir
+   between the rename and the unlinks, microseconds, may see those events twice.)
+
+TensorBoard running on the logdir during a compaction: the Python loader never reads a file that sorts
+before the one it is reading, so it skips the merged file and keeps what it read (every event once);
+rustboard reads the merged file as a new one and, since its steps are older than those it already holds,
+its step preemption hides the steps logged after the merged range until it is restarted. A TensorBoard
+started after the compaction (or on a download of the repo at any commit) sees every event exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hf_summary._faults import fault
+from hf_summary.hub import HubClient
+from hf_summary.journal import CompactionRow, Journal, RunSettings, SegmentRow
+from hf_summary.reconcile import JOURNAL_DIR, logdir_relative, repo_path
+from hf_summary.segments import concatenate, fsync_dir, merged_name
+
+logger = logging.getLogger("hf_summary")
+
+FANOUT = 8
+STAGING_DIR = "compaction"
+
+
+@dataclass
+class Ride:
+    """What the merges of one push add to its commit."""
+
+    compaction_ids: list[int] = field(default_factory=list)
+    additions: list[tuple[Path, str]] = field(default_factory=list)  # (staged merged file, path in repo)
+    deletions: list[str] = field(default_factory=list)  # paths in repo of the files they replace
+
+
+def prepare(journal: Journal, settings: RunSettings, client: HubClient, runs: set[str]) -> Ride:
+    """Settle merges a crashed push left planned, plan at most one new merge per run dir in ``runs`` (not
+    already merging), and return what this push's commit must carry for all planned merges."""
+    planned = settle(journal, client, abandon=False)
+    busy = {row.run for row in planned}
+    for run in sorted(runs - busy):
+        if (compaction := _plan(journal, settings, run)) is not None:
+            planned.append(compaction)
+    fault("after_compaction_planned")
+    ride = Ride()
+    for compaction in planned:
+        ride.compaction_ids.append(compaction.id)
+        ride.additions.append((staging_path(journal.logdir, compaction.run, compaction.name), compaction.path_in_repo))
+        ride.deletions += [row.path_in_repo for row in journal.compaction_members(compaction.id)]
+    return ride
+
+
+def apply(journal: Journal) -> int:
+    """Make the logdir match the repo for every committed merge: move the merged file into its run dir, unlink
+    the files it replaced, mark it applied. Idempotent; returns how many were applied."""
+    applied = 0
+    for compaction in journal.compactions("committed"):
+        staged = staging_path(journal.logdir, compaction.run, compaction.name)
+        target = journal.logdir / logdir_relative(compaction.run, compaction.name)
+        members = journal.compaction_members(compaction.id)
+        if staged.exists():
+            os.replace(staged, target)
+            fsync_dir(target.parent)
+        elif not target.exists():
+            logger.error("the merged file %s is missing from disk; keeping the %d file(s) it replaced",
+                         target, len(members))
+            continue
+        fault("during_compaction_swap")
+        for row in members:
+            row.local_path(journal.logdir).unlink(missing_ok=True)
+        fsync_dir(target.parent)
+        journal.mark_applied(compaction.id)
+        applied += 1
+    return applied
+
+
+def staging_path(logdir: Path, run: str, name: str) -> Path:
+    """Where merged file ``name`` of ``run`` waits until its commit is confirmed (under the journal's directory)."""
+    key = hashlib.sha1(logdir_relative(run, name).encode()).hexdigest()
+    return logdir / JOURNAL_DIR / STAGING_DIR / key
+
+
+def mergeable(live: list[SegmentRow]) -> list[SegmentRow] | None:
+    """The oldest :data:`FANOUT` adjacent files (in name order) that are committed, not being merged, and of
+    one level; ``None`` if there are none."""
+    streak: list[SegmentRow] = []
+    for row in live:
+        if row.state != "committed" or row.replaced_by is not None:
+            streak = []
+            continue
+        streak = [*streak, row] if streak and streak[-1].level == row.level else [row]
+        if len(streak) == FANOUT:
+            return streak
+    return None
+
+
+def _plan(journal: Journal, settings: RunSettings, run: str) -> CompactionRow | None:
+    group = mergeable(journal.live_files(run))
+    if group is None:
+        return None
+    level = group[0].level + 1
+    name = merged_name(group[0].name, group[-1].name, level)
+    staged = staging_path(journal.logdir, run, name)
+    staged.parent.mkdir(mode=0o700, exist_ok=True)
+    staged.unlink(missing_ok=True)  # left by a crash before the plan was recorded
+    try:
+        merged, read = concatenate([row.local_path(journal.logdir) for row in group], staged)
+    except OSError as exc:
+        logger.warning("cannot merge %d file(s) of run dir %r: %s", len(group), run, exc)
+        staged.unlink(missing_ok=True)
+        return None
+    if any((got.size, got.sha256) != (row.size, row.sha256) for got, row in zip(read, group, strict=True)):
+        logger.warning("not merging files of run dir %r: one changed on disk since it was committed", run)
+        staged.unlink()
+        return None
+    compaction_id = journal.plan_compaction(
+        run, level, name, repo_path(settings, run, name), merged.size, merged.sha256, [row.id for row in group]
+    )
+    return next(c for c in journal.compactions("planned") if c.id == compaction_id)
+
+
+def settle(journal: Journal, client: HubClient, *, abandon: bool) -> list[CompactionRow]:
+    """Finish what an interrupted push left: a planned merge whose file the Hub holds was committed (its
+    deletions rode in the same atomic commit): confirm it; one the Hub lacks is abandoned when ``abandon`` (or
+    when its staged file is gone), else returned to ride again. Then :func:`apply` the committed ones."""
+    planned = journal.compactions("planned")
+    pending = []
+    if planned:
+        remote = client.file_info([c.path_in_repo for c in planned])
+        for compaction in planned:
+            found = remote.get(compaction.path_in_repo)
+            staged = staging_path(journal.logdir, compaction.run, compaction.name)
+            if found is not None and found.size == compaction.size and found.sha256 in (None, compaction.sha256):
+                journal.confirm_compaction(compaction.id, None)
+            elif abandon or not staged.is_file():
+                journal.abandon_compaction(compaction.id)
+                staged.unlink(missing_ok=True)
+            else:
+                pending.append(compaction)
+    apply(journal)
+    return pending
