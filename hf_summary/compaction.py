@@ -64,15 +64,16 @@ class Ride:
     deletions: list[str] = field(default_factory=list)  # paths in repo of the files they replace
 
 
-def prepare(journal: Journal, settings: RunSettings, client: HubClient, runs: set[str]) -> Ride:
-    """Settle merges a crashed push left planned, plan at most one new merge per run dir in ``runs`` (not
-    already merging), and return what this push's commit must carry for all planned merges."""
+def prepare(journal: Journal, settings: RunSettings, client: HubClient, runs: set[str], *, plan: bool = True) -> Ride:
+    """Settle merges a crashed push left planned; with ``plan``, plan at most one new merge per run dir in
+    ``runs`` (not already merging); return what this push's commit must carry for all planned merges."""
     planned = settle(journal, client, abandon=False)
     busy = {row.run for row in planned}
-    for run in sorted(runs - busy):
+    for run in sorted(runs - busy) if plan else ():
         if (compaction := _plan(journal, settings, run)) is not None:
             planned.append(compaction)
-    fault("after_compaction_planned")
+    if planned:
+        fault("after_compaction_planned")
     ride = Ride()
     for compaction in planned:
         ride.compaction_ids.append(compaction.id)

@@ -701,7 +701,7 @@ class Journal:
         """``planned -> committed`` for a merge found on the Hub after a crash (``commit_oid`` may be unknown)."""
         with self._transaction():
             self._commit_compaction(compaction_id, commit_oid, time.time())
-            self._add_history("compaction", f"compaction {compaction_id} found on the Hub", {"id": compaction_id})
+            self._add_history("compaction", f"compaction {compaction_id} found on the Hub", {"compaction": compaction_id})
 
     def _commit_compaction(self, compaction_id: int, commit_oid: str | None, now: float) -> None:
         """Inside a transaction: members -> 'replaced', the merged file -> a committed row of its level."""

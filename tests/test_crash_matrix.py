@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import Counter
 
 import pytest
 from helpers import uploader_processes, wait_until
@@ -22,8 +23,10 @@ from trainer_kit import (
 )
 
 from hf_summary import HFSummaryWriter
+from hf_summary.compaction import FANOUT
 from hf_summary.journal import Journal
 from hf_summary.localhub.testing import LocalHub
+from hf_summary.verify import iter_events
 
 
 @pytest.fixture(scope="module")
@@ -205,3 +208,37 @@ def test_hub_killed_and_restarted_mid_commit(tmp_path, faulty, repo_id):
         trainer.command("log 50", "logged")
         trainer.command("close", "closed", timeout=90)
     _check(faulty, repo_id, logdir, tmp_path, trainer.acked + 1)
+
+
+def _each_event_once(root) -> None:
+    counts = Counter((run, event.step, event.wall_time) for run, event in iter_events(root) if event.HasField("summary"))
+    assert set(counts.values()) == {1}, [key for key, n in counts.items() if n > 1][:5]
+
+
+@pytest.mark.parametrize("then", ["recover", "restart"])
+@pytest.mark.parametrize("point", ["after_compaction_planned", "after_compaction_commit", "during_compaction_swap"])
+def test_uploader_killed_during_a_compaction(tmp_path, writer_env, repo_id, point, then):
+    """FANOUT committed pushes, then the uploader dies in the push that merges them; `recover` or a new writer
+    finishes. The repo and the logdir then hold the same files and every event exactly once."""
+    hub = writer_env
+    logdir = tmp_path / "compacting"
+    env = {"REPO": repo_id, **hub_env(hub), "HF_SUMMARY_FAULT_POINT": point}
+    with Trainer(logdir, env, tmp_path) as trainer:
+        for _ in range(FANOUT):
+            trainer.command("log 20", "logged")
+            assert trainer.command("push wait", "pushed")["ok"]
+        _kill_at(point, trainer, steps=20)
+        trainer.sigkill()
+    with Journal(logdir, create=False) as journal:
+        assert len(journal.compactions("planned" if point != "during_compaction_swap" else "committed")) == 1
+    if then == "recover":
+        _recover(hub, logdir)
+        end = trainer.acked + 1
+    else:
+        end = _restart_writer(repo_id, logdir, trainer.acked + 1, 20)
+    _check(hub, repo_id, logdir, tmp_path, end)
+    _each_event_once(logdir)
+    with Journal(logdir, create=False) as journal:
+        assert not journal.compactions("committed")
+        if point != "after_compaction_planned":  # the Hub took the merge: it is finished
+            assert len(journal.compactions("applied")) == 1 and not journal.compactions("planned")
