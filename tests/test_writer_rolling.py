@@ -26,6 +26,11 @@ def _scalar_steps(run_dir, tag: str, purge_orphaned_data: bool = True) -> list[i
     return [event.step for event in accumulator.Scalars(tag)]
 
 
+def _segments_held(files) -> int:
+    """How many segments the files hold (each segment starts with a file_version record)."""
+    return sum(1 for path in files for data in read_records(path) if Event.FromString(data).file_version)
+
+
 def test_segments_sort_in_creation_order_and_readers_see_every_step(tmp_path, writer_env, repo_id):
     logdir = tmp_path / "rolled"
     with HFSummaryWriter(repo_id, logdir=logdir, commit_every=60) as writer:
@@ -35,13 +40,13 @@ def test_segments_sort_in_creation_order_and_readers_see_every_step(tmp_path, wr
             if step % 25 == 24:
                 _roll(writer)
     files = sorted(p for p in logdir.glob("*tfevents*"))
-    assert len(files) == 12
+    assert _segments_held(files) == 12  # some may have been merged by compaction: in name order all the same
     first_steps = [Event.FromString(list(read_records(p))[1]).step for p in files]
     assert first_steps == sorted(first_steps)
     assert [parse_segment_sequence(p.name) for p in files] == sorted(parse_segment_sequence(p.name) for p in files)
     assert _scalar_steps(logdir, "loss") == list(range(300))
     assert _scalar_steps(logdir / "pair" / "a", "pair") == list(range(300))
-    assert len(list((logdir / "pair" / "b").glob("*tfevents*"))) == 12
+    assert _segments_held((logdir / "pair" / "b").glob("*tfevents*")) == 12
 
 
 def test_no_empty_segment_is_ever_created(tmp_path, writer_env, repo_id):
