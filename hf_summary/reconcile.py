@@ -12,6 +12,7 @@ import sqlite3
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from hf_summary.journal import (
     Journal,
@@ -142,10 +143,12 @@ def iter_disk_segments(logdir: Path) -> list[tuple[str, str]]:
     return [(run, name) for sequence, run, name in sorted(f for f in found if f[0] is not None)]
 
 
-def changed_assets(logdir: Path, settings: RunSettings, pushed: dict[str, str]) -> dict[str, str]:
+def changed_assets(logdir: Path, settings: RunSettings, pushed: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Files other than segments that match the upload patterns (e.g. ``add_embedding``'s projector files,
-    another writer's event files) and changed since they were last pushed: logdir-relative path -> sha256.
-    ``pushed`` maps paths to the sha256 last pushed."""
+    another writer's event files) and may have changed since they were last pushed: logdir-relative path ->
+    ``{"size", "mtime_ns", "sha256"}``. ``pushed`` maps paths to that record as last pushed (older journals:
+    the sha256 alone). A file whose size and mtime are unchanged is not read again; one touched but not
+    changed comes back with its new stat signature (pushing it again is a no-op)."""
     from hf_summary.hub import path_matches
 
     changed = {}
@@ -155,9 +158,15 @@ def changed_assets(logdir: Path, settings: RunSettings, pushed: dict[str, str]) 
             continue
         if not path_matches(relative, settings.allow_patterns, settings.ignore_patterns):
             continue
-        digest = file_sha256(logdir / relative)
-        if pushed.get(relative) != digest:
-            changed[relative] = digest
+        try:
+            info = os.stat(logdir / relative)
+        except OSError:  # gone since the listing
+            continue
+        signature = {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
+        before = pushed.get(relative)
+        if isinstance(before, dict) and {key: before.get(key) for key in signature} == signature:
+            continue
+        changed[relative] = {**signature, "sha256": file_sha256(logdir / relative)}
     return changed
 
 

@@ -340,11 +340,14 @@ def _check_hub(
 
 def _committed_verdict(row: SegmentRow, logdir: Path, remote: dict[str, RemoteFile]) -> tuple[bool | None, bool]:
     """For a committed segment: whether the Hub holds it (``None``: only downloading it can tell), and whether
-    its file on disk still has the recorded content (so it can be pushed again)."""
+    its file on disk still has the recorded content, so it can be pushed again (read only when that matters:
+    not when the Hub's LFS sha256 already says it holds it)."""
+    found = remote.get(row.path_in_repo)
+    if found is not None and found.sha256 is not None and found.holds(row.size, row.sha256, None):
+        return True, True  # no need to read the local copy
     path = row.local_path(logdir)
     local = file_digests(path) if path.is_file() else None
     local_ok = local is not None and local[0] == row.size and local[1] == row.sha256
-    found = remote.get(row.path_in_repo)
     verdict = False if found is None else found.holds(row.size, row.sha256, local[2] if local_ok else None)
     return verdict, local_ok
 
