@@ -23,10 +23,11 @@ from tensorboardX.summary import hparams, scalar
 from tensorboardX.writer import DummyFileWriter
 
 from hf_summary import hub
+from hf_summary._events import scalar_event, tag_field
 from hf_summary._launcher import UploaderProcess
 from hf_summary._summaries import tensor_scalar, tensor_summary, with_discrete_domains
 from hf_summary.journal import Journal, RunSettings
-from hf_summary.reconcile import logdir_relative, open_or_rebuild, repo_path
+from hf_summary.reconcile import JOURNAL_DIR, logdir_relative, open_or_rebuild, repo_path
 from hf_summary.segments import (
     SealedFile,
     Segment,
@@ -47,6 +48,8 @@ class ExistingRunError(FileExistsError):
 _STARTUP_HUB_TIMEOUT_S = 3.0
 EXISTING_RUN_CHOICES = ("continue", "error")
 _SIGNAL_LOCK_WAIT_S = 0.5
+_PREPARED_DIR = "prepared"
+_SCALAR_TAG_CACHE = 10_000
 
 
 class HFSummaryWriter(SummaryWriter):
@@ -145,6 +148,10 @@ class HFSummaryWriter(SummaryWriter):
         self._create_time = psutil.Process().create_time()
         self._lock = threading.Lock()
         self._segments: dict[str, _OpenSegment] = {}
+        # The next segment of each run dir that rolled, made ready by the ticker (sequence, journal row, header)
+        # under the journal's directory; the first event after a roll only renames it into its run dir.
+        self._prepared: dict[str, _OpenSegment] = {}
+        self._scalar_tags: dict[str, bytes] = {}  # tag -> its encoded field, for add_scalar's lean path
         # Segments finished on disk whose journal row is still 'open' because the journal write failed (disk
         # full...): (row id, path, summary, or None to re-scan the file). Retried at each roll and in close().
         self._unrecorded: list[tuple[int, Path, SealedFile | None]] = []
@@ -313,7 +320,7 @@ class HFSummaryWriter(SummaryWriter):
     def _write(self, run: str, data: bytes) -> None:
         with self._lock:
             for _ in range(2):
-                current = self._segments.get(run) or self._start_segment(run)
+                current = self._segments.get(run) or self._take_prepared(run) or self._start_segment(run)
                 try:
                     current.segment.write_record(data)
                     return
@@ -323,6 +330,14 @@ class HFSummaryWriter(SummaryWriter):
             raise RuntimeError("could not write the event: segments keep being sealed under the writer")
 
     def _start_segment(self, run: str) -> _OpenSegment:
+        opened = self._segments[run] = self._new_segment(run, staged=False)
+        if opened.row_id is not None:
+            self._ensure_uploader()
+        return opened
+
+    def _new_segment(self, run: str, *, staged: bool) -> _OpenSegment:
+        """A new segment of ``run`` with its journal row and header record; ``staged``: created under the
+        journal's directory (no reader sees it there) for :meth:`_take_prepared` to rename into ``run``."""
         journal = self._journal
         name = segment_name(journal.next_sequence(), self._host, self._filename_suffix, run_id=self._run_id)
         relative = logdir_relative(run, name)
@@ -333,6 +348,8 @@ class HFSummaryWriter(SummaryWriter):
                 run, name, repo_path(self._settings, run, name), os.getpid(), self._create_time
             )
         path = self._logdir_path / relative
+        if staged:
+            target, path = path, self._logdir_path / JOURNAL_DIR / _PREPARED_DIR / name
         path.parent.mkdir(parents=True, exist_ok=True)
         segment = Segment(path)
         try:
@@ -344,10 +361,52 @@ class HFSummaryWriter(SummaryWriter):
                 with contextlib.suppress(OSError):
                     self._record_sealed()
             raise
-        opened = self._segments[run] = _OpenSegment(segment, row_id)
-        if uploadable:
-            self._ensure_uploader()
+        return _OpenSegment(segment, row_id, target if staged else None)
+
+    def _prepare_next(self, runs: list[str]) -> None:
+        """Ticker thread, before a roll: make the next segment of each of ``runs`` ready, off the training thread.
+        If the run's current segment changed meanwhile (the training thread started one the slow way, with a
+        later sequence), the prepared one would sort before it: it is discarded."""
+        for run in runs:
+            if run in self._prepared:
+                continue
+            current = self._segments.get(run)
+            opened = self._new_segment(run, staged=True)
+            with self._lock:
+                keep = run not in self._prepared and self._segments.get(run) is current
+                if keep:
+                    self._prepared[run] = opened
+            if not keep:
+                self._discard(opened)
+
+    def _take_prepared(self, run: str) -> _OpenSegment | None:
+        """Under the lock: move the prepared segment of ``run`` into its run dir (one rename) and make it current."""
+        opened = self._prepared.pop(run, None)
+        if opened is None:
+            return None
+        try:
+            opened.target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(opened.segment.path, opened.target)
+        except OSError:  # e.g. the run dir is on another file system: start one there instead
+            self._discard(opened)
+            return None
+        opened.segment.path, opened.target = opened.target, None
+        self._segments[run] = opened
         return opened
+
+    def _discard(self, opened: _OpenSegment) -> None:
+        """Forget a prepared segment that got no event: its file and its journal row."""
+        opened.segment.discard()
+        if opened.row_id is not None:
+            self._journal.drop_segment(opened.row_id)
+
+    def _discard_prepared(self) -> None:
+        with self._lock:
+            prepared = list(self._prepared.values())
+            self._prepared.clear()
+        for opened in prepared:
+            with contextlib.suppress(OSError):
+                self._discard(opened)
 
     # ---------------------------------------------------------------- rolling and pushing
 
@@ -365,6 +424,8 @@ class HFSummaryWriter(SummaryWriter):
         finally:
             if locked:
                 self._lock.release()
+        if self._closed:
+            self._discard_prepared()
         failure: OSError | None = None
         for opened in detached:
             sealed = None
@@ -408,6 +469,7 @@ class HFSummaryWriter(SummaryWriter):
     def _tick(self) -> None:
         while not self._stop_ticking.wait(self._settings.commit_every_s):
             try:
+                self._prepare_next(list(self._segments))
                 self._roll()
                 if self._journal.pending_segments():
                     with self._lock:  # _start_segment may be starting one too
@@ -581,9 +643,37 @@ class HFSummaryWriter(SummaryWriter):
     ) -> None:
         """tensorboardX's ``add_scalar``, plus torch's ``new_style``/``double_precision`` tensor scalars."""
         if not (new_style or double_precision):
+            if not (display_name or summary_description) and self._add_plain_scalar(
+                tag, scalar_value, global_step, walltime
+            ):
+                return
             super().add_scalar(tag, scalar_value, global_step, walltime, display_name, summary_description)
             return
         self._get_file_writer().add_summary(tensor_scalar(tag, scalar_value, double_precision), global_step, walltime)
+
+    def _add_plain_scalar(self, tag: str, value, global_step, walltime) -> bool:
+        """The lean path of a Python float/int scalar: its Event encoded directly (the same bytes protobuf
+        writes). Returns False, having done nothing, for anything else (tensorboardX's path handles it)."""
+        if type(value) not in (float, int) or (global_step is not None and type(global_step) is not int):
+            return False
+        writer = self._get_file_writer()
+        if type(writer) is not _RunWriter:
+            return False
+        field = self._scalar_tags.get(tag)
+        if field is None:
+            field = tag_field(tag)
+            if len(self._scalar_tags) < _SCALAR_TAG_CACHE:
+                self._scalar_tags[tag] = field
+        step, wall_time = writer.stamp(global_step, walltime)
+        try:
+            data = scalar_event(field, float(value), step, wall_time)
+        except OverflowError:  # an int too large for a float: tensorboardX raises the same
+            return False
+        if data is None:
+            return False
+        self._write(writer._run, data)
+        self._get_comet_logger().log_metric(tag, "", value, global_step)
+        return True
 
     def add_tensor(self, tag: str, tensor, global_step: int | None = None, walltime: float | None = None) -> None:
         """torch's ``add_tensor``: a float tensor as a TensorProto."""
@@ -634,13 +724,18 @@ class _RunWriter:
     def get_logdir(self) -> str:
         return self._logdir
 
-    def add_event(self, event: Event, step: int | None = None, walltime: float | None = None) -> None:
+    def stamp(self, step: int | None, walltime: float | None) -> tuple[int | None, float]:
+        """The step and wall time an event gets: the arguments, else ``use_metadata``'s, else now."""
         if walltime is None:
             walltime = self._default_metadata.get("walltime") or time.time()
-        event.wall_time = walltime
-        step = self._default_metadata.get("global_step") if step is None else step
+        if step is None:
+            step = self._default_metadata.get("global_step")
+        return (None if step is None else int(step)), walltime
+
+    def add_event(self, event: Event, step: int | None = None, walltime: float | None = None) -> None:
+        step, event.wall_time = self.stamp(step, walltime)
         if step is not None:
-            event.step = int(step)
+            event.step = step
         self._owner._write(self._run, event.SerializeToString())
 
     def add_summary(self, summary, global_step: int | None = None, walltime: float | None = None) -> None:
@@ -685,6 +780,7 @@ class _RunWriter:
 class _OpenSegment:
     segment: Segment
     row_id: int | None  # None: the file does not match the upload patterns, so the journal ignores it
+    target: Path | None = None  # a prepared segment's path in its run dir (it waits under the journal's directory)
 
 
 def _session_start():

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from helpers import event_keys
 from tensorboardX.proto.event_pb2 import Event
 
 from hf_summary import HFSummaryWriter
+from hf_summary.journal import Journal
 from hf_summary.segments import parse_segment_sequence, read_records
 
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
@@ -114,3 +116,26 @@ def test_each_event_is_in_the_os_when_add_returns(tmp_path, writer_env, repo_id)
             (segment,) = logdir.glob("*tfevents*")
             assert len(list(read_records(segment))) == step + 2  # the file_version record, then each event
             assert os.path.getsize(segment) == sum(len(d) + 16 for d in read_records(segment))
+
+
+def test_ticks_swap_in_prepared_segments(tmp_path, writer_env, repo_id):
+    """The ticker prepares each run dir's next segment under the journal's directory; the first event after a
+    roll renames it into place. Files still sort in creation order, nothing is lost or doubled, nothing
+    prepared outlives close()."""
+    logdir = tmp_path / "ticking"
+    prepared_dir = logdir / ".hf_summary" / "prepared"
+    with HFSummaryWriter(repo_id, logdir=logdir, commit_every=0.003) as writer:
+        step = 0
+        deadline = time.monotonic() + 60
+        while len(list(logdir.glob("*tfevents*"))) < 4 and time.monotonic() < deadline:
+            writer.add_scalar("loss", float(step), step)
+            step += 1
+            time.sleep(0.002)
+        assert prepared_dir.is_dir(), "the ticker prepared no segment"
+    assert not list(prepared_dir.iterdir())
+    with Journal(logdir, create=False) as journal:
+        assert not journal.open_segments()
+    files = sorted(logdir.glob("*tfevents*"))
+    assert len(files) >= 4
+    steps = [event.step for path in files for event in map(Event.FromString, read_records(path)) if event.summary.value]
+    assert steps == list(range(step))
