@@ -197,16 +197,13 @@ class Segment:
             raise ValueError(f"segment {self.path} is sealed")
         if self._torn:
             self._truncate_tail(fd)
-        length = _LEN.pack(len(data))
-        c = _crc32c(length)
+        n = len(data)
+        c = _crc32c(_LEN.pack(n))
         d = _crc32c(data)
-        record = b"".join(
-            (
-                length,
-                _CRC.pack((((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF),
-                data,
-                _CRC.pack((((d >> 15) | (d << 17)) + _MASK_DELTA) & 0xFFFFFFFF),
-            )
+        record = (
+            _HEADER.pack(n, (((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF)
+            + data
+            + _CRC.pack((((d >> 15) | (d << 17)) + _MASK_DELTA) & 0xFFFFFFFF)
         )
         try:
             written = os.write(fd, record)
