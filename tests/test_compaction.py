@@ -14,7 +14,14 @@ from trainer_kit import assert_journal_sound, assert_repo_matches_logdir, local_
 from hf_summary import HFSummaryWriter
 from hf_summary.compaction import FANOUT, mergeable
 from hf_summary.journal import SCHEMA_VERSION, Journal, SegmentRow
-from hf_summary.segments import merge_level, merged_name, read_records, segment_name, segment_span
+from hf_summary.segments import (
+    merge_level,
+    merged_name,
+    parse_segment_run_id,
+    read_records,
+    segment_name,
+    segment_span,
+)
 
 _V1_SCHEMA = """
 CREATE TABLE settings (id INTEGER PRIMARY KEY CHECK (id = 1), repo_id TEXT NOT NULL, repo_type TEXT NOT NULL,
@@ -76,15 +83,21 @@ def test_policy_bounds_files_and_upload_amplification_for_a_30_day_run():
 
 
 def test_merged_names_sort_where_their_first_segment_did_and_tell_their_span():
-    names = [segment_name(n, "host.a") for n in range(1, 20)]
+    def name(n: int, suffix: str = "") -> str:
+        return segment_name(1796165988000 + n, "host.a", suffix, run_id="0a1b2c3d")
+
+    names = [name(n) for n in range(1, 20)]
     first = merged_name(names[0], names[7], 1)
     second = merged_name(names[8], names[15], 1)
     top = merged_name(first, second, 2)
-    assert (segment_span(first), segment_span(second), segment_span(top)) == ((1, 8), (9, 16), (1, 16))
+    base = 1796165988000
+    assert (segment_span(first), segment_span(second), segment_span(top)) == (
+        (base + 1, base + 8), (base + 9, base + 16), (base + 1, base + 16))
     assert (merge_level(names[0]), merge_level(first), merge_level(top)) == (0, 1, 2)
-    assert sorted([names[16], top, segment_name(0, "host.a")]) == [segment_name(0, "host.a"), top, names[16]]
+    assert sorted([names[16], top, name(0)]) == [name(0), top, names[16]]
     assert len({first, top, names[0]}) == 3
-    assert merged_name(segment_name(3, "h", ".x"), segment_name(4, "h", ".x"), 1).endswith(".m1-0000000004.x")
+    assert parse_segment_run_id(top) == "0a1b2c3d"
+    assert merged_name(name(3, ".x"), name(4, ".x"), 1).endswith(f".m1-{base + 4:013d}.x")
 
 
 def test_a_version_1_journal_is_migrated_in_place(tmp_path):
@@ -103,7 +116,7 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path):
     with Journal(logdir, create=False) as journal:
         assert [row.name for row in journal.segments("committed")] == ["s1", "s2", "s3", "s4"]
         assert all(row.level == 0 and row.replaced_by is None for row in journal.segments())
-        assert journal.next_sequence() == 6
+        assert journal.next_sequence() >= 6
         assert journal.add_open_segment("", "s6", "p/s6", writer_pid=1) == 6
         assert journal.integrity_check() == "ok"
     conn = sqlite3.connect(logdir / ".hf_summary" / "journal.db")
