@@ -45,7 +45,7 @@ from pathlib import Path
 
 from hf_summary._faults import fault
 from hf_summary.hub import HubClient
-from hf_summary.journal import CompactionRow, Journal, RunSettings, SegmentRow
+from hf_summary.journal import CompactionRow, Journal, JournalError, RunSettings, SegmentRow
 from hf_summary.reconcile import JOURNAL_DIR, logdir_relative, repo_path
 from hf_summary.segments import concatenate, fsync_dir, merged_name
 
@@ -145,9 +145,14 @@ def _plan(journal: Journal, settings: RunSettings, run: str) -> CompactionRow | 
         logger.warning("not merging files of run dir %r: one changed on disk since it was committed", run)
         staged.unlink()
         return None
-    compaction_id = journal.plan_compaction(
-        run, level, name, repo_path(settings, run, name), merged.size, merged.sha256, [row.id for row in group]
-    )
+    try:
+        compaction_id = journal.plan_compaction(
+            run, level, name, repo_path(settings, run, name), merged.size, merged.sha256, [row.id for row in group]
+        )
+    except JournalError as exc:  # a member changed state since it was read: plan again at the next push
+        logger.warning("not merging files of run dir %r: %s", run, exc)
+        staged.unlink()
+        return None
     return next(c for c in journal.compactions("planned") if c.id == compaction_id)
 
 

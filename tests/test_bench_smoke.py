@@ -119,3 +119,23 @@ def test_preemption_bench_runs_and_ours_loses_nothing(tmp_path: Path) -> None:
     assert document["lost_events_max"]["ours"] == 0
     assert _is_number(document["seconds_to_hub"]["ours"])
     assert "| acknowledged events lost" in result.stdout
+
+
+def test_long_run_bench_runs_and_bounds_files(tmp_path: Path) -> None:
+    """`scripts/bench_long_run.py` at minimal size: every figure there for both writers; ours merged files."""
+    out = tmp_path / "long_run.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench_long_run.py"), "--ticks", "20", "--tick-s", "0.1",
+         "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, f"bench failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
+    document = json.loads(out.read_text())
+    assert set(document) == {"ours", "huggingface_hub"}
+    for writer, figures in document.items():
+        assert _is_number(figures["bytes_received_per_logged"]), writer
+        assert _is_number(figures["last"]["add_ms_p99"]), writer
+    ours = document["ours"]
+    assert ours["segments"] >= 20 * 3 and ours["recover_status"] == 0 and ours["recover_commits"] == 0
+    assert ours["final_hub_files_per_run"] < 20
+    assert "| event files per run dir on the Hub (max) |" in result.stdout
