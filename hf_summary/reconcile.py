@@ -23,7 +23,14 @@ from hf_summary.journal import (
     journal_path,
     move_aside,
 )
-from hf_summary.segments import file_sha256, merge_level, parse_segment_sequence, seal_tail, segment_span
+from hf_summary.segments import (
+    file_sha256,
+    merge_level,
+    parse_segment_run_id,
+    parse_segment_sequence,
+    seal_tail,
+    segment_span,
+)
 
 logger = logging.getLogger("hf_summary")
 
@@ -209,15 +216,16 @@ def register_disk_segments(journal: Journal, settings: RunSettings) -> int:
 
 def _covered_by_merges(files: list[tuple[str, str]]) -> set[tuple[str, str]]:
     """Files that a merged file of a higher level in the same run dir covers (it only reaches a run dir once the
-    Hub holds it): leftovers of a compaction whose swap in the logdir was cut short."""
-    merged: dict[str, list[tuple[tuple[int, int], int]]] = {}
+    Hub holds it) of the same run id: leftovers of a compaction whose swap in the logdir was cut short."""
+    merged: dict[tuple[str, str | None], list[tuple[tuple[int, int], int]]] = {}
     for run, name in files:
         if level := merge_level(name):
-            merged.setdefault(run, []).append((segment_span(name), level))
+            merged.setdefault((run, parse_segment_run_id(name)), []).append((segment_span(name), level))
     covered = set()
     for run, name in files:
         span, level = segment_span(name), merge_level(name)
-        if any(lo <= span[0] and span[1] <= hi and level < top for (lo, hi), top in merged.get(run, ())):
+        tops = merged.get((run, parse_segment_run_id(name)), ())
+        if any(lo <= span[0] and span[1] <= hi and level < top for (lo, hi), top in tops):
             covered.add((run, name))
     return covered
 

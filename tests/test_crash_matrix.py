@@ -18,13 +18,14 @@ from trainer_kit import (
     cli,
     commit_titles,
     hub_env,
+    local_segments,
     loss_steps,
     pid_gone,
 )
 
 from hf_summary import HFSummaryWriter
 from hf_summary.compaction import FANOUT
-from hf_summary.journal import Journal
+from hf_summary.journal import Journal, move_aside
 from hf_summary.localhub.testing import LocalHub
 from hf_summary.verify import iter_events
 
@@ -242,3 +243,24 @@ def test_uploader_killed_during_a_compaction(tmp_path, writer_env, repo_id, poin
         assert not journal.compactions("committed")
         if point != "after_compaction_planned":  # the Hub took the merge: it is finished
             assert len(journal.compactions("applied")) == 1 and not journal.compactions("planned")
+
+
+def test_journal_lost_in_the_middle_of_a_compaction_swap_then_recover(tmp_path, writer_env, repo_id):
+    """The uploader dies between moving the merged file into the logdir and unlinking what it replaced, then
+    the journal is lost too: `recover` rebuilds it from disk, drops the leftovers the merged file covers, and
+    the repo and the logdir again hold the same files, every event once."""
+    hub = writer_env
+    logdir = tmp_path / "swap-lost"
+    env = {"REPO": repo_id, **hub_env(hub), "HF_SUMMARY_FAULT_POINT": "during_compaction_swap"}
+    with Trainer(logdir, env, tmp_path) as trainer:
+        for _ in range(FANOUT):
+            trainer.command("log 20", "logged")
+            assert trainer.command("push wait", "pushed")["ok"]
+        _kill_at("during_compaction_swap", trainer, steps=20)
+        trainer.sigkill()
+    assert any(".m1-" in name for name in local_segments(logdir))
+    move_aside(logdir)
+    result = cli("recover", str(logdir), "--repo-id", repo_id, env=hub_env(hub))
+    assert result.returncode == 0, result.stdout + result.stderr
+    _check(hub, repo_id, logdir, tmp_path, trainer.acked + 1)
+    _each_event_once(logdir)
