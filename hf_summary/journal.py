@@ -21,17 +21,17 @@ Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_versio
     creation order). run (logdir-relative directory, ``/``-separated, ``""`` = logdir), name,
     path_in_repo (UNIQUE), state, size, sha256, attempts, last_error, created_at, sealed_at,
     committed_at, commit_oid, writer_pid, writer_create_time (the writer process's create time, so that a
-    reused pid is not taken for a live writer). ``(run, name)`` is UNIQUE too.
-    level (0 = a segment the writer wrote; L >= 1 = a merged file made by compaction), replaced_by (the
+    reused pid is not taken for a live writer), level (0 = a segment the writer wrote; L >= 1 = a merged file made by compaction), replaced_by (the
     ``compactions`` row that merged it away, set when the merge is planned). A partial index on
     ``(run, name)`` over the rows not ``replaced`` keeps a run dir's live files one short index scan away.
+    ``(run, name)`` is UNIQUE too.
 ``compactions`` one row per merge of committed files of one run dir into one file of ``level``: run, level,
     name, path_in_repo, size, sha256, state (``planned`` -> ``committed`` -> ``applied``), segment_id (the
     merged file's ``segments`` row, once committed), created_at, committed_at, commit_oid. The files it
     replaces are the ``segments`` rows whose replaced_by is its id.
 ``lease``     at most one row (id 1): the live drainer's pid, create_time, host, acquired_at,
     heartbeat_at.
-``history``   recent events for ``status``: at, kind (``commit``, ``error``, ``requeue``, ``lease``,
+``history``   recent events for ``status``: at, kind (``commit``, ``error``, ``requeue``, ``lease``, ``compaction``,
     ``preemption`` (field ``signal``), ``final_push`` (``segments``, ``bytes``, ``commits``: what the
     pushes of the final drain after a preemption carried; ``pending`` after it, ``last_commit``), ...), message, fields (JSON object). Trimmed to the last :data:`HISTORY_KEEP` rows, always keeping
     the newest row of each kind.
@@ -41,6 +41,8 @@ Segment states::
     open --mark_sealed--> sealed --mark_committed--> committed
                             ^                            |
                             +------requeue_segments------+   (the Hub lacks what was committed)
+                                                         |
+                                        (compaction) --> replaced  (merged into a file of a higher level)
     drop_segment deletes an open row (its file got no record) or a sealed one (its file vanished).
     add_sealed_segment inserts straight into ``sealed`` (rebuilding from files on disk).
 
@@ -56,7 +58,8 @@ Compaction (hf_summary/compaction.py)::
 Schema versions: 1 (no compaction); 2 adds ``segments.level``, ``segments.replaced_by``, the ``replaced`` state
 and ``compactions``. A version-1 journal is migrated in place when opened.
 
-A row becomes ``committed`` only with the commit oid the Hub returned. Failures never change the
+A row becomes ``committed`` only with the commit oid the Hub returned (or, for a merged file whose commit a
+crash interrupted, once the Hub is seen holding it: its oid then stays unknown). Failures never change the
 state: ``record_failure`` counts the attempt and keeps the error, and the segment stays pending.
 """
 
