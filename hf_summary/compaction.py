@@ -134,6 +134,7 @@ def _plan(journal: Journal, settings: RunSettings, run: str) -> CompactionRow | 
     name = merged_name(group[0].name, group[-1].name, level)
     staged = staging_path(journal.logdir, run, name)
     staged.parent.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(staged.parent, 0o700)  # mkdir's mode is subject to the umask
     staged.unlink(missing_ok=True)  # left by a crash before the plan was recorded
     try:
         merged, read = concatenate([row.local_path(journal.logdir) for row in group], staged)

@@ -350,6 +350,8 @@ class HFSummaryWriter(SummaryWriter):
         path = self._logdir_path / relative
         if staged:
             target, path = path, self._logdir_path / JOURNAL_DIR / _PREPARED_DIR / name
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(path.parent, 0o700)  # mkdir's mode is subject to the umask
         path.parent.mkdir(parents=True, exist_ok=True)
         segment = Segment(path)
         try:
