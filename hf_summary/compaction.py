@@ -47,7 +47,7 @@ from hf_summary._faults import fault
 from hf_summary.hub import HubClient
 from hf_summary.journal import CompactionRow, Journal, JournalError, RunSettings, SegmentRow
 from hf_summary.reconcile import JOURNAL_DIR, logdir_relative, repo_path
-from hf_summary.segments import concatenate, fsync_dir, merged_name
+from hf_summary.segments import concatenate, fsync_dir, merged_name, segment_span
 
 logger = logging.getLogger("hf_summary")
 
@@ -113,11 +113,12 @@ def staging_path(logdir: Path, run: str, name: str) -> Path:
 
 
 def mergeable(live: list[SegmentRow]) -> list[SegmentRow] | None:
-    """The oldest :data:`FANOUT` adjacent files (in name order) that are committed, not being merged, and of
-    one level; ``None`` if there are none."""
+    """The oldest :data:`FANOUT` adjacent files (in name order) that are committed, not being merged, of one
+    level, and segments or merged files (never ``hf-summary watch``'s copies, whose rows tell where copying
+    resumes); ``None`` if there are none."""
     streak: list[SegmentRow] = []
     for row in live:
-        if row.state != "committed" or row.replaced_by is not None:
+        if row.state != "committed" or row.replaced_by is not None or segment_span(row.name) is None:
             streak = []
             continue
         streak = [*streak, row] if streak and streak[-1].level == row.level else [row]

@@ -260,8 +260,6 @@ def test_commit_failure_status_and_history(journal: Journal) -> None:
         "committed_bytes": 0,
         "replaced_segments": 0,
         "unfinished_compactions": 0,
-        "conflicting_segments": 0,
-        "preemption": None,
         "last_commit": None,
         "last_error": None,
         "preemption": None,
