@@ -48,7 +48,8 @@ PRAGMA user_version = 1;
 
 
 def _row(n: int, level: int = 0) -> SegmentRow:
-    return SegmentRow(n, "", f"f{n:06d}", f"p/{n}", "committed", 1, "x", 0, None, 0.0, None, None, None, None,
+    name = segment_name(n, "host", run_id="0a1b2c3d")
+    return SegmentRow(n, "", name, f"p/{name}", "committed", 1, "x", 0, None, 0.0, None, None, None, None,
                       level=level)
 
 
