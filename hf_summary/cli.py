@@ -1,4 +1,4 @@
-"""The `hf-summary` command line: `hub`, `demo`, `status`, `recover`, `watch`."""
+"""The `hf-summary` command line: `hub`, `demo`, `view`, `status`, `recover`, `watch`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from hf_summary.demo import DemoResult
 
 
 def _add_hub_parser(commands: argparse._SubParsersAction) -> None:
@@ -69,26 +73,119 @@ def _add_demo_parser(commands: argparse._SubParsersAction) -> None:
         "With no HF_ENDPOINT and no token configured, a local Hub is started for it.",
     )
     demo.add_argument("--steps", type=int, default=200, help="training steps per phase (default: 200)")
+    demo.add_argument(
+        "--view",
+        action="store_true",
+        help="then keep the Hub running and show the run in a live TensorBoard (`hf-summary view`) until Ctrl-C",
+    )
     demo.set_defaults(handler=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    import signal
+
     from huggingface_hub.utils import disable_progress_bars
 
     from hf_summary.demo import run_demo
+    from hf_summary.view import ViewError
+
+    status = 1
+
+    def report(result: DemoResult) -> None:
+        nonlocal status
+        print(f"Repo: {result.endpoint}/{result.repo_id}")
+        print(f"Commits ({len(result.commits)}, newest first):")
+        for commit in result.commits:
+            print(f"  {commit}")
+        print(f"Events logged: {result.logged}; events on the Hub: {result.on_hub}")
+        if result.on_hub != result.logged:
+            print("MISMATCH: the Hub does not hold every logged event", file=sys.stderr)
+            return
+        print("OK: every logged event is on the Hub", flush=True)
+        status = 0
+        if args.view:
+            _view_demo(result)
 
     disable_progress_bars()
-    result = run_demo(steps=args.steps)
-    print(f"Repo: {result.endpoint}/{result.repo_id}")
-    print(f"Commits ({len(result.commits)}, newest first):")
-    for commit in result.commits:
-        print(f"  {commit}")
-    print(f"Events logged: {result.logged}; events on the Hub: {result.on_hub}")
-    if result.on_hub != result.logged:
-        print("MISMATCH: the Hub does not hold every logged event", file=sys.stderr)
-        return 1
-    print("OK: every logged event is on the Hub")
+    if args.view:
+        signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        run_demo(steps=args.steps, then=report)
+    except ViewError as exc:
+        print(f"hf-summary demo: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if not args.view:
+            raise
+        print("Stopped.", flush=True)
+    return status
+
+
+def _view_demo(result: DemoResult) -> None:
+    from hf_summary.view import Target, run
+
+    print(f"Repo page: {result.endpoint}/{result.repo_id}", flush=True)
+    print("Press Ctrl-C to stop.", flush=True)
+    run(
+        Target(repo_id=result.repo_id, path=result.path_in_repo),
+        endpoint=result.endpoint,
+        token=result.token,
+        cache_dir=result.workdir / "view",
+        say=lambda line: print(line, flush=True),
+    )
+
+
+def _add_view_parser(commands: argparse._SubParsersAction) -> None:
+    view = commands.add_parser(
+        "view",
+        help="a live local TensorBoard of a run on the Hub",
+        description="Keep a local mirror of a run's event files on the Hub, start TensorBoard on it and print its "
+        "URL, and refresh the mirror every few seconds: new files are fetched once, files the Hub no longer has "
+        "are removed. The token comes from HF_TOKEN or the stored login; the Hub from HF_ENDPOINT. A directory "
+        "instead of a repo id views a local logdir. Ctrl-C stops it and TensorBoard. Needs TensorBoard: "
+        "pip install 'hf-summary[view]'.",
+    )
+    view.add_argument("source", metavar="REPO_ID|LOGDIR", help="repo id (user/name), or a local logdir")
+    view.add_argument("--repo-type", default="model", choices=["model", "dataset", "space"])
+    view.add_argument("--revision", default="main", help="branch, tag or commit (default: main)")
+    view.add_argument("--path", default="", metavar="PATH_IN_REPO",
+                      help="folder of the run(s) in the repo (default: the whole repo)")
+    view.add_argument("--host", default="127.0.0.1", help="address TensorBoard listens on (default: 127.0.0.1)")
+    view.add_argument("--port", type=int, default=None,
+                      help="TensorBoard's port; 0 picks a free one (default: TensorBoard's, 6006 or the next free)")
+    view.add_argument("--cache-dir", type=Path, default=None,
+                      help="keep downloads (DIR/hub) and the mirror (DIR/view) here instead of the Hugging Face cache")
+    view.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
+                      help="seconds between refreshes (default: 5)")
+    view.set_defaults(handler=_run_view)
+
+
+def _run_view(args: argparse.Namespace) -> int:
+    import signal
+
+    from huggingface_hub.utils import disable_progress_bars
+
+    from hf_summary.view import Target, ViewError, run
+
+    if not args.interval > 0:
+        print("hf-summary view: --interval must be > 0", file=sys.stderr)
+        return 2
+    disable_progress_bars()
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        target = Target.parse(args.source, repo_type=args.repo_type, revision=args.revision, path=args.path)
+        run(target, interval_s=args.interval, host=args.host, port=args.port, cache_dir=args.cache_dir,
+            say=lambda line: print(line, flush=True))
+    except ViewError as exc:
+        print(f"hf-summary view: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("Stopped.", flush=True)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _add_status_parser(commands: argparse._SubParsersAction) -> None:
@@ -377,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_hub_parser(commands)
     _add_demo_parser(commands)
+    _add_view_parser(commands)
     _add_status_parser(commands)
     _add_recover_parser(commands)
     _add_watch_parser(commands)

@@ -29,6 +29,9 @@ class DemoResult:
     commits: list[str]
     logged: int
     on_hub: int
+    token: str | None
+    path_in_repo: str
+    workdir: Path  # scratch space that lives as long as the Hub the demo used (until run_demo returns)
 
 
 @contextlib.contextmanager
@@ -67,7 +70,14 @@ def _train(writer: HFSummaryWriter, steps: int) -> None:
     writer.add_text("summary", f"final loss {float(np.mean((features @ weights - target) ** 2)):.4f}", steps)
 
 
-def run_demo(*, steps: int = 200, say: Callable[[str], None] = print) -> DemoResult:
+def run_demo(
+    *,
+    steps: int = 200,
+    say: Callable[[str], None] = print,
+    then: Callable[[DemoResult], None] | None = None,
+) -> DemoResult:
+    """Train, push and count. ``then`` is called with the result while the demo's Hub still runs (e.g. to
+    view the run); it may block until the user interrupts it."""
     with _hub(say) as (endpoint, token, namespace), tempfile.TemporaryDirectory(prefix="hf-summary-demo-") as tmp:
         if endpoint is not None:
             os.environ["HF_ENDPOINT"] = endpoint
@@ -80,10 +90,16 @@ def run_demo(*, steps: int = 200, say: Callable[[str], None] = print) -> DemoRes
             _train(writer, steps)  # a second phase, pushed on exit
         client = HubClient(repo_id=repo_id, endpoint=endpoint, token=token)
         downloaded = client.download("tensorboard/demo-run", Path(tmp) / "from-hub")
-        return DemoResult(
-            endpoint=endpoint or "https://huggingface.co",
+        result = DemoResult(
+            endpoint=client.endpoint,
             repo_id=repo_id,
             commits=[f"{c.oid[:10]} {c.title}" for c in client.commits()],
             logged=count_events(logdir),
             on_hub=count_events(downloaded / "tensorboard" / "demo-run"),
+            token=token,
+            path_in_repo="tensorboard",
+            workdir=Path(tmp),
         )
+        if then is not None:
+            then(result)
+        return result

@@ -64,6 +64,14 @@ class PathConflictError(PermanentHubError):
         self.paths = paths
 
 
+class NotFoundHubError(PermanentHubError):
+    """The repo, revision or folder (``what``) does not exist, or the token cannot see it (a private repo)."""
+
+    def __init__(self, message: str, what: str):
+        super().__init__(message)
+        self.what = what
+
+
 @dataclass(frozen=True)
 class CommitResult:
     oid: str
@@ -136,7 +144,8 @@ def classify(exc: BaseException) -> HubError:
     if isinstance(exc, HubError):
         return exc
     if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError)):
-        return MissingRepoError(f"{type(exc).__name__}: {_first_line(exc)}")
+        what = "repo" if isinstance(exc, RepositoryNotFoundError) else "revision"
+        return NotFoundHubError(f"{type(exc).__name__}: {_first_line(exc)}", what)
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else None
         if status is None or status in _TRANSIENT_STATUSES:
@@ -187,6 +196,7 @@ class HubClient:
         self.repo_type = repo_type
         self.revision = revision
         self._api = HfApi(endpoint=endpoint, token=token, library_name="hf-summary")
+        self.endpoint = self._api.endpoint
 
     def ensure_repo(self, *, private: bool | None) -> str:
         """Create the repo (and the branch) if missing; never change an existing repo's visibility.
@@ -316,15 +326,25 @@ class HubClient:
             raise classify(exc) from exc
         return True
 
-    def list_files(self, prefix: str) -> dict[str, RemoteFile]:
-        """Every file under ``prefix`` at the revision, keyed by path in repo (empty if the folder is absent)."""
+    def head(self) -> str:
+        """The commit id the revision points at now."""
+        try:
+            return str(self._api.repo_info(self.repo_id, repo_type=self.repo_type, revision=self.revision).sha)
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def list_files(self, prefix: str, *, commit: str | None = None, missing_ok: bool = True) -> dict[str, RemoteFile]:
+        """Every file under ``prefix`` at ``commit`` (default: the revision), keyed by path in repo.
+
+        An absent folder gives ``{}``, or :class:`NotFoundHubError` when ``missing_ok`` is false.
+        """
         try:
             entries = self._api.list_repo_tree(
                 self.repo_id,
                 path_in_repo=prefix or None,
                 recursive=True,
                 repo_type=self.repo_type,
-                revision=self.revision,
+                revision=commit or self.revision,
             )
             files = {}
             for entry in entries:
@@ -336,8 +356,10 @@ class HubClient:
                         sha256=entry.lfs.sha256 if entry.lfs else None,
                     )
             return files
-        except EntryNotFoundError:
-            return {}
+        except EntryNotFoundError as exc:
+            if missing_ok:
+                return {}
+            raise NotFoundHubError(f"there is no folder {prefix!r} in {self.repo_id}", "folder") from exc
         except Exception as exc:
             raise classify(exc) from exc
 
@@ -356,6 +378,17 @@ class HubClient:
             for entry in entries
             if isinstance(entry, RepoFile)
         }
+
+    def fetch_file(self, path: str, *, commit: str, cache_dir: Path) -> Path:
+        """Download one file of ``commit`` into the Hugging Face cache at ``cache_dir`` (once: a cached file
+        is not fetched again); returns the path of its content there."""
+        try:
+            local = self._api.hf_hub_download(
+                self.repo_id, path, repo_type=self.repo_type, revision=commit, cache_dir=cache_dir
+            )
+        except Exception as exc:
+            raise classify(exc) from exc
+        return Path(local).resolve()
 
     def download(self, prefix: str, dest: Path) -> Path:
         """Fetch every file under ``prefix`` into ``dest`` (same layout as the repo); returns ``dest``."""

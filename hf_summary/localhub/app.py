@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from hf_summary.localhub import api, files, lfs
+from hf_summary.localhub import api, files, lfs, page
 from hf_summary.localhub.auth import Caller, check_read, check_write, identify
 from hf_summary.localhub.errors import HubError, bad_request
 from hf_summary.localhub.storage import Repo, Storage
@@ -147,6 +147,8 @@ def route(segments: list[str]) -> tuple[Routes, dict[str, str]]:
 def _web_route(repo_type: str, namespace: str, name: str, rest: list[str]) -> tuple[Routes, dict[str, str]]:
     params = {"type": repo_type, "namespace": namespace, "name": name}
     match rest:
+        case []:
+            return {"GET": page.repo_page}, params
         case ["resolve", revision, *path] if path:
             return {"GET": files.resolve, "HEAD": files.resolve}, {
                 **params,

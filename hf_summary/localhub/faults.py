@@ -13,10 +13,11 @@ never faulted, throttled or counted:
   neither, serve the request normally. The first rule that fires wins. `bandwidth_bps` limits how
   fast each request body is read. Rules live in memory and are gone after a restart.
 - `DELETE /_localhub/faults` clears rules and bandwidth limit.
-- `GET /_localhub/stats`: `{"requests": N, "bytes_received": N, "repos": {...}}`. `requests` counts
-  every non-admin request (faulted ones included) and `bytes_received` every request-body byte read
-  from them (commit bodies, LFS PUTs, preupload and other JSON bodies alike), both since the server
-  started. `repos` maps `<type>/<namespace>/<name>` to `{"commits", "files", "bytes"}` as defined by
+- `GET /_localhub/stats`: `{"requests": N, "bytes_received": N, "downloads": {...}, "repos": {...}}`.
+  `requests` counts every non-admin request (faulted ones included) and `bytes_received` every
+  request-body byte read from them (commit bodies, LFS PUTs, preupload and other JSON bodies alike),
+  both since the server started. `downloads` maps `<type>/<namespace>/<name>/<path>` to the number of
+  `GET .../resolve/<any revision>/<path>` requests for it (HEADs are not counted). `repos` maps `<type>/<namespace>/<name>` to `{"commits", "files", "bytes"}` as defined by
   `Storage.repo_stats` (commits in `main`'s history; files and total bytes at `main`'s head).
 """
 
@@ -33,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -121,6 +123,7 @@ class FaultsAndStats:
         self.bandwidth_bps: int | None = None
         self.requests = 0
         self.bytes_received = 0
+        self.downloads: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,6 +134,8 @@ class FaultsAndStats:
             await response(scope, receive, send)
             return
         self.requests += 1
+        if scope["method"] == "GET" and (key := _download_key(scope)):
+            self.downloads[key] = self.downloads.get(key, 0) + 1
         server_receive, receive = receive, self._metered(receive)
         rule = next((r for r in self.rules if r.fires(scope["method"], scope["path"])), None)
         if rule is None:
@@ -179,7 +184,12 @@ class FaultsAndStats:
             case "GET", "/_localhub/stats":
                 repos = await run_in_threadpool(self.repo_stats)
                 return JSONResponse(
-                    {"requests": self.requests, "bytes_received": self.bytes_received, "repos": repos}
+                    {
+                        "requests": self.requests,
+                        "bytes_received": self.bytes_received,
+                        "downloads": self.downloads,
+                        "repos": repos,
+                    }
                 )
             case "DELETE", "/_localhub/faults":
                 self.rules, self.bandwidth_bps = [], None
@@ -206,6 +216,17 @@ class FaultsAndStats:
             return JSONResponse({"error": f"Invalid faults: {e}"}, status_code=400)
         self.rules, self.bandwidth_bps = rules, bandwidth
         return JSONResponse({"rules": len(rules)})
+
+
+def _download_key(scope: Scope) -> str | None:
+    """`<type>/<namespace>/<name>/<path>` of a `/resolve/` request, or None for any other path."""
+    raw = scope.get("raw_path") or scope["path"].encode()
+    segments = [unquote(s) for s in raw.decode("latin-1").split("/")[1:]]
+    repo_type = {"datasets": "dataset", "spaces": "space"}.get(segments[0] if segments else "", "model")
+    rest = segments if repo_type == "model" else segments[1:]
+    if len(rest) < 5 or rest[2] != "resolve":
+        return None
+    return "/".join([repo_type, rest[0], rest[1], *rest[4:]])
 
 
 async def _drop_connection(receive: Receive) -> None:

@@ -1,0 +1,229 @@
+"""`hf-summary view`: a live local TensorBoard of a run on the Hub (or of a local logdir).
+
+A run on the Hub is mirrored with :class:`hf_summary.mirror.Mirror` and refreshed every few seconds while
+TensorBoard watches the mirror. TensorBoard runs in a child interpreter that exits when its stdin closes,
+so it never outlives this process, even one that is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from hf_summary.hub import HubClient, HubError, NotFoundHubError, check_repo_id
+from hf_summary.mirror import Mirror
+from hf_summary.segments import is_event_file
+
+INSTALL_HINT = "TensorBoard is not installed: pip install 'hf-summary[view]'"
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 10.0
+_URL_LINE = re.compile(r"TensorBoard \S+ at (http://\S+?)/? \(Press CTRL\+C to quit\)")
+# Exit as soon as our parent closes the pipe (ends or dies), then run TensorBoard's own main.
+_CHILD = (
+    "import os, sys, threading\n"
+    "threading.Thread(target=lambda: (sys.stdin.buffer.read(), os._exit(0)), daemon=True).start()\n"
+    "from tensorboard.main import run_main\n"
+    "sys.argv = ['tensorboard', *sys.argv[1:]]\n"
+    "run_main()\n"
+)
+
+
+class ViewError(Exception):
+    """The run cannot be viewed; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to view: a repo (``repo_id`` set) or a local logdir (``logdir`` set)."""
+
+    repo_id: str | None = None
+    logdir: Path | None = None
+    repo_type: str = "model"
+    revision: str = "main"
+    path: str = ""
+
+    @classmethod
+    def parse(cls, source: str, **repo: str) -> Target:
+        """An existing directory is a local logdir; anything else must be a repo id."""
+        if Path(source).is_dir():
+            return cls(logdir=Path(source).resolve())
+        try:
+            check_repo_id(source)
+        except ValueError as exc:
+            raise ViewError(f"{source!r} is neither a directory nor a repo id: {exc}") from None
+        return cls(repo_id=source, **repo)
+
+    def describe(self) -> str:
+        if self.logdir is not None:
+            return str(self.logdir)
+        where = f" in folder {self.path!r}" if self.path else ""
+        return f"{self.repo_type} {self.repo_id} @ {self.revision}{where}"
+
+
+def require_tensorboard() -> None:
+    """Raise :class:`ViewError` with the install command when TensorBoard cannot be imported."""
+    if importlib.util.find_spec("tensorboard") is None:
+        raise ViewError(INSTALL_HINT)
+
+
+class TensorBoard:
+    """A TensorBoard server on ``logdir`` in a child process (context manager); ``url`` once started."""
+
+    def __init__(self, logdir: Path, *, host: str = "127.0.0.1", port: int | None = None, reload_s: float = 2.0):
+        require_tensorboard()
+        self.command = [sys.executable, "-c", _CHILD, "--logdir", str(logdir), "--host", host,
+                        "--reload_interval", f"{reload_s:g}"]
+        if port is not None:
+            self.command += ["--port", str(port)]
+        self.url = ""
+        self._process: subprocess.Popen[str] | None = None
+        self._output: collections.deque[str] = collections.deque(maxlen=20)
+
+    @property
+    def pid(self) -> int:
+        if self._process is None:
+            raise RuntimeError("TensorBoard is not running")
+        return self._process.pid
+
+    def __enter__(self) -> TensorBoard:
+        self._process = subprocess.Popen(
+            self.command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        found = threading.Event()
+        threading.Thread(target=self._read_output, args=(found,), daemon=True).start()
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while not found.wait(0.1):
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    raise ViewError(f"TensorBoard did not start: {self.last_output()}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _read_output(self, found: threading.Event) -> None:
+        assert self._process is not None and self._process.stderr is not None
+        for line in self._process.stderr:
+            self._output.append(line.rstrip())
+            match = _URL_LINE.search(line)
+            if match and not found.is_set():
+                self.url = match.group(1)
+                found.set()
+
+    def last_output(self) -> str:
+        return " / ".join(line for line in self._output if line) or "no output"
+
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self) -> None:
+        """Close its stdin (it exits at once), then kill it by its pid if it has not exited in time."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin:
+            process.stdin.close()
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _not_found(target: Target, client: HubClient, token: str | None, exc: NotFoundHubError) -> ViewError:
+    if exc.what == "folder":
+        return ViewError(f"{target.repo_id} has no folder {target.path!r} at revision {target.revision!r}.")
+    if exc.what == "revision":
+        return ViewError(f"{target.repo_id} has no revision {target.revision!r}.")
+    from huggingface_hub import get_token
+
+    hint = ("the token in use cannot see it: use one of a user who may read it"
+            if token or get_token() else "log in (`hf auth login`) or set HF_TOKEN")
+    return ViewError(f"No {target.repo_type} repo {target.repo_id!r} on {client.endpoint}. If it is private, {hint}.")
+
+
+def _local_event_files(logdir: Path) -> Iterator[Path]:
+    return (p for p in logdir.rglob("*") if p.is_file() and is_event_file(p.name))
+
+
+@contextmanager
+def serve(
+    target: Target,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    cache_dir: Path | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> Iterator[Callable[[], None]]:
+    """Mirror the run (if on the Hub), start TensorBoard on it and yield a ``refresh()`` function to call
+    every few seconds. ``say`` gets the TensorBoard URL and every change. ``endpoint`` and ``token``
+    default to huggingface_hub's (``HF_ENDPOINT``, ``HF_TOKEN`` or the stored login). Raises
+    :class:`ViewError` when the repo, revision or folder does not exist or holds no event files;
+    TensorBoard is stopped on exit."""
+    require_tensorboard()
+    if target.logdir is not None:
+        if next(_local_event_files(target.logdir), None) is None:
+            raise ViewError(f"{target.logdir} holds no event files (files named *tfevents*).")
+        logdir, refresh = target.logdir, _alive_check
+    else:
+        client = HubClient(repo_id=target.repo_id, repo_type=target.repo_type, revision=target.revision,
+                           endpoint=endpoint, token=token)
+        mirror = Mirror(client, target.path, cache_dir=cache_dir)
+        try:
+            first = mirror.refresh()
+        except NotFoundHubError as exc:
+            raise _not_found(target, client, token, exc) from None
+        except HubError as exc:
+            raise ViewError(f"{target.describe()}: {exc}") from None
+        if not mirror.logdir.is_dir() or next(_local_event_files(mirror.logdir), None) is None:
+            raise ViewError(f"{target.describe()} holds no event files (files named *tfevents*).")
+        say(f"Mirroring {target.describe()} into {mirror.logdir} ({len(first.added)} file(s) fetched)")
+        logdir, refresh = mirror.logdir, _mirror_refresher(mirror, say)
+    with TensorBoard(logdir, host=host, port=port) as board:
+        say(f"TensorBoard at {board.url}/ (pid {board.pid})")
+
+        def check() -> None:
+            if not board.alive():
+                raise ViewError(f"TensorBoard exited: {board.last_output()}")
+            refresh()
+
+        yield check
+
+
+def _alive_check() -> None:
+    """A local logdir needs no refresh: TensorBoard watches it directly."""
+
+
+def _mirror_refresher(mirror: Mirror, say: Callable[[str], None]) -> Callable[[], None]:
+    def refresh() -> None:
+        try:
+            change = mirror.refresh()
+        except HubError as exc:  # the Hub may be down for a while: keep showing what is mirrored
+            say(f"refresh failed, retrying: {exc}")
+            return
+        if change.added or change.removed:
+            say(f"fetched {len(change.added)} new event file(s), removed {len(change.removed)}")
+
+    return refresh
+
+
+def run(target: Target, *, interval_s: float = 5.0, **options: object) -> None:
+    """:func:`serve` and refresh every ``interval_s`` seconds until interrupted (KeyboardInterrupt)."""
+    with serve(target, **options) as refresh:  # type: ignore[arg-type]
+        while True:
+            time.sleep(interval_s)
+            refresh()
