@@ -130,7 +130,7 @@ def _view_demo(result: DemoResult) -> None:
         Target(repo_id=result.repo_id, path=result.path_in_repo),
         endpoint=result.endpoint,
         token=result.token,
-        cache_dir=result.workdir / "view",
+        cache_dir=result.workdir,
         say=lambda line: print(line, flush=True),
     )
 

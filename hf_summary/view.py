@@ -149,7 +149,7 @@ def _not_found(target: Target, client: HubClient, token: str | None, exc: NotFou
         return ViewError(f"{target.repo_id} has no revision {target.revision!r}.")
     from huggingface_hub import get_token
 
-    hint = ("the token in use cannot see it: use one of a user who may read it"
+    hint = ("the token in use cannot read it: use a token of a user who can"
             if token or get_token() else "log in (`hf auth login`) or set HF_TOKEN")
     return ViewError(f"No {target.repo_type} repo {target.repo_id!r} on {client.endpoint}. If it is private, {hint}.")
 

@@ -128,3 +128,13 @@ def test_stats(faulty_hub: LocalHub, hub_api: HfApi, repo_id: str) -> None:
     assert after["repos"][f"model/{repo_id}"] == {"commits": 2, "files": 2, "bytes": 3002}
     HfApi(endpoint=faulty_hub.endpoint, token=faulty_hub.token()).create_repo(repo_id, repo_type="dataset")
     assert faulty_hub.stats()["repos"][f"dataset/{repo_id}"] == {"commits": 1, "files": 0, "bytes": 0}
+
+
+def test_stats_count_downloads_per_file_whatever_the_revision(
+    faulty_hub: LocalHub, hub_api: HfApi, repo_id: str, tmp_path
+) -> None:
+    commit = hub_api.upload_file(path_or_fileobj=b"abc", path_in_repo="d/x y.txt", repo_id=repo_id)
+    for revision in ("main", commit.oid):
+        hub_api.hf_hub_download(repo_id, "d/x y.txt", revision=revision, cache_dir=tmp_path / revision)
+    assert hub_api.file_exists(repo_id, "d/x y.txt")  # a HEAD: not a download
+    assert faulty_hub.stats()["downloads"][f"model/{repo_id}/d/x y.txt"] == 2

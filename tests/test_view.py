@@ -1,0 +1,153 @@
+"""`hf-summary view`: a live TensorBoard of a run on the local Hub, checked through TensorBoard's HTTP API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from helpers import REPO_ROOT, wait_until
+from huggingface_hub import HfApi
+from view_kit import STOP_S, ViewProcess, hub_env, logged_steps, tb_steps
+
+from hf_summary import HFSummaryWriter
+from hf_summary.segments import is_event_file
+
+
+def repo_downloads(hub, repo_id: str) -> dict[str, int]:
+    """GET /resolve requests per file of the repo, as the local Hub counted them."""
+    return {key: n for key, n in hub.stats()["downloads"].items() if key.startswith(f"model/{repo_id}/")}
+
+
+def _log(writer: HFSummaryWriter, steps: range) -> None:
+    for step in steps:
+        writer.add_scalar("train/loss", 1 / (step + 1), step)
+        writer.add_scalars("lr", {"a": step * 0.1, "b": step * 0.2}, step)
+    assert writer.push_to_hub(timeout=60)
+
+
+def test_view_follows_a_live_private_run_and_downloads_each_file_once(tmp_path, hub, writer_env, repo_id):
+    logdir = tmp_path / "live"
+    args = ["view", repo_id, "--port", "0", "--interval", "1", "--cache-dir", str(tmp_path / "cache")]
+    with HFSummaryWriter(repo_id, logdir=logdir, commit_every=60, repo_private=True) as writer:
+        _log(writer, range(0, 30))
+        with ViewProcess(args, hub_env(hub, tmp_path, hub.token("alice")), tmp_path) as view:
+            url, tb_pid = view.tensorboard()
+            tb_processes = [psutil.Process(tb_pid), *psutil.Process(tb_pid).children(recursive=True)]
+            for start in (30, 70, 110):  # the writer goes on pushing while view runs
+                _log(writer, range(start, start + 40))
+            writer.close()
+            expected = logged_steps(logdir, "tensorboard/live")
+            assert len(expected) == 3 and all(steps == set(range(150)) for steps in expected.values())
+            wait_until(lambda: tb_steps(url) == expected, 90, interval=1, message="every step of every tag")
+
+            api = HfApi(endpoint=hub.endpoint, token=hub.token("alice"))
+            remote = [p for p in api.list_repo_files(repo_id) if is_event_file(p)]
+            assert len(remote) >= 4
+            downloads = repo_downloads(hub, repo_id)
+            assert downloads == {f"model/{repo_id}/{path}": 1 for path in remote}
+
+            mirror = Path(view.line("Mirroring ").split(" into ")[1].rsplit(" (", 1)[0])
+            gone = remote[0]
+            api.delete_file(gone, repo_id, commit_message="compaction removed a segment")
+            wait_until(lambda: not (mirror / gone).exists(), 30, interval=0.2, message=f"{gone} leaves the mirror")
+            left = sorted(p.relative_to(mirror).as_posix() for p in mirror.rglob("*") if p.is_file())
+            assert left == sorted(remote[1:])
+            assert view.line("fetched 0 new event file(s), removed 1")
+            assert repo_downloads(hub, repo_id) == downloads  # nothing was fetched again
+
+            assert view.interrupt() == 0
+            assert view.lines[-1] == "Stopped."
+            wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tb_processes),
+                       STOP_S, message="TensorBoard and its data server stop")
+
+
+def test_view_resumes_from_its_mirror_without_downloading_again(tmp_path, hub, writer_env, repo_id):
+    logdir = tmp_path / "again"
+    with HFSummaryWriter(repo_id, logdir=logdir, commit_every=60) as writer:
+        for step in range(20):
+            writer.add_scalar("loss", step, step)
+    env = hub_env(hub, tmp_path, None)
+    args = ["view", repo_id, "--path", "tensorboard", "--port", "0", "--cache-dir", str(tmp_path / "cache")]
+    for fetched in (1, 0):
+        with ViewProcess(args, env, tmp_path) as view:
+            assert f"({fetched} file(s) fetched)" in view.line("Mirroring ")
+            url, _ = view.tensorboard()
+            wait_until(lambda url=url: tb_steps(url) == {("again", "loss"): set(range(20))}, 60, interval=1)
+            assert view.interrupt() == 0
+    assert list(repo_downloads(hub, repo_id).values()) == [1]
+
+
+def test_view_of_a_local_logdir(tmp_path):
+    from tensorboardX import SummaryWriter
+
+    with SummaryWriter(str(tmp_path / "runs" / "local")) as writer:
+        for step in range(15):
+            writer.add_scalar("acc", step / 15, step)
+    env = {k: v for k, v in os.environ.items() if k != "HF_ENDPOINT"}
+    with ViewProcess(["view", str(tmp_path / "runs"), "--port", "0"], env, tmp_path) as view:
+        url, _ = view.tensorboard()
+        wait_until(lambda: tb_steps(url) == {("local", "acc"): set(range(15))}, 60, interval=1)
+        assert view.interrupt() == 0
+
+
+@pytest.fixture
+def event_repo(hub, writer_env, repo_id, tmp_path) -> str:
+    """A public repo with one run under tensorboard/."""
+    with HFSummaryWriter(repo_id, logdir=tmp_path / "run", commit_every=60) as writer:
+        writer.add_scalar("loss", 1.0, 0)
+    return repo_id
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing repo", "No model repo 'alice/{name}-nope' on http://127.0.0.1:"),
+        ("private, no token", "No model repo 'alice/{name}-private' on http://127.0.0.1:"),
+        ("empty repo", "holds no event files"),
+        ("missing folder", "has no folder 'nope' at revision 'main'"),
+        ("missing revision", "has no revision 'nope'"),
+        ("wrong type", "No dataset repo"),
+        ("not a repo id", "is neither a directory nor a repo id"),
+    ],
+)
+def test_view_says_clearly_what_is_wrong(tmp_path, hub, event_repo, repo_name, case, message):
+    api = HfApi(endpoint=hub.endpoint, token=hub.token("alice"))
+    args = {
+        "missing repo": [f"alice/{repo_name}-nope"],
+        "private, no token": [f"alice/{repo_name}-private"],
+        "empty repo": [f"alice/{repo_name}-empty"],
+        "missing folder": [event_repo, "--path", "nope"],
+        "missing revision": [event_repo, "--revision", "nope"],
+        "wrong type": [event_repo, "--repo-type", "dataset"],
+        "not a repo id": ["no//such dir"],
+    }[case]
+    if case == "private, no token":
+        api.create_repo(args[0], private=True)
+        api.upload_file(path_or_fileobj=b"x", path_in_repo="tensorboard/r/events.out.tfevents.1.h", repo_id=args[0])
+    if case == "empty repo":
+        api.create_repo(args[0])
+    result = subprocess.run(
+        [sys.executable, "-m", "hf_summary", "view", *args, "--port", "0", "--cache-dir", str(tmp_path / "cache")],
+        env={**hub_env(hub, tmp_path, None), "PYTHONPATH": str(REPO_ROOT)},
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message.format(name=repo_name) in result.stderr
+    assert "Traceback" not in result.stderr
+    if case == "private, no token":
+        assert "HF_TOKEN" in result.stderr
+
+
+def test_view_without_tensorboard_says_how_to_install_it(tmp_path):
+    code = (
+        "import sys; sys.modules['tensorboard'] = None  # as if it were not installed\n"
+        "from hf_summary.cli import main; sys.exit(main(['view', 'alice/anything']))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "pip install 'hf-summary[view]'" in result.stderr

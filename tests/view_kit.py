@@ -1,0 +1,106 @@
+"""Test kit for `hf-summary view`: run it (or `demo --view`) in a subprocess and read TensorBoard's HTTP API."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from helpers import REPO_ROOT, wait_until
+
+START_S = 150.0  # TensorBoard's first start on a busy 2-core machine
+STOP_S = 15.0
+
+
+class ViewProcess:
+    """`hf-summary <args>` in a subprocess, its output lines collected by a thread (context manager)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hf_summary", *args],
+            env={**env, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1"},
+            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._queue.put(line.rstrip("\n"))
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self.lines.append(self._queue.get_nowait())
+            except queue.Empty:
+                return
+
+    def line(self, prefix: str, timeout: float = START_S) -> str:
+        """The first output line starting with ``prefix`` (waiting for it)."""
+
+        def found() -> str | None:
+            self._drain()
+            return next((line for line in self.lines if line.startswith(prefix)), None)
+
+        return wait_until(found, timeout, interval=0.1, message=f"a line {prefix!r}; got {self.lines}")
+
+    def tensorboard(self) -> tuple[str, int]:
+        """(TensorBoard's URL, its pid) from the `TensorBoard at URL (pid N)` line."""
+        words = self.line("TensorBoard at ").split()
+        return words[2], int(words[4].rstrip(")"))
+
+    def interrupt(self, timeout: float = 30.0) -> int:
+        """Ctrl-C (SIGINT to its pid) and wait for it to exit; returns the exit status."""
+        self.process.send_signal(signal.SIGINT)
+        status = self.process.wait(timeout)
+        self._drain()
+        return status
+
+    def __enter__(self) -> ViewProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def hub_env(hub, tmp_path: Path, token: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1")
+    return env | ({"HF_TOKEN": token} if token else {})
+
+
+def tb_get(url: str, path: str, **query: str) -> object:
+    with urllib.request.urlopen(f"{url}{path}?{urllib.parse.urlencode(query)}", timeout=30) as response:
+        return json.load(response)
+
+
+def tb_steps(url: str) -> dict[tuple[str, str], set[int]]:
+    """{(run, tag): steps} of every scalar TensorBoard serves."""
+    tags = tb_get(url, "data/plugin/scalars/tags")
+    return {
+        (run, tag): {point[1] for point in tb_get(url, "data/plugin/scalars/scalars", run=run, tag=tag)}
+        for run, run_tags in tags.items()
+        for tag in run_tags
+    }
+
+
+def logged_steps(logdir: Path, run_prefix: str) -> dict[tuple[str, str], set[int]]:
+    from hf_summary.verify import iter_events
+
+    steps: dict[tuple[str, str], set[int]] = {}
+    for run, event in iter_events(logdir):
+        for value in event.summary.value:
+            key = ("/".join(p for p in (run_prefix, run) if p), value.tag)
+            steps.setdefault(key, set()).add(event.step)
+    return steps
