@@ -50,6 +50,10 @@ class Mirror:
         self._head: str | None = None
         self._files: dict[str, RemoteFile] = {}  # by path in repo: what the mirror holds
 
+    def __len__(self) -> int:
+        """How many event files the mirror holds."""
+        return len(self._files)
+
     def refresh(self) -> Refresh:
         """Bring the mirror up to the revision's head. Raises :class:`hf_summary.hub.HubError`; the first
         refresh raises :class:`hf_summary.hub.NotFoundHubError` when the folder does not exist."""
@@ -57,7 +61,7 @@ class Mirror:
         if head == self._head:
             return Refresh(added=[], removed=[])
         listing = self.client.list_files(self.path, commit=head, missing_ok=self._head is not None)
-        remote = {path: entry for path, entry in listing.items() if is_event_file(path)}
+        remote = {path: entry for path, entry in listing.items() if is_event_file(path) and _inside(path)}
         if self._head is None:
             self._adopt(remote)
         removed = [self._remove(path) for path in sorted(self._files) if path not in remote]
@@ -107,3 +111,9 @@ class Mirror:
             folder.rmdir()
         del self._files[path]
         return path
+
+
+def _inside(path_in_repo: str) -> bool:
+    """Whether the path stays inside the mirror (a Hub never sends ``..`` or absolute paths; never trust it)."""
+    parts = path_in_repo.split("/")
+    return not path_in_repo.startswith("/") and ".." not in parts and "" not in parts

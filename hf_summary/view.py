@@ -189,9 +189,12 @@ def serve(
             raise _not_found(target, client, token, exc) from None
         except HubError as exc:
             raise ViewError(f"{target.describe()}: {exc}") from None
-        if not mirror.logdir.is_dir() or next(_local_event_files(mirror.logdir), None) is None:
+        except OSError as exc:
+            raise ViewError(f"cannot write the mirror in {mirror.logdir}: {exc}") from None
+        if not len(mirror):
             raise ViewError(f"{target.describe()} holds no event files (files named *tfevents*).")
-        say(f"Mirroring {target.describe()} into {mirror.logdir} ({len(first.added)} file(s) fetched)")
+        say(f"Mirroring {target.describe()} into {mirror.logdir} "
+            f"({len(first.added)} file(s) fetched, {len(mirror) - len(first.added)} already there)")
         logdir, refresh = mirror.logdir, _mirror_refresher(mirror, say)
     with TensorBoard(logdir, host=host, port=port) as board:
         say(f"TensorBoard at {board.url}/ (pid {board.pid})")
@@ -212,7 +215,7 @@ def _mirror_refresher(mirror: Mirror, say: Callable[[str], None]) -> Callable[[]
     def refresh() -> None:
         try:
             change = mirror.refresh()
-        except HubError as exc:  # the Hub may be down for a while: keep showing what is mirrored
+        except (HubError, OSError) as exc:  # the Hub may be down for a while: keep showing what is mirrored
             say(f"refresh failed, retrying: {exc}")
             return
         if change.added or change.removed:
@@ -221,9 +224,19 @@ def _mirror_refresher(mirror: Mirror, say: Callable[[str], None]) -> Callable[[]
     return refresh
 
 
-def run(target: Target, *, interval_s: float = 5.0, **options: object) -> None:
+def run(
+    target: Target,
+    *,
+    interval_s: float = 5.0,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    cache_dir: Path | None = None,
+    endpoint: str | None = None,
+    token: str | None = None,
+    say: Callable[[str], None] = lambda line: None,
+) -> None:
     """:func:`serve` and refresh every ``interval_s`` seconds until interrupted (KeyboardInterrupt)."""
-    with serve(target, **options) as refresh:  # type: ignore[arg-type]
+    with serve(target, host=host, port=port, cache_dir=cache_dir, endpoint=endpoint, token=token, say=say) as refresh:
         while True:
             time.sleep(interval_s)
             refresh()

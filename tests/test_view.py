@@ -51,6 +51,7 @@ def test_view_follows_a_live_private_run_and_downloads_each_file_once(tmp_path, 
             assert downloads == {f"model/{repo_id}/{path}": 1 for path in remote}
 
             mirror = Path(view.line("Mirroring ").split(" into ")[1].rsplit(" (", 1)[0])
+            assert mirror.is_relative_to(tmp_path / "cache" / "view")
             gone = remote[0]
             api.delete_file(gone, repo_id, commit_message="compaction removed a segment")
             wait_until(lambda: not (mirror / gone).exists(), 30, interval=0.2, message=f"{gone} leaves the mirror")
@@ -72,9 +73,9 @@ def test_view_resumes_from_its_mirror_without_downloading_again(tmp_path, hub, w
             writer.add_scalar("loss", step, step)
     env = hub_env(hub, tmp_path, None)
     args = ["view", repo_id, "--path", "tensorboard", "--port", "0", "--cache-dir", str(tmp_path / "cache")]
-    for fetched in (1, 0):
+    for fetched, there in ((1, 0), (0, 1)):
         with ViewProcess(args, env, tmp_path) as view:
-            assert f"({fetched} file(s) fetched)" in view.line("Mirroring ")
+            assert f"({fetched} file(s) fetched, {there} already there)" in view.line("Mirroring ")
             url, _ = view.tensorboard()
             wait_until(lambda url=url: tb_steps(url) == {("again", "loss"): set(range(20))}, 60, interval=1)
             assert view.interrupt() == 0
