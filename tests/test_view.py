@@ -11,7 +11,7 @@ import psutil
 import pytest
 from helpers import REPO_ROOT, wait_until
 from huggingface_hub import HfApi
-from view_kit import STOP_S, ViewProcess, hub_env, logged_steps, tb_steps
+from view_kit import STOP_S, ViewProcess, alive, hub_env, logged_steps, tb_steps
 
 from hf_summary import HFSummaryWriter
 from hf_summary.segments import is_event_file
@@ -62,11 +62,11 @@ def test_view_follows_a_live_private_run_and_downloads_each_file_once(tmp_path, 
 
             assert view.interrupt() == 0
             assert view.lines[-1] == "Stopped."
-            wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tb_processes),
-                       STOP_S, message="TensorBoard and its data server stop")
+            wait_until(lambda: not any(alive(p) for p in tb_processes), STOP_S,
+                       message="TensorBoard and its data server stop")
 
 
-def test_view_resumes_from_its_mirror_without_downloading_again(tmp_path, hub, writer_env, repo_id):
+def test_view_killed_takes_tensorboard_along_and_resumes_from_its_mirror(tmp_path, hub, writer_env, repo_id):
     logdir = tmp_path / "again"
     with HFSummaryWriter(repo_id, logdir=logdir, commit_every=60) as writer:
         for step in range(20):
@@ -76,9 +76,15 @@ def test_view_resumes_from_its_mirror_without_downloading_again(tmp_path, hub, w
     for fetched, there in ((1, 0), (0, 1)):
         with ViewProcess(args, env, tmp_path) as view:
             assert f"({fetched} file(s) fetched, {there} already there)" in view.line("Mirroring ")
-            url, _ = view.tensorboard()
+            url, tb_pid = view.tensorboard()
             wait_until(lambda url=url: tb_steps(url) == {("again", "loss"): set(range(20))}, 60, interval=1)
-            assert view.interrupt() == 0
+            if fetched:  # SIGKILL: no chance to stop TensorBoard, which notices its parent is gone
+                tb_processes = [psutil.Process(tb_pid), *psutil.Process(tb_pid).children(recursive=True)]
+                view.process.kill()
+                view.process.wait(STOP_S)
+                wait_until(lambda ps=tb_processes: not any(alive(p) for p in ps), STOP_S, message="TensorBoard exits")
+            else:
+                assert view.interrupt() == 0
     assert list(repo_downloads(hub, repo_id).values()) == [1]
 
 

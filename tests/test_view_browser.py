@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 from helpers import wait_until
-from view_kit import STOP_S, ViewProcess
+from view_kit import STOP_S, ViewProcess, alive
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -60,5 +60,4 @@ def test_demo_view_shows_the_scalar_charts_in_a_browser(tmp_path):
                 browser.close()
         assert demo.interrupt() == 0
         assert demo.lines[-1] == "Stopped."
-        wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in children),
-                   STOP_S, message="the local Hub and TensorBoard stop")
+        wait_until(lambda: not any(alive(p) for p in children), STOP_S, message="the local Hub and TensorBoard stop")

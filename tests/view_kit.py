@@ -13,6 +13,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import psutil
 from helpers import REPO_ROOT, wait_until
 
 START_S = 150.0  # TensorBoard's first start on a busy 2-core machine
@@ -72,6 +73,14 @@ class ViewProcess:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait()
+
+
+def alive(process: psutil.Process) -> bool:
+    """Whether the process still runs (a zombie does not)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def hub_env(hub, tmp_path: Path, token: str | None) -> dict[str, str]:
