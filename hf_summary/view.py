@@ -76,12 +76,17 @@ def require_tensorboard() -> None:
 
 
 class TensorBoard:
-    """A TensorBoard server on ``logdir`` in a child process (context manager); ``url`` once started."""
+    """A TensorBoard server on ``logdir`` in a child process (context manager); ``url`` once started.
+
+    It uses TensorBoard's Python loader (``--load_fast=false``): after a compaction the merged file sorts before
+    the file being read, and the Python loader skips it, keeping every event once, while rustboard's step
+    preemption would hide every step logged after the merged range until a restart (tfevents-notes.md §3).
+    """
 
     def __init__(self, logdir: Path, *, host: str = "127.0.0.1", port: int | None = None, reload_s: float = 2.0):
         require_tensorboard()
         self.command = [sys.executable, "-c", _CHILD, "--logdir", str(logdir), "--host", host,
-                        "--reload_interval", f"{reload_s:g}"]
+                        "--reload_interval", f"{reload_s:g}", "--load_fast", "false"]
         if port is not None:
             self.command += ["--port", str(port)]
         self.url = ""

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 from helpers import REPO_ROOT, wait_until
-from huggingface_hub import HfApi
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from view_kit import STOP_S, ViewProcess, alive, hub_env, logged_steps, tb_steps
 
 from hf_summary import HFSummaryWriter
@@ -29,36 +29,53 @@ def _log(writer: HFSummaryWriter, steps: range) -> None:
     assert writer.push_to_hub(timeout=60)
 
 
-def test_view_follows_a_live_private_run_and_downloads_each_file_once(tmp_path, hub, writer_env, repo_id):
+def _compact(api: HfApi, repo_id: str, logdir: Path, run: str) -> tuple[str, list[str]]:
+    """Merge the run's first two segments on the Hub as compaction does: one commit adds their concatenation,
+    named to sort where the first one was, and deletes both. Returns (merged path, replaced paths)."""
+    names = sorted(p.name for p in logdir.iterdir() if is_event_file(p.name))[:2]
+    merged = f"{run}/{names[0]}-merged"
+    operations = [
+        CommitOperationAdd(merged, b"".join((logdir / name).read_bytes() for name in names)),
+        *(CommitOperationDelete(f"{run}/{name}") for name in names),
+    ]
+    api.create_commit(repo_id, operations, commit_message="compaction")
+    return merged, [f"{run}/{name}" for name in names]
+
+
+def test_view_follows_a_live_private_run_through_compaction_downloading_each_file_once(
+    tmp_path, hub, writer_env, repo_id
+):
     logdir = tmp_path / "live"
+    api = HfApi(endpoint=hub.endpoint, token=hub.token("alice"))
     args = ["view", repo_id, "--port", "0", "--interval", "1", "--cache-dir", str(tmp_path / "cache")]
     with HFSummaryWriter(repo_id, logdir=logdir, commit_every=60, repo_private=True) as writer:
         _log(writer, range(0, 30))
         with ViewProcess(args, hub_env(hub, tmp_path, hub.token("alice")), tmp_path) as view:
             url, tb_pid = view.tensorboard()
             tb_processes = [psutil.Process(tb_pid), *psutil.Process(tb_pid).children(recursive=True)]
-            for start in (30, 70, 110):  # the writer goes on pushing while view runs
-                _log(writer, range(start, start + 40))
-            writer.close()
-            expected = logged_steps(logdir, "tensorboard/live")
-            assert len(expected) == 3 and all(steps == set(range(150)) for steps in expected.values())
-            wait_until(lambda: tb_steps(url) == expected, 90, interval=1, message="every step of every tag")
-
-            api = HfApi(endpoint=hub.endpoint, token=hub.token("alice"))
-            remote = [p for p in api.list_repo_files(repo_id) if is_event_file(p)]
-            assert len(remote) >= 4
-            downloads = repo_downloads(hub, repo_id)
-            assert downloads == {f"model/{repo_id}/{path}": 1 for path in remote}
-
             mirror = Path(view.line("Mirroring ").split(" into ")[1].rsplit(" (", 1)[0])
             assert mirror.is_relative_to(tmp_path / "cache" / "view")
-            gone = remote[0]
-            api.delete_file(gone, repo_id, commit_message="compaction removed a segment")
-            wait_until(lambda: not (mirror / gone).exists(), 30, interval=0.2, message=f"{gone} leaves the mirror")
-            left = sorted(p.relative_to(mirror).as_posix() for p in mirror.rglob("*") if p.is_file())
-            assert left == sorted(remote[1:])
-            assert view.line("fetched 0 new event file(s), removed 1")
-            assert repo_downloads(hub, repo_id) == downloads  # nothing was fetched again
+            for start in (30, 70):  # the writer goes on pushing while view runs
+                _log(writer, range(start, start + 40))
+            wait_until(lambda: tb_steps(url) == logged_steps(logdir, "tensorboard/live"), 90, interval=1,
+                       message="every step so far")
+            listed = {p for p in api.list_repo_files(repo_id) if is_event_file(p)}
+
+            merged, replaced = _compact(api, repo_id, logdir, "tensorboard/live")
+            wait_until(lambda: (mirror / merged).exists() and not any((mirror / p).exists() for p in replaced), 30,
+                       interval=0.2, message="the mirror follows the compaction")
+            assert view.line("fetched 1 new event file(s), removed 2")
+            _log(writer, range(110, 150))
+            writer.close()
+            expected = logged_steps(logdir, "tensorboard/live")
+            assert len(expected) == 3 and all(steps == list(range(150)) for steps in expected.values())
+            wait_until(lambda: tb_steps(url) == expected, 90, interval=1, message="every step of every tag, once")
+
+            remote = {p for p in api.list_repo_files(repo_id) if is_event_file(p)}
+            assert len(remote) >= 6 and merged in remote
+            left = {p.relative_to(mirror).as_posix() for p in mirror.rglob("*") if p.is_file()}
+            assert left == remote
+            assert repo_downloads(hub, repo_id) == {f"model/{repo_id}/{path}": 1 for path in listed | remote}
 
             assert view.interrupt() == 0
             assert view.lines[-1] == "Stopped."
@@ -77,7 +94,7 @@ def test_view_killed_takes_tensorboard_along_and_resumes_from_its_mirror(tmp_pat
         with ViewProcess(args, env, tmp_path) as view:
             assert f"({fetched} file(s) fetched, {there} already there)" in view.line("Mirroring ")
             url, tb_pid = view.tensorboard()
-            wait_until(lambda url=url: tb_steps(url) == {("again", "loss"): set(range(20))}, 60, interval=1)
+            wait_until(lambda url=url: tb_steps(url) == {("again", "loss"): list(range(20))}, 60, interval=1)
             if fetched:  # SIGKILL: no chance to stop TensorBoard, which notices its parent is gone
                 tb_processes = [psutil.Process(tb_pid), *psutil.Process(tb_pid).children(recursive=True)]
                 view.process.kill()
@@ -97,7 +114,7 @@ def test_view_of_a_local_logdir(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "HF_ENDPOINT"}
     with ViewProcess(["view", str(tmp_path / "runs"), "--port", "0"], env, tmp_path) as view:
         url, _ = view.tensorboard()
-        wait_until(lambda: tb_steps(url) == {("local", "acc"): set(range(15))}, 60, interval=1)
+        wait_until(lambda: tb_steps(url) == {("local", "acc"): list(range(15))}, 60, interval=1)
         assert view.interrupt() == 0
 
 

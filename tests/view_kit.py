@@ -94,22 +94,22 @@ def tb_get(url: str, path: str, **query: str) -> object:
         return json.load(response)
 
 
-def tb_steps(url: str) -> dict[tuple[str, str], set[int]]:
-    """{(run, tag): steps} of every scalar TensorBoard serves."""
+def tb_steps(url: str) -> dict[tuple[str, str], list[int]]:
+    """{(run, tag): sorted steps, repeats kept} of every scalar TensorBoard serves."""
     tags = tb_get(url, "data/plugin/scalars/tags")
     return {
-        (run, tag): {point[1] for point in tb_get(url, "data/plugin/scalars/scalars", run=run, tag=tag)}
+        (run, tag): sorted(point[1] for point in tb_get(url, "data/plugin/scalars/scalars", run=run, tag=tag))
         for run, run_tags in tags.items()
         for tag in run_tags
     }
 
 
-def logged_steps(logdir: Path, run_prefix: str) -> dict[tuple[str, str], set[int]]:
+def logged_steps(logdir: Path, run_prefix: str) -> dict[tuple[str, str], list[int]]:
+    """The same for the event files under ``logdir``, read record by record; runs are named ``run_prefix/dir``."""
     from hf_summary.verify import iter_events
 
-    steps: dict[tuple[str, str], set[int]] = {}
+    steps: dict[tuple[str, str], list[int]] = {}
     for run, event in iter_events(logdir):
         for value in event.summary.value:
-            key = ("/".join(p for p in (run_prefix, run) if p), value.tag)
-            steps.setdefault(key, set()).add(event.step)
-    return steps
+            steps.setdefault(("/".join(p for p in (run_prefix, run) if p), value.tag), []).append(event.step)
+    return {key: sorted(values) for key, values in steps.items()}
