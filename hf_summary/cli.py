@@ -87,7 +87,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from huggingface_hub.utils import disable_progress_bars
 
     from hf_summary.demo import run_demo
-    from hf_summary.view import ViewError
+    from hf_summary.view import ViewError, require_tensorboard
 
     status = 1
 
@@ -107,9 +107,10 @@ def _run_demo(args: argparse.Namespace) -> int:
             _view_demo(result)
 
     disable_progress_bars()
-    if args.view:
-        signal.signal(signal.SIGTERM, _interrupt)
     try:
+        if args.view:
+            require_tensorboard()  # before the training, not after it
+            signal.signal(signal.SIGTERM, _interrupt)
         run_demo(steps=args.steps, then=report)
     except ViewError as exc:
         print(f"hf-summary demo: {exc}", file=sys.stderr)

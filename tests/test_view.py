@@ -166,12 +166,15 @@ def test_view_says_clearly_what_is_wrong(tmp_path, hub, event_repo, repo_name, c
         assert "HF_TOKEN" in result.stderr
 
 
-def test_view_without_tensorboard_says_how_to_install_it(tmp_path):
+@pytest.mark.parametrize("command", [["view", "alice/anything"], ["demo", "--view"]])
+def test_without_tensorboard_view_says_how_to_install_it(tmp_path, command):
     code = (
         "import sys; sys.modules['tensorboard'] = None  # as if it were not installed\n"
-        "from hf_summary.cli import main; sys.exit(main(['view', 'alice/anything']))"
+        f"from hf_summary.cli import main; sys.exit(main({command!r}))"
     )
-    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_ENDPOINT")}
+    result = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(REPO_ROOT)},
                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "pip install 'hf-summary[view]'" in result.stderr
+    assert "Training" not in result.stdout  # the demo checks before it trains
