@@ -17,8 +17,9 @@ never faulted, throttled or counted:
   `requests` counts every non-admin request (faulted ones included) and `bytes_received` every
   request-body byte read from them (commit bodies, LFS PUTs, preupload and other JSON bodies alike),
   both since the server started. `downloads` maps `<type>/<namespace>/<name>/<path>` to the number of
-  `GET .../resolve/<any revision>/<path>` requests for it (HEADs are not counted). `repos` maps `<type>/<namespace>/<name>` to `{"commits", "files", "bytes"}` as defined by
-  `Storage.repo_stats` (commits in `main`'s history; files and total bytes at `main`'s head).
+  `GET .../resolve/<any revision>/<path>` requests for it (HEADs are not counted). `repos` maps
+  `<type>/<namespace>/<name>` to `{"commits", "files", "bytes"}` as defined by `Storage.repo_stats`
+  (commits in `main`'s history; files and total bytes at `main`'s head).
 """
 
 from __future__ import annotations
