@@ -48,7 +48,11 @@ class PermanentHubError(HubError):
 
 
 class MissingRepoError(PermanentHubError):
-    """The repo or its branch does not exist (or the token may not see it)."""
+    """The repo, its revision or a folder in it (``what``) does not exist (or the token may not see it)."""
+
+    def __init__(self, message: str, what: str = "repo"):
+        super().__init__(message)
+        self.what = what
 
 
 class PathConflictError(PermanentHubError):
@@ -62,14 +66,6 @@ class PathConflictError(PermanentHubError):
             "folder: a new path_in_repo or logdir name"
         )
         self.paths = paths
-
-
-class NotFoundHubError(PermanentHubError):
-    """The repo, revision or folder (``what``) does not exist, or the token cannot see it (a private repo)."""
-
-    def __init__(self, message: str, what: str):
-        super().__init__(message)
-        self.what = what
 
 
 @dataclass(frozen=True)
@@ -145,7 +141,7 @@ def classify(exc: BaseException) -> HubError:
         return exc
     if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError)):
         what = "repo" if isinstance(exc, RepositoryNotFoundError) else "revision"
-        return NotFoundHubError(f"{type(exc).__name__}: {_first_line(exc)}", what)
+        return MissingRepoError(f"{type(exc).__name__}: {_first_line(exc)}", what)
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else None
         if status is None or status in _TRANSIENT_STATUSES:
@@ -336,7 +332,7 @@ class HubClient:
     def list_files(self, prefix: str, *, commit: str | None = None, missing_ok: bool = True) -> dict[str, RemoteFile]:
         """Every file under ``prefix`` at ``commit`` (default: the revision), keyed by path in repo.
 
-        An absent folder gives ``{}``, or :class:`NotFoundHubError` when ``missing_ok`` is false.
+        An absent folder gives ``{}``, or :class:`MissingRepoError` when ``missing_ok`` is false.
         """
         try:
             entries = self._api.list_repo_tree(
@@ -359,7 +355,7 @@ class HubClient:
         except EntryNotFoundError as exc:
             if missing_ok:
                 return {}
-            raise NotFoundHubError(f"there is no folder {prefix!r} in {self.repo_id}", "folder") from exc
+            raise MissingRepoError(f"there is no folder {prefix!r} in {self.repo_id}", "folder") from exc
         except Exception as exc:
             raise classify(exc) from exc
 

@@ -56,7 +56,7 @@ class Mirror:
 
     def refresh(self) -> Refresh:
         """Bring the mirror up to the revision's head. Raises :class:`hf_summary.hub.HubError`; the first
-        refresh raises :class:`hf_summary.hub.NotFoundHubError` when the folder does not exist."""
+        refresh raises :class:`hf_summary.hub.MissingRepoError` when the folder does not exist."""
         head = self.client.head()
         if head == self._head:
             return Refresh(added=[], removed=[])

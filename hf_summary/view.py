@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hf_summary.hub import HubClient, HubError, NotFoundHubError, check_repo_id
+from hf_summary.hub import HubClient, HubError, MissingRepoError, check_repo_id
 from hf_summary.mirror import Mirror
 from hf_summary.segments import is_event_file
 
@@ -147,7 +147,7 @@ class TensorBoard:
             process.wait()
 
 
-def _not_found(target: Target, client: HubClient, token: str | None, exc: NotFoundHubError) -> ViewError:
+def _not_found(target: Target, client: HubClient, token: str | None, exc: MissingRepoError) -> ViewError:
     if exc.what == "folder":
         return ViewError(f"{target.repo_id} has no folder {target.path!r} at revision {target.revision!r}.")
     if exc.what == "revision":
@@ -190,7 +190,7 @@ def serve(
         mirror = Mirror(client, target.path, cache_dir=cache_dir)
         try:
             first = mirror.refresh()
-        except NotFoundHubError as exc:
+        except MissingRepoError as exc:
             raise _not_found(target, client, token, exc) from None
         except HubError as exc:
             raise ViewError(f"{target.describe()}: {exc}") from None
