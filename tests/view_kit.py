@@ -46,13 +46,20 @@ class ViewProcess:
                 return
 
     def line(self, prefix: str, timeout: float = START_S) -> str:
-        """The first output line starting with ``prefix`` (waiting for it)."""
+        """The first output line starting with ``prefix``, waiting for it (not past the process's exit)."""
 
         def found() -> str | None:
+            exited = self.process.poll() is not None
             self._drain()
-            return next((line for line in self.lines if line.startswith(prefix)), None)
+            line = next((line for line in self.lines if line.startswith(prefix)), None)
+            if line is None and exited and self._queue.empty():
+                raise AssertionError(f"exited ({self.process.returncode}) with no line {prefix!r}: {self.lines}")
+            return line
 
-        return wait_until(found, timeout, interval=0.1, message=f"a line {prefix!r}; got {self.lines}")
+        try:
+            return wait_until(found, timeout, interval=0.1)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; output so far: {self.lines}") from None
 
     def tensorboard(self) -> tuple[str, int]:
         """(TensorBoard's URL, its pid) from the `TensorBoard at URL (pid N)` line."""
@@ -70,9 +77,13 @@ class ViewProcess:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """Stop it as a user would (Ctrl-C: it stops what it started), and kill it if that does not work."""
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            try:
+                self.interrupt()
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 def alive(process: psutil.Process) -> bool:
