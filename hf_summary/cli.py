@@ -166,12 +166,14 @@ def _run_view(args: argparse.Namespace) -> int:
 
     from huggingface_hub.utils import disable_progress_bars
 
+    from hf_summary.hub import use_timeouts
     from hf_summary.view import Target, ViewError, run
 
     if not args.interval > 0:
         print("hf-summary view: --interval must be > 0", file=sys.stderr)
         return 2
     disable_progress_bars()
+    use_timeouts()  # a hung Hub fails a refresh (retried at the next one) instead of blocking it for good
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         target = Target.parse(args.source, repo_type=args.repo_type, revision=args.revision, path=args.path)

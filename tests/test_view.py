@@ -14,6 +14,7 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from view_kit import STOP_S, ViewProcess, alive, hub_env, logged_steps, tb_steps
 
 from hf_summary import HFSummaryWriter
+from hf_summary.localhub.testing import LocalHub
 from hf_summary.segments import is_event_file
 
 
@@ -103,6 +104,24 @@ def test_view_killed_takes_tensorboard_along_and_resumes_from_its_mirror(tmp_pat
             else:
                 assert view.interrupt() == 0
     assert list(repo_downloads(hub, repo_id).values()) == [1]
+
+
+def test_view_rides_out_a_hub_outage(tmp_path, monkeypatch):
+    with LocalHub() as own_hub:
+        monkeypatch.setenv("HF_ENDPOINT", own_hub.endpoint)
+        monkeypatch.setenv("HF_TOKEN", own_hub.token("alice"))
+        logdir = tmp_path / "outage"
+        args = ["view", "alice/outage", "--port", "0", "--interval", "0.5", "--cache-dir", str(tmp_path / "cache")]
+        with HFSummaryWriter("alice/outage", logdir=logdir, commit_every=60) as writer:
+            _log(writer, range(0, 10))
+            with ViewProcess(args, hub_env(own_hub, tmp_path, own_hub.token("alice")), tmp_path) as view:
+                url, _ = view.tensorboard()
+                own_hub.stop()
+                assert view.line("refresh failed, retrying: ")
+                own_hub.start()  # same port and data
+                _log(writer, range(10, 20))
+                wait_until(lambda: tb_steps(url) == logged_steps(logdir, "tensorboard/outage"), 60, interval=1,
+                           message="the steps pushed after the outage")
 
 
 def test_view_of_a_local_logdir(tmp_path):
