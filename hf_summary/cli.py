@@ -147,14 +147,15 @@ def _add_view_parser(commands: argparse._SubParsersAction) -> None:
         "pip install 'hf-summary[view]'.",
     )
     view.add_argument("source", metavar="REPO_ID|LOGDIR", help="repo id (user/name), or a local logdir")
-    view.add_argument("--repo-type", default="model", choices=["model", "dataset", "space"])
+    view.add_argument("--repo-type", default="model", choices=["model", "dataset", "space"],
+                      help="the repo's type (default: model)")
     view.add_argument("--revision", default="main", help="branch, tag or commit (default: main)")
     view.add_argument("--path", default="", metavar="PATH_IN_REPO",
                       help="folder of the run(s) in the repo (default: the whole repo)")
     view.add_argument("--host", default="127.0.0.1", help="address TensorBoard listens on (default: 127.0.0.1)")
     view.add_argument("--port", type=int, default=None,
                       help="TensorBoard's port; 0 picks a free one (default: TensorBoard's, 6006 or the next free)")
-    view.add_argument("--cache-dir", type=Path, default=None,
+    view.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
                       help="keep downloads (DIR/hub) and the mirror (DIR/view) here instead of the Hugging Face cache")
     view.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
                       help="seconds between refreshes (default: 5)")
