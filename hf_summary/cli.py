@@ -105,6 +105,8 @@ def _run_demo(args: argparse.Namespace) -> int:
         status = 0
         if args.view:
             _view_demo(result)
+        else:
+            print("To see its charts in a live TensorBoard: hf-summary demo --view")
 
     disable_progress_bars()
     try:
