@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard, RepoFile
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard, RepoFile, constants
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
@@ -110,6 +110,12 @@ def _replaces_other_content(operation: CommitOperationAdd, src: Path) -> bool:
         return False
     _, sha256, git_oid = file_digests(src)
     return remote_oid not in (sha256, git_oid)
+
+
+def offline_mode() -> bool:
+    """Whether huggingface_hub refuses network calls (``HF_HUB_OFFLINE``, with its own parsing of truthy values;
+    read when huggingface_hub is imported)."""
+    return constants.is_offline_mode()
 
 
 def check_repo_id(repo_id: object) -> None:

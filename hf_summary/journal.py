@@ -14,7 +14,8 @@ Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_versio
     squash_history, commit_every_s, private (NULL = unspecified), endpoint, updated_at.
 ``flags``     small JSON key/value flags (``key`` primary key, ``value`` JSON text, updated_at), e.g.
     ``run_id`` (the run id in this run's segment names), ``conflicts`` (ids of segments whose path on
-    the Hub holds another run's file, see :meth:`Journal.add_conflicts`).
+    the Hub holds another run's file, see :meth:`Journal.add_conflicts`), and one
+    ``writer:<host>:<pid>:<create time>`` record per writer process (see :mod:`hf_summary.liveness`).
 ``sequence``  one row (id 1): ``next``, the lowest segment sequence number still free (time-based, see
     :meth:`Journal.next_sequence`).
 ``segments``  one row per segment file, ``id`` AUTOINCREMENT (never reused, so ``id`` order is
@@ -493,6 +494,14 @@ class Journal:
                 "INSERT OR REPLACE INTO flags (key, value, updated_at) VALUES (?, ?, ?)",
                 [key, text, time.time()],
             )
+
+    def values(self, prefix: str) -> dict[str, Any]:
+        """Every JSON value stored under a key starting with ``prefix``, by key."""
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT key, value FROM flags WHERE substr(key, 1, length(?)) = ? ORDER BY key", [prefix, prefix]
+            ).fetchall()
+        return {key: json.loads(value) for key, value in rows}
 
     # -- sequence numbers ---------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from hf_summary.journal import (
     journal_path,
     move_aside,
 )
+from hf_summary.liveness import host_aware
 from hf_summary.segments import (
     file_sha256,
     merge_level,
@@ -232,7 +233,11 @@ def _covered_by_merges(files: list[tuple[str, str]]) -> set[tuple[str, str]]:
 
 def seal_abandoned(journal: Journal, writer_alive: Callable[[int, float | None], bool]) -> list[SegmentRow]:
     """Seal the open segments whose writer process is gone: cut a torn trailing record, then record the
-    size and sha256; a segment whose file never got a record is dropped. Returns the rows sealed."""
+    size and sha256; a segment whose file never got a record is dropped. Returns the rows sealed.
+
+    ``writer_alive`` judges processes of this host; a writer recorded on another host is judged by its
+    heartbeat (:mod:`hf_summary.liveness`), so a live writer's open segment is never sealed from elsewhere."""
+    writer_alive = host_aware(journal, writer_alive)
     sealed_rows = []
     for row in journal.open_segments():
         if row.writer_pid is not None and writer_alive(row.writer_pid, row.writer_create_time):

@@ -21,6 +21,7 @@ from hf_summary.journal import (
     SegmentRow,
     journal_path,
 )
+from hf_summary.liveness import host_aware, lease_owner_alive, process_alive
 from hf_summary.reconcile import (
     iter_disk_segments,
     logdir_relative,
@@ -31,7 +32,7 @@ from hf_summary.reconcile import (
     seal_abandoned,
 )
 from hf_summary.segments import file_digests, file_sha256, last_complete_offset
-from hf_summary.uploader import Uploader, lease_owner_alive, process_alive
+from hf_summary.uploader import Uploader
 
 logger = logging.getLogger("hf_summary")
 
@@ -377,11 +378,13 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
         report.notes.append(f"the journal is unusable ({problem}); it would be moved aside and rebuilt from disk")
         settings = settings or salvage_settings(journal_path(logdir))
     rows: list[SegmentRow] = []
+    writer_alive = process_alive
     if journal is not None:
         with journal:
             settings = journal.load_settings() or settings
             rows = journal.segments()
             lease = journal.lease_owner()
+            writer_alive = host_aware(journal, process_alive)
         if lease is not None and lease_owner_alive(lease[0]):
             report.notes.append(f"a live uploader (pid {lease[0].pid}) holds the lease; recover would wait for it")
     if settings is None:
@@ -393,7 +396,7 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
         path = row.local_path(logdir)
         if row.state == "sealed":
             plan.append((PlannedPush(row.path_in_repo, row.size or 0, "pending"), None))
-        elif row.state == "open" and row.writer_pid is not None and process_alive(
+        elif row.state == "open" and row.writer_pid is not None and writer_alive(
             row.writer_pid, row.writer_create_time
         ):
             report.still_open += 1

@@ -64,6 +64,7 @@ from hf_summary.hub import (
     use_timeouts,
 )
 from hf_summary.journal import Journal, JournalError, LeaseOwner, RunSettings, SegmentRow
+from hf_summary.liveness import lease_owner_alive, process_alive
 from hf_summary.reconcile import JOURNAL_DIR, changed_assets, repo_path, seal_abandoned
 
 logger = logging.getLogger("hf_summary")
@@ -86,21 +87,6 @@ GRACE_PERIOD_ENV = "HF_SUMMARY_GRACE_PERIOD"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 _EOF = object()
 _WAKE = object()
-
-
-def process_alive(pid: int, create_time: float | None = None) -> bool:
-    """Whether ``pid`` runs, and is the same process (same create time) when ``create_time`` is given."""
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return create_time is None or abs(process.create_time() - create_time) < 1e-3
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
-def lease_owner_alive(owner: LeaseOwner) -> bool:
-    return owner.host != socket.gethostname() or process_alive(owner.pid, owner.create_time)
 
 
 def default_grace_period() -> float:

@@ -27,6 +27,7 @@ from hf_summary._events import scalar_event, tag_field
 from hf_summary._launcher import UploaderProcess
 from hf_summary._summaries import tensor_scalar, tensor_summary, with_discrete_domains
 from hf_summary.journal import Journal, RunSettings
+from hf_summary.liveness import WriterPresence
 from hf_summary.reconcile import JOURNAL_DIR, logdir_relative, open_or_rebuild, repo_path
 from hf_summary.segments import (
     SealedFile,
@@ -86,6 +87,10 @@ class HFSummaryWriter(SummaryWriter):
             requeued job on a new node, whose fresh logdir has the same name; or another experiment):
             ``"continue"`` (default) logs on into it as the same TensorBoard run, after a warning;
             ``"error"`` refuses to start. No run ever replaces a file of another either way.
+        offline: log and journal as usual but never touch the network: no repo check, no uploader, and
+            ``close()`` returns at once; ``hf-summary sync LOGDIR`` pushes the run later from a connected
+            machine. Also on whenever huggingface_hub is in offline mode (``HF_HUB_OFFLINE``, read when
+            huggingface_hub is imported), since it would refuse every request anyway.
         **kwargs: passed to tensorboardX's ``SummaryWriter`` (``comment``, ``purge_step``,
             ``filename_suffix``, ...; ``max_queue`` and ``flush_secs`` are accepted and have nothing to do:
             there is no queue and no buffer).
@@ -118,6 +123,7 @@ class HFSummaryWriter(SummaryWriter):
         handle_sigterm: bool = True,
         grace_period: float | None = None,
         existing_run: str = "continue",
+        offline: bool = False,
         **kwargs,
     ):
         _check_arguments(repo_id, commit_every, repo_type, repo_private, token, close_timeout, drain_timeout)
@@ -131,6 +137,8 @@ class HFSummaryWriter(SummaryWriter):
         self._handle_sigterm = handle_sigterm
         self._grace_period = _check_grace_period(grace_period)
         self._existing_run = existing_run
+        self._offline = bool(offline) or hub.offline_mode()
+        self._presence = WriterPresence(offline=self._offline)
         self._settings = RunSettings(
             repo_id=repo_id,
             repo_type=repo_type or "model",
@@ -165,7 +173,14 @@ class HFSummaryWriter(SummaryWriter):
 
         self._open_journal()
         try:
-            self._check_repo_access()
+            if self._offline:
+                logger.warning(
+                    "hf-summary is offline (HF_HUB_OFFLINE or offline=True): %s is logged and journaled here and "
+                    "nothing is pushed; push it later from a connected machine with `hf-summary sync %s`",
+                    resolved_logdir, resolved_logdir,
+                )
+            else:
+                self._check_repo_access()
             super().__init__(logdir=str(resolved_logdir), **kwargs)
             self._start_background()
         except BaseException:
@@ -274,8 +289,11 @@ class HFSummaryWriter(SummaryWriter):
         atexit.register(self._at_exit)
         if self._journal.pending_segments() or self._journal.open_segments():
             self._ensure_uploader()
+        self._presence.start(self._journal)
 
     def _ensure_uploader(self) -> None:
+        if self._offline:
+            return
         if self._uploader is None or not self._uploader.is_running():
             self._uploader = UploaderProcess(
                 self._logdir_path,
@@ -473,7 +491,7 @@ class HFSummaryWriter(SummaryWriter):
             try:
                 self._prepare_next(list(self._segments))
                 self._roll()
-                if self._journal.pending_segments():
+                if not self._offline and self._journal.pending_segments():
                     with self._lock:  # _start_segment may be starting one too
                         self._ensure_uploader()  # a new one if the last died
                     self._uploader.request_push()
@@ -485,11 +503,14 @@ class HFSummaryWriter(SummaryWriter):
 
         With ``blocking``, wait (up to ``timeout`` s, default ``close_timeout``) until the Hub holds it; returns
         whether it does (at once ``False`` when a segment's path on the Hub holds another run's file: that one
-        is never pushed). Never raises on Hub errors: they are retried in the background.
+        is never pushed). Never raises on Hub errors: they are retried in the background. Offline, this only
+        seals and returns False: ``hf-summary sync`` pushes later.
         """
         if self._closed:
             raise RuntimeError("the writer is closed; close() already pushed what was logged")
         self._roll()
+        if self._offline:
+            return False
         targets = {row.id for row in self._journal.pending_segments()}
         if not targets:
             return True
@@ -549,6 +570,7 @@ class HFSummaryWriter(SummaryWriter):
                     self._uploader.pid, self._drain_timeout, self.logdir, self.logdir,
                 )
             self._uploader = None
+        self._presence.stop()
         self._journal.close()
         if failure is not None:
             raise failure
@@ -568,6 +590,8 @@ class HFSummaryWriter(SummaryWriter):
         sealed = 0
         with contextlib.suppress(Exception):
             sealed = self._roll(interrupting=interrupting)
+        if self._offline:
+            return None
         with contextlib.suppress(Exception):
             if sealed or self._uploader is not None:
                 self._ensure_uploader()
@@ -586,6 +610,7 @@ class HFSummaryWriter(SummaryWriter):
     def _at_exit(self) -> None:
         """Interpreter exit without close() (the end of the script, sys.exit, an uncaught exception)."""
         self._wait_for_push(self._seal_and_hand_over(interrupting=False))
+        self._presence.stop()
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
         request = self._seal_and_hand_over(interrupting=True)

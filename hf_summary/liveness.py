@@ -1,0 +1,146 @@
+"""Who writes a logdir and whether they still live: process checks, and the writers' records in the journal.
+
+Each :class:`~hf_summary.HFSummaryWriter` keeps a record in its journal's flags, under
+``writer:<host>:<pid>:<create time>``: its host, pid and create time, whether it runs offline, when it started,
+a heartbeat refreshed every :data:`HEARTBEAT_INTERVAL_S` by a daemon thread, and when it closed (``close()`` or
+interpreter exit). The rule that tells whether the writer of an open segment is alive:
+
+- recorded on this host, or not recorded at all (a writer of an older hf-summary): the process with that pid
+  and create time runs (psutil);
+- recorded on another host (a shared filesystem seen from a login node, say): it has not closed and its
+  heartbeat is younger than :data:`STALE_AFTER_S` by this host's clock.
+
+Only a dead writer's open segments may be sealed by someone else (:func:`hf_summary.reconcile.seal_abandoned`).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+
+import psutil
+
+from hf_summary.journal import Journal, JournalError, LeaseOwner
+
+logger = logging.getLogger("hf_summary")
+
+HEARTBEAT_INTERVAL_S = 10.0
+STALE_AFTER_S = 300.0
+_KEY_PREFIX = "writer:"
+
+WriterAlive = Callable[[int, float | None], bool]
+
+
+def process_alive(pid: int, create_time: float | None = None) -> bool:
+    """Whether ``pid`` runs on this host, and is the same process (same create time) when ``create_time`` is
+    given."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(process.create_time() - create_time) < 1e-3
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def lease_owner_alive(owner: LeaseOwner) -> bool:
+    """A lease holder on another host cannot be checked from here: it counts as alive."""
+    return owner.host != socket.gethostname() or process_alive(owner.pid, owner.create_time)
+
+
+@dataclass(frozen=True)
+class WriterRecord:
+    """One writer process of a logdir, as recorded in its journal."""
+
+    host: str
+    pid: int
+    create_time: float
+    offline: bool
+    started_at: float
+    heartbeat_at: float
+    closed_at: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{_KEY_PREFIX}{self.host}:{self.pid}:{self.create_time!r}"
+
+    def alive(self, local_alive: WriterAlive = process_alive) -> bool:
+        """The liveness rule of the module docstring; ``local_alive`` checks a process of this host."""
+        if self.host == socket.gethostname():
+            return local_alive(self.pid, self.create_time)
+        return self.closed_at is None and time.time() - self.heartbeat_at < STALE_AFTER_S
+
+    def wrote(self, pid: int, create_time: float | None) -> bool:
+        """Whether this is the process that recorded a segment with ``pid`` and ``create_time``."""
+        return pid == self.pid and (create_time is None or abs(create_time - self.create_time) < 1e-3)
+
+
+def save_record(journal: Journal, record: WriterRecord) -> None:
+    """Store (replace) a writer's record."""
+    journal.set_value(record.key, asdict(record))
+
+
+def writer_records(journal: Journal) -> list[WriterRecord]:
+    """Every writer recorded in the journal, oldest start first."""
+    records = [WriterRecord(**value) for value in journal.values(_KEY_PREFIX).values()]
+    return sorted(records, key=lambda record: record.started_at)
+
+
+def host_aware(journal: Journal, local_alive: WriterAlive) -> WriterAlive:
+    """A ``(pid, create_time) -> alive`` check applying the module's rule to the writers recorded now;
+    ``local_alive`` judges processes of this host (and writers without a record)."""
+    records = writer_records(journal)
+
+    def alive(pid: int, create_time: float | None) -> bool:
+        matching = [record for record in records if record.wrote(pid, create_time)]
+        if not matching:
+            return local_alive(pid, create_time)
+        return any(record.alive(local_alive) for record in matching)
+
+    return alive
+
+
+class WriterPresence:
+    """A writer's record in its journal, with a heartbeat thread while the writer is open."""
+
+    def __init__(self, *, offline: bool):
+        me = psutil.Process()
+        now = time.time()
+        self._journal: Journal | None = None
+        self._record = WriterRecord(socket.gethostname(), me.pid, me.create_time(), offline, now, now)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, journal: Journal) -> None:
+        """Record the writer as open in ``journal`` (the writer's current one) and start heartbeating."""
+        self._journal = journal
+        self._record = replace(self._record, heartbeat_at=time.time(), closed_at=None)
+        save_record(journal, self._record)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, name="hf-summary-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop heartbeating and record the writer as closed."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+        self._thread = None
+        self._record = replace(self._record, closed_at=time.time())
+        self._save()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_INTERVAL_S):
+            self._record = replace(self._record, heartbeat_at=time.time())
+            self._save()
+
+    def _save(self) -> None:
+        try:
+            save_record(self._journal, self._record)
+        except (OSError, sqlite3.Error, JournalError) as exc:  # e.g. a full disk: the next beat retries
+            logger.debug("could not record the writer's heartbeat in %s: %s", self._journal, exc)
