@@ -1,4 +1,4 @@
-"""The `hf-summary` command line: `hub`, `demo`, `view`, `status`, `recover`, `watch`."""
+"""The `hf-summary` command line: `hub`, `demo`, `view`, `status`, `recover`, `watch`, `sync`."""
 
 from __future__ import annotations
 
@@ -198,18 +198,27 @@ def _add_status_parser(commands: argparse._SubParsersAction) -> None:
     status = commands.add_parser(
         "status",
         help="tell where a run stands",
-        description="Show a run's pending segments and bytes, the age of the oldest pending segment, the last "
-        "commit and the last error, whether an uploader is alive, and where the run is pushed. Reads only the "
-        "journal in LOGDIR/.hf_summary; never contacts the Hub.",
+        description="Show a run's state (offline, live, preempted, closed), its pending segments and bytes, the age "
+        "of the oldest pending segment, the last commit and the last error, whether an uploader is alive, and "
+        "where the run is pushed. On a directory that is not a run, one line for every run under it. Reads only "
+        "the journals (LOGDIR/.hf_summary); never contacts the Hub.",
     )
-    status.add_argument("logdir", type=Path, help="the writer's logdir")
-    status.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    status.add_argument("logdir", type=Path, metavar="PATH", help="a writer's logdir, or a directory of runs")
+    status.add_argument("--json", action="store_true",
+                        help="print one JSON object (a list of them for a directory of runs) instead of text")
     status.set_defaults(handler=_run_status)
 
 
 def _run_status(args: argparse.Namespace) -> int:
     from hf_summary.recover import RecoverError, run_status
+    from hf_summary.runs import NoRunsError, find_runs, is_run
 
+    if not is_run(args.logdir) and args.logdir.is_dir():
+        try:
+            return _print_statuses(find_runs([args.logdir]), as_json=args.json)
+        except NoRunsError as exc:
+            print(f"hf-summary status: {exc}", file=sys.stderr)
+            return 2
     try:
         status = run_status(args.logdir)
     except RecoverError as exc:
@@ -237,8 +246,9 @@ def _run_status(args: argparse.Namespace) -> int:
     if preemption := status["preemption"]:
         print(f"Preempted:  {_when(preemption['at'])} by {preemption['signal']}; "
               + _final_push(preemption, status["pending_segments"]))
+    print(f"State:      {_state(status)}")
     if status["pending_segments"] and not status["uploader_alive"]:
-        print(f"Next:       hf-summary recover {args.logdir}")
+        print(f"Next:       hf-summary {'sync' if status['offline'] else 'recover'} {args.logdir}")
     return 0
 
 
@@ -251,6 +261,37 @@ def _final_push(preemption: dict, pending_now: int) -> str:
         return f"the final drain ended with {final['pending']} segment(s) pending"
     return (f"everything sealed was on the Hub after the final drain ({final['segments']} segment(s) in "
             f"{len(final['commits'])} commit(s) during it; last commit {final['last_commit']})")
+
+
+def _print_statuses(logdirs: list[Path], *, as_json: bool) -> int:
+    """One line (or JSON object) per run; exit status 2 if a journal was unusable."""
+    from hf_summary.recover import RecoverError, run_status
+
+    statuses, unusable = [], 0
+    for logdir in logdirs:
+        try:
+            statuses.append({"logdir": str(logdir), **run_status(logdir)})
+        except RecoverError as exc:
+            unusable += 1
+            statuses.append({"logdir": str(logdir), "error": str(exc)})
+    if as_json:
+        print(json.dumps(statuses, indent=2, sort_keys=True))
+        return 2 if unusable else 0
+    for status in statuses:
+        if "error" in status:
+            print(f"{status['logdir']}  unusable: {status['error']}")
+            continue
+        commit = status["last_commit"]
+        print(f"{status['logdir']}  {status['repo_type']} {status['repo_id']}:{status['path_in_repo']}  "
+              f"{_state(status)}  last commit " + (f"{commit['oid'][:12]} at {_when(commit['at'])}" if commit else "none"))
+    return 2 if unusable else 0
+
+
+def _state(status: dict) -> str:
+    """``offline, 3 segment(s) pending, 1 open`` (``offline, preempted, ...`` when it ended by a signal)."""
+    preempted = ", preempted" if status["preempted"] and status["state"] != "preempted" else ""
+    text = f"{status['state']}{preempted}, {status['pending_segments']} segment(s) pending"
+    return text + (f", {status['open_segments']} open" if status["open_segments"] else "")
 
 
 def _when(epoch: float) -> str:
@@ -475,6 +516,76 @@ def _stderr_log(command: str) -> Iterator[None]:
         package_logger.setLevel(previous_level)
 
 
+def _add_sync_parser(commands: argparse._SubParsersAction) -> None:
+    sync = commands.add_parser(
+        "sync",
+        help="push every run under some directories (offline runs, from a connected machine)",
+        description="Find every run at or under the given logdirs or parent directories (a run is a directory "
+        "with .hf_summary/journal.db; symlinks are not followed) and push each to its own recorded repo, with "
+        "the same verification as `recover`. A run still being written (an offline writer alive on another "
+        "node of a shared filesystem, say) gets what is sealed pushed; its open segments stay with their writer "
+        "and a later sync pushes them. Prints one line per run and a total. Safe to run again and again: what "
+        "the Hub holds is never committed again. Exit status: 0 when the Hub holds every run, 1 when something "
+        "is still missing (being written, pushed by a live uploader, the Hub failing), 2 when a run failed for "
+        "good (token, permissions, unusable journal), no run was found, or HF_HUB_OFFLINE is set.",
+    )
+    sync.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="a logdir, or a directory of runs")
+    sync.add_argument(
+        "--token",
+        default=None,
+        help="Hub token (default: HF_TOKEN or the stored login). A command line is visible to other users in "
+        "`ps`: prefer HF_TOKEN",
+    )
+    sync.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds in all")
+    sync.add_argument(
+        "--take-over", action="store_true",
+        help="take the lease from uploaders on other hosts (whose liveness cannot be checked from here); only "
+        "when those machines are known to be gone",
+    )
+    sync.set_defaults(handler=_run_sync)
+
+
+_SYNC_LABELS = {"ok": "OK", "writing": "WRITING", "incomplete": "INCOMPLETE", "busy": "BUSY", "failed": "FAILED"}
+_SYNC_TOTALS = (("writing", "still being written"), ("incomplete", "incomplete"),
+                ("busy", "pushed by a live uploader"), ("failed", "failed"))
+
+
+def _run_sync(args: argparse.Namespace) -> int:
+    from hf_summary.recover import RecoverError
+    from hf_summary.runs import NoRunsError
+    from hf_summary.sync import sync
+
+    try:
+        with _stderr_log("sync"):
+            result = sync(
+                args.paths,
+                token=args.token,
+                timeout=args.timeout,
+                take_over=args.take_over,
+                say=lambda line: print(f"hf-summary sync: {line}", file=sys.stderr, flush=True),
+            )
+    except (RecoverError, NoRunsError, NotADirectoryError) as exc:
+        print(f"hf-summary sync: {exc}", file=sys.stderr)
+        return 2
+    for run in result.runs:
+        line = f"{_SYNC_LABELS[run.outcome]:<10} {run.logdir}"
+        if run.report is not None:
+            report = run.report
+            line += (f"  {report.repo_type} {report.repo_id}:{report.path_in_repo}  pushed {report.pushed_segments} "
+                     f"segment(s), {report.pushed_bytes} bytes in {len(report.commits)} commit(s); "
+                     f"{report.verified_segments} verified on the Hub")
+        if run.outcome == "writing":
+            line += (f"; {run.report.still_open} open segment(s) left to live writer(s) {run.report.live_writers}: "
+                     "sync again once they are sealed")
+        elif run.message:
+            line += f"; {run.message}"
+        print(line)
+    print(f"Total: {len(result.runs)} run(s), {result.count('ok')} on the Hub"
+          + "".join(f", {result.count(o)} {phrase}" for o, phrase in _SYNC_TOTALS if result.count(o))
+          + f"; pushed {result.pushed_segments} segment(s), {result.pushed_bytes} bytes in {result.commits} commit(s)")
+    return result.exit_status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-summary", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -484,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status_parser(commands)
     _add_recover_parser(commands)
     _add_watch_parser(commands)
+    _add_sync_parser(commands)
     return parser
 
 

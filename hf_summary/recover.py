@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from hf_summary import compaction
-from hf_summary.hub import HubClient, HubError, RemoteFile, path_matches
+from hf_summary.hub import HubClient, HubError, RemoteFile, offline_mode, path_matches
 from hf_summary.journal import (
     Journal,
     JournalCorruptError,
@@ -21,7 +21,7 @@ from hf_summary.journal import (
     SegmentRow,
     journal_path,
 )
-from hf_summary.liveness import host_aware, lease_owner_alive, process_alive
+from hf_summary.liveness import WriterRecord, host_aware, lease_owner_alive, process_alive, writer_records
 from hf_summary.reconcile import (
     iter_disk_segments,
     logdir_relative,
@@ -83,6 +83,7 @@ class RecoverReport:
     verified_segments: int = 0
     verified_bytes: int = 0
     still_open: int = 0
+    live_writers: list[int] = field(default_factory=list)  # pids whose open segments were left to them
     waited_for: int | None = None
     would_push: list[PlannedPush] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -92,8 +93,13 @@ class RecoverReport:
 
 
 def run_status(logdir: Path) -> dict:
-    """Where a run stands: pending work, last commit and error, the uploader, the settings. Reads only the
-    journal (never the Hub) and changes nothing."""
+    """Where a run stands: pending work, last commit and error, the uploader, its latest writer and the run's
+    state, the settings. Reads only the journal (never the Hub) and changes nothing.
+
+    ``state``: ``offline`` (its latest writer runs or ran offline: `hf-summary sync` pushes it), ``live`` (a
+    writer or uploader is alive and pushes it), ``preempted`` (its latest writer ended without close() or
+    interpreter exit: a signal, a kill, a lost node), ``closed`` (closed cleanly) or ``idle`` (no writer
+    recorded, no uploader alive)."""
     if not journal_path(logdir).exists():
         raise RecoverError(f"{logdir} has no hf-summary journal ({journal_path(logdir)} is missing)")
     try:
@@ -101,13 +107,21 @@ def run_status(logdir: Path) -> dict:
             status = journal.status()
             settings = journal.load_settings()
             lease = journal.lease_owner()
+            writers = writer_records(journal)
     except (JournalError, FileNotFoundError) as exc:
         raise RecoverError(
             f"the journal of {logdir} is unusable ({exc}); `hf-summary recover {logdir}` moves it aside and "
             "rebuilds it from the segments on disk"
         ) from exc
     alive = lease is not None and lease_owner_alive(lease[0])
+    writer = writers[-1] if writers else None
+    writer_alive = writer is not None and writer.alive()
     status.update(
+        state=_run_state(writer, writer_alive, alive),
+        offline=writer is not None and writer.offline,
+        writer_alive=writer_alive,
+        writer_pid=writer.pid if writer else None,
+        writer_host=writer.host if writer else None,
         uploader_alive=alive,
         uploader_pid=lease[0].pid if alive else None,
         uploader_heartbeat_age_s=(max(0.0, time.time() - lease[1])) if alive else None,
@@ -118,6 +132,16 @@ def run_status(logdir: Path) -> dict:
         endpoint=_public_url(settings.endpoint) if settings else None,
     )
     return status
+
+
+def _run_state(writer: WriterRecord | None, writer_alive: bool, uploader_alive: bool) -> str:
+    if writer is not None and writer.offline:
+        return "offline"
+    if writer_alive or uploader_alive:
+        return "live"
+    if writer is None:
+        return "idle"
+    return "closed" if writer.closed_at is not None else "preempted"
 
 
 def recover(
@@ -146,6 +170,8 @@ def recover(
     report = RecoverReport(logdir=logdir)
     if not logdir.is_dir():
         raise RecoverError(f"{logdir} is not a directory")
+    if not dry_run:
+        require_online()
     try:
         if dry_run:
             _plan(logdir, settings, token, report, say)
@@ -154,6 +180,15 @@ def recover(
     finally:
         report.elapsed_s = time.monotonic() - started
     return report
+
+
+def require_online() -> None:
+    """Raise :class:`RecoverError` when huggingface_hub is in offline mode: every push would be refused."""
+    if offline_mode():
+        raise RecoverError(
+            "HF_HUB_OFFLINE is set, so huggingface_hub refuses every request from here; run this where the Hub is "
+            "reachable, without HF_HUB_OFFLINE"
+        )
 
 
 # -------------------------------------------------------------------------------- the real thing
@@ -285,7 +320,7 @@ def _recover_locked(journal: Journal, settings: RunSettings, uploader: Uploader,
             EXIT_INCOMPLETE,
         )
     elif report.still_open:
-        writers = sorted({row.writer_pid for row in journal.open_segments()})
+        writers = report.live_writers = sorted({row.writer_pid for row in journal.open_segments()})
         report.error, report.exit_status = (
             f"{report.still_open} segment(s) are still being written by live writer(s) {writers}; they are "
             "pushed at its next tick or when it closes (or run recover again once it has ended)",
