@@ -99,7 +99,7 @@ def run_status(logdir: Path) -> dict:
     ``state``: ``offline`` (its latest writer runs or ran offline: `hf-summary sync` pushes it), ``live`` (a
     writer or uploader is alive and pushes it), ``preempted`` (its latest writer ended without close() or
     interpreter exit: a signal, a kill, a lost node), ``closed`` (closed cleanly) or ``idle`` (no writer
-    recorded, no uploader alive)."""
+    recorded, no uploader alive). ``preempted`` is also a flag of its own, for offline runs."""
     if not journal_path(logdir).exists():
         raise RecoverError(f"{logdir} has no hf-summary journal ({journal_path(logdir)} is missing)")
     try:
@@ -119,6 +119,7 @@ def run_status(logdir: Path) -> dict:
     status.update(
         state=_run_state(writer, writer_alive, alive),
         offline=writer is not None and writer.offline,
+        preempted=writer is not None and not writer_alive and writer.closed_at is None,
         writer_alive=writer_alive,
         writer_pid=writer.pid if writer else None,
         writer_host=writer.host if writer else None,

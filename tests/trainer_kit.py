@@ -29,7 +29,7 @@ CLI_TIMEOUT_S = 120
 #   log N         log N steps (a scalar each, a histogram every 10th)      -> {"event": "logged", "step": next}
 #   spin          log until killed, acknowledging every step               -> {"event": "step", "step": s} ...
 #   push wait|nowait                                                      -> {"event": "pushed", "ok": bool}
-#   close                                                                  -> {"event": "closed"}
+#   close                                                                  -> {"event": "closed", "seconds": s}
 # Every answer carries the pid of the writer's current uploader child.
 TRAINER = """
     import json, os, sys, time
@@ -69,8 +69,9 @@ TRAINER = """
         elif command == "push":
             say("pushed", ok=writer.push_to_hub(blocking=args[0] == "wait", timeout=60))
         elif command == "close":
+            started = time.monotonic()
             writer.close()
-            say("closed", step=step)
+            say("closed", step=step, seconds=time.monotonic() - started)
             break
 """
 
