@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 import psutil
 
@@ -87,7 +87,10 @@ def save_record(journal: Journal, record: WriterRecord) -> None:
 
 def writer_records(journal: Journal) -> list[WriterRecord]:
     """Every writer recorded in the journal, oldest start first."""
-    records = [WriterRecord(**value) for value in journal.values(_KEY_PREFIX).values()]
+    known = {f.name for f in fields(WriterRecord)}  # a newer hf-summary may record more
+    records = [
+        WriterRecord(**{k: v for k, v in value.items() if k in known}) for value in journal.values(_KEY_PREFIX).values()
+    ]
     return sorted(records, key=lambda record: record.started_at)
 
 
@@ -126,7 +129,9 @@ class WriterPresence:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop heartbeating and record the writer as closed."""
+        """Stop heartbeating and record the writer as closed (nothing to do if it never started)."""
+        if self._journal is None:
+            return
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
