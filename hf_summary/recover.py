@@ -320,11 +320,13 @@ def _recover_locked(journal: Journal, settings: RunSettings, uploader: Uploader,
             + ", ".join(report.lost[:5]) + (" ..." if len(report.lost) > 5 else ""),
             EXIT_INCOMPLETE,
         )
-    elif report.still_open:
-        writers = report.live_writers = sorted({row.writer_pid for row in journal.open_segments()})
+    elif (still_open := journal.open_segments()) or (late := journal.pending_segments()):
+        report.still_open = len(still_open)
+        writers = report.live_writers = sorted({row.writer_pid for row in still_open or late})
         report.error, report.exit_status = (
-            f"{report.still_open} segment(s) are still being written by live writer(s) {writers}; they are "
-            "pushed at its next tick or when it closes (or run recover again once it has ended)",
+            f"{len(still_open)} segment(s) are still being written by live writer(s) {writers}"
+            + ("" if still_open else f", which sealed {len(late)} more since the push")
+            + "; they are pushed at its next tick or when it closes (or run recover again once it has ended)",
             EXIT_INCOMPLETE,
         )
 
@@ -335,11 +337,12 @@ def _drain(journal: Journal, uploader: Uploader, deadline: float, report: Recove
     if not pending:
         return EXIT_OK
     say(f"pushing {len(pending)} segment(s), {sum(row.size or 0 for row in pending)} bytes ...")
+    before = {row.id for row in journal.segments("committed")}
     uploader.drain_timeout = max(1.0, deadline - time.monotonic())
     status = uploader.drain()
-    left = {row.id for row in journal.pending_segments()}
-    committed = {row.id for row in journal.segments("committed")}
-    pushed = [row for row in pending if row.id in committed]
+    # A live writer may seal more meanwhile: the drain pushes them too, or leaves them to the next run.
+    left = {row.id for row in journal.pending_segments()} & {row.id for row in pending}
+    pushed = [row for row in journal.segments("committed") if row.id not in before]
     report.pushed_segments += len(pushed)
     report.pushed_bytes += sum(row.size or 0 for row in pushed)
     if status != EXIT_OK or left:

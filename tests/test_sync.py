@@ -178,3 +178,27 @@ def test_sync_of_a_path_without_runs_says_so(tmp_path, hub, repo_id):
     with Journal(tmp_path / "elsewhere", create=False) as journal:
         assert len(journal.pending_segments()) == 2 and len(journal.open_segments()) == 1
     assert not api(hub).repo_exists(repo_id)
+
+
+def test_sync_again_and_again_while_an_offline_writer_rolls_pushes_each_segment_once(tmp_path, hub, repo_id):
+    logdir = tmp_path / "rolling"
+    env = hub_env(hub)
+    with Trainer(logdir, {"REPO": repo_id, **env, "HF_HUB_OFFLINE": "1", "COMMIT_EVERY": "0.01"}, tmp_path) as trainer:
+        trainer.send("spin")  # logs all along and seals a segment every 0.6 s, whatever sync is doing
+        results = []
+        for _ in range(4):
+            wait_until(lambda: trainer.acked > 100 * (len(results) + 1), timeout=30, message="the trainer to log on")
+            results.append(cli("sync", str(logdir), env=env))
+            assert results[-1].returncode == 1 and results[-1].stdout.startswith("WRITING"), results[-1].stdout
+        trainer.proc.send_signal(signal.SIGTERM)
+        assert trainer.proc.wait(10) == -signal.SIGTERM
+        trainer.sigkill()
+    results.append(cli("sync", str(logdir), env=env))
+    assert results[-1].returncode == 0, results[-1].stdout + results[-1].stderr
+    with Journal(logdir, create=False) as journal:
+        committed = journal.segments("committed")
+    assert len(committed) > 4 and sum(_pushed(result.stdout) for result in results) == len(committed)
+    assert len(local_segments(logdir)) == len(committed)
+    assert_repo_matches_logdir(hub, repo_id, logdir, tmp_path / "copy")
+    assert set(range(trainer.acked + 1)) <= loss_steps(logdir)
+    assert_journal_sound(logdir)
