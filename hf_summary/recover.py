@@ -98,8 +98,9 @@ def run_status(logdir: Path) -> dict:
 
     ``state``: ``offline`` (its latest writer runs or ran offline: `hf-summary sync` pushes it), ``live`` (a
     writer or uploader is alive and pushes it), ``preempted`` (its latest writer ended without close() or
-    interpreter exit: a signal, a kill, a lost node), ``closed`` (closed cleanly) or ``idle`` (no writer
-    recorded, no uploader alive). ``preempted`` is also a flag of its own, for offline runs."""
+    interpreter exit: a signal, a kill, a lost node; or a stop signal was recorded since it started), ``closed``
+    (closed cleanly) or ``idle`` (no writer recorded, no uploader alive). ``preempted`` is also a flag of its own,
+    for offline runs."""
     if not journal_path(logdir).exists():
         raise RecoverError(f"{logdir} has no hf-summary journal ({journal_path(logdir)} is missing)")
     try:
@@ -116,10 +117,11 @@ def run_status(logdir: Path) -> dict:
     alive = lease is not None and lease_owner_alive(lease[0])
     writer = writers[-1] if writers else None
     writer_alive = writer is not None and writer.alive()
+    preempted = not writer_alive and _preempted(writer, status["preemption"])
     status.update(
-        state=_run_state(writer, writer_alive, alive),
+        state=_run_state(writer, writer_alive, alive, preempted),
         offline=writer is not None and writer.offline,
-        preempted=writer is not None and not writer_alive and writer.closed_at is None,
+        preempted=preempted,
         writer_alive=writer_alive,
         writer_pid=writer.pid if writer else None,
         writer_host=writer.host if writer else None,
@@ -135,14 +137,21 @@ def run_status(logdir: Path) -> dict:
     return status
 
 
-def _run_state(writer: WriterRecord | None, writer_alive: bool, uploader_alive: bool) -> str:
+def _preempted(writer: WriterRecord | None, preemption: dict | None) -> bool:
+    """Whether the latest writer (not alive) ended without closing, or a stop signal came after it started."""
+    if writer is not None and writer.closed_at is None:
+        return True
+    return preemption is not None and (writer is None or preemption["at"] >= writer.started_at)
+
+
+def _run_state(writer: WriterRecord | None, writer_alive: bool, uploader_alive: bool, preempted: bool) -> str:
     if writer is not None and writer.offline:
         return "offline"
     if writer_alive or uploader_alive:
         return "live"
-    if writer is None:
-        return "idle"
-    return "closed" if writer.closed_at is not None else "preempted"
+    if preempted:
+        return "preempted"
+    return "idle" if writer is None else "closed"
 
 
 def recover(
