@@ -18,12 +18,12 @@ _TENSOR_METADATA = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin
 
 
 def tensor_scalar(tag: str, value: object, double_precision: bool = False) -> Summary:
-    """A scalar stored as a rank-0 tensor (torch's ``add_scalar(new_style=True)``)."""
+    """A scalar stored as a rank-0 tensor (torch's ``add_scalar(new_style=True)``, byte for byte)."""
     number = float(make_np(value).squeeze())
     if double_precision:
-        tensor = TensorProto(dtype=_DT_DOUBLE, double_val=[number], tensor_shape=TensorShapeProto())
+        tensor = TensorProto(dtype=_DT_DOUBLE, double_val=[number])
     else:
-        tensor = TensorProto(dtype=_DT_FLOAT, float_val=[number], tensor_shape=TensorShapeProto())
+        tensor = TensorProto(dtype=_DT_FLOAT, float_val=[number])
     return Summary(value=[Summary.Value(tag=tag, tensor=tensor, metadata=_SCALARS_METADATA)])
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 from tensorboardX import SummaryWriter
 from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.summary import hparams, scalar
 from tensorboardX.writer import DummyFileWriter
 
@@ -130,7 +131,6 @@ class HFSummaryWriter(SummaryWriter):
         if existing_run not in EXISTING_RUN_CHOICES:
             raise ValueError(f"existing_run must be one of {', '.join(EXISTING_RUN_CHOICES)}, got {existing_run!r}")
         resolved_logdir = _resolve_logdir(logdir, kwargs)
-        _prepare_logdir(resolved_logdir)
         self._token = token
         self._close_timeout = float(close_timeout)
         self._drain_timeout = float(drain_timeout)
@@ -170,7 +170,14 @@ class HFSummaryWriter(SummaryWriter):
         self._previous_sigterm: object = None
         self._journal: Journal | None = None
         self._closed = True
+        self.repo_id = self._settings.repo_id
+        self.repo_type = self._settings.repo_type
+        self.repo_revision = self._settings.revision
 
+        if not kwargs.get("write_to_disk", True):  # tensorboardX's dry run: create nothing, send nothing
+            super().__init__(logdir=str(resolved_logdir), **kwargs)
+            return
+        _prepare_logdir(resolved_logdir)
         self._open_journal()
         try:
             if self._offline:
@@ -186,9 +193,6 @@ class HFSummaryWriter(SummaryWriter):
         except BaseException:
             self._journal.close()
             raise
-        self.repo_id = self._settings.repo_id
-        self.repo_type = self._settings.repo_type
-        self.repo_revision = self._settings.revision
 
     # ---------------------------------------------------------------- start-up
 
@@ -506,6 +510,8 @@ class HFSummaryWriter(SummaryWriter):
         is never pushed). Never raises on Hub errors: they are retried in the background. Offline, this only
         seals and returns False: ``hf-summary sync`` pushes later.
         """
+        if not self._write_to_disk:
+            return True
         if self._closed:
             raise RuntimeError("the writer is closed; close() already pushed what was logged")
         self._roll()
@@ -668,8 +674,9 @@ class HFSummaryWriter(SummaryWriter):
         new_style: bool = False,
         double_precision: bool = False,
     ) -> None:
-        """tensorboardX's ``add_scalar``, plus torch's ``new_style``/``double_precision`` tensor scalars."""
-        if not (new_style or double_precision):
+        """tensorboardX's ``add_scalar``, plus torch's ``new_style`` tensor scalars (``double_precision`` applies
+        to those only, as in torch: without ``new_style`` the value is a float32 ``simple_value``)."""
+        if not new_style:
             if not (display_name or summary_description) and self._add_plain_scalar(
                 tag, scalar_value, global_step, walltime
             ):
@@ -766,6 +773,8 @@ class _RunWriter:
         self._owner._write(self._run, event.SerializeToString())
 
     def add_summary(self, summary, global_step: int | None = None, walltime: float | None = None) -> None:
+        if not isinstance(summary, Summary):  # torch.utils.tensorboard's own protos (Lightning's log_hyperparams)
+            summary = Summary.FromString(summary.SerializeToString())
         self.add_event(Event(summary=summary), global_step, walltime)
 
     def add_graph(self, graph_profile, walltime: float | None = None) -> None:
@@ -873,6 +882,12 @@ def _resolve_logdir(logdir, kwargs: dict) -> Path:
 
 
 def _prepare_logdir(logdir: Path) -> None:
+    resolved = logdir.resolve()
+    if resolved.parent == resolved:
+        raise ValueError(
+            f"logdir {str(logdir)!r} is a filesystem root: the writer keeps its journal in the logdir and adopts the "
+            "event files it finds under it, so give it a directory of its own (e.g. logdir='runs/exp1')"
+        )
     if logdir.exists() and not logdir.is_dir():
         raise NotADirectoryError(f"logdir {str(logdir)!r} exists and is not a directory")
     try:

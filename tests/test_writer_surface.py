@@ -123,14 +123,6 @@ def test_logging_from_many_threads_loses_nothing(tmp_path, hub, writer_env, repo
     assert hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/threads") == logged
 
 
-def test_write_to_disk_false_logs_and_pushes_nothing(tmp_path, hub, writer_env, repo_id):
-    with HFSummaryWriter(repo_id, logdir=tmp_path / "dry", write_to_disk=False) as writer:
-        writer.add_scalar("a", 1.0, 0)
-    assert not list((tmp_path / "dry").rglob("*tfevents*"))
-    assert not [f for f in HfApi(endpoint=hub.endpoint, token=hub.token()).list_repo_files(repo_id)
-                if f.startswith("tensorboard/")]
-
-
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="add_graph needs torch")
 def test_add_graph_reaches_the_hub(tmp_path, hub, writer_env, repo_id):
     import torch

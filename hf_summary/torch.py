@@ -1,0 +1,67 @@
+"""``HFSummaryWriter`` with the ``torch.utils.tensorboard`` behaviour, for code that came from torch.
+
+The two ``SummaryWriter`` families share a surface but not every result. This one does what torch's does where
+they differ: ``add_scalars`` names its sub-runs ``main_tag_tag`` (``/`` in ``main_tag`` becomes ``_``) instead of
+tensorboardX's ``main_tag/tag``, and keeps tags as given (tensorboardX cleans them). ``HFSummaryWriter`` itself
+keeps tensorboardX's behaviour. The plug-ins in ``hf_summary.integrations`` pick this flavour whenever
+``torch.utils.tensorboard`` is importable, as the frameworks' own TensorBoard loggers do.
+
+Example:
+    ```py
+    >>> from hf_summary.torch import SummaryWriter
+    >>> with SummaryWriter(repo_id="username/my-run", logdir="runs/exp1") as writer:
+    ...     writer.add_scalars("loss", {"train": 0.5, "eval": 0.6}, 0)   # runs/exp1/loss_train, runs/exp1/loss_eval
+    ```
+"""
+
+from __future__ import annotations
+
+import time
+
+from tensorboardX.proto.summary_pb2 import Summary
+from tensorboardX.x2num import make_np
+
+from hf_summary.writer import HFSummaryWriter
+
+__all__ = ["SummaryWriter"]
+
+
+class SummaryWriter(HFSummaryWriter):
+    """``HFSummaryWriter`` (same constructor) behaving as ``torch.utils.tensorboard.SummaryWriter``."""
+
+    def add_scalar(
+        self,
+        tag: str,
+        scalar_value,
+        global_step: int | None = None,
+        walltime: float | None = None,
+        display_name: str = "",
+        summary_description: str = "",
+        *,
+        new_style: bool = False,
+        double_precision: bool = False,
+    ) -> None:
+        """torch's ``add_scalar``: the tag as given (tensorboardX's ``display_name`` and
+        ``summary_description`` still work)."""
+        if new_style or display_name or summary_description:
+            super().add_scalar(tag, scalar_value, global_step, walltime, display_name, summary_description,
+                               new_style=new_style, double_precision=double_precision)
+            return
+        self._get_file_writer().add_summary(_simple_value(tag, scalar_value), global_step, walltime)
+
+    def add_scalars(self, main_tag: str, tag_scalar_dict: dict, global_step=None, walltime=None) -> None:
+        """Each tag goes to its own sub-run ``logdir/<main_tag with '/' as '_'>_<tag>``, as in torch."""
+        walltime = time.time() if walltime is None else walltime
+        fw_logdir = self._get_file_writer().get_logdir()
+        for tag, scalar_value in tag_scalar_dict.items():
+            fw_tag = f"{fw_logdir}/{main_tag.replace('/', '_')}_{tag}"
+            if fw_tag not in self.all_writers:
+                self.all_writers[fw_tag] = self._run_writer(fw_tag)
+            self.all_writers[fw_tag].add_summary(_simple_value(main_tag, scalar_value), global_step, walltime)
+
+
+def _simple_value(tag: str, value: object) -> Summary:
+    array = make_np(value).squeeze()
+    if array.ndim != 0:
+        raise ValueError(f"a scalar must hold one element, got shape {make_np(value).shape} for tag {tag!r}")
+    return Summary(value=[Summary.Value(tag=tag, simple_value=float(array))])
