@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -12,9 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
+import pytest
 from huggingface_hub import HfApi
 
-from hf_summary.verify import event_keys
+from hf_summary.verify import event_keys, iter_events
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,3 +84,28 @@ def run_script(
         text=True,
         **kwargs,
     )
+
+
+def require_frameworks(*modules: str) -> None:
+    """Skip the calling test module when a framework is missing (the plain ``py`` env); where the frameworks
+    must be there (``tox -e frameworks`` sets ``HF_SUMMARY_REQUIRE_FRAMEWORKS``), fail instead of skipping."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if not missing:
+        return
+    message = f"needs {', '.join(missing)} (the plug-in tests run in `tox -e frameworks`)"
+    if os.environ.get("HF_SUMMARY_REQUIRE_FRAMEWORKS"):
+        raise ImportError(message)
+    pytest.skip(message, allow_module_level=True)
+
+
+def visible_steps(root: Path, run: str, tag: str) -> list[int]:
+    """The steps of ``tag`` in run dir ``run`` that TensorBoard's Python reader shows: events in file order, and a
+    ``SessionLog.START`` at step S (a restart, ``purge_step``) hides the earlier events with a step >= S."""
+    steps: list[int] = []
+    for event_run, event in iter_events(root):
+        if event_run != run:
+            continue
+        if event.HasField("session_log") and event.session_log.status == event.session_log.START:
+            steps = [step for step in steps if step < event.step]
+        steps += [event.step for value in event.summary.value if value.tag == tag]
+    return steps

@@ -1,0 +1,109 @@
+"""HFSummaryLogger against the real PyTorch Lightning, on a tiny CPU model (tests/lightning_job.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import REPO_ROOT, event_keys, hub_events, require_frameworks, uploader_processes, visible_steps
+
+require_frameworks("torch", "lightning", "tensorboard")
+
+from huggingface_hub import HfApi  # noqa: E402
+
+from hf_summary.verify import iter_events  # noqa: E402
+
+pytestmark = pytest.mark.frameworks
+
+JOB = Path(__file__).with_name("lightning_job.py")
+JOB_TIMEOUT_S = 240
+
+
+def _start_job(config: dict, tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, str(JOB), json.dumps(config)], cwd=tmp_path, env=full_env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _finish(job: subprocess.Popen) -> tuple[str, str]:
+    try:
+        return job.communicate(timeout=JOB_TIMEOUT_S)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+
+
+def _config(tmp_path: Path, repo_id: str, **overrides) -> dict:
+    return {"save_dir": str(tmp_path / "logs"), "ckpt_dir": str(tmp_path / "ckpt"), "repo_id": repo_id,
+            "max_steps": 6, "ckpt_every": 100, **overrides}
+
+
+def test_a_lightning_run_reaches_the_hub_as_the_stock_logger_writes_it(tmp_path, hub, writer_env, repo_id):
+    out, err = _finish(_start_job(_config(tmp_path, repo_id), tmp_path))
+    assert "done" in out, err
+    log_dir = tmp_path / "logs" / "lightning_logs" / "version_0"
+    keys = event_keys(log_dir)
+    runs_and_tags = {(key[0], key[1]) for key in keys}
+    assert {("", "train_loss"), ("", "hp_metric"), ("", "_hparams_/experiment"), ("", "__graph__"),
+            ("pair_a", "pair"), ("pair_b", "pair")} <= runs_and_tags  # torch's add_scalars naming, as stock
+    assert sorted(visible_steps(log_dir, "", "train_loss")) == list(range(6))
+    assert "lr: 0.1" in (log_dir / "hparams.yaml").read_text()
+    assert hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/lightning_logs/version_0") == keys
+    assert not uploader_processes(log_dir)
+
+
+def test_a_preempted_and_requeued_job_continues_the_same_run(tmp_path, hub, writer_env, repo_id):
+    """SIGTERM: Lightning stops after the step and finalizes, which pushes. The requeued job (same SLURM job id)
+    resumes from the last checkpoint into the same run dir; what the first one logged after that checkpoint is
+    hidden by the restart mark, so every step shows once."""
+    slurm = {"SLURM_JOB_ID": "4242"}
+    config = _config(tmp_path, repo_id, max_steps=16, ckpt_every=4, sleep=0.3)
+    first = _start_job(config, tmp_path, slurm)
+    try:
+        for line in first.stdout:
+            if line.strip() == "step 9":
+                first.send_signal(signal.SIGTERM)
+                break
+    finally:
+        out, err = _finish(first)
+    assert "Received SIGTERM" in err and "done" not in out, err  # Lightning's SIGTERMException is a SystemExit
+    log_dir = tmp_path / "logs" / "lightning_logs" / "version_4242"
+    path_in_repo = "tensorboard/lightning_logs/version_4242"
+    assert hub_events(hub, repo_id, tmp_path, path_in_repo=path_in_repo) == event_keys(log_dir)
+    assert 9 <= max(visible_steps(log_dir, "", "train_loss")) < 15
+
+    import torch
+
+    resumed_at = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["global_step"]
+    assert resumed_at == 8
+    out, err = _finish(_start_job({**config, "sleep": 0.0, "ckpt_path": str(tmp_path / "ckpt" / "last.ckpt")},
+                                  tmp_path, slurm))
+    assert f"done {log_dir}" in out, err
+    assert [p.name for p in (tmp_path / "logs" / "lightning_logs").iterdir()] == ["version_4242"]
+    assert visible_steps(log_dir, "", "train_loss") == list(range(16))
+    assert [event.step for _, event in iter_events(log_dir) if event.HasField("session_log")] == [resumed_at]
+    assert hub_events(hub, repo_id, tmp_path, path_in_repo=path_in_repo) == event_keys(log_dir)
+    assert not uploader_processes(log_dir)
+
+
+def test_only_rank_zero_builds_a_writer(tmp_path, monkeypatch, hub, writer_env, repo_id):
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+    from hf_summary.integrations.lightning import HFSummaryLogger
+
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    logger = HFSummaryLogger(tmp_path / "logs", repo_id=repo_id, version=0)
+    logger.log_hyperparams({"lr": 0.1})
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.experiment.add_scalar("direct", 1.0, 0)
+    logger.finalize("success")
+    assert not (tmp_path / "logs").exists()
+    assert not HfApi(endpoint=hub.endpoint, token=hub.token()).repo_exists(repo_id)
