@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -109,3 +110,30 @@ def visible_steps(root: Path, run: str, tag: str) -> list[int]:
             steps = [step for step in steps if step < event.step]
         steps += [event.step for value in event.summary.value if value.tag == tag]
     return steps
+
+
+def start_job(script: Path, config: dict, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Run a training job script (``tests/*_job.py``) with its JSON config, stdout and stderr piped back."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, str(script), json.dumps(config)], cwd=cwd, env=full_env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def finish_job(job: subprocess.Popen, timeout: float = 240) -> tuple[str, str]:
+    """Wait for the job and return its (rest of) stdout and stderr; kill it if it overstays ``timeout``."""
+    try:
+        return job.communicate(timeout=timeout)
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
+
+
+def preempt_at(job: subprocess.Popen, line: str, signum: int = signal.SIGTERM) -> None:
+    """Send ``signum`` to the job once it printed ``line`` (or ended without printing it)."""
+    for printed in job.stdout:
+        if printed.strip() == line:
+            job.send_signal(signum)
+            return

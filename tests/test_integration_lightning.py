@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, event_keys, hub_events, require_frameworks, uploader_processes, visible_steps
+from helpers import (
+    event_keys,
+    finish_job,
+    hub_events,
+    preempt_at,
+    require_frameworks,
+    start_job,
+    uploader_processes,
+    visible_steps,
+)
 
 require_frameworks("torch", "lightning", "tensorboard")
 
@@ -21,24 +25,6 @@ from hf_summary.verify import iter_events  # noqa: E402
 pytestmark = pytest.mark.frameworks
 
 JOB = Path(__file__).with_name("lightning_job.py")
-JOB_TIMEOUT_S = 240
-
-
-def _start_job(config: dict, tmp_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.Popen(
-        [sys.executable, str(JOB), json.dumps(config)], cwd=tmp_path, env=full_env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-
-
-def _finish(job: subprocess.Popen) -> tuple[str, str]:
-    try:
-        return job.communicate(timeout=JOB_TIMEOUT_S)
-    finally:
-        if job.poll() is None:
-            job.kill()
-            job.wait()
 
 
 def _config(tmp_path: Path, repo_id: str, **overrides) -> dict:
@@ -47,7 +33,7 @@ def _config(tmp_path: Path, repo_id: str, **overrides) -> dict:
 
 
 def test_a_lightning_run_reaches_the_hub_as_the_stock_logger_writes_it(tmp_path, hub, writer_env, repo_id):
-    out, err = _finish(_start_job(_config(tmp_path, repo_id), tmp_path))
+    out, err = finish_job(start_job(JOB, _config(tmp_path, repo_id), tmp_path))
     assert "done" in out, err
     log_dir = tmp_path / "logs" / "lightning_logs" / "version_0"
     keys = event_keys(log_dir)
@@ -66,14 +52,11 @@ def test_a_preempted_and_requeued_job_continues_the_same_run(tmp_path, hub, writ
     hidden by the restart mark, so every step shows once."""
     slurm = {"SLURM_JOB_ID": "4242"}
     config = _config(tmp_path, repo_id, max_steps=16, ckpt_every=4, sleep=0.3)
-    first = _start_job(config, tmp_path, slurm)
+    first = start_job(JOB, config, tmp_path, slurm)
     try:
-        for line in first.stdout:
-            if line.strip() == "step 9":
-                first.send_signal(signal.SIGTERM)
-                break
+        preempt_at(first, "step 9")
     finally:
-        out, err = _finish(first)
+        out, err = finish_job(first)
     assert "Received SIGTERM" in err and "done" not in out, err  # Lightning's SIGTERMException is a SystemExit
     log_dir = tmp_path / "logs" / "lightning_logs" / "version_4242"
     path_in_repo = "tensorboard/lightning_logs/version_4242"
@@ -84,8 +67,8 @@ def test_a_preempted_and_requeued_job_continues_the_same_run(tmp_path, hub, writ
 
     resumed_at = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["global_step"]
     assert resumed_at == 8
-    out, err = _finish(_start_job({**config, "sleep": 0.0, "ckpt_path": str(tmp_path / "ckpt" / "last.ckpt")},
-                                  tmp_path, slurm))
+    resume = {**config, "sleep": 0.0, "ckpt_path": str(tmp_path / "ckpt" / "last.ckpt")}
+    out, err = finish_job(start_job(JOB, resume, tmp_path, slurm))
     assert f"done {log_dir}" in out, err
     assert [p.name for p in (tmp_path / "logs" / "lightning_logs").iterdir()] == ["version_4242"]
     assert visible_steps(log_dir, "", "train_loss") == list(range(16))
