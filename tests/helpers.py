@@ -112,22 +112,27 @@ def visible_steps(root: Path, run: str, tag: str) -> list[int]:
     return steps
 
 
-def start_job(script: Path, config: dict, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Run a training job script (``tests/*_job.py``) with its JSON config, stdout and stderr piped back."""
+def start_job(
+    script: Path, config: dict, cwd: Path, env: dict[str, str] | None = None, launcher: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """Run a training job script (``tests/*_job.py``) with its JSON config in a process group of its own (so
+    ``finish_job`` can end every process it started), under ``python -m <launcher...>`` if given."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen(
-        [sys.executable, str(script), json.dumps(config)], cwd=cwd, env=full_env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, *launcher, str(script), json.dumps(config)], cwd=cwd, env=full_env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
 
 
 def finish_job(job: subprocess.Popen, timeout: float = 240) -> tuple[str, str]:
-    """Wait for the job and return its (rest of) stdout and stderr; kill it if it overstays ``timeout``."""
+    """Wait for the job and return its (rest of) stdout and stderr. If it overstays ``timeout`` (or the wait
+    fails), end its whole process group while its leader is alive, so the group id is still its own (the
+    uploader lives in a session of its own and is not touched)."""
     try:
         return job.communicate(timeout=timeout)
     finally:
         if job.poll() is None:
-            job.kill()
+            os.killpg(job.pid, signal.SIGKILL)
             job.wait()
 
 
