@@ -74,6 +74,7 @@ def test_add_scalars_names_sub_runs_as_each_family_does(tmp_path, hub, writer_en
     assert hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/torch") == torch_keys
 
 
+@pytest.mark.frameworks
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="compares with torch.utils.tensorboard")
 def test_torch_flavour_writes_what_torch_writes(tmp_path, writer_env, repo_id):
     from torch.utils.tensorboard import SummaryWriter
