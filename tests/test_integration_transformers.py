@@ -66,3 +66,29 @@ def test_a_preempted_run_resumed_from_its_checkpoint_continues_the_same_run(tmp_
     assert visible_steps(log_dir, "", "train/loss") == list(range(1, 9))
     assert [event.step for _, event in iter_events(log_dir) if event.HasField("session_log")] == [4]
     assert hub_events(hub, repo_id, tmp_path, path_in_repo=PATH_IN_REPO) == event_keys(log_dir)
+
+
+def test_sigterm_with_transformers_jit_checkpoint_stops_cleanly_pushes_and_resumes(tmp_path, hub, writer_env, repo_id):
+    """``enable_jit_checkpoint``: transformers' SIGTERM handler is installed first, ours chains to it at once; the
+    Trainer checkpoints and stops, ``on_train_end`` pushes, and the restart resumes from that checkpoint."""
+    config = _config(tmp_path, repo_id, max_steps=40, sleep=0.3, jit=True)
+    first = start_job(JOB, config, tmp_path)
+    try:
+        preempt_at(first, "step 4")
+    finally:
+        out, err = finish_job(first)
+    log_dir = tmp_path / "out" / "runs" / "hf_summary"
+    assert f"done {log_dir}" in out, err  # a clean stop, not a death by signal
+    (checkpoint,) = (tmp_path / "out").glob("checkpoint-*")
+    stopped_at = int(checkpoint.name.rpartition("-")[2])
+    assert 4 <= stopped_at < 40
+    logged = visible_steps(log_dir, "", "train/loss")
+    assert logged == list(range(1, len(logged) + 1)) and len(logged) in (stopped_at, stopped_at + 1)  # the
+    # checkpoint may be taken before the optimizer step of the last step logged (on_pre_optimizer_step)
+    assert hub_events(hub, repo_id, tmp_path, path_in_repo=PATH_IN_REPO) == event_keys(log_dir)
+
+    out, err = finish_job(start_job(JOB, {**config, "sleep": 0.0, "resume": str(checkpoint)}, tmp_path))
+    assert f"done {log_dir}" in out, err
+    assert visible_steps(log_dir, "", "train/loss") == list(range(1, 41))
+    assert hub_events(hub, repo_id, tmp_path, path_in_repo=PATH_IN_REPO) == event_keys(log_dir)
+    assert not uploader_processes(log_dir)

@@ -1,7 +1,8 @@
 """A tiny transformers Trainer job on CPU for the plug-in tests: ``python transformers_job.py '<json config>'``.
 
 A one-layer GPT-2 built from a config (nothing downloaded) logs every step through ``HFSummaryCallback``, for
-``train_calls`` calls of ``train()``; it prints ``step N`` after each step so a test can preempt it.
+``train_calls`` calls of ``train()``; it prints ``step N`` after each step so a test can preempt it. ``jit``
+turns on transformers' own SIGTERM handling (a checkpoint, then a clean stop).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def main(config: dict) -> None:
     args = TrainingArguments(
         config["output_dir"], max_steps=config["max_steps"], logging_steps=1, per_device_train_batch_size=4,
         save_strategy="steps" if config.get("save_steps") else "no", save_steps=config.get("save_steps") or 500,
-        report_to="none", use_cpu=True, disable_tqdm=True,
+        report_to="none", use_cpu=True, disable_tqdm=True, enable_jit_checkpoint=config.get("jit", False),
     )
     callback = HFSummaryCallback(config["repo_id"], commit_every=config.get("commit_every", 5))
     trainer = Trainer(model=model, args=args, train_dataset=Tokens(), callbacks=[callback, Progress(config.get("sleep", 0))])
