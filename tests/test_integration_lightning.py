@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,43 @@ def test_only_rank_zero_builds_a_writer(tmp_path, monkeypatch, hub, writer_env, 
     logger.finalize("success")
     assert not (tmp_path / "logs").exists()
     assert not HfApi(endpoint=hub.endpoint, token=hub.token()).repo_exists(repo_id)
+
+
+def test_slurm_auto_requeue_finalizes_requeues_and_the_requeued_job_resumes(tmp_path, hub, writer_env, repo_id):
+    """Lightning's SLURM handling: SIGUSR1 finalizes the logger (a push), saves an HPC checkpoint and runs
+    ``scontrol requeue``; SIGTERM then stops the job. The requeued job (same job id) resumes from the HPC
+    checkpoint on its own, in the same run."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.log"}\n')
+    scontrol.chmod(0o755)
+    slurm = {"SLURM_JOB_ID": "4243", "SLURM_JOB_NAME": "train", "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1",
+             "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "SLURM_NODELIST": "127.0.0.1",
+             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    config = _config(tmp_path, repo_id, max_steps=16, sleep=0.3)
+    first = start_job(JOB, config, tmp_path, slurm)
+    try:
+        preempt_at(first, "step 5", signal.SIGUSR1)
+        preempt_at(first, "step 9")
+    finally:
+        out, err = finish_job(first)
+    assert "done" not in out and "Received SIGTERM" in err, err
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4243"]
+    log_dir = tmp_path / "logs" / "lightning_logs" / "version_4243"
+    path_in_repo = "tensorboard/lightning_logs/version_4243"
+    assert hub_events(hub, repo_id, tmp_path, path_in_repo=path_in_repo) == event_keys(log_dir)
+
+    import torch
+
+    (hpc_checkpoint,) = tmp_path.glob("hpc_ckpt_*.ckpt")
+    resumed_at = torch.load(hpc_checkpoint, weights_only=False)["global_step"]
+    out, err = finish_job(start_job(JOB, {**config, "sleep": 0.0}, tmp_path, slurm))
+    assert f"done {log_dir}" in out, err
+    # The HPC checkpoint is taken in the middle of a step: Lightning resumes its logging step one past it (and
+    # so logs one step more), and the restart mark follows Lightning's step, not global_step.
+    (restart,) = [event.step for _, event in iter_events(log_dir) if event.HasField("session_log")]
+    assert restart == resumed_at + 1
+    assert visible_steps(log_dir, "", "train_loss") == list(range(17))
+    assert hub_events(hub, repo_id, tmp_path, path_in_repo=path_in_repo) == event_keys(log_dir)
+    assert not uploader_processes(log_dir)

@@ -12,14 +12,18 @@ Example:
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
+import torch
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
 
 from hf_summary.integrations import purge_from, writer_class
 from hf_summary.verify import JOURNAL_DIR
@@ -37,9 +41,9 @@ class HFSummaryLogger(TensorBoardLogger):
 
     Restarts: ``version=None`` becomes the SLURM job id when there is one (as Lightning's default logger does), so
     a requeued job logs into the same ``version_<job id>`` run; elsewhere pin ``version`` to resume a run. When
-    the run directory already holds events (a restart), the first step this process logs (Lightning's step,
-    restored from the checkpoint) is marked as a restart, so TensorBoard hides what the earlier process logged
-    from that step on, after its last checkpoint. Lightning handles SIGTERM itself (it stops at the next step
+    the run directory already holds events (a restart), the step Lightning resumes logging at (restored from the
+    checkpoint) is marked as a restart when this process first logs, so TensorBoard hides what the earlier
+    process logged after its last checkpoint. Lightning handles SIGTERM itself (it stops at the next step
     and calls ``finalize``), so the writer installs no SIGTERM handler unless ``handle_sigterm=True`` is given.
 
     Args:
@@ -75,6 +79,7 @@ class HFSummaryLogger(TensorBoardLogger):
         )
         self._repo_id = repo_id
         self._purge_at_next_step = False
+        self._trainer: weakref.ref[pl.Trainer] | None = None
 
     @property
     @rank_zero_experiment
@@ -89,11 +94,30 @@ class HFSummaryLogger(TensorBoardLogger):
         return self._experiment
 
     @rank_zero_only
+    def log_graph(self, model: pl.LightningModule, input_array: torch.Tensor | None = None) -> None:
+        """As stock. Lightning calls it at the start of every ``fit``, right after loading the checkpoint: the
+        logger notes the trainer, whose restored step is where a restart resumes."""
+        trainer = getattr(model, "_trainer", None)
+        self._trainer = None if trainer is None else weakref.ref(trainer)
+        super().log_graph(model, input_array)
+
+    @rank_zero_only
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         if self._purge_at_next_step and step is not None:
             self._purge_at_next_step = False
-            purge_from(self.experiment, step)
+            purge_from(self.experiment, self._resumed_step(step))
         super().log_metrics(metrics, step)
+
+    def _resumed_step(self, logged: int) -> int:
+        """The step Lightning logs with, as restored from the checkpoint (it can differ from ``global_step``, and
+        from the step of a user's own first ``log_metrics``); without a fitting trainer, the step logged."""
+        trainer = self._trainer() if self._trainer is not None else None
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
+            return logged
+        return trainer.fit_loop.epoch_loop._batches_that_stepped
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "_trainer": None}
 
     def _default_path_in_repo(self) -> str:
         relative = Path(os.path.relpath(self.log_dir, self.save_dir))
