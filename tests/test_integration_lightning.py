@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
 
 import pytest
 from helpers import (
+    download_repo,
     event_keys,
     finish_job,
     hub_events,
@@ -48,10 +50,11 @@ def test_a_lightning_run_reaches_the_hub_as_the_stock_logger_writes_it(tmp_path,
     assert not uploader_processes(log_dir)
 
 
-def test_a_preempted_and_requeued_job_continues_the_same_run(tmp_path, hub, writer_env, repo_id):
+def test_a_preempted_job_requeued_on_a_new_node_continues_the_run_in_the_repo(tmp_path, hub, writer_env, repo_id):
     """SIGTERM: Lightning stops after the step and finalizes, which pushes. The requeued job (same SLURM job id)
-    resumes from the last checkpoint into the same run dir; what the first one logged after that checkpoint is
-    hidden by the restart mark, so every step shows once."""
+    runs on a new node (an empty logdir; checkpoints on shared storage) and resumes from the last checkpoint: it
+    continues the same run in the repo folder, and what the first one logged after that checkpoint is hidden by
+    the restart mark, so every step shows once on the Hub."""
     slurm = {"SLURM_JOB_ID": "4242"}
     config = _config(tmp_path, repo_id, max_steps=16, ckpt_every=4, sleep=0.3)
     first = start_job(JOB, config, tmp_path, slurm)
@@ -69,13 +72,14 @@ def test_a_preempted_and_requeued_job_continues_the_same_run(tmp_path, hub, writ
 
     resumed_at = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)["global_step"]
     assert resumed_at == 8
+    shutil.rmtree(tmp_path / "logs")  # the new node's logdir starts empty
     resume = {**config, "sleep": 0.0, "ckpt_path": str(tmp_path / "ckpt" / "last.ckpt")}
     out, err = finish_job(start_job(JOB, resume, tmp_path, slurm))
     assert f"done {log_dir}" in out, err
-    assert [p.name for p in (tmp_path / "logs" / "lightning_logs").iterdir()] == ["version_4242"]
-    assert visible_steps(log_dir, "", "train_loss") == list(range(16))
-    assert [event.step for _, event in iter_events(log_dir) if event.HasField("session_log")] == [resumed_at]
-    assert hub_events(hub, repo_id, tmp_path, path_in_repo=path_in_repo) == event_keys(log_dir)
+    on_hub = download_repo(hub.endpoint, hub.token(), repo_id, tmp_path / "hub") / path_in_repo
+    assert visible_steps(on_hub, "", "train_loss") == list(range(16))
+    assert [event.step for _, event in iter_events(on_hub) if event.HasField("session_log")] == [resumed_at]
+    assert event_keys(log_dir) <= event_keys(on_hub)
     assert not uploader_processes(log_dir)
 
 

@@ -26,7 +26,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 
 from hf_summary.integrations import purge_from, writer_class
-from hf_summary.verify import JOURNAL_DIR
 from hf_summary.writer import HFSummaryWriter
 
 __all__ = ["HFSummaryLogger"]
@@ -41,9 +40,9 @@ class HFSummaryLogger(TensorBoardLogger):
 
     Restarts: ``version=None`` becomes the SLURM job id when there is one (as Lightning's default logger does), so
     a requeued job logs into the same ``version_<job id>`` run; elsewhere pin ``version`` to resume a run. When
-    the run directory already holds events (a restart), the step Lightning resumes logging at (restored from the
-    checkpoint) is marked as a restart when this process first logs, so TensorBoard hides what the earlier
-    process logged after its last checkpoint. Lightning handles SIGTERM itself (it stops at the next step
+    ``fit`` resumes from a checkpoint, the step Lightning resumes logging at is marked as a restart, so
+    TensorBoard hides what an earlier process logged after that checkpoint (locally or, on a new node, in the
+    repo folder the run continues). Lightning handles SIGTERM itself (it stops at the next step
     and calls ``finalize``), so the writer installs no SIGTERM handler unless ``handle_sigterm=True`` is given.
 
     Args:
@@ -78,8 +77,7 @@ class HFSummaryLogger(TensorBoardLogger):
             **kwargs,
         )
         self._repo_id = repo_id
-        self._purge_at_next_step = False
-        self._trainer: weakref.ref[pl.Trainer] | None = None
+        self._resuming: weakref.ref[pl.Trainer] | None = None
 
     @property
     @rank_zero_experiment
@@ -87,43 +85,32 @@ class HFSummaryLogger(TensorBoardLogger):
         """The run's ``HFSummaryWriter`` (torch's flavour when ``torch.utils.tensorboard`` imports, as stock)."""
         if self._experiment is not None:
             return self._experiment
-        log_dir = Path(self.log_dir)
-        self._purge_at_next_step = "purge_step" not in self._kwargs and _holds_events(log_dir)
         kwargs = {"path_in_repo": self._default_path_in_repo(), **self._kwargs}
-        self._experiment = writer_class()(self._repo_id, logdir=log_dir, **kwargs)
+        self._experiment = writer_class()(self._repo_id, logdir=self.log_dir, **kwargs)
         return self._experiment
 
     @rank_zero_only
     def log_graph(self, model: pl.LightningModule, input_array: torch.Tensor | None = None) -> None:
         """As stock. Lightning calls it at the start of every ``fit``, right after loading the checkpoint: the
-        logger notes the trainer, whose restored step is where a restart resumes."""
+        logger notes the trainer, to mark a restart at its first ``log_metrics`` if the fit resumed."""
         trainer = getattr(model, "_trainer", None)
-        self._trainer = None if trainer is None else weakref.ref(trainer)
+        self._resuming = None if trainer is None else weakref.ref(trainer)
         super().log_graph(model, input_array)
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        if self._purge_at_next_step and step is not None:
-            self._purge_at_next_step = False
-            purge_from(self.experiment, self._resumed_step(step))
+        if self._resuming is not None and step is not None:
+            trainer, self._resuming = self._resuming(), None
+            if trainer is not None and trainer.ckpt_path and trainer.state.fn == TrainerFn.FITTING:
+                # Lightning's own logging step as restored (it can differ from global_step, and from the step of
+                # a user's first log_metrics): what an earlier process logged from there on is replayed now.
+                purge_from(self.experiment, trainer.fit_loop.epoch_loop._batches_that_stepped)
         super().log_metrics(metrics, step)
 
-    def _resumed_step(self, logged: int) -> int:
-        """The step Lightning logs with, as restored from the checkpoint (it can differ from ``global_step``, and
-        from the step of a user's own first ``log_metrics``); without a fitting trainer, the step logged."""
-        trainer = self._trainer() if self._trainer is not None else None
-        if trainer is None or trainer.state.fn != TrainerFn.FITTING:
-            return logged
-        return trainer.fit_loop.epoch_loop._batches_that_stepped
-
     def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "_trainer": None}
+        return {**super().__getstate__(), "_resuming": None}
 
     def _default_path_in_repo(self) -> str:
         relative = Path(os.path.relpath(self.log_dir, self.save_dir))
         return "/".join(["tensorboard", *(part for part in relative.parent.parts if part not in (".", ".."))])
 
-
-def _holds_events(log_dir: Path) -> bool:
-    """Whether an earlier process already logged into ``log_dir`` (any event file outside the journal)."""
-    return any(JOURNAL_DIR not in path.relative_to(log_dir).parts for path in log_dir.rglob("*tfevents*"))
