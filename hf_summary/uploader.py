@@ -263,10 +263,11 @@ class Uploader:
         while True:
             self._heartbeat_when_due()
             if not self._closing and not self._parent_alive():
-                logger.info("trainer %s is gone; final drain of %s", self.parent, self.journal.logdir)
                 self._closing = True
             if self._closing:
-                if self._closing_deadline is None:
+                if self._closing_deadline is None:  # once, however the end was told (pipe, psutil, "close")
+                    logger.info("final drain of %s (trainer %s %s)", self.journal.logdir, self.parent,
+                                "still running" if self._parent_alive() else "is gone")
                     self._closing_deadline = time.monotonic() + self.drain_timeout
                 seal_abandoned(self.journal, self._writer_alive)
             if self.preemption.active:

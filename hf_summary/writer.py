@@ -154,7 +154,9 @@ class HFSummaryWriter(SummaryWriter):
         self._logdir_path = resolved_logdir.resolve()
         self._host = socket.gethostname()
         self._create_time = psutil.Process().create_time()
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler (ours, or a framework's calling close()) may seal while the code it
+        # interrupted on this thread holds it; _write() then starts a new segment.
+        self._lock = threading.RLock()
         self._segments: dict[str, _OpenSegment] = {}
         # The next segment of each run dir that rolled, made ready by the ticker (sequence, journal row, header)
         # under the journal's directory; the first event after a roll only renames it into its run dir.
