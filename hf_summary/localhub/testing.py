@@ -36,7 +36,7 @@ class LocalHub:
         *,
         users: dict[str, str] | None = None,
         admin_token: str = "hf_admin_token",
-        lfs: bool = False,
+        regular: bool = False,
         commit_limit: int = 128,
         page_size: int | None = None,
         data_dir: str | Path | None = None,
@@ -44,7 +44,7 @@ class LocalHub:
     ) -> None:
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.admin_token = admin_token
-        self.lfs = lfs
+        self.regular = regular
         self.commit_limit = commit_limit
         self.commit_window_s = commit_window_s
         self.page_size = page_size
@@ -101,7 +101,7 @@ class LocalHub:
             repr(self.commit_window_s),
         ]
         command += [arg for name, token in self.users.items() for arg in ("--user", f"{name}:{token}")]
-        command += ["--lfs"] if self.lfs else []
+        command += ["--regular"] if self.regular else []
         command += ["--page-size", str(self.page_size)] if self.page_size is not None else []
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         line = _first_line(self._process.stdout, START_TIMEOUT_S)
