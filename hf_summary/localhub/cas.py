@@ -89,7 +89,7 @@ def reconstruction(call: Call) -> JSONResponse:
     xet_file = readable_file(call, _hash_param(call, "hash"))
     first, last = _byte_range(call.request.headers.get("range"), xet_file.size)
     terms: list[dict[str, Any]] = []
-    fetch_info: dict[str, list[dict[str, Any]]] = {}
+    wanted: dict[str, list[tuple[int, int]]] = {}
     offset, offset_into_first = 0, 0
     for term in xet_file.terms:
         start, offset = offset, offset + term.size
@@ -98,18 +98,31 @@ def reconstruction(call: Call) -> JSONResponse:
         if not terms:
             offset_into_first = first - start
         terms.append({"hash": term.xorb, "unpacked_length": term.size, "range": {"start": term.start, "end": term.end}})
-        ranges = fetch_info.setdefault(term.xorb, [])
-        if any(r["range"] == {"start": term.start, "end": term.end} for r in ranges):
-            continue
-        chunks = call.hub.cas.chunks(term.xorb) or []
-        ranges.append(
-            {
-                "range": {"start": term.start, "end": term.end},
-                "url": _fetch_url(call, term.xorb),
-                "url_range": {"start": chunks[term.start].offset, "end": chunks[term.end - 1].end - 1},
-            }
-        )
+        wanted.setdefault(term.xorb, []).append((term.start, term.end))
+    fetch_info = {xorb: _fetch_ranges(call, xorb, ranges) for xorb, ranges in wanted.items()}
     return JSONResponse({"offset_into_first_range": offset_into_first, "terms": terms, "fetch_info": fetch_info})
+
+
+def _fetch_ranges(call: Call, xorb: str, ranges: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """One fetch entry per run of overlapping chunk ranges: hf_xet reads each term from a single entry and
+    does not look past the first that matches, so overlapping entries (a term repeated inside a longer
+    one, as in a file of zeros) would make it slice past the fetched bytes."""
+    merged: list[list[int]] = []
+    for start, end in sorted(ranges):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    chunks = call.hub.cas.chunks(xorb) or []
+    url = _fetch_url(call, xorb)
+    return [
+        {
+            "range": {"start": start, "end": end},
+            "url": url,
+            "url_range": {"start": chunks[start].offset, "end": chunks[end - 1].end - 1},
+        }
+        for start, end in merged
+    ]
 
 
 def _byte_range(header: str | None, size: int) -> tuple[int, int]:
