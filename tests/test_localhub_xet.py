@@ -92,7 +92,7 @@ def test_upload_download_snapshot_round_trip(xet_hub: LocalHub, xapi: HfApi, rep
         folder = Path(snapshot_download(repo_id, endpoint=xet_hub.endpoint, token=xet_hub.token(), cache_dir=tmp_path / "s"))
         assert {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == FILES
     finally:
-        for path, content in FILES.items():
+        for content in FILES.values():
             _blob(xet_hub, content).write_bytes(content)
 
 
