@@ -338,7 +338,7 @@ def _add_recover_parser(commands: argparse._SubParsersAction) -> None:
         "settings, used only when the journal is missing or unreadable (otherwise the journal's are used)"
     )
     rebuild.add_argument("--repo-id", default=None)
-    rebuild.add_argument("--repo-type", default="model", choices=["model", "dataset", "space"])
+    rebuild.add_argument("--repo-type", default="model", choices=["model", "dataset", "space", "bucket"])
     rebuild.add_argument("--revision", default="main")
     rebuild.add_argument("--path-in-repo", default="tensorboard",
                          help="folder in the repo; the logdir's name is appended (default: tensorboard)")

@@ -56,11 +56,11 @@ from hf_summary import compaction
 from hf_summary._faults import fault as _fault
 from hf_summary.hub import (
     CommitResult,
-    HubClient,
     HubError,
     MissingRepoError,
     PathConflictError,
     PermanentHubError,
+    open_client,
     use_timeouts,
 )
 from hf_summary.journal import Journal, JournalError, LeaseOwner, RunSettings, SegmentRow
@@ -193,7 +193,7 @@ class Uploader:
     ):
         self.journal = journal
         self.settings = settings
-        self.client = HubClient(
+        self.client = open_client(
             repo_id=settings.repo_id,
             repo_type=settings.repo_type,
             revision=settings.revision,
