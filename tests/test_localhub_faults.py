@@ -75,6 +75,7 @@ def test_delay_probability_and_method_matching(faulty_hub: LocalHub, hub_api: Hf
     started = time.monotonic()
     hub_api.repo_info(repo_id)  # neither 500 rule fires
     assert time.monotonic() - started >= 0.5
+    assert faulty_hub.fired() == [0, 0, 1]
 
 
 def test_bandwidth_limit_slows_uploads(faulty_hub: LocalHub, hub_api: HfApi, repo_id: str) -> None:

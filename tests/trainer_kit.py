@@ -38,7 +38,7 @@ TRAINER = """
 
     writer = HFSummaryWriter(
         os.environ["REPO"], logdir=os.environ["LOGDIR"], commit_every=float(os.environ.get("COMMIT_EVERY", "60")),
-        squash_history=os.environ.get("SQUASH") == "1",
+        squash_history=os.environ.get("SQUASH") == "1", repo_type=os.environ.get("REPO_TYPE") or None,
     )
     rng = np.random.default_rng(0)
     step = int(os.environ.get("FIRST_STEP", "0"))
@@ -188,11 +188,29 @@ def local_segments(logdir: Path) -> dict[str, str]:
     }
 
 
-def assert_repo_matches_logdir(hub, repo_id: str, logdir: Path, dest: Path, *, folder: str | None = None) -> None:
-    """The repo's folder holds exactly the logdir's event files, byte for byte: no extra, none missing, no
-    path twice."""
+def bucket_files(hub, bucket_id: str, prefix: str | None = None) -> dict[str, tuple[int, object]]:
+    """Path -> (size, upload time) of every file of the bucket (under ``prefix``): the upload times show
+    whether anything was pushed again."""
+    return {
+        entry.path: (entry.size, entry.uploaded_at)
+        for entry in api(hub).list_bucket_tree(bucket_id, prefix=prefix, recursive=True)
+        if entry.type == "file"
+    }
+
+
+def assert_repo_matches_logdir(
+    hub, repo_id: str, logdir: Path, dest: Path, *, folder: str | None = None, repo_type: str = "model"
+) -> None:
+    """The repo's (or bucket's) folder holds exactly the logdir's event files, byte for byte: no extra, none
+    missing, no path twice."""
     folder = folder or f"tensorboard/{logdir.name}"
     client = api(hub)
+    if repo_type == "bucket":
+        remote = list(bucket_files(hub, repo_id, folder))
+        client.download_bucket_files(repo_id, [(path, str(dest / path)) for path in remote])
+        on_hub = {path[len(folder) + 1:]: sha256_of(dest / path) for path in remote}
+        assert on_hub == local_segments(logdir)
+        return
     remote = [
         entry.path
         for entry in client.list_repo_tree(repo_id, path_in_repo=folder, recursive=True)

@@ -12,6 +12,8 @@ never faulted, throttled or counted:
   retry_after`, integer seconds, if given; the request body is read first so the client sees the answer), or, with
   neither, serve the request normally. The first rule that fires wins. `bandwidth_bps` limits how
   fast each request body is read. Rules live in memory and are gone after a restart.
+- `GET /_localhub/faults` lists the rules in order with how often each has fired: `{"rules": [{"method",
+  "path", "fired"}]}` (so a test can wait until a held request is in flight).
 - `DELETE /_localhub/faults` clears rules and bandwidth limit.
 - `GET /_localhub/stats`: `{"requests": N, "bytes_received": N, "downloads": {...}, "repos": {...}}`.
   `requests` counts every non-admin request (faulted ones included) and `bytes_received` every
@@ -190,6 +192,15 @@ class FaultsAndStats:
                         "bytes_received": self.bytes_received,
                         "downloads": self.downloads,
                         "repos": repos,
+                    }
+                )
+            case "GET", "/_localhub/faults":
+                return JSONResponse(
+                    {
+                        "rules": [
+                            {"method": r.method, "path": r.path.pattern if r.path else None, "fired": r.fired}
+                            for r in self.rules
+                        ]
                     }
                 )
             case "DELETE", "/_localhub/faults":

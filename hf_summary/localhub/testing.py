@@ -145,6 +145,10 @@ class LocalHub:
         """Replace the fault rules (see hf_summary.localhub.faults for their fields)."""
         self._admin("POST", "/_localhub/faults", {"rules": rules, "bandwidth_bps": bandwidth_bps})
 
+    def fired(self) -> list[int]:
+        """How often each fault rule has fired, in the order they were set."""
+        return [rule["fired"] for rule in self._admin("GET", "/_localhub/faults")["rules"]]
+
     def clear_faults(self) -> None:
         self._admin("DELETE", "/_localhub/faults")
 
