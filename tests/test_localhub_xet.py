@@ -62,10 +62,12 @@ def _push(api: HfApi, repo_id: str, files: dict[str, bytes], **kwargs) -> str:
 
 def test_upload_download_snapshot_round_trip(xet_hub: LocalHub, xapi: HfApi, repo_id: str, tmp_path, run_client) -> None:
     xapi.create_repo(repo_id, private=True)
-    before = xet_hub.stats()["bytes_received"]
+    before = xet_hub.stats()["bytes_received_by_route"]
     _push(xapi, repo_id, FILES)
-    received = xet_hub.stats()["bytes_received"] - before
+    after = xet_hub.stats()["bytes_received_by_route"]
+    received = after["cas"] - before["cas"]
     assert len(FILES["weights.bin"]) < received < 1.1 * sum(map(len, FILES.values()))  # binaries went up as xorbs
+    assert after["lfs"] == before["lfs"]
     entries = {e.path: e for e in xapi.list_repo_tree(repo_id, recursive=True) if hasattr(e, "lfs")}
     for path, content in FILES.items():
         if path.endswith(".bin"):
@@ -100,10 +102,10 @@ def test_grown_file_sends_only_new_chunks(xet_hub: LocalHub, xapi: HfApi, repo_i
     xapi.create_repo(repo_id)
     first = os.urandom(3_000_000)
     _push(xapi, repo_id, {"events.bin": first})
-    before = xet_hub.stats()["bytes_received"]
+    before = xet_hub.stats()["bytes_received_by_route"]["cas"]
     grown = first + os.urandom(100_000)
     _push(xapi, repo_id, {"events.bin": grown})
-    sent = xet_hub.stats()["bytes_received"] - before
+    sent = xet_hub.stats()["bytes_received_by_route"]["cas"] - before
     assert sent < 0.25 * len(grown), sent  # the new tail and the chunk it changed, not the whole file
     assert Path(hf_hub_download(repo_id, "events.bin", endpoint=xet_hub.endpoint, token=xet_hub.token(),
                                 cache_dir=xet_hub.data_dir.parent / f"dl-{repo_id[6:]}")).read_bytes() == grown

@@ -255,12 +255,12 @@ def write_event_file(path: Path, first_step: int, steps: int) -> int:
 
 
 def fake_dead_run(logdir: Path, *, endpoint: str, repo_id: str, sealed: int = 2, open_tail: bool = True,
-                  steps: int = 20, writer_pid: int | None = None) -> list[Path]:
+                  steps: int = 20, writer_pid: int | None = None, repo_type: str = "model") -> list[Path]:
     """A logdir as a run that died before pushing leaves it, made without a trainer: ``sealed`` segments pending
     in the journal and, with ``open_tail``, one more still open, written by ``writer_pid`` (default: a process
     that is gone). Returns the segment files, in order."""
     settings = RunSettings(
-        repo_id=repo_id, repo_type="model", revision="main", path_in_repo=f"tensorboard/{logdir.name}",
+        repo_id=repo_id, repo_type=repo_type, revision="main", path_in_repo=f"tensorboard/{logdir.name}",
         allow_patterns=["*.tfevents.*"], ignore_patterns=None, squash_history=False, commit_every_s=300.0,
         private=None, endpoint=endpoint,
     )
