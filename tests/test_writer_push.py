@@ -6,9 +6,9 @@ import time
 
 import pytest
 from helpers import event_keys, hub_events, kill_uploaders, uploader_processes, wait_until
-from trainer_kit import assert_repo_matches_logdir, bucket_files
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
+from trainer_kit import assert_repo_matches_logdir, bucket_files
 
 from hf_summary import HFSummaryWriter
 from hf_summary.journal import Journal
