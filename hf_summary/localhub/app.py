@@ -1,6 +1,6 @@
-"""The ASGI application: URL routing and the per-request `Call` context.
+"""The ASGI application: URL routing for the Hub API, downloads, LFS, the CAS and buckets.
 
-Routing works on the *raw* path, split on `/` before percent-decoding each segment, because the
+Handlers get a `Call` (call.py: the request type every handler module shares). Routing works on the *raw* path, split on `/` before percent-decoding each segment, because the
 client sends revisions as one encoded segment (`dev%2Fx`, `refs%2Fpr%2F1`; hub-api.md §1.1).
 Handlers are plain functions `handler(call) -> Response` run in a worker thread after the body has
 been read (with a size cap); the few that stream (LFS PUT) are coroutines and read the body themselves.
