@@ -23,7 +23,12 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import filter_repo_objects, set_client_factory, validate_repo_id
+from huggingface_hub.utils import (
+    disable_progress_bars,
+    filter_repo_objects,
+    set_client_factory,
+    validate_repo_id,
+)
 from huggingface_hub.utils._http import hf_request_event_hook
 
 from hf_summary.segments import file_digests
@@ -215,6 +220,12 @@ def open_client(
 
         return BucketClient(repo_id=repo_id, endpoint=endpoint, token=token)
     return HubClient(repo_id=repo_id, repo_type=repo_type, revision=revision, endpoint=endpoint, token=token)
+
+
+def silence_progress_bars() -> None:
+    """No progress bars in this process: uploads through Xet draw them on stderr, which the uploader shares
+    with the trainer's log. Only the uploader calls this, for its own interpreter."""
+    disable_progress_bars()
 
 
 def _first_line(exc: BaseException) -> str:
