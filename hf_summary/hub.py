@@ -8,6 +8,7 @@ no write access, missing repo or revision, rejected input).
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,10 +223,19 @@ def open_client(
     return HubClient(repo_id=repo_id, repo_type=repo_type, revision=revision, endpoint=endpoint, token=token)
 
 
-def silence_progress_bars() -> None:
-    """No progress bars in this process: uploads through Xet draw them on stderr, which the uploader shares
-    with the trainer's log. Only the uploader calls this, for its own interpreter."""
+_xet_cache: tempfile.TemporaryDirectory | None = None
+
+
+def prepare_uploader_process() -> None:
+    """Settings for the uploader's own interpreter (only it calls this): no progress bars (Xet uploads draw
+    them on the stderr it shares with the trainer's log), and hf_xet's cache in a temporary directory removed
+    when the process exits, not in the user's HF_HOME (segments are uploaded once: nothing to deduplicate
+    against later, and nothing is written outside the logdir and the temp dir)."""
+    global _xet_cache
     disable_progress_bars()
+    if _xet_cache is None:
+        _xet_cache = tempfile.TemporaryDirectory(prefix="hf-summary-xet-")
+        os.environ["HF_XET_CACHE"] = _xet_cache.name
 
 
 def _first_line(exc: BaseException) -> str:

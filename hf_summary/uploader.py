@@ -61,7 +61,7 @@ from hf_summary.hub import (
     PathConflictError,
     PermanentHubError,
     open_client,
-    silence_progress_bars,
+    prepare_uploader_process,
     use_timeouts,
 )
 from hf_summary.journal import Journal, JournalError, LeaseOwner, RunSettings, SegmentRow
@@ -607,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     closing = threading.Event()
     threading.Thread(target=_read_wakeups, args=(sys.stdin, wakeups, closing), daemon=True).start()
     use_timeouts()
-    silence_progress_bars()
+    prepare_uploader_process()
     try:
         with Journal(args.logdir, create=False) as journal:
             settings = journal.load_settings()
