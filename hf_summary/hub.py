@@ -17,6 +17,7 @@ import hf_xet
 import httpx2
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard, RepoFile, constants
 from huggingface_hub.errors import (
+    BucketNotFoundError,
     EntryNotFoundError,
     HfHubHTTPError,
     HfUriError,
@@ -167,8 +168,8 @@ def classify(exc: BaseException) -> HubError:
     """Map an exception raised by huggingface_hub (or its HTTP stack) to a transient or permanent error."""
     if isinstance(exc, HubError):
         return exc
-    if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError)):
-        what = "repo" if isinstance(exc, RepositoryNotFoundError) else "revision"
+    if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError, BucketNotFoundError)):
+        what = "revision" if isinstance(exc, RevisionNotFoundError) else "repo"
         return MissingRepoError(f"{type(exc).__name__}: {_first_line(exc)}", what)
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else None
