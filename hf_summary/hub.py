@@ -13,7 +13,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import hf_xet
 import httpx2
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard, RepoFile, constants
 from huggingface_hub.errors import (
@@ -119,6 +118,8 @@ class RemoteFile:
 
 def local_xet_hash(path: Path) -> str:
     """The Xet hash the Hub reports for a file with ``path``'s content (computed locally, nothing is sent)."""
+    import hf_xet  # not at import time: importing it starts its logging, which must see HF_XET_LOG_DEST first
+
     [info] = hf_xet.hash_files([str(path)])
     return info.hash
 
@@ -224,19 +225,20 @@ def open_client(
     return HubClient(repo_id=repo_id, repo_type=repo_type, revision=revision, endpoint=endpoint, token=token)
 
 
-_xet_cache: tempfile.TemporaryDirectory | None = None
+_xet_dir: tempfile.TemporaryDirectory | None = None
 
 
 def prepare_uploader_process() -> None:
     """Settings for the uploader's own interpreter (only it calls this): no progress bars (Xet uploads draw
-    them on the stderr it shares with the trainer's log), and hf_xet's cache in a temporary directory removed
-    when the process exits, not in the user's HF_HOME (segments are uploaded once: nothing to deduplicate
-    against later, and nothing is written outside the logdir and the temp dir)."""
-    global _xet_cache
+    them on the stderr it shares with the trainer's log), and hf_xet's cache and logs in a temporary directory
+    removed when the process exits, not in the user's HF_HOME (segments are uploaded once: nothing to
+    deduplicate against later; and nothing is written outside the logdir and the temp dir)."""
+    global _xet_dir
     disable_progress_bars()
-    if _xet_cache is None:
-        _xet_cache = tempfile.TemporaryDirectory(prefix="hf-summary-xet-")
-        os.environ["HF_XET_CACHE"] = _xet_cache.name
+    if _xet_dir is None:
+        _xet_dir = tempfile.TemporaryDirectory(prefix="hf-summary-xet-")
+        os.environ["HF_XET_CACHE"] = os.path.join(_xet_dir.name, "cache")
+        os.environ["HF_XET_LOG_DEST"] = os.path.join(_xet_dir.name, "logs") + os.sep  # a trailing "/": a folder
 
 
 def _first_line(exc: BaseException) -> str:
