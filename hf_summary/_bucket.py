@@ -55,21 +55,30 @@ class BucketClient:
         check_write_access(self._api, self.repo_id)
 
     def commit_files(
-        self, files: list[tuple[Path, str]], message: str, *, never_replace: frozenset[str] = frozenset()
+        self,
+        files: list[tuple[Path, str]],
+        message: str,
+        *,
+        never_replace: frozenset[str] = frozenset(),
+        deletions: list[str] = (),
     ) -> CommitResult:
-        """Add ``(local path, path in bucket)`` pairs in one batch. A path in ``never_replace`` that holds other
-        content in the bucket stops the push before anything is sent, with :class:`PathConflictError` (one
-        paths-info request, only when there are such paths). ``message`` only names the push in the returned
-        id: buckets keep no messages. A missing bucket raises :class:`MissingRepoError`."""
+        """Add ``(local path, path in bucket)`` pairs and delete the ``deletions`` paths in one batch (applied
+        line by line, adds first: not atomic, but a reader sees every event once after it). A path in
+        ``never_replace`` that holds other content in the bucket stops the push before anything is sent, with
+        :class:`PathConflictError` (one paths-info request, only when there are such paths). ``message`` only
+        names the push in the returned id: buckets keep no messages. A missing bucket raises
+        :class:`MissingRepoError`."""
         guarded = [(src, dest) for src, dest in files if dest in never_replace]
         if guarded:
-            held = self._paths_info([dest for _, dest in guarded])
+            held = self.file_info([dest for _, dest in guarded])
             conflicts = [dest for src, dest in guarded if dest in held and not held[dest].holds(
                 src.stat().st_size, None, None, src)]
             if conflicts:
                 raise PathConflictError(conflicts)
         try:
-            self._api.batch_bucket_files(self.repo_id, add=[(str(src), dest) for src, dest in files])
+            self._api.batch_bucket_files(
+                self.repo_id, add=[(str(src), dest) for src, dest in files], delete=list(deletions) or None
+            )
         except Exception as exc:
             failures = getattr(exc, "failures", None)
             if failures:
@@ -82,7 +91,8 @@ class BucketClient:
         digest = hashlib.sha1("\n".join([message, *(dest for _, dest in files)]).encode()).hexdigest()
         return CommitResult(oid=f"batch-{digest[:12]}", url=self.url)
 
-    def _paths_info(self, paths: list[str]) -> dict[str, RemoteFile]:
+    def file_info(self, paths: list[str]) -> dict[str, RemoteFile]:
+        """The files among ``paths`` that exist in the bucket (one request), keyed by path."""
         try:
             return {entry.path: _remote_file(entry) for entry in self._api.get_bucket_paths_info(self.repo_id, paths)}
         except Exception as exc:
