@@ -33,7 +33,12 @@ def _add_hub_parser(commands: argparse._SubParsersAction) -> None:
         help="a user and the bearer token that names it (repeatable)",
     )
     hub.add_argument("--admin-token", default=None, help="token guarding /_localhub/faults and /_localhub/stats")
-    hub.add_argument("--lfs", action="store_true", help="mark binary or large files 'lfs' and serve basic LFS")
+    hub.add_argument(
+        "--regular",
+        action="store_true",
+        help="regular-only mode for old clients: every file 'regular', no LFS or Xet (default: answer as the Hub "
+        "does, binary and large files 'lfs', uploaded through Xet or basic LFS)",
+    )
     hub.add_argument(
         "--commit-limit", type=int, default=128, help="commits per repo per rolling hour before 429 (default: 128)"
     )
@@ -57,7 +62,7 @@ def _run_hub(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         users=parse_users(args.user),
         admin_token=args.admin_token,
-        lfs=args.lfs,
+        regular=args.regular,
         commit_limit=args.commit_limit,
         page_size=args.page_size,
         commit_window_s=args.commit_window,
@@ -333,7 +338,7 @@ def _add_recover_parser(commands: argparse._SubParsersAction) -> None:
         "settings, used only when the journal is missing or unreadable (otherwise the journal's are used)"
     )
     rebuild.add_argument("--repo-id", default=None)
-    rebuild.add_argument("--repo-type", default="model", choices=["model", "dataset", "space"])
+    rebuild.add_argument("--repo-type", default="model", choices=["model", "dataset", "space", "bucket"])
     rebuild.add_argument("--revision", default="main")
     rebuild.add_argument("--path-in-repo", default="tensorboard",
                          help="folder in the repo; the logdir's name is appended (default: tensorboard)")

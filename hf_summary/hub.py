@@ -1,4 +1,5 @@
-"""The only module that talks to the Hub: repo creation, commits, squash, card tag, error classification.
+"""The only module that talks to the Hub (with `_bucket.py` for Storage Buckets): repo creation, commits, squash,
+card tag, error classification, and `open_client`, which picks the client for a push target.
 
 Every failure leaves this module as a :class:`TransientHubError` (worth retrying: network errors, timeouts,
 408/409/412/429/5xx) or a :class:`PermanentHubError` (retrying will not help until a human acts: bad token,
@@ -7,6 +8,7 @@ no write access, missing repo or revision, rejected input).
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import httpx2
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, ModelCard, RepoFile, constants
 from huggingface_hub.errors import (
+    BucketNotFoundError,
     EntryNotFoundError,
     HfHubHTTPError,
     HfUriError,
@@ -21,13 +24,20 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import filter_repo_objects, set_client_factory, validate_repo_id
+from huggingface_hub.utils import (
+    disable_progress_bars,
+    filter_repo_objects,
+    set_client_factory,
+    validate_repo_id,
+)
 from huggingface_hub.utils._http import hf_request_event_hook
 
 from hf_summary.segments import file_digests
 
 CARD_TAG = "hf-summary-writer"
 REPO_TYPES = ("model", "dataset", "space")
+BUCKET = "bucket"
+TARGET_TYPES = (*REPO_TYPES, BUCKET)
 _TRANSIENT_STATUSES = {408, 409, 412, 423, 425, 429, 500, 502, 503, 504}
 
 
@@ -85,19 +95,33 @@ class CommitSummary:
 class RemoteFile:
     path: str
     size: int
-    git_oid: str
+    git_oid: str | None  # None in buckets (no git)
     sha256: str | None  # only known for LFS files
+    xet_hash: str | None = None  # what buckets report instead of a sha256
 
-    def holds(self, size: int | None, sha256: str | None, git_oid: str | None) -> bool | None:
-        """Whether this file has that size and content; ``None`` when only downloading it can tell (a
-        regular file, and no git blob id to compare with)."""
+    def holds(
+        self, size: int | None, sha256: str | None, git_oid: str | None, local: Path | None = None
+    ) -> bool | None:
+        """Whether this file has that size and content (``local``, if given, is a file with exactly that
+        content); ``None`` when only downloading it can tell (a regular file and no git blob id to compare
+        with, or a bucket file and no local copy to hash)."""
         if self.size != size:
             return False
         if self.sha256 is not None:  # LFS: the Hub reports the content's sha256
             return self.sha256 == sha256
+        if self.xet_hash is not None:  # a bucket reports only the Xet hash: hash the local copy the same way
+            return None if local is None else self.xet_hash == local_xet_hash(local)
         if git_oid is not None:  # stored as a git blob: compare blob ids
             return self.git_oid == git_oid
         return None
+
+
+def local_xet_hash(path: Path) -> str:
+    """The Xet hash the Hub reports for a file with ``path``'s content (computed locally, nothing is sent)."""
+    import hf_xet  # not at import time: importing it starts its logging, which must see HF_XET_LOG_DEST first
+
+    [info] = hf_xet.hash_files([str(path)])
+    return info.hash
 
 
 def _replaces_other_content(operation: CommitOperationAdd, src: Path) -> bool:
@@ -145,8 +169,8 @@ def classify(exc: BaseException) -> HubError:
     """Map an exception raised by huggingface_hub (or its HTTP stack) to a transient or permanent error."""
     if isinstance(exc, HubError):
         return exc
-    if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError)):
-        what = "repo" if isinstance(exc, RepositoryNotFoundError) else "revision"
+    if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError, BucketNotFoundError)):
+        what = "revision" if isinstance(exc, RevisionNotFoundError) else "repo"
         return MissingRepoError(f"{type(exc).__name__}: {_first_line(exc)}", what)
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else None
@@ -171,6 +195,50 @@ def use_timeouts(*, connect_s: float = 10.0, io_s: float = 120.0) -> None:
         )
 
     set_client_factory(factory)
+
+
+def check_write_access(api: HfApi, target_id: str) -> None:
+    """Raise :class:`PermanentHubError` when ``api``'s token clearly cannot write to ``target_id`` (a repo or a
+    bucket): a read-only token, or a namespace that is neither the token's user nor one of its organisations."""
+    try:
+        me = api.whoami()
+    except Exception as exc:
+        raise classify(exc) from exc
+    namespace = target_id.split("/")[0] if "/" in target_id else me.get("name")
+    allowed = {me.get("name")} | {org.get("name") for org in me.get("orgs") or []}
+    role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
+    if role == "read":
+        raise PermanentHubError(f"the token of {me.get('name')!r} is read-only")
+    if namespace not in allowed:
+        raise PermanentHubError(f"{me.get('name')!r} may not write to the namespace {namespace!r}")
+
+
+def open_client(
+    *, repo_id: str, repo_type: str, revision: str = "main", endpoint: str | None = None, token: str | None = None
+) -> HubClient:
+    """The client for a push target: a :class:`HubClient` for repos, a ``BucketClient`` (same interface) for
+    ``repo_type="bucket"``."""
+    if repo_type == BUCKET:
+        from hf_summary._bucket import BucketClient  # it builds on this module's errors
+
+        return BucketClient(repo_id=repo_id, endpoint=endpoint, token=token)
+    return HubClient(repo_id=repo_id, repo_type=repo_type, revision=revision, endpoint=endpoint, token=token)
+
+
+_xet_dir: tempfile.TemporaryDirectory | None = None
+
+
+def prepare_uploader_process() -> None:
+    """Settings for the uploader's own interpreter (only it calls this): no progress bars (Xet uploads draw
+    them on the stderr it shares with the trainer's log), and hf_xet's cache and logs in a temporary directory
+    removed when the process exits, not in the user's HF_HOME (segments are uploaded once: nothing to
+    deduplicate against later; and nothing is written outside the logdir and the temp dir)."""
+    global _xet_dir
+    disable_progress_bars()
+    if _xet_dir is None:
+        _xet_dir = tempfile.TemporaryDirectory(prefix="hf-summary-xet-")
+        os.environ["HF_XET_CACHE"] = os.path.join(_xet_dir.name, "cache")
+        os.environ["HF_XET_LOG_DEST"] = os.path.join(_xet_dir.name, "logs") + os.sep  # a trailing "/": a folder
 
 
 def _first_line(exc: BaseException) -> str:
@@ -231,17 +299,7 @@ class HubClient:
         """Raise :class:`PermanentHubError` when the token clearly cannot write to the repo: a read-only token,
         or a namespace that is neither the token's user nor one of its organisations. (``create_repo`` alone
         does not tell: on an existing public repo it succeeds for any reader.)"""
-        try:
-            me = self._api.whoami()
-        except Exception as exc:
-            raise classify(exc) from exc
-        namespace = self.repo_id.split("/")[0] if "/" in self.repo_id else me.get("name")
-        allowed = {me.get("name")} | {org.get("name") for org in me.get("orgs") or []}
-        role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
-        if role == "read":
-            raise PermanentHubError(f"the token of {me.get('name')!r} is read-only")
-        if namespace not in allowed:
-            raise PermanentHubError(f"{me.get('name')!r} may not write to the namespace {namespace!r}")
+        check_write_access(self._api, self.repo_id)
 
     def commit_files(
         self,

@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from hf_summary import compaction
-from hf_summary.hub import HubClient, HubError, RemoteFile, offline_mode, path_matches
+from hf_summary.hub import HubClient, HubError, RemoteFile, offline_mode, open_client, path_matches
 from hf_summary.journal import (
     Journal,
     JournalCorruptError,
@@ -397,7 +397,9 @@ def _committed_verdict(row: SegmentRow, logdir: Path, remote: dict[str, RemoteFi
     path = row.local_path(logdir)
     local = file_digests(path) if path.is_file() else None
     local_ok = local is not None and local[0] == row.size and local[1] == row.sha256
-    verdict = False if found is None else found.holds(row.size, row.sha256, local[2] if local_ok else None)
+    verdict = False if found is None else found.holds(
+        row.size, row.sha256, local[2] if local_ok else None, path if local_ok else None
+    )
     return verdict, local_ok
 
 
@@ -461,8 +463,8 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
             digests = file_digests(logdir / relative, end)
             plan.append((PlannedPush(repo_path(settings, run, name), end, "on disk, not in the journal"), digests))
     committed = [row for row in rows if row.state == "committed"]
-    client = HubClient(repo_id=settings.repo_id, repo_type=settings.repo_type, revision=settings.revision,
-                       endpoint=settings.endpoint, token=token)
+    client = open_client(repo_id=settings.repo_id, repo_type=settings.repo_type, revision=settings.revision,
+                         endpoint=settings.endpoint, token=token)
     try:
         remote = client.list_files(settings.path_in_repo) if (committed or plan) else {}
     except HubError as exc:

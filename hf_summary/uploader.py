@@ -56,11 +56,12 @@ from hf_summary import compaction
 from hf_summary._faults import fault as _fault
 from hf_summary.hub import (
     CommitResult,
-    HubClient,
     HubError,
     MissingRepoError,
     PathConflictError,
     PermanentHubError,
+    open_client,
+    prepare_uploader_process,
     use_timeouts,
 )
 from hf_summary.journal import Journal, JournalError, LeaseOwner, RunSettings, SegmentRow
@@ -193,7 +194,7 @@ class Uploader:
     ):
         self.journal = journal
         self.settings = settings
-        self.client = HubClient(
+        self.client = open_client(
             repo_id=settings.repo_id,
             repo_type=settings.repo_type,
             revision=settings.revision,
@@ -607,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
     closing = threading.Event()
     threading.Thread(target=_read_wakeups, args=(sys.stdin, wakeups, closing), daemon=True).start()
     use_timeouts()
+    prepare_uploader_process()
     try:
         with Journal(args.logdir, create=False) as journal:
             settings = journal.load_settings()

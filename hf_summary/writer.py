@@ -52,6 +52,8 @@ EXISTING_RUN_CHOICES = ("continue", "error")
 _SIGNAL_LOCK_WAIT_S = 0.5
 _PREPARED_DIR = "prepared"
 _SCALAR_TAG_CACHE = 10_000
+_COMMIT_EVERY_MIN = 5
+_BUCKET_COMMIT_EVERY_MIN = 1  # no commit budget: push sooner
 
 
 class HFSummaryWriter(SummaryWriter):
@@ -66,9 +68,11 @@ class HFSummaryWriter(SummaryWriter):
     Args:
         repo_id: the repo to push to (``"username/my-run"``); created if missing.
         logdir: where event files are written (default: ``runs/DATE_HOST``, as tensorboardX).
-        commit_every: minutes between two pushes (default 5).
-        squash_history: squash the branch's history into one commit after each push.
+        commit_every: minutes between two pushes (default 5 for repos, whose commits the Hub rate-limits, and 1
+            for buckets, which have no commit budget).
+        squash_history: squash the branch's history into one commit after each push (not for buckets).
         repo_type, repo_revision, repo_private: the repo's type, branch and (new repos only) visibility.
+            ``repo_type="bucket"`` pushes to a Storage Bucket ``repo_id`` instead: no commits, no branch, no card.
         path_in_repo: folder in the repo; the logdir's name is appended (default ``tensorboard``).
         repo_allow_patterns, repo_ignore_patterns: glob patterns on paths relative to the logdir.
         token: Hub token (default: ``HF_TOKEN`` or the stored login). Never written anywhere.
@@ -110,7 +114,7 @@ class HFSummaryWriter(SummaryWriter):
         repo_id: str,
         *,
         logdir: str | os.PathLike[str] | None = None,
-        commit_every: int | float = 5,
+        commit_every: int | float | None = None,
         squash_history: bool = False,
         repo_type: str | None = None,
         repo_revision: str | None = None,
@@ -127,9 +131,13 @@ class HFSummaryWriter(SummaryWriter):
         offline: bool = False,
         **kwargs,
     ):
+        if commit_every is None:
+            commit_every = _BUCKET_COMMIT_EVERY_MIN if repo_type == hub.BUCKET else _COMMIT_EVERY_MIN
         _check_arguments(repo_id, commit_every, repo_type, repo_private, token, close_timeout, drain_timeout)
         if existing_run not in EXISTING_RUN_CHOICES:
             raise ValueError(f"existing_run must be one of {', '.join(EXISTING_RUN_CHOICES)}, got {existing_run!r}")
+        if repo_type == hub.BUCKET and (squash_history or repo_revision not in (None, "main")):
+            raise ValueError("a bucket has no history and no branches: squash_history and repo_revision do not apply")
         resolved_logdir = _resolve_logdir(logdir, kwargs)
         self._token = token
         self._close_timeout = float(close_timeout)
@@ -277,7 +285,7 @@ class HFSummaryWriter(SummaryWriter):
         self._journal.ensure_sequence_above(highest)
 
     def _hub_client(self) -> hub.HubClient:
-        return hub.HubClient(
+        return hub.open_client(
             repo_id=self._settings.repo_id,
             repo_type=self._settings.repo_type,
             revision=self._settings.revision,
@@ -835,8 +843,8 @@ def _check_arguments(repo_id, commit_every, repo_type, repo_private, token, clos
         or not 0 < commit_every * 60 <= threading.TIMEOUT_MAX  # also refuses NaN and inf
     ):
         raise ValueError(f"commit_every must be a positive (finite) number of minutes, got {commit_every!r}")
-    if repo_type is not None and repo_type not in hub.REPO_TYPES:
-        raise ValueError(f"repo_type must be one of {', '.join(hub.REPO_TYPES)}, got {repo_type!r}")
+    if repo_type is not None and repo_type not in hub.TARGET_TYPES:
+        raise ValueError(f"repo_type must be one of {', '.join(hub.TARGET_TYPES)}, got {repo_type!r}")
     if repo_private is not None and not isinstance(repo_private, bool):
         raise TypeError(f"repo_private must be True, False or None, got {repo_private!r}")
     if token is not None and not isinstance(token, str):

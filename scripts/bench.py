@@ -13,8 +13,9 @@ Scenarios (JSON keys): ``logging_cost``, ``interference``, ``amplification``, ``
 (``scripts/bench_workers.py``) with ``HF_ENDPOINT``/``HF_TOKEN``/``HF_HUB_DISABLE_XET`` in its environment,
 because huggingface_hub reads them at import time. Writers are interleaved (A B C, B C A, C A B,
 ...) over several rounds and the medians are reported (per-round figures are in the JSON's ``raw``). The
-local Hub runs in basic-LFS mode (raw upload bytes, as binary event files are on the real Hub);
-amplification is also measured in the default "regular" mode (base64 commit bodies) in full runs.
+local Hub answers as the Hub does and the clients' Xet is off, so binary event files go up by basic LFS
+(raw upload bytes; ``scripts/bench_xet.py`` measures the Xet path);
+amplification is also measured in the regular-only mode (base64 commit bodies) in full runs.
 
 Every process started here (local Hubs, trainers and their uploader children) is tracked by PID and create
 time and ended by its own PID on exit, Ctrl-C or SIGTERM; temporary directories are removed.
@@ -354,7 +355,7 @@ class Bench:
     def hub(self, lfs: bool = True) -> LocalHub:
         """The local Hub in LFS (default) or regular mode, started on first use."""
         if lfs not in self._hubs:
-            hub = LocalHub(lfs=lfs)
+            hub = LocalHub(regular=not lfs)
             self.stack.enter_context(hub)  # stopped by its own PID on the way out
             self.stack.callback(self.reaper.kill)  # LIFO: workers and uploaders end before this Hub stops
             self._hubs[lfs] = hub

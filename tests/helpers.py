@@ -37,8 +37,13 @@ def wait_until(predicate: Callable[[], object], timeout: float, interval: float 
 def download_repo(
     endpoint: str, token: str, repo_id: str, dest: Path, *, repo_type: str = "model", revision: str = "main"
 ) -> Path:
-    """Every file of the repo at ``revision`` into ``dest`` (exact bytes, through the real client)."""
+    """Every file of the repo at ``revision`` (or of the bucket) into ``dest`` (exact bytes, through the real
+    client)."""
     api = HfApi(endpoint=endpoint, token=token)
+    if repo_type == "bucket":
+        files = [entry.path for entry in api.list_bucket_tree(repo_id, recursive=True) if entry.type == "file"]
+        api.download_bucket_files(repo_id, [(name, str(dest / name)) for name in files])
+        return dest
     for name in api.list_repo_files(repo_id, repo_type=repo_type, revision=revision):
         api.hf_hub_download(repo_id, name, repo_type=repo_type, revision=revision, local_dir=dest)
     return dest

@@ -47,7 +47,6 @@ BAD_ARGUMENTS = [
     _bad({"commit_every": 0}, ValueError, "commit_every"),
     _bad({"commit_every": -1}, ValueError, "commit_every"),
     _bad({"commit_every": "5"}, ValueError, "commit_every"),
-    _bad({"commit_every": None}, ValueError, "commit_every"),
     _bad({"commit_every": True}, ValueError, "commit_every"),
     _bad({"commit_every": math.nan}, ValueError, "commit_every"),
     _bad({"commit_every": math.inf}, ValueError, "commit_every"),

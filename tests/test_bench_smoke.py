@@ -1,5 +1,5 @@
-"""`scripts/bench.py --smoke` runs every scenario at minimal size and writes every figure, so the benchmark
-cannot rot unnoticed. Figures are checked for shape only (the numbers of a tiny run mean nothing)."""
+"""`scripts/bench.py --smoke` (and `scripts/bench_xet.py --smoke`) run every scenario at minimal size and write
+every figure, so the benchmarks cannot rot unnoticed. Figures are checked for shape only (the numbers of a tiny run mean nothing)."""
 
 from __future__ import annotations
 
@@ -139,3 +139,20 @@ def test_long_run_bench_runs_and_bounds_files(tmp_path: Path) -> None:
     assert ours["segments"] >= 20 * 3 and ours["recover_status"] == 0 and ours["recover_commits"] == 0
     assert ours["final_hub_files_per_run"] < 20
     assert "| event files per run dir on the Hub (max) |" in result.stdout
+
+
+def test_xet_benchmark_smoke(tmp_path: Path) -> None:
+    """`scripts/bench_xet.py --smoke`: both writers measured through the Hub's default (Xet) path."""
+    out = tmp_path / "bench_xet.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench_xet.py"), "--smoke", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, f"bench_xet failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
+    document = json.loads(out.read_text())
+    ours, theirs = document["amplification"]["ours"], document["amplification"]["huggingface_hub"]
+    assert ours["sent"]["cas"] > 0 and ours["sent"]["lfs"] == 0  # ours goes through Xet
+    assert theirs["sent"]["lfs"] > 0  # in-memory file objects: legacy LFS
+    grown = document["grown_file"]
+    assert 0 < grown["cas_bytes"] < grown["first_cas_bytes"]
+    assert "| ours |" in result.stdout and "Grown file:" in result.stdout

@@ -1,7 +1,8 @@
 """Crash-point matrix: SIGKILL at each point of the trainer/uploader/Hub exchange, then let the expected path
 recover (the surviving uploader, `hf-summary recover`, or a new writer on the same logdir). Afterwards the
 repo holds exactly the segments on disk, byte for byte, every acknowledged step is in them, and the journal
-passes `PRAGMA integrity_check`."""
+passes `PRAGMA integrity_check`. Each test that applies to both runs against a repo and against a Storage
+Bucket (`target`); squash and the card tag exist for repos only."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from trainer_kit import (
     Trainer,
     assert_journal_sound,
     assert_repo_matches_logdir,
+    bucket_files,
     cli,
     commit_titles,
     hub_env,
@@ -50,6 +52,30 @@ def faulty(fault_hub, monkeypatch):
     fault_hub.clear_faults()
 
 
+@pytest.fixture(params=["model", "bucket"])
+def target(request) -> str:
+    return request.param
+
+
+def _env(hub, repo_id: str, target: str, **extra: str) -> dict[str, str]:
+    return {"REPO": repo_id, "REPO_TYPE": target, **hub_env(hub), **extra}
+
+
+def _push_path(target: str) -> str:
+    """The request that makes a push final: the commit, or the bucket's batch."""
+    return "/batch$" if target == "bucket" else "/commit/"
+
+
+def _hub_state(hub, repo_id: str, target: str) -> object:
+    """What changes on every push: the repo's commits, the bucket's files and their upload times."""
+    return bucket_files(hub, repo_id) if target == "bucket" else commit_titles(hub, repo_id)
+
+
+def _pushes(hub, repo_id: str, target: str) -> int:
+    """hf-summary commits in the repo; for a bucket, the number of files it holds."""
+    return len(bucket_files(hub, repo_id)) if target == "bucket" else _hf_summary_commits(hub, repo_id)
+
+
 def _states(logdir) -> dict[str, int]:
     with Journal(logdir, create=False) as journal:
         rows = journal.segments()
@@ -60,9 +86,9 @@ def _hf_summary_commits(hub, repo_id) -> int:
     return sum(1 for title in commit_titles(hub, repo_id) if title.startswith("hf-summary:"))
 
 
-def _check(hub, repo_id, logdir, tmp_path, steps: int) -> None:
+def _check(hub, repo_id, logdir, tmp_path, steps: int, target: str = "model") -> None:
     """The repo's copy is the logdir's, byte for byte; steps 0..steps-1 are all in it; the journal is sound."""
-    assert_repo_matches_logdir(hub, repo_id, logdir, tmp_path / f"hub-{uuid.uuid4().hex[:8]}")
+    assert_repo_matches_logdir(hub, repo_id, logdir, tmp_path / f"hub-{uuid.uuid4().hex[:8]}", repo_type=target)
     assert set(range(steps)) <= loss_steps(logdir)
     assert_journal_sound(logdir)
 
@@ -90,23 +116,23 @@ def _kill_at(point: str, trainer: Trainer, *, steps: int = 200) -> None:
     wait_until(lambda: pid_gone(first), timeout=30, message=f"the uploader to die at {point}")
 
 
-def test_trainer_killed_alone_its_uploader_finishes(tmp_path, hub, repo_id):
+def test_trainer_killed_alone_its_uploader_finishes(tmp_path, hub, repo_id, target):
     logdir = tmp_path / "alone"
-    with Trainer(logdir, {"REPO": repo_id, "COMMIT_EVERY": "0.02", **hub_env(hub)}, tmp_path) as trainer:
+    with Trainer(logdir, _env(hub, repo_id, target, COMMIT_EVERY="0.02"), tmp_path) as trainer:
         trainer.send("spin")
         trainer.expect("step", until=lambda m: m["step"] >= 300)
         wait_until(lambda: _states(logdir)["committed"], timeout=30, message="a first push")
         trainer.sigkill()
         wait_until(lambda: not uploader_processes(logdir), timeout=60, message="the uploader to finish and exit")
-    _check(hub, repo_id, logdir, tmp_path, trainer.acked + 1)
-    before = len(commit_titles(hub, repo_id))
-    _recover(hub, logdir)  # nothing left to do: no commit
-    assert len(commit_titles(hub, repo_id)) == before
+    _check(hub, repo_id, logdir, tmp_path, trainer.acked + 1, target)
+    before = _hub_state(hub, repo_id, target)
+    _recover(hub, logdir)  # nothing left to do: no push
+    assert _hub_state(hub, repo_id, target) == before
 
 
-def test_uploader_killed_after_claim_then_recover(tmp_path, hub, repo_id):
+def test_uploader_killed_after_claim_then_recover(tmp_path, hub, repo_id, target):
     logdir = tmp_path / "claimed"
-    env = {"REPO": repo_id, **hub_env(hub), "HF_SUMMARY_FAULT_POINT": "after_claim"}
+    env = _env(hub, repo_id, target, HF_SUMMARY_FAULT_POINT="after_claim")
     with Trainer(logdir, env, tmp_path) as trainer:
         _kill_at("after_claim", trainer)
         # The trainer logs on: its next segment starts a new uploader, which dies at the same point.
@@ -116,43 +142,41 @@ def test_uploader_killed_after_claim_then_recover(tmp_path, hub, repo_id):
     states = _states(logdir)
     # (the second uploader may have sealed the trainer's last segment before dying)
     assert states["committed"] == 0 and states["sealed"] + states["open"] == 2, states
-    assert _hf_summary_commits(hub, repo_id) == 0
+    assert _pushes(hub, repo_id, target) == 0
     _recover(hub, logdir)
     with Journal(logdir, create=False) as journal:
         assert any("took over the lease of dead drainer" in entry["message"] for entry in journal.history("lease"))
-    _check(hub, repo_id, logdir, tmp_path, trainer.acked + 1)
-    assert _hf_summary_commits(hub, repo_id) == 1
-    before = len(commit_titles(hub, repo_id))
-    _recover(hub, logdir)  # idempotent: no commit
-    assert len(commit_titles(hub, repo_id)) == before
+    _check(hub, repo_id, logdir, tmp_path, trainer.acked + 1, target)
+    assert _pushes(hub, repo_id, target) == (2 if target == "bucket" else 1)  # two segments, one commit
+    before = _hub_state(hub, repo_id, target)
+    _recover(hub, logdir)  # idempotent: no push
+    assert _hub_state(hub, repo_id, target) == before
 
 
-def test_uploader_killed_during_the_commit_request_then_restart(tmp_path, faulty, repo_id):
+def test_uploader_killed_during_the_commit_request_then_restart(tmp_path, faulty, repo_id, target):
     logdir = tmp_path / "in-flight"
-    faulty.set_faults([{"method": "POST", "path": "/commit/", "delay_s": 4, "times": 1}])
-    env = {
-        "REPO": repo_id, **hub_env(faulty), "HF_SUMMARY_FAULT_POINT": "during_upload", "HF_SUMMARY_FAULT_DELAY": "1",
-    }
+    faulty.set_faults([{"method": "POST", "path": _push_path(target), "delay_s": 4, "times": 1}])
+    env = _env(faulty, repo_id, target, HF_SUMMARY_FAULT_POINT="during_upload", HF_SUMMARY_FAULT_DELAY="1")
     with Trainer(logdir, env, tmp_path) as trainer:
-        _kill_at("during_upload", trainer)  # 1 s into a commit request the Hub holds for 4 s
+        _kill_at("during_upload", trainer)  # 1 s into a commit (batch) request the Hub holds for 4 s
         trainer.sigkill()
     assert _states(logdir)["committed"] == 0
-    end = _restart_writer(repo_id, logdir, trainer.acked + 1, 100)
-    _check(faulty, repo_id, logdir, tmp_path, end)
+    end = _restart_writer(repo_id, logdir, trainer.acked + 1, 100, repo_type=target)
+    _check(faulty, repo_id, logdir, tmp_path, end, target)
 
 
-def test_uploader_killed_after_the_hub_accepted_the_commit_then_recover(tmp_path, hub, repo_id):
+def test_uploader_killed_after_the_hub_accepted_the_commit_then_recover(tmp_path, hub, repo_id, target):
     logdir = tmp_path / "accepted"
-    env = {"REPO": repo_id, **hub_env(hub), "HF_SUMMARY_FAULT_POINT": "after_commit"}
+    env = _env(hub, repo_id, target, HF_SUMMARY_FAULT_POINT="after_commit")
     with Trainer(logdir, env, tmp_path) as trainer:
         _kill_at("after_commit", trainer)
         trainer.sigkill()
-    # The Hub holds the commit, the journal does not know it yet.
+    # The Hub holds the commit (the bucket the file), the journal does not know it yet.
     assert _states(logdir) == {"open": 0, "sealed": 1, "committed": 0}
-    assert _hf_summary_commits(hub, repo_id) == 1
+    assert _pushes(hub, repo_id, target) == 1
     _recover(hub, logdir)
-    assert _hf_summary_commits(hub, repo_id) == 1  # pushing the same segment again made no commit
-    _check(hub, repo_id, logdir, tmp_path, trainer.acked + 1)
+    assert _pushes(hub, repo_id, target) == 1  # pushing the same segment again made no commit, no new file
+    _check(hub, repo_id, logdir, tmp_path, trainer.acked + 1, target)
 
 
 def test_uploader_killed_during_a_squash_then_restart(tmp_path, faulty, repo_id):
@@ -170,45 +194,45 @@ def test_uploader_killed_during_a_squash_then_restart(tmp_path, faulty, repo_id)
     _check(faulty, repo_id, logdir, tmp_path, end)
 
 
-def test_trainer_and_uploader_killed_at_once_then_recover(tmp_path, hub, repo_id):
+def test_trainer_and_uploader_killed_at_once_then_recover(tmp_path, hub, repo_id, target):
     """Node loss with the disk kept: both processes die in the middle of logging and pushing."""
     logdir = tmp_path / "node-lost"
-    with Trainer(logdir, {"REPO": repo_id, "COMMIT_EVERY": "0.02", **hub_env(hub)}, tmp_path) as trainer:
+    with Trainer(logdir, _env(hub, repo_id, target, COMMIT_EVERY="0.02"), tmp_path) as trainer:
         trainer.send("spin")
         trainer.expect("step", until=lambda m: m["step"] >= 300)
         wait_until(lambda: _states(logdir)["committed"], timeout=30, message="a first push")
-        target = trainer.acked + 200
-        trainer.expect("step", until=lambda m: m["step"] >= target)
+        last_step = trainer.acked + 200
+        trainer.expect("step", until=lambda m: m["step"] >= last_step)
         uploader = trainer.uploader
         trainer.sigkill()
         os.kill(uploader, 9)
         wait_until(lambda: pid_gone(uploader), timeout=10)
     _recover(hub, logdir)
-    _check(hub, repo_id, logdir, tmp_path, trainer.acked + 1)
-    before = len(commit_titles(hub, repo_id))
+    _check(hub, repo_id, logdir, tmp_path, trainer.acked + 1, target)
+    before = _hub_state(hub, repo_id, target)
     _recover(hub, logdir)
-    assert len(commit_titles(hub, repo_id)) == before
+    assert _hub_state(hub, repo_id, target) == before
 
 
-def test_hub_killed_and_restarted_mid_commit(tmp_path, faulty, repo_id):
+def test_hub_killed_and_restarted_mid_commit(tmp_path, faulty, repo_id, target):
     logdir = tmp_path / "hub-crash"
-    with Trainer(logdir, {"REPO": repo_id, **hub_env(faulty)}, tmp_path) as trainer:
+    with Trainer(logdir, _env(faulty, repo_id, target), tmp_path) as trainer:
         trainer.command("log 100", "logged")
         assert trainer.command("push wait", "pushed")["ok"]
-        wait_until(lambda: any(t.startswith("Tag the card") for t in commit_titles(faulty, repo_id)), timeout=30,
-                   message="the card tag after the first push")
-        faulty.set_faults([{"method": "POST", "path": "/commit/", "delay_s": 30, "times": 1}])
-        requests = faulty.stats()["requests"]
+        if target != "bucket":
+            wait_until(lambda: any(t.startswith("Tag the card") for t in commit_titles(faulty, repo_id)), timeout=30,
+                       message="the card tag after the first push")
+        faulty.set_faults([{"method": "POST", "path": _push_path(target), "delay_s": 30, "times": 1}])
         trainer.command("log 100", "logged")
         trainer.command("push nowait", "pushed")
-        # preupload, then the commit, which the Hub holds: kill the Hub under it and start it again
-        wait_until(lambda: faulty.stats()["requests"] >= requests + 2, timeout=30, message="the commit request")
+        # the upload, then the commit (batch), which the Hub holds: kill the Hub under it and start it again
+        wait_until(lambda: faulty.fired() == [1], timeout=30, message="the commit request")
         faulty.kill()
         faulty.start()
         assert trainer.command("push wait", "pushed", timeout=90)["ok"]
         trainer.command("log 50", "logged")
         trainer.command("close", "closed", timeout=90)
-    _check(faulty, repo_id, logdir, tmp_path, trainer.acked + 1)
+    _check(faulty, repo_id, logdir, tmp_path, trainer.acked + 1, target)
 
 
 def _each_event_once(root) -> None:

@@ -13,6 +13,7 @@ import pytest
 from huggingface_hub import CommitOperationAdd, HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 
+from hf_summary.localhub.gitobjects import lfs_pointer
 from hf_summary.localhub.testing import LocalHub
 
 FILES = {
@@ -72,10 +73,16 @@ def test_resolve_headers_and_ranges(local_hub, http, filled_repo: str, api: HfAp
     content = FILES["data/blob.bin"]
     head = http.head(url, headers=auth)
     assert head.status_code == 200
-    assert head.headers["x-repo-commit"] == api.repo_info(filled_repo, repo_type="dataset").sha
-    assert head.headers["etag"] == f'"{git_blob_sha1(content)}"'
-    assert head.headers["content-length"] == str(len(content))
-    assert not [h for h in head.headers if h.lower().startswith("x-xet")]
+    commit = api.repo_info(filled_repo, repo_type="dataset").sha
+    assert head.headers["x-repo-commit"] == commit
+    assert head.headers["etag"] == head.headers["x-linked-etag"] == f'"{hashlib.sha256(content).hexdigest()}"'
+    assert head.headers["content-length"] == head.headers["x-linked-size"] == str(len(content))
+    [tree_entry] = api.get_paths_info(filled_repo, ["data/blob.bin"], repo_type="dataset")
+    assert head.headers["x-xet-hash"] == tree_entry.xet_hash
+    assert head.links["xet-auth"]["url"].endswith(f"/api/datasets/{filled_repo}/xet-read-token/{commit}")
+    text = http.head(f"{local_hub.endpoint}/datasets/{filled_repo}/resolve/main/README.md", headers=auth)
+    assert text.headers["etag"] == f'"{git_blob_sha1(FILES["README.md"])}"'
+    assert not [h for h in text.headers if h.lower().startswith("x-xet")]
     ranged = http.get(url, headers={**auth, "range": "bytes=99990-"})
     assert ranged.status_code == 206
     assert ranged.headers["content-range"] == f"bytes 99990-99999/{len(content)}"
@@ -128,12 +135,11 @@ def test_list_repo_tree(api: HfApi, filled_repo: str) -> None:
     everything = list(api.list_repo_tree(filled_repo, repo_type="dataset", recursive=True))
     assert {e.path for e in everything} == set(FILES) | {"data", "data/nested"}
     blob = next(e for e in everything if e.path == "data/blob.bin")
-    assert (blob.size, blob.blob_id, blob.lfs, blob.xet_hash) == (
-        100_000,
-        git_blob_sha1(FILES["data/blob.bin"]),
-        None,
-        None,
-    )
+    assert (blob.size, blob.lfs.sha256, blob.lfs.size) == (100_000, hashlib.sha256(FILES["data/blob.bin"]).hexdigest(), 100_000)
+    assert blob.blob_id == git_blob_sha1(lfs_pointer(blob.lfs.sha256, blob.size))
+    assert len(blob.xet_hash) == 64
+    text = next(e for e in everything if e.path == "data/nested/deep.txt")
+    assert (text.lfs, text.xet_hash) == (None, None)
     assert sorted(api.list_repo_files(filled_repo, repo_type="dataset")) == sorted(FILES)
 
 
@@ -165,7 +171,8 @@ def test_blob_and_tree_ids_match_git(api: HfApi, filled_repo: str, tmp_path: Pat
     work = tmp_path / "git"
     for path, content in FILES.items():
         (work / path).parent.mkdir(parents=True, exist_ok=True)
-        (work / path).write_bytes(content)
+        binary = path == "data/blob.bin"  # stored as LFS: git holds its pointer
+        (work / path).write_bytes(lfs_pointer(hashlib.sha256(content).hexdigest(), len(content)) if binary else content)
 
     def git(*args: str) -> str:
         env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}

@@ -1,8 +1,8 @@
-"""Local Hub: upload modes and basic Git LFS.
+"""Local Hub: upload modes, basic Git LFS and the regular-only mode.
 
-With `--lfs`, binary and large files are "lfs" and go through the LFS batch API, a signed PUT and
-verify. The client only takes that path with `HF_HUB_DISABLE_XET=1` set before import, so uploads
-run in a subprocess (`run_client`); everything else is checked from this process.
+Binary and large files are "lfs". A client with `HF_HUB_DISABLE_XET=1` (set before import, so those
+uploads run in a subprocess, `run_client`) sends them through the LFS batch API, a signed PUT and verify;
+with `--regular` every file is "regular" and no LFS or Xet traffic happens at all.
 """
 
 from __future__ import annotations
@@ -40,9 +40,15 @@ UPLOAD = """
 """
 
 
+@pytest.fixture
+def lfs_hub(local_hub: LocalHub) -> LocalHub:
+    """The default Hub: it answers "lfs" as the Hub does; these tests' clients take the basic LFS path."""
+    return local_hub
+
+
 @pytest.fixture(scope="module")
-def lfs_hub() -> Iterator[LocalHub]:
-    with LocalHub(lfs=True) as hub:
+def regular_hub() -> Iterator[LocalHub]:
+    with LocalHub(regular=True) as hub:
         yield hub
 
 
@@ -142,30 +148,12 @@ def test_lfs_protocol_refusals(lfs_hub: LocalHub, http, repo_id: str) -> None:
     assert api.list_repo_files(repo_id) == ["x.bin"]
 
 
-def test_default_hub_keeps_everything_regular(api: HfApi, repo_id: str, local_hub, http) -> None:
-    """Without --lfs the in-process client (hf_xet active) uploads binaries as regular files: no xet."""
+def test_regular_hub_keeps_everything_regular(regular_hub: LocalHub, repo_id: str, http) -> None:
+    """With --regular the in-process client (hf_xet active) uploads binaries as regular files: no Xet."""
+    api = HfApi(endpoint=regular_hub.endpoint, token=regular_hub.token())
     api.create_repo(repo_id)
     api.upload_file(path_or_fileobj=BINARY, path_in_repo="weights.bin", repo_id=repo_id)
     [entry] = api.list_repo_tree(repo_id)
     assert (entry.lfs, entry.xet_hash, entry.size) == (None, None, len(BINARY))
-    token_url = f"{local_hub.endpoint}/api/models/{repo_id}/xet-write-token/main"
-    assert http.get(token_url, headers={"authorization": f"Bearer {local_hub.token()}"}).status_code == 404
-
-
-XET_UPLOAD = """
-    import json
-    from huggingface_hub import HfApi
-
-    try:
-        HfApi().upload_file(path_or_fileobj=bytes(1000), path_in_repo="w.bin", repo_id={repo_id!r})
-        print(json.dumps("uploaded"))
-    except Exception as e:
-        print(json.dumps(f"{{type(e).__name__}}: {{e}}"))
-"""
-
-
-def test_lfs_hub_with_xet_enabled_fails_fast(lfs_hub: LocalHub, run_client, repo_id: str) -> None:
-    """Without HF_HUB_DISABLE_XET the client uploads "lfs" files through Xet, which the Hub refuses."""
-    HfApi(endpoint=lfs_hub.endpoint, token=lfs_hub.token()).create_repo(repo_id)
-    error = run_client(lfs_hub, XET_UPLOAD.format(repo_id=repo_id), token=lfs_hub.token())
-    assert "xet-write-token" in error and "404" in error
+    token_url = f"{regular_hub.endpoint}/api/models/{repo_id}/xet-write-token/main"
+    assert http.get(token_url, headers={"authorization": f"Bearer {regular_hub.token()}"}).status_code == 404

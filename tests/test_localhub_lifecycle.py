@@ -61,7 +61,7 @@ def test_serve_prints_one_line_and_stops_cleanly_on_signals(tmp_path: Path, sig:
 
 
 def test_restart_and_crash_keep_repos_commits_and_files(tmp_path: Path) -> None:
-    with LocalHub(lfs=True, data_dir=tmp_path / "data") as hub:
+    with LocalHub(data_dir=tmp_path / "data") as hub:
         api = HfApi(endpoint=hub.endpoint, token=hub.token())
         api.create_repo("alice/kept", private=True)
         api.create_branch("alice/kept", branch="dev")

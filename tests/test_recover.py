@@ -18,6 +18,7 @@ from trainer_kit import (
     api,
     assert_journal_sound,
     assert_repo_matches_logdir,
+    bucket_files,
     cli,
     commit_titles,
     fake_dead_run,
@@ -292,7 +293,7 @@ def test_dry_run_on_a_logdir_without_journal_creates_nothing(tmp_path, hub, repo
 
 def test_recover_checks_lfs_files_by_their_sha256(tmp_path, repo_id):
     logdir = tmp_path / "lfs"
-    with LocalHub(lfs=True) as own:
+    with LocalHub() as own:
         env = {**hub_env(own), "HF_HUB_DISABLE_XET": "1"}  # basic LFS, not Xet
         fake_dead_run(logdir, endpoint=own.endpoint, repo_id=repo_id)
         _ok(cli("recover", str(logdir), env=env))
@@ -304,6 +305,23 @@ def test_recover_checks_lfs_files_by_their_sha256(tmp_path, repo_id):
         assert "Pushed again:    1" in out and "Verified:        3 segment(s)" in out
         assert_repo_matches_logdir(own, repo_id, logdir, tmp_path / "copy")
         assert_journal_sound(logdir)
+
+
+def test_recover_checks_bucket_files_by_their_xet_hash(tmp_path, hub, repo_id):
+    logdir = tmp_path / "bucket"
+    env = hub_env(hub)
+    fake_dead_run(logdir, endpoint=hub.endpoint, repo_id=repo_id, repo_type="bucket")
+    _ok(cli("recover", str(logdir), env=env))
+    folder = f"tensorboard/{logdir.name}"
+    remote = bucket_files(hub, repo_id, folder)
+    assert len(remote) == 3
+    api(hub).batch_bucket_files(repo_id, delete=[next(iter(remote))])
+    out = _ok(cli("recover", str(logdir), env=env))
+    assert "Pushed again:    1" in out and "Verified:        3 segment(s)" in out
+    status = cli("status", str(logdir), env=env)
+    assert f"Repo:       bucket {repo_id} @ main" in status.stdout
+    assert_repo_matches_logdir(hub, repo_id, logdir, tmp_path / "copy", repo_type="bucket")
+    assert_journal_sound(logdir)
 
 
 def test_recover_leaves_a_live_writer_alone_and_a_foreign_lease_to_take_over(tmp_path, hub, repo_id):

@@ -8,6 +8,7 @@ import pytest
 from helpers import event_keys, hub_events, kill_uploaders, uploader_processes, wait_until
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
+from trainer_kit import assert_repo_matches_logdir, bucket_files
 
 from hf_summary import HFSummaryWriter
 from hf_summary.journal import Journal
@@ -173,3 +174,28 @@ def test_close_with_the_hub_down_returns_within_its_bound(tmp_path, monkeypatch)
             assert hub_events(hub, "alice/down", tmp_path, path_in_repo="tensorboard/down") == event_keys(logdir)
         finally:
             kill_uploaders(logdir)
+
+
+def test_bucket_target_pushes_segments_as_bucket_files(tmp_path, hub, writer_env, repo_name):
+    bucket_id = f"alice/{repo_name}"
+    logdir = tmp_path / "to-bucket"
+    with HFSummaryWriter(bucket_id, logdir=logdir, repo_type="bucket", repo_private=True) as writer:
+        assert writer._settings.commit_every_s == 60  # no commit budget: a faster default cadence
+        for push in range(2):
+            for step in range(50):
+                writer.add_scalar("loss", step, push * 50 + step)
+            assert writer.push_to_hub(timeout=30)
+    api = _api(hub)
+    assert api.bucket_info(bucket_id).private
+    files = bucket_files(hub, bucket_id)
+    assert all(path.startswith("tensorboard/to-bucket/") for path in files)  # no card, nothing else
+    assert_repo_matches_logdir(hub, bucket_id, logdir, tmp_path / "copy", repo_type="bucket")
+    assert event_keys(tmp_path / "copy" / "tensorboard" / "to-bucket") == event_keys(logdir)
+    assert not api.repo_exists(bucket_id)  # a bucket, not a repo
+    assert len(_segment_commits(logdir)) == 2  # one batch per push
+
+
+def test_bucket_target_refuses_what_buckets_lack(tmp_path, writer_env, repo_name):
+    for kwargs in ({"squash_history": True}, {"repo_revision": "dev"}):
+        with pytest.raises(ValueError, match="a bucket has no history"):
+            HFSummaryWriter(f"alice/{repo_name}", logdir=tmp_path / "refused", repo_type="bucket", **kwargs)

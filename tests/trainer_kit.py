@@ -38,7 +38,7 @@ TRAINER = """
 
     writer = HFSummaryWriter(
         os.environ["REPO"], logdir=os.environ["LOGDIR"], commit_every=float(os.environ.get("COMMIT_EVERY", "60")),
-        squash_history=os.environ.get("SQUASH") == "1",
+        squash_history=os.environ.get("SQUASH") == "1", repo_type=os.environ.get("REPO_TYPE") or None,
     )
     rng = np.random.default_rng(0)
     step = int(os.environ.get("FIRST_STEP", "0"))
@@ -188,11 +188,29 @@ def local_segments(logdir: Path) -> dict[str, str]:
     }
 
 
-def assert_repo_matches_logdir(hub, repo_id: str, logdir: Path, dest: Path, *, folder: str | None = None) -> None:
-    """The repo's folder holds exactly the logdir's event files, byte for byte: no extra, none missing, no
-    path twice."""
+def bucket_files(hub, bucket_id: str, prefix: str | None = None) -> dict[str, tuple[int, object]]:
+    """Path -> (size, upload time) of every file of the bucket (under ``prefix``): the upload times show
+    whether anything was pushed again."""
+    return {
+        entry.path: (entry.size, entry.uploaded_at)
+        for entry in api(hub).list_bucket_tree(bucket_id, prefix=prefix, recursive=True)
+        if entry.type == "file"
+    }
+
+
+def assert_repo_matches_logdir(
+    hub, repo_id: str, logdir: Path, dest: Path, *, folder: str | None = None, repo_type: str = "model"
+) -> None:
+    """The repo's (or bucket's) folder holds exactly the logdir's event files, byte for byte: no extra, none
+    missing, no path twice."""
     folder = folder or f"tensorboard/{logdir.name}"
     client = api(hub)
+    if repo_type == "bucket":
+        remote = list(bucket_files(hub, repo_id, folder))
+        client.download_bucket_files(repo_id, [(path, str(dest / path)) for path in remote])
+        on_hub = {path[len(folder) + 1:]: sha256_of(dest / path) for path in remote}
+        assert on_hub == local_segments(logdir)
+        return
     remote = [
         entry.path
         for entry in client.list_repo_tree(repo_id, path_in_repo=folder, recursive=True)
@@ -237,12 +255,12 @@ def write_event_file(path: Path, first_step: int, steps: int) -> int:
 
 
 def fake_dead_run(logdir: Path, *, endpoint: str, repo_id: str, sealed: int = 2, open_tail: bool = True,
-                  steps: int = 20, writer_pid: int | None = None) -> list[Path]:
+                  steps: int = 20, writer_pid: int | None = None, repo_type: str = "model") -> list[Path]:
     """A logdir as a run that died before pushing leaves it, made without a trainer: ``sealed`` segments pending
     in the journal and, with ``open_tail``, one more still open, written by ``writer_pid`` (default: a process
     that is gone). Returns the segment files, in order."""
     settings = RunSettings(
-        repo_id=repo_id, repo_type="model", revision="main", path_in_repo=f"tensorboard/{logdir.name}",
+        repo_id=repo_id, repo_type=repo_type, revision="main", path_in_repo=f"tensorboard/{logdir.name}",
         allow_patterns=["*.tfevents.*"], ignore_patterns=None, squash_history=False, commit_every_s=300.0,
         private=None, endpoint=endpoint,
     )

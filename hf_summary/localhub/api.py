@@ -10,20 +10,18 @@ import binascii
 import html
 import itertools
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.responses import JSONResponse
 
 from hf_summary.localhub.auth import INVALID_CREDENTIALS, check_namespace
+from hf_summary.localhub.call import Call
 from hf_summary.localhub.commitbody import COMMIT_OID_RE, parse_commit_body, validate_path
 from hf_summary.localhub.errors import HubError, bad_request, entry_not_found
 from hf_summary.localhub.gitobjects import DirEntry, Entry, FileEntry
 from hf_summary.localhub.lfs import should_use_lfs
 from hf_summary.localhub.storage import REPO_TYPES, Commit, Repo, ref_name
-
-if TYPE_CHECKING:
-    from hf_summary.localhub.app import Call
 
 SPACE_SDKS = ("gradio", "streamlit", "docker", "static")
 
@@ -143,7 +141,8 @@ def _sibling(f: FileEntry) -> dict[str, Any]:
 
 
 def preupload(call: Call) -> JSONResponse:
-    """Upload modes: "regular" for everything unless the server runs with --lfs (see lfs.should_use_lfs).
+    """Upload modes as the Hub answers them: "lfs" for binary and large files (see lfs.should_use_lfs) and
+    for files that are LFS already; "regular" for the rest, and for everything in regular-only mode.
 
     `oid` is the current file's id at the revision, so the client skips unchanged files.
     """
@@ -166,7 +165,7 @@ def preupload(call: Call) -> JSONResponse:
             raise bad_request(f"{path!r}: 'sample' is not valid base64") from None
         existing = call.hub.storage.lookup(commit.tree, path)
         current = existing if isinstance(existing, FileEntry) else None
-        lfs = call.hub.lfs and (should_use_lfs(sample, size) or (current is not None and current.lfs))
+        lfs = not call.hub.regular and (should_use_lfs(sample, size) or (current is not None and current.lfs))
         answers.append(
             {
                 "path": path,
@@ -253,6 +252,8 @@ def _tree_entry(call: Call, repo: Repo, commit: Commit, entry: Entry, expand: bo
         out = {"type": "file", "oid": entry.oid, "size": entry.size, "path": entry.path}
         if entry.lfs:
             out["lfs"] = {"oid": entry.sha256, "size": entry.size, "pointerSize": entry.pointer_size}
+            if xet_file := call.hub.cas.file_for_sha256(entry.sha256):
+                out["xetHash"] = xet_file.hash
     if expand:
         last = _last_commit(call, repo, commit, entry)
         out["lastCommit"] = {"id": last.oid, "title": last.title, "date": iso_date(last.created_at)}

@@ -1,6 +1,6 @@
-"""The ASGI application: URL routing and the per-request `Call` context.
+"""The ASGI application: URL routing for the Hub API, downloads, LFS, the CAS and buckets.
 
-Routing works on the *raw* path, split on `/` before percent-decoding each segment, because the
+Handlers get a `Call` (call.py: the request type every handler module shares). Routing works on the *raw* path, split on `/` before percent-decoding each segment, because the
 client sends revisions as one encoded segment (`dev%2Fx`, `refs%2Fpr%2F1`; hub-api.md §1.1).
 Handlers are plain functions `handler(call) -> Response` run in a worker thread after the body has
 been read (with a size cap); the few that stream (LFS PUT) are coroutines and read the body themselves.
@@ -9,89 +9,26 @@ been read (with a size cap); the few that stream (LFS PUT) are coroutines and re
 from __future__ import annotations
 
 import inspect
-import json
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlencode
+from urllib.parse import unquote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from hf_summary.localhub import api, files, lfs, page
-from hf_summary.localhub.auth import Caller, check_read, check_write, identify
-from hf_summary.localhub.errors import HubError, bad_request
-from hf_summary.localhub.storage import Repo, Storage
+from hf_summary.localhub import api, buckets, cas, files, lfs, page, xet
+from hf_summary.localhub.auth import identify
+from hf_summary.localhub.bucketstore import BucketStore
+from hf_summary.localhub.call import Call, Hub
+from hf_summary.localhub.casstore import CasStore
+from hf_summary.localhub.errors import HubError
+from hf_summary.localhub.storage import Storage
 
 MAX_JSON_BODY = 16 * 1024 * 1024
-MAX_COMMIT_BODY = 1024 * 1024 * 1024
-TYPE_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
-
-
-@dataclass
-class Hub:
-    """Server-wide state shared by all requests."""
-
-    storage: Storage
-    users: dict[str, str]
-    lfs: bool
-    page_size: int
-    secret: bytes
-
-
-@dataclass
-class Call:
-    """One request: who is calling, the route parameters and the (already read) body."""
-
-    hub: Hub
-    request: Request
-    caller: Caller
-    params: dict[str, str]
-    body: bytes = b""
-
-    @property
-    def base_url(self) -> str:
-        """`http://host:port` as the client addressed us, so returned URLs match HF_ENDPOINT."""
-        return str(self.request.base_url).rstrip("/")
-
-    def query(self, name: str, default: str | None = None) -> str | None:
-        return self.request.query_params.get(name, default)
-
-    def flag(self, name: str) -> bool:
-        return (self.query(name) or "").lower() in ("1", "true")
-
-    def json(self) -> Any:
-        try:
-            return json.loads(self.body or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise bad_request(f"Request body is not valid JSON: {e}") from None
-
-    def json_object(self) -> dict:
-        payload = self.json()
-        if not isinstance(payload, dict):
-            raise bad_request("Request body must be a JSON object")
-        return payload
-
-    def readable_repo(self) -> Repo:
-        return check_read(self.caller, self._lookup())
-
-    def writable_repo(self) -> Repo:
-        return check_write(self.caller, self._lookup())
-
-    def _lookup(self) -> Repo | None:
-        return self.hub.storage.get_repo(self.params["type"], self.params["namespace"], self.params["name"])
-
-    def repo_url(self, repo: Repo) -> str:
-        return f"{self.base_url}/{TYPE_PREFIX[repo.type]}{repo.repo_id}"
-
-    def next_link(self, **params: str) -> dict[str, str]:
-        """A `Link: <absolute url>; rel="next"` header for the same path with `params` as query."""
-        path = self.request.scope.get("raw_path", b"").decode("latin-1") or self.request.url.path
-        return {"Link": f'<{self.base_url}{path}?{urlencode(params)}>; rel="next"'}
+MAX_UPLOAD_BODY = 1024 * 1024 * 1024
 
 
 Handler = Callable[[Call], Response] | Callable[[Call], Awaitable[Response]]
@@ -108,7 +45,21 @@ _REPO_API: dict[str, Routes] = {
     "refs": {"GET": api.list_refs},
     "super-squash": {"POST": api.super_squash},
     "branch": {"POST": api.create_branch, "DELETE": api.delete_branch},
+    "xet-write-token": {"GET": xet.token_route("write")},
+    "xet-read-token": {"GET": xet.token_route("read")},
 }
+
+_BUCKET_API: dict[str, Routes] = {
+    "": {"POST": buckets.create, "GET": buckets.info, "DELETE": buckets.delete},
+    "settings": {"PUT": buckets.settings},
+    "tree": {"GET": buckets.tree},
+    "paths-info": {"POST": buckets.paths_info},
+    "batch": {"POST": buckets.batch},
+    "xet-write-token": {"GET": xet.token_route("write")},
+    "xet-read-token": {"GET": xet.token_route("read")},
+}
+
+_BIG_BODIES = (api.commit, cas.upload_xorb, cas.upload_shard, buckets.batch)
 
 
 def route(segments: list[str]) -> tuple[Routes, dict[str, str]]:
@@ -133,6 +84,24 @@ def route(segments: list[str]) -> tuple[Routes, dict[str, str]]:
                     return _REPO_API["tree"], {**params, "revision": args[0], "path": "/".join(args[1:])}
             elif action in _REPO_API and args:
                 return _REPO_API[action], {**params, "revision": "/".join(args)}
+        case ["api", "buckets", namespace]:
+            return {"GET": buckets.list_buckets}, {"namespace": namespace}
+        case ["api", "buckets", namespace, name, *rest]:
+            params = {"type": "bucket", "namespace": namespace, "name": name}
+            action, *args = rest or [""]
+            if action == "tree":
+                return _BUCKET_API["tree"], {**params, "path": "/".join(args)}
+            if action in _BUCKET_API and not args:
+                return _BUCKET_API[action], params
+        case ["buckets", namespace, name, "resolve", *path] if path:
+            return {"GET": buckets.resolve, "HEAD": buckets.resolve}, {
+                "type": "bucket",
+                "namespace": namespace,
+                "name": name,
+                "path": "/".join(path),
+            }
+        case ["_localhub", "cas", instance, *rest]:
+            return _cas_route(instance, rest)
         case ["_localhub", "lfs", "upload", "model" | "dataset" | "space" as repo_type, namespace, name, oid]:
             return {"PUT": lfs.upload}, {"type": repo_type, "namespace": namespace, "name": name, "oid": oid}
         case ["_localhub", "lfs", "verify", "model" | "dataset" | "space" as repo_type, namespace, name]:
@@ -141,6 +110,21 @@ def route(segments: list[str]) -> tuple[Routes, dict[str, str]]:
             return _web_route(plural[:-1], namespace, name, rest)
         case [namespace, name, *rest] if namespace not in ("api", "_localhub"):
             return _web_route("model", namespace, name, rest)
+    return {}, {}
+
+
+def _cas_route(instance: str, rest: list[str]) -> tuple[Routes, dict[str, str]]:
+    match rest:
+        case ["v1", "chunks", "default", chunk]:
+            return {"GET": cas.chunk_dedup}, {"instance": instance, "hash": chunk}
+        case ["v1", "xorbs", "default", xorb]:
+            return {"POST": cas.upload_xorb}, {"instance": instance, "hash": xorb}
+        case ["v1", "shards"]:
+            return {"POST": cas.upload_shard}, {"instance": instance}
+        case ["v1", "reconstructions", file_hash]:
+            return {"GET": cas.reconstruction}, {"instance": instance, "hash": file_hash}
+        case ["fetch", xorb]:
+            return {"GET": cas.fetch}, {"instance": instance, "hash": xorb}
     return {}, {}
 
 
@@ -168,13 +152,19 @@ class HubApp:
         *,
         data_dir: Path,
         users: dict[str, str],
-        lfs: bool,
+        regular: bool,
         commit_limit: int,
         page_size: int,
         commit_window_s: float,
     ):
         storage = Storage(data_dir, commit_limit=commit_limit, commit_window_s=commit_window_s)
-        self.hub = Hub(storage, dict(users), lfs, page_size, _load_secret(data_dir))
+        secret = _load_secret(data_dir)
+        cas_store = CasStore(data_dir, storage.blobs)
+        self.hub = Hub(storage, cas_store, BucketStore(storage), dict(users), regular, page_size, secret, xet.cas_prefix(secret))
+
+    def repo_stats(self) -> dict[str, dict[str, int]]:
+        """`Storage.repo_stats` for repos, and the same keys for buckets (which have no commits)."""
+        return self.hub.storage.repo_stats() | self.hub.buckets.stats()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -202,7 +192,7 @@ class HubApp:
         if inspect.iscoroutinefunction(handler):
             return await handler(call)
         if method in ("POST", "PUT", "DELETE"):
-            call.body = await read_body(request, MAX_COMMIT_BODY if handler is api.commit else MAX_JSON_BODY)
+            call.body = await read_body(request, MAX_UPLOAD_BODY if handler in _BIG_BODIES else MAX_JSON_BODY)
         return await run_in_threadpool(handler, call)
 
 
@@ -219,7 +209,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _load_secret(data_dir: Path) -> bytes:
-    """The key signing LFS upload URLs; kept in the data dir so URLs survive a restart."""
+    """The key signing LFS upload URLs, CAS tokens and fetch URLs; kept in the data dir so they survive a restart."""
     path = data_dir / "secret"
     if not path.exists():
         tmp = data_dir / "secret.tmp"

@@ -12,11 +12,15 @@ never faulted, throttled or counted:
   retry_after`, integer seconds, if given; the request body is read first so the client sees the answer), or, with
   neither, serve the request normally. The first rule that fires wins. `bandwidth_bps` limits how
   fast each request body is read. Rules live in memory and are gone after a restart.
+- `GET /_localhub/faults` lists the rules in order with how often each has fired: `{"rules": [{"method",
+  "path", "fired"}]}` (so a test can wait until a held request is in flight).
 - `DELETE /_localhub/faults` clears rules and bandwidth limit.
-- `GET /_localhub/stats`: `{"requests": N, "bytes_received": N, "downloads": {...}, "repos": {...}}`.
-  `requests` counts every non-admin request (faulted ones included) and `bytes_received` every
-  request-body byte read from them (commit bodies, LFS PUTs, preupload and other JSON bodies alike),
-  both since the server started. `downloads` maps `<type>/<namespace>/<name>/<path>` to the number of
+- `GET /_localhub/stats`: `{"requests": N, "bytes_received": N, "bytes_received_by_route": {"cas": N,
+  "lfs": N, "other": N}, "downloads": {...}, "repos": {...}}`. `requests` counts every non-admin request
+  (faulted ones included) and `bytes_received` every request-body byte read from them (commit bodies,
+  xorbs and shards, LFS PUTs, preupload and other JSON bodies alike), both since the server started;
+  `bytes_received_by_route` splits the bytes into the CAS's (`/_localhub/cas/`), basic LFS uploads'
+  (`/_localhub/lfs/`) and the rest. `downloads` maps `<type>/<namespace>/<name>/<path>` to the number of
   `GET .../resolve/<any revision>/<path>` requests for it (HEADs are not counted). `repos` maps
   `<type>/<namespace>/<name>` to `{"commits", "files", "bytes"}` as defined by `Storage.repo_stats`
   (commits in `main`'s history; files and total bytes at `main`'s head).
@@ -43,6 +47,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ADMIN_PATHS = ("/_localhub/faults", "/_localhub/stats")
+ROUTE_KINDS = {"cas": "/_localhub/cas/", "lfs": "/_localhub/lfs/"}
 MAX_ADMIN_BODY = 1024 * 1024
 RULE_KEYS = {"method", "path", "status", "times", "probability", "delay_s", "retry_after", "reset"}
 
@@ -125,6 +130,7 @@ class FaultsAndStats:
         self.requests = 0
         self.bytes_received = 0
         self.downloads: dict[str, int] = {}
+        self.bytes_by_route = dict.fromkeys([*ROUTE_KINDS, "other"], 0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -137,7 +143,8 @@ class FaultsAndStats:
         self.requests += 1
         if scope["method"] == "GET" and (key := _download_key(scope)):
             self.downloads[key] = self.downloads.get(key, 0) + 1
-        server_receive, receive = receive, self._metered(receive)
+        kind = next((k for k, prefix in ROUTE_KINDS.items() if scope["path"].startswith(prefix)), "other")
+        server_receive, receive = receive, self._metered(receive, kind)
         rule = next((r for r in self.rules if r.fires(scope["method"], scope["path"])), None)
         if rule is None:
             await self.app(scope, receive, send)
@@ -156,7 +163,7 @@ class FaultsAndStats:
         else:
             await self.app(scope, receive, send)
 
-    def _metered(self, receive: Receive) -> Receive:
+    def _metered(self, receive: Receive, kind: str) -> Receive:
         """Wrap `receive` to count body bytes and, with a bandwidth limit, pace them."""
         started, total = time.monotonic(), 0
 
@@ -166,6 +173,7 @@ class FaultsAndStats:
             if message["type"] == "http.request":
                 size = len(message.get("body", b""))
                 self.bytes_received += size
+                self.bytes_by_route[kind] += size
                 total += size
                 if self.bandwidth_bps:
                     await asyncio.sleep(max(0.0, started + total / self.bandwidth_bps - time.monotonic()))
@@ -189,7 +197,17 @@ class FaultsAndStats:
                         "requests": self.requests,
                         "bytes_received": self.bytes_received,
                         "downloads": self.downloads,
+                        "bytes_received_by_route": dict(self.bytes_by_route),
                         "repos": repos,
+                    }
+                )
+            case "GET", "/_localhub/faults":
+                return JSONResponse(
+                    {
+                        "rules": [
+                            {"method": r.method, "path": r.path.pattern if r.path else None, "fired": r.fired}
+                            for r in self.rules
+                        ]
                     }
                 )
             case "DELETE", "/_localhub/faults":

@@ -13,16 +13,14 @@ import hashlib
 import hmac
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
+from hf_summary.localhub.call import Call
 from hf_summary.localhub.commitbody import SHA256_RE
 from hf_summary.localhub.errors import HubError, bad_request, repo_not_found
-
-if TYPE_CHECKING:
-    from hf_summary.localhub.app import Call
 
 LARGE_FILE_BYTES = 10 * 1024 * 1024
 SAMPLE_BYTES = 512

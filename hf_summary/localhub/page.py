@@ -10,15 +10,12 @@ from __future__ import annotations
 import posixpath
 from datetime import datetime, timezone
 from html import escape
-from typing import TYPE_CHECKING
 
 from starlette.responses import HTMLResponse
 
+from hf_summary.localhub.call import Call
 from hf_summary.localhub.errors import HubError
-
-if TYPE_CHECKING:
-    from hf_summary.localhub.app import Call
-    from hf_summary.localhub.gitobjects import FileEntry
+from hf_summary.localhub.gitobjects import FileEntry
 
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:60em;padding:0 1em}"

@@ -37,7 +37,7 @@ def create_app(
     data_dir: str | Path,
     users: dict[str, str],
     admin_token: str | None = None,
-    lfs: bool = False,
+    regular: bool = False,
     commit_limit: int = 128,
     page_size: int = 1000,
     commit_window_s: float = 3600.0,
@@ -48,12 +48,12 @@ def create_app(
     hub = HubApp(
         data_dir=Path(data_dir),
         users=users,
-        lfs=lfs,
+        regular=regular,
         commit_limit=commit_limit,
         page_size=page_size,
         commit_window_s=commit_window_s,
     )
-    return FaultsAndStats(hub, admin_token=admin_token, repo_stats=hub.hub.storage.repo_stats)
+    return FaultsAndStats(hub, admin_token=admin_token, repo_stats=hub.repo_stats)
 
 
 class _Server(uvicorn.Server):
@@ -76,7 +76,7 @@ def serve(
     data_dir: str | Path,
     users: dict[str, str],
     admin_token: str | None = None,
-    lfs: bool = False,
+    regular: bool = False,
     commit_limit: int = 128,
     page_size: int = 1000,
     commit_window_s: float = 3600.0,
@@ -86,7 +86,7 @@ def serve(
         data_dir=data_dir,
         users=users,
         admin_token=admin_token,
-        lfs=lfs,
+        regular=regular,
         commit_limit=commit_limit,
         page_size=page_size,
         commit_window_s=commit_window_s,

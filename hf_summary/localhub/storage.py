@@ -34,6 +34,7 @@ from hf_summary.localhub.errors import HubError, bad_request, revision_not_found
 from hf_summary.localhub.gitobjects import DirEntry, Entry, FileEntry, commit_oid, git_tree_oid
 
 REPO_TYPES = ("model", "dataset", "space")
+BUCKET = "bucket"  # stored as a repo (namespace, name, privacy) whose files live in bucketstore
 RATE_WINDOW_S = 3600
 _NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
 _BRANCH_FORBIDDEN = re.compile(r"[\x00-\x20~^:?*\[\\\x7f]|\.\.|//|@\{|\.lock$|^[/.]|[/.]$")
@@ -114,13 +115,13 @@ class Storage:
         self._local = threading.local()
         self._write_lock = threading.Lock()
         self._tree_children = functools.lru_cache(maxsize=16384)(self._read_tree)
-        self._db().executescript(SCHEMA)
-        with self._write() as db:
+        self.connection().executescript(SCHEMA)
+        with self.transaction() as db:
             self._store_tree(db, {})
 
     # -- connections and transactions -------------------------------------------------------------
 
-    def _db(self) -> sqlite3.Connection:
+    def connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self._db_path, timeout=60, isolation_level=None)
@@ -131,9 +132,9 @@ class Storage:
         return db
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
         with self._write_lock:
-            db = self._db()
+            db = self.connection()
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -146,7 +147,7 @@ class Storage:
 
     def get_repo(self, repo_type: str, namespace: str, name: str) -> Repo | None:
         row = (
-            self._db()
+            self.connection()
             .execute(
                 "SELECT * FROM repos WHERE type = ? AND namespace = ? AND name = ?",
                 (repo_type, namespace, name),
@@ -155,8 +156,17 @@ class Storage:
         )
         return _repo(row) if row else None
 
-    def list_repos(self) -> list[Repo]:
-        return [_repo(row) for row in self._db().execute("SELECT * FROM repos ORDER BY pk")]
+    def list_repos(self, repo_type: str | None = None) -> list[Repo]:
+        """Every repo of `repo_type` (all git repos when None: buckets are listed only by type)."""
+        rows = self.connection().execute(
+            "SELECT * FROM repos WHERE type = ? ORDER BY pk" if repo_type else "SELECT * FROM repos WHERE type != ? ORDER BY pk",
+            (repo_type or BUCKET,),
+        )
+        return [_repo(row) for row in rows]
+
+    def set_private(self, repo: Repo, private: bool) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE repos SET private = ? WHERE pk = ?", (int(private), repo.pk))
 
     def create_repo(
         self, repo_type: str, namespace: str, name: str, *, private: bool, sdk: str | None
@@ -165,7 +175,7 @@ class Storage:
         (the existing repo, False) if there already is one."""
         validate_repo_name(namespace)
         validate_repo_name(name)
-        with self._write() as db:
+        with self.transaction() as db:
             if existing := self.get_repo(repo_type, namespace, name):
                 return existing, False
             now = time.time()
@@ -174,6 +184,8 @@ class Storage:
                 (repo_type, namespace, name, int(private), sdk, now),
             ).lastrowid
             repo = Repo(pk, repo_type, namespace, name, private, sdk, now)
+            if repo_type == BUCKET:  # buckets have no commits and no refs
+                return repo, True
             initial = self._insert_commit(
                 db, repo, self._store_tree(db, {}), None, "initial", "initial commit", "", "system"
             )
@@ -182,7 +194,7 @@ class Storage:
 
     def delete_repo(self, repo: Repo) -> None:
         """Forget the repo. Blobs stay: they are content-addressed and may be shared with other repos."""
-        with self._write() as db:
+        with self.transaction() as db:
             for table, column in (
                 ("repos", "pk"),
                 ("commits", "repo"),
@@ -194,12 +206,12 @@ class Storage:
     # -- revisions ----------------------------------------------------------------------------------
 
     def refs(self, repo: Repo) -> dict[str, str]:
-        rows = self._db().execute("SELECT name, oid FROM refs WHERE repo = ? ORDER BY name", (repo.pk,))
+        rows = self.connection().execute("SELECT name, oid FROM refs WHERE repo = ? ORDER BY name", (repo.pk,))
         return {row["name"]: row["oid"] for row in rows}
 
     def get_commit(self, repo: Repo, oid: str) -> Commit | None:
         row = (
-            self._db().execute("SELECT * FROM commits WHERE repo = ? AND oid = ?", (repo.pk, oid)).fetchone()
+            self.connection().execute("SELECT * FROM commits WHERE repo = ? AND oid = ?", (repo.pk, oid)).fetchone()
         )
         return _commit(row) if row else None
 
@@ -219,7 +231,7 @@ class Storage:
 
     def create_branch(self, repo: Repo, branch: str, starting_point: str) -> None:
         validate_branch_name(branch)
-        with self._write() as db:
+        with self.transaction() as db:
             self._require_alive(db, repo)
             if branch in self.refs(repo):
                 raise HubError(409, f"Reference already exists: {branch}")
@@ -230,14 +242,14 @@ class Storage:
         branch = ref_name(branch)
         if branch == "main":
             raise HubError(403, "The main branch cannot be deleted")
-        with self._write() as db:
+        with self.transaction() as db:
             if db.execute("DELETE FROM refs WHERE repo = ? AND name = ?", (repo.pk, branch)).rowcount == 0:
                 raise revision_not_found(branch)
 
     # -- trees --------------------------------------------------------------------------------------
 
     def _read_tree(self, oid: str) -> dict[str, list]:
-        row = self._db().execute("SELECT entries FROM trees WHERE oid = ?", (oid,)).fetchone()
+        row = self.connection().execute("SELECT entries FROM trees WHERE oid = ?", (oid,)).fetchone()
         if row is None:
             raise RuntimeError(f"tree {oid} is missing from the database")
         return json.loads(row["entries"])
@@ -307,7 +319,7 @@ class Storage:
 
         Without create_pr, `revision` must be a ref (a branch or `refs/pr/N`), which then moves.
         """
-        with self._write() as db:
+        with self.transaction() as db:
             self._require_alive(db, repo)
             refs = self.refs(repo)
             if create_pr:
@@ -343,7 +355,7 @@ class Storage:
 
     def squash(self, repo: Repo, branch: str, message: str, *, author: str) -> Commit:
         """Replace `branch`'s history by a single root commit with its current tree."""
-        with self._write() as db:
+        with self.transaction() as db:
             self._require_alive(db, repo)
             head_oid = self.refs(repo).get(ref_name(branch))
             if head_oid is None:
@@ -443,14 +455,14 @@ class Storage:
 
     def lfs_object_size(self, repo: Repo, sha256: str) -> int | None:
         row = (
-            self._db()
+            self.connection()
             .execute("SELECT size FROM lfs_objects WHERE repo = ? AND oid = ?", (repo.pk, sha256))
             .fetchone()
         )
         return row["size"] if row else None
 
     def add_lfs_object(self, repo: Repo, sha256: str, size: int) -> None:
-        with self._write() as db:
+        with self.transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO lfs_objects (repo, oid, size) VALUES (?, ?, ?)",
                 (repo.pk, sha256, size),

@@ -36,7 +36,7 @@ class LocalHub:
         *,
         users: dict[str, str] | None = None,
         admin_token: str = "hf_admin_token",
-        lfs: bool = False,
+        regular: bool = False,
         commit_limit: int = 128,
         page_size: int | None = None,
         data_dir: str | Path | None = None,
@@ -44,7 +44,7 @@ class LocalHub:
     ) -> None:
         self.users = dict(DEFAULT_USERS if users is None else users)
         self.admin_token = admin_token
-        self.lfs = lfs
+        self.regular = regular
         self.commit_limit = commit_limit
         self.commit_window_s = commit_window_s
         self.page_size = page_size
@@ -101,7 +101,7 @@ class LocalHub:
             repr(self.commit_window_s),
         ]
         command += [arg for name, token in self.users.items() for arg in ("--user", f"{name}:{token}")]
-        command += ["--lfs"] if self.lfs else []
+        command += ["--regular"] if self.regular else []
         command += ["--page-size", str(self.page_size)] if self.page_size is not None else []
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         line = _first_line(self._process.stdout, START_TIMEOUT_S)
@@ -144,6 +144,10 @@ class LocalHub:
     def set_faults(self, rules: list[dict], bandwidth_bps: int | None = None) -> None:
         """Replace the fault rules (see hf_summary.localhub.faults for their fields)."""
         self._admin("POST", "/_localhub/faults", {"rules": rules, "bandwidth_bps": bandwidth_bps})
+
+    def fired(self) -> list[int]:
+        """How often each fault rule has fired, in the order they were set."""
+        return [rule["fired"] for rule in self._admin("GET", "/_localhub/faults")["rules"]]
 
     def clear_faults(self) -> None:
         self._admin("DELETE", "/_localhub/faults")

@@ -1,0 +1,147 @@
+"""Storage Buckets as a push target: `BucketClient`, with the interface of `hub.HubClient`.
+
+A bucket has no commits and no history. A push is one batch (files go up through Xet, then one `/batch`
+call); it counts as committed only when the batch answered without a failure for any of its files. A
+partial failure raises :class:`TransientHubError`, so the whole push is retried: the files that did land are
+sent again, which costs only a shard (Xet deduplicates their chunks) and leaves the same bucket file.
+There is no squash and no card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from huggingface_hub import BucketFile, HfApi
+from huggingface_hub.errors import BucketNotFoundError
+
+from hf_summary.hub import (
+    CommitResult,
+    CommitSummary,
+    MissingRepoError,
+    PathConflictError,
+    PermanentHubError,
+    RemoteFile,
+    TransientHubError,
+    check_write_access,
+    classify,
+)
+
+_MAX_LISTED_FAILURES = 3
+
+
+class BucketClient:
+    """One bucket on one Hub. Methods raise only :class:`hub.HubError` subclasses."""
+
+    repo_type = "bucket"
+    revision = "main"  # buckets have no revisions; kept for the settings the journal records
+
+    def __init__(self, *, repo_id: str, endpoint: str | None = None, token: str | None = None):
+        self.repo_id = repo_id
+        self._api = HfApi(endpoint=endpoint, token=token, library_name="hf-summary")
+
+    @property
+    def url(self) -> str:
+        return f"{self._api.endpoint}/buckets/{self.repo_id}"
+
+    def ensure_repo(self, *, private: bool | None) -> str:
+        """Create the bucket if missing (an existing bucket keeps its visibility); returns its URL."""
+        try:
+            return self._api.create_bucket(self.repo_id, private=private, exist_ok=True).url
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def check_write_access(self) -> None:
+        check_write_access(self._api, self.repo_id)
+
+    def commit_files(
+        self,
+        files: list[tuple[Path, str]],
+        message: str,
+        *,
+        never_replace: frozenset[str] = frozenset(),
+        deletions: list[str] = (),
+    ) -> CommitResult:
+        """Add ``(local path, path in bucket)`` pairs and delete the ``deletions`` paths in one batch (applied
+        line by line, adds first: not atomic, but a reader sees every event once after it). A path in
+        ``never_replace`` that holds other content in the bucket stops the push before anything is sent, with
+        :class:`PathConflictError` (one paths-info request, only when there are such paths). ``message`` only
+        names the push in the returned id: buckets keep no messages. A missing bucket raises
+        :class:`MissingRepoError`."""
+        guarded = [(src, dest) for src, dest in files if dest in never_replace]
+        if guarded:
+            held = self.file_info([dest for _, dest in guarded])
+            conflicts = [dest for src, dest in guarded if dest in held and not held[dest].holds(
+                src.stat().st_size, None, None, src)]
+            if conflicts:
+                raise PathConflictError(conflicts)
+        try:
+            self._api.batch_bucket_files(
+                self.repo_id, add=[(str(src), dest) for src, dest in files], delete=list(deletions) or None
+            )
+        except Exception as exc:
+            failures = getattr(exc, "failures", None)
+            if failures:
+                listed = "; ".join(f"{f.get('path')}: {f.get('error')}" for f in failures[:_MAX_LISTED_FAILURES])
+                raise TransientHubError(
+                    f"the bucket refused {len(failures)} of {len(files)} file(s): {listed}"
+                ) from exc
+            self._raise_missing()
+            raise classify(exc) from exc
+        digest = hashlib.sha1("\n".join([message, *(dest for _, dest in files)]).encode()).hexdigest()
+        return CommitResult(oid=f"batch-{digest[:12]}", url=self.url)
+
+    def file_info(self, paths: list[str]) -> dict[str, RemoteFile]:
+        """The files among ``paths`` that exist in the bucket (one request), keyed by path."""
+        try:
+            return {entry.path: _remote_file(entry) for entry in self._api.get_bucket_paths_info(self.repo_id, paths)}
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def _raise_missing(self) -> None:
+        """After a failed upload (hf_xet reports a refused token only as a connection error): raise
+        :class:`MissingRepoError` if the bucket does not exist, so the caller creates it."""
+        try:
+            self._api.bucket_info(self.repo_id)
+        except BucketNotFoundError as exc:
+            raise MissingRepoError(f"BucketNotFoundError: {self.repo_id}") from exc
+        except Exception:  # the Hub is unreachable too: the upload's own error says more
+            return
+
+    def squash(self, message: str) -> None:
+        raise PermanentHubError("buckets have no history to squash")
+
+    def tag_card(self) -> bool:
+        """Buckets have no card: nothing to tag."""
+        return False
+
+    def list_files(self, prefix: str) -> dict[str, RemoteFile]:
+        """Every file under ``prefix``, keyed by path (empty if there is none)."""
+        try:
+            return {
+                entry.path: _remote_file(entry)
+                for entry in self._api.list_bucket_tree(self.repo_id, prefix=prefix or None, recursive=True)
+                if entry.type == "file"
+            }
+        except BucketNotFoundError:
+            return {}
+        except Exception as exc:
+            raise classify(exc) from exc
+
+    def download(self, prefix: str, dest: Path) -> Path:
+        """Fetch every file under ``prefix`` into ``dest`` (same layout as the bucket); returns ``dest``."""
+        files = self.list_files(prefix)
+        try:
+            if files:
+                self._api.download_bucket_files(self.repo_id, [(path, str(dest / path)) for path in files])
+        except Exception as exc:
+            raise classify(exc) from exc
+        return dest
+
+    def commits(self) -> list[CommitSummary]:
+        """Buckets have no commits."""
+        return []
+
+
+def _remote_file(entry: BucketFile) -> RemoteFile:
+    return RemoteFile(path=entry.path, size=entry.size, git_oid=None, sha256=None, xet_hash=entry.xet_hash)
