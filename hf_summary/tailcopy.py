@@ -44,6 +44,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from hf_summary._faults import fault as _fault
 from hf_summary.journal import Journal, RunSettings, SegmentRow
 from hf_summary.reconcile import JOURNAL_DIR, iter_logdir_files, logdir_relative, repo_path
 from hf_summary.segments import (
@@ -54,7 +55,6 @@ from hf_summary.segments import (
     parse_segment_sequence,
     read_records,
 )
-from hf_summary.uploader import _fault
 
 __all__ = ["COPY_SUFFIX", "WATCH_DIR", "CopyName", "TailCopier", "parse_repo_copy_name"]
 

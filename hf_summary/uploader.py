@@ -53,6 +53,7 @@ from typing import IO
 import psutil
 
 from hf_summary import compaction
+from hf_summary._arguments import DEFAULT_GRACE_PERIOD_S
 from hf_summary._faults import fault as _fault
 from hf_summary.hub import (
     CommitResult,
@@ -83,26 +84,10 @@ JOURNAL_RETRY_S = 2.0
 DEADLINE_GRACE_S = 2.0
 LAST_WORDS_S = 0.5
 WATCHDOG_MARGIN_S = 0.5
-DEFAULT_GRACE_PERIOD_S = 8.0
-GRACE_PERIOD_ENV = "HF_SUMMARY_GRACE_PERIOD"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 _EOF = object()
 _WAKE = object()
 
-
-def default_grace_period() -> float:
-    """The grace budget of a final drain on preemption: ``HF_SUMMARY_GRACE_PERIOD`` seconds, else 8 s (room
-    for one push inside ``docker stop``'s default 10 s before its SIGKILL)."""
-    raw = os.environ.get(GRACE_PERIOD_ENV)
-    if raw is None or not raw.strip():
-        return DEFAULT_GRACE_PERIOD_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not 0 <= value < math.inf:
-        raise ValueError(f"{GRACE_PERIOD_ENV} must be a number of seconds >= 0, got {raw!r}")
-    return value
 
 
 def _flush_logs() -> None:

@@ -39,13 +39,13 @@ from typing import Any
 
 import psutil
 
+from hf_summary._arguments import check_grace_period, check_patterns, join_path_in_repo
 from hf_summary._launcher import UploaderProcess
 from hf_summary.hub import HubClient, HubError, PermanentHubError, check_repo_id
 from hf_summary.journal import Journal, RunSettings, journal_path
 from hf_summary.reconcile import open_or_rebuild
 from hf_summary.tailcopy import TailCopier
 from hf_summary.uploader import process_alive
-from hf_summary.writer import _check_grace_period, _check_patterns, _join_path_in_repo
 
 __all__ = [
     "DEFAULT_ASSET_PATTERNS",
@@ -123,8 +123,8 @@ class Watcher:
             repo_id=repo_id,
             repo_type=repo_type or "model",
             revision=revision or "main",
-            path_in_repo=_join_path_in_repo(path_in_repo, self.logdir.name),
-            allow_patterns=_check_patterns("assets", list(assets) if isinstance(assets, tuple) else assets) or [],
+            path_in_repo=join_path_in_repo(path_in_repo, self.logdir.name),
+            allow_patterns=check_patterns("assets", list(assets) if isinstance(assets, tuple) else assets) or [],
             ignore_patterns=["*tfevents*"],
             squash_history=False,
             commit_every_s=float(commit_every) * 60.0,
@@ -133,7 +133,7 @@ class Watcher:
         )
         self.token = token
         self.drain_timeout = float(drain_timeout)
-        self.grace_period = _check_grace_period(grace_period)
+        self.grace_period = check_grace_period(grace_period)
         self._job: tuple[int, float] | None = None
         if pid is not None:
             try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
-import math
 import os
 import signal
 import socket
@@ -24,6 +23,7 @@ from tensorboardX.summary import hparams, scalar
 from tensorboardX.writer import DummyFileWriter
 
 from hf_summary import hub
+from hf_summary._arguments import check_grace_period, check_patterns, join_path_in_repo
 from hf_summary._events import scalar_event, tag_field
 from hf_summary._launcher import UploaderProcess
 from hf_summary._summaries import tensor_scalar, tensor_summary, with_discrete_domains
@@ -39,7 +39,6 @@ from hf_summary.segments import (
     seal_tail,
     segment_name,
 )
-from hf_summary.uploader import default_grace_period
 
 logger = logging.getLogger("hf_summary")
 
@@ -143,7 +142,7 @@ class HFSummaryWriter(SummaryWriter):
         self._close_timeout = float(close_timeout)
         self._drain_timeout = float(drain_timeout)
         self._handle_sigterm = handle_sigterm
-        self._grace_period = _check_grace_period(grace_period)
+        self._grace_period = check_grace_period(grace_period)
         self._existing_run = existing_run
         self._offline = bool(offline) or hub.offline_mode()
         self._presence = WriterPresence(offline=self._offline)
@@ -151,9 +150,9 @@ class HFSummaryWriter(SummaryWriter):
             repo_id=repo_id,
             repo_type=repo_type or "model",
             revision=repo_revision or "main",
-            path_in_repo=_join_path_in_repo(path_in_repo, resolved_logdir.resolve().name),
-            allow_patterns=_check_patterns("repo_allow_patterns", repo_allow_patterns),
-            ignore_patterns=_check_patterns("repo_ignore_patterns", repo_ignore_patterns),
+            path_in_repo=join_path_in_repo(path_in_repo, resolved_logdir.resolve().name),
+            allow_patterns=check_patterns("repo_allow_patterns", repo_allow_patterns),
+            ignore_patterns=check_patterns("repo_ignore_patterns", repo_ignore_patterns),
             squash_history=bool(squash_history),
             commit_every_s=float(commit_every) * 60.0,
             private=repo_private,
@@ -852,33 +851,6 @@ def _check_arguments(repo_id, commit_every, repo_type, repo_private, token, clos
     for name, value in (("close_timeout", close_timeout), ("drain_timeout", drain_timeout)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:  # NaN too
             raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
-
-
-def _check_grace_period(grace_period: float | None) -> float:
-    if grace_period is None:
-        return default_grace_period()
-    if isinstance(grace_period, bool) or not isinstance(grace_period, (int, float)) or not 0 <= grace_period < math.inf:
-        raise ValueError(f"grace_period must be a finite number of seconds >= 0, got {grace_period!r}")
-    return float(grace_period)
-
-
-def _check_patterns(name: str, patterns: list[str] | str | None) -> list[str] | None:
-    if patterns is None:
-        return None
-    if isinstance(patterns, str):
-        return [patterns]
-    if isinstance(patterns, (list, tuple)) and all(isinstance(p, str) for p in patterns):
-        return list(patterns)
-    raise TypeError(f"{name} must be a glob string or a list of them, got {patterns!r}")
-
-
-def _join_path_in_repo(path_in_repo: str | None, logdir_name: str) -> str:
-    if path_in_repo is not None and not isinstance(path_in_repo, str):
-        raise TypeError(f"path_in_repo must be a string, got {path_in_repo!r}")
-    folder = (path_in_repo or "").strip("/")
-    if (path_in_repo or "").startswith("/") or "\\" in folder or any(p in ("..", ".") for p in folder.split("/")):
-        raise ValueError(f"path_in_repo must be a relative folder without '.' or '..', got {path_in_repo!r}")
-    return f"{folder}/{logdir_name}" if folder else logdir_name
 
 
 def _resolve_logdir(logdir, kwargs: dict) -> Path:

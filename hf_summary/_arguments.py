@@ -1,0 +1,55 @@
+"""Checks of the push settings that a writer or a watcher is given, so that a bad one fails before anything
+starts, with a message that says what to fix."""
+
+from __future__ import annotations
+
+import math
+import os
+
+DEFAULT_GRACE_PERIOD_S = 8.0
+GRACE_PERIOD_ENV = "HF_SUMMARY_GRACE_PERIOD"
+
+
+def default_grace_period() -> float:
+    """The grace budget of a final drain on preemption: ``HF_SUMMARY_GRACE_PERIOD`` seconds, else 8 s (room
+    for one push inside ``docker stop``'s default 10 s before its SIGKILL)."""
+    raw = os.environ.get(GRACE_PERIOD_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_GRACE_PERIOD_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value < math.inf:
+        raise ValueError(f"{GRACE_PERIOD_ENV} must be a number of seconds >= 0, got {raw!r}")
+    return value
+
+
+def check_grace_period(grace_period: float | None) -> float:
+    """``grace_period`` as given (finite, >= 0), or :func:`default_grace_period` for ``None``."""
+    if grace_period is None:
+        return default_grace_period()
+    if isinstance(grace_period, bool) or not isinstance(grace_period, (int, float)) or not 0 <= grace_period < math.inf:
+        raise ValueError(f"grace_period must be a finite number of seconds >= 0, got {grace_period!r}")
+    return float(grace_period)
+
+
+def check_patterns(name: str, patterns: list[str] | str | None) -> list[str] | None:
+    """Glob patterns as a list (a single string is one pattern); ``name`` is the argument, for the error."""
+    if patterns is None:
+        return None
+    if isinstance(patterns, str):
+        return [patterns]
+    if isinstance(patterns, (list, tuple)) and all(isinstance(p, str) for p in patterns):
+        return list(patterns)
+    raise TypeError(f"{name} must be a glob string or a list of them, got {patterns!r}")
+
+
+def join_path_in_repo(path_in_repo: str | None, logdir_name: str) -> str:
+    """The run's folder in the repo: ``path_in_repo/logdir_name``, refusing absolute paths and '.'/'..'."""
+    if path_in_repo is not None and not isinstance(path_in_repo, str):
+        raise TypeError(f"path_in_repo must be a string, got {path_in_repo!r}")
+    folder = (path_in_repo or "").strip("/")
+    if (path_in_repo or "").startswith("/") or "\\" in folder or any(p in ("..", ".") for p in folder.split("/")):
+        raise ValueError(f"path_in_repo must be a relative folder without '.' or '..', got {path_in_repo!r}")
+    return f"{folder}/{logdir_name}" if folder else logdir_name
