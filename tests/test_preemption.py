@@ -27,7 +27,7 @@ KILL_AFTER_S = 10.0  # docker stop's default, and a common SLURM KillWait
 # Logs a step every few ms until SIGTERM, at the default commit_every (nothing is pushed before the stop).
 # USER_HANDLER: "none"; "before"/"after" installs a checkpoint handler before/after the writer's, which
 # keeps training for 3 s, logs a "checkpoint_saved" scalar and exits. HANDLE_SIGTERM=0: handle_sigterm=False;
-# WRITER_THREAD=1: the writer is made outside the main thread.
+# WRITER_THREAD=1: the writer is made outside the main thread. REPO_TYPE=bucket: push to a Storage Bucket.
 PREEMPTED_TRAINER = """
     import json, os, signal, sys, threading, time
     from hf_summary import HFSummaryWriter
@@ -43,6 +43,7 @@ PREEMPTED_TRAINER = """
 
     def make_writer():
         return HFSummaryWriter(os.environ["REPO"], logdir=os.environ["LOGDIR"],
+                               repo_type=os.environ.get("REPO_TYPE") or None,
                                handle_sigterm=os.environ.get("HANDLE_SIGTERM", "1") == "1")
 
     if os.environ.get("WRITER_THREAD") == "1":  # no signal handler can be installed there
@@ -125,23 +126,27 @@ def _stop_like_a_scheduler(pids: list[int], trainer: Trainer, signal_to: list[in
     return None
 
 
-def _assert_hub_holds_every_logged_event(hub, repo_id, tmp_path, trainer: Trainer, *, tags=("loss",)) -> None:
+def _assert_hub_holds_every_logged_event(hub, repo_id, tmp_path, trainer: Trainer, *, tags=("loss",),
+                                         repo_type: str = "model") -> None:
     trainer.sigkill()
     wait_until(lambda: not uploader_processes(trainer.logdir), 15, message="every uploader to exit")
     logged = event_keys(trainer.logdir)
     steps = {key[2] for key in logged if key[1] == "loss"}
     assert set(range(trainer.acked + 1)) - steps <= {trainer.acked}, "the trainer acknowledged more than it logged"
     assert {key[1] for key in logged} >= set(tags)
-    assert hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/logs") == logged
+    assert hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/logs", repo_type=repo_type) == logged
 
 
-@pytest.mark.parametrize("setup", [{}, {"HANDLE_SIGTERM": "0"}, {"WRITER_THREAD": "1"}], ids=["ours", "off", "thread"])
+@pytest.mark.parametrize(
+    "setup", [{}, {"HANDLE_SIGTERM": "0"}, {"WRITER_THREAD": "1"}, {"REPO_TYPE": "bucket"}],
+    ids=["ours", "off", "thread", "bucket"],
+)
 def test_job_wide_sigterm_then_sigkill_loses_nothing(tmp_path, hub, repo_id, setup):
     with _start(tmp_path, hub, repo_id, **setup) as trainer:
         pids = _job_processes(trainer)
         took = _stop_like_a_scheduler(pids, trainer, signal_to=pids)
         assert took is not None, "the job was still running when the SIGKILL came"
-        _assert_hub_holds_every_logged_event(hub, repo_id, tmp_path, trainer)
+        _assert_hub_holds_every_logged_event(hub, repo_id, tmp_path, trainer, repo_type=setup.get("REPO_TYPE", "model"))
     with Journal(trainer.logdir) as journal:
         preemption = journal.history("preemption", limit=1)[0]
         final = journal.history("final_push", limit=1)[0]
@@ -192,17 +197,18 @@ def test_a_slow_hub_still_gets_everything_within_the_grace(tmp_path, repo_id):
 
 
 @needs_pid_namespaces
-def test_container_stop_with_a_forwarding_init(tmp_path, hub, repo_id):
+@pytest.mark.parametrize("repo_type", ["model", "bucket"])
+def test_container_stop_with_a_forwarding_init(tmp_path, hub, repo_id, repo_type):
     """`docker stop` with tini or a shell entrypoint: SIGTERM to PID 1, which forwards it to the trainer and
     exits when the trainer exits; then the kernel SIGKILLs everything else in the namespace."""
     init = 'python_pid=""; trap \'kill -TERM "$python_pid"\' TERM; "$@" & python_pid=$!; wait "$python_pid"; wait "$python_pid"'
     prefix = ("unshare", "--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", init, "init")
-    with _start(tmp_path, hub, repo_id, argv_prefix=prefix) as trainer:
+    with _start(tmp_path, hub, repo_id, argv_prefix=prefix, REPO_TYPE=repo_type) as trainer:
         init_process = psutil.Process(trainer.proc.pid).children()[0]
         pids = [trainer.proc.pid, init_process.pid, *(p.pid for p in init_process.children(recursive=True))]
         took = _stop_like_a_scheduler(pids, trainer, signal_to=[init_process.pid])
         assert took is not None, "the container was still running when the SIGKILL came"
-        _assert_hub_holds_every_logged_event(hub, repo_id, tmp_path, trainer)
+        _assert_hub_holds_every_logged_event(hub, repo_id, tmp_path, trainer, repo_type=repo_type)
 
 
 @needs_pid_namespaces
