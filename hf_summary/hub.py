@@ -8,6 +8,7 @@ no write access, missing repo or revision, rejected input).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -225,20 +226,18 @@ def open_client(
     return HubClient(repo_id=repo_id, repo_type=repo_type, revision=revision, endpoint=endpoint, token=token)
 
 
-_xet_dir: tempfile.TemporaryDirectory | None = None
-
-
-def prepare_uploader_process() -> None:
+def prepare_uploader_process(scratch: Path) -> None:
     """Settings for the uploader's own interpreter (only it calls this): no progress bars (Xet uploads draw
-    them on the stderr it shares with the trainer's log), and hf_xet's cache and logs in a temporary directory
-    removed when the process exits, not in the user's HF_HOME (segments are uploaded once: nothing to
-    deduplicate against later; and nothing is written outside the logdir and the temp dir)."""
-    global _xet_dir
+    them on the stderr it shares with the trainer's log), and hf_xet's cache and logs in ``scratch``, not in
+    the user's HF_HOME (segments are uploaded once: nothing to deduplicate against later), and its temporary
+    files there too, so that one killed mid-way leaves nothing in the temp dir."""
     disable_progress_bars()
-    if _xet_dir is None:
-        _xet_dir = tempfile.TemporaryDirectory(prefix="hf-summary-xet-")
-        os.environ["HF_XET_CACHE"] = os.path.join(_xet_dir.name, "cache")
-        os.environ["HF_XET_LOG_DEST"] = os.path.join(_xet_dir.name, "logs") + os.sep  # a trailing "/": a folder
+    os.environ["HF_XET_CACHE"] = str(scratch / "cache")
+    os.environ["HF_XET_LOG_DEST"] = str(scratch / "logs") + os.sep  # a trailing "/": a folder
+    temp = scratch / "tmp"  # the card's download, and whatever else needs a temporary file
+    with contextlib.suppress(OSError):
+        temp.mkdir(parents=True, exist_ok=True)
+        tempfile.tempdir = str(temp)
 
 
 def _first_line(exc: BaseException) -> str:

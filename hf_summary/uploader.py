@@ -40,6 +40,7 @@ import math
 import os
 import queue
 import random
+import shutil
 import socket
 import sqlite3
 import sys
@@ -593,7 +594,8 @@ def main(argv: list[str] | None = None) -> int:
     closing = threading.Event()
     threading.Thread(target=_read_wakeups, args=(sys.stdin, wakeups, closing), daemon=True).start()
     use_timeouts()
-    prepare_uploader_process()
+    scratch = _scratch_dir(args.logdir)
+    prepare_uploader_process(scratch)
     try:
         with Journal(args.logdir, create=False) as journal:
             settings = journal.load_settings()
@@ -615,6 +617,23 @@ def main(argv: list[str] | None = None) -> int:
     except JournalError as exc:
         logger.error("cannot use the journal of %s: %s", args.logdir, exc)
         return 2
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _scratch_dir(logdir: Path) -> Path:
+    """``LOGDIR/.hf_summary/xet/<pid>``, this process's scratch for hf_xet (never uploaded: the journal's
+    directory is not). Those of uploaders that are gone (a SIGKILL, the deadline's ``os._exit``) are removed
+    first, so they never pile up."""
+    root = logdir / JOURNAL_DIR / "xet"
+    with contextlib.suppress(OSError):
+        for entry in root.iterdir():
+            if not (entry.name.isdigit() and process_alive(int(entry.name))):
+                shutil.rmtree(entry, ignore_errors=True)
+    mine = root / str(os.getpid())
+    with contextlib.suppress(OSError):  # e.g. a full disk: hf_xet then says so on its own
+        mine.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return mine
 
 
 if __name__ == "__main__":

@@ -214,3 +214,27 @@ def test_after_the_drain_deadline_with_the_hub_down_no_uploader_is_left(tmp_path
 
 def test_drain_deadline_holds_when_the_hub_goes_down_after_a_push(tmp_path, monkeypatch):
     _hub_down_deadline(tmp_path, monkeypatch, pushed_before=True)
+
+
+def test_an_uploader_killed_by_sigkill_leaves_no_scratch_behind(tmp_path, writer_env, repo_id, monkeypatch):
+    """hf_xet's cache and logs live in LOGDIR/.hf_summary/xet/<pid>: removed at exit, and, after a SIGKILL, by
+    the next uploader of the logdir. Nothing goes to the temp dir."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    logdir = tmp_path / "logs"
+    scratch = logdir / ".hf_summary" / "xet"
+    with HFSummaryWriter(repo_id, logdir=logdir, commit_every=60) as writer:
+        writer.add_scalar("loss", 1.0, 0)
+        assert writer.push_to_hub(timeout=60)
+        (killed,) = uploader_processes(logdir)
+        assert (scratch / str(killed.pid)).is_dir()
+        killed.kill()
+        killed.wait(10)
+        writer.add_scalar("loss", 2.0, 1)
+        assert writer.push_to_hub(timeout=60)  # a new uploader, which clears the dead one's scratch
+        (current,) = uploader_processes(logdir)
+        assert sorted(p.name for p in scratch.iterdir()) == [str(current.pid)]
+    wait_until(lambda: not uploader_processes(logdir), 30, message="the uploader to exit")
+    assert not list(scratch.iterdir())
+    assert not [p for p in temp.iterdir() if p.name.startswith("hf-summary-xet-")]

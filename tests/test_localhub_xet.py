@@ -98,7 +98,7 @@ def test_upload_download_snapshot_round_trip(xet_hub: LocalHub, xapi: HfApi, rep
             _blob(xet_hub, content).write_bytes(content)
 
 
-def test_grown_file_sends_only_new_chunks(xet_hub: LocalHub, xapi: HfApi, repo_id: str) -> None:
+def test_grown_file_sends_only_new_chunks(xet_hub: LocalHub, xapi: HfApi, repo_id: str, tmp_path: Path) -> None:
     xapi.create_repo(repo_id)
     first = os.urandom(3_000_000)
     _push(xapi, repo_id, {"events.bin": first})
@@ -108,7 +108,7 @@ def test_grown_file_sends_only_new_chunks(xet_hub: LocalHub, xapi: HfApi, repo_i
     sent = xet_hub.stats()["bytes_received_by_route"]["cas"] - before
     assert sent < 0.25 * len(grown), sent  # the new tail and the chunk it changed, not the whole file
     assert Path(hf_hub_download(repo_id, "events.bin", endpoint=xet_hub.endpoint, token=xet_hub.token(),
-                                cache_dir=xet_hub.data_dir.parent / f"dl-{repo_id[6:]}")).read_bytes() == grown
+                                cache_dir=tmp_path / "download")).read_bytes() == grown
 
 
 def _auth(token: str) -> dict[str, str]:
