@@ -369,6 +369,8 @@ def _check_hub(
 ) -> tuple[list[SegmentRow], list[SegmentRow]]:
     """Committed segments the Hub does not hold at their path with the recorded size and content: those that
     can be pushed again (their file on disk still has the recorded content), and those that cannot."""
+    if not committed:  # nothing to verify (and the repo may not exist yet: nothing was ever pushed)
+        return [], []
     remote = client.list_files(settings.path_in_repo)
     absent, unrecoverable, to_download = [], [], []
     for row in committed:

@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-long-run-") as tmp, \
-            LocalHub(lfs=True, commit_limit=10_000_000) as hub:
+            LocalHub(commit_limit=10_000_000) as hub:  # writers run with HF_HUB_DISABLE_XET: basic LFS
         duration_s = None if "ours" in (args.only or WRITERS) else args.ticks * args.tick_s
         for kind in args.only or WRITERS:
             print(f"long_run: {kind} ...", file=sys.stderr, flush=True)
