@@ -632,7 +632,8 @@ def _scratch_dir(logdir: Path) -> Path:
                 shutil.rmtree(entry, ignore_errors=True)
     mine = root / str(os.getpid())
     with contextlib.suppress(OSError):  # e.g. a full disk: hf_xet then says so on its own
-        mine.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for folder in (root, mine):  # each level private, whatever the umask
+            folder.mkdir(exist_ok=True, mode=0o700)
     return mine
 
 
