@@ -346,12 +346,12 @@ def _drain(journal: Journal, uploader: Uploader, deadline: float, report: Recove
     if not pending:
         return EXIT_OK
     say(f"pushing {len(pending)} segment(s), {sum(row.size or 0 for row in pending)} bytes ...")
-    before = {row.id for row in journal.segments("committed")}
+    before = _pushed_segments(journal)
     uploader.drain_timeout = max(1.0, deadline - time.monotonic())
     status = uploader.drain()
     # A live writer may seal more meanwhile: the drain pushes them too, or leaves them to the next run.
     left = {row.id for row in journal.pending_segments()} & {row.id for row in pending}
-    pushed = [row for row in journal.segments("committed") if row.id not in before]
+    pushed = [row for row in _pushed_segments(journal).values() if row.id not in before]
     report.pushed_segments += len(pushed)
     report.pushed_bytes += sum(row.size or 0 for row in pushed)
     if status != EXIT_OK or left:
@@ -362,6 +362,14 @@ def _drain(journal: Journal, uploader: Uploader, deadline: float, report: Recove
         )
         return EXIT_PERMANENT if status == EXIT_PERMANENT else EXIT_INCOMPLETE
     return EXIT_OK
+
+
+def _pushed_segments(journal: Journal) -> dict[int, SegmentRow]:
+    """The sealed segments that are on the Hub, as files of their own or merged by compaction since (merged
+    files are not counted: they carry no new event)."""
+    return {
+        row.id: row for state in ("committed", "replaced") for row in journal.segments(state) if row.level == 0
+    }
 
 
 def _check_hub(

@@ -186,8 +186,14 @@ def test_sync_again_and_again_while_an_offline_writer_rolls_pushes_each_segment_
     with Trainer(logdir, {"REPO": repo_id, **env, "HF_HUB_OFFLINE": "1", "COMMIT_EVERY": "0.01"}, tmp_path) as trainer:
         trainer.send("spin")  # logs all along and seals a segment every 0.6 s, whatever sync is doing
         results = []
-        for _ in range(4):
-            wait_until(lambda: trainer.acked > 100 * (len(results) + 1), timeout=30, message="the trainer to log on")
+
+        def sealed() -> int:
+            with Journal(logdir, create=False) as journal:
+                return sum(1 for row in journal.segments() if row.state != "open")
+
+        for _ in range(4):  # each sync finds at least one segment sealed since the previous one
+            before = sealed()
+            wait_until(lambda before=before: sealed() > before, timeout=30, message="the writer to seal another segment")
             results.append(cli("sync", str(logdir), env=env))
             assert results[-1].returncode == 1 and results[-1].stdout.startswith("WRITING"), results[-1].stdout
         trainer.proc.send_signal(signal.SIGTERM)
@@ -196,9 +202,10 @@ def test_sync_again_and_again_while_an_offline_writer_rolls_pushes_each_segment_
     results.append(cli("sync", str(logdir), env=env))
     assert results[-1].returncode == 0, results[-1].stdout + results[-1].stderr
     with Journal(logdir, create=False) as journal:
-        committed = journal.segments("committed")
-    assert len(committed) > 4 and sum(_pushed(result.stdout) for result in results) == len(committed)
-    assert len(local_segments(logdir)) == len(committed)
+        live = journal.segments("committed")  # the files in the logdir: segments, and merged files if any
+        pushed = [row for row in live + journal.segments("replaced") if row.level == 0]  # each sealed one
+    assert len(pushed) > 4 and sum(_pushed(result.stdout) for result in results) == len(pushed)
+    assert len(local_segments(logdir)) == len(live)
     assert_repo_matches_logdir(hub, repo_id, logdir, tmp_path / "copy")
     assert set(range(trainer.acked + 1)) <= loss_steps(logdir)
     assert_journal_sound(logdir)
