@@ -325,7 +325,7 @@ def test_one_watcher_per_logdir_never_an_hfsummarywriter_logdir_nor_a_repo_it_ca
 # ------------------------------------------------------------------------------------------- processes
 
 
-@pytest.mark.parametrize("writer", ["tensorboardX", "torch"])
+@pytest.mark.parametrize("writer", ["tensorboardX", pytest.param("torch", marks=pytest.mark.frameworks)])
 def test_a_foreign_writer_killed_by_sigkill_every_record_it_got_to_disk_is_on_the_hub_once(
     tmp_path, hub, repo_id, processes, writer
 ):

@@ -123,6 +123,7 @@ def test_logging_from_many_threads_loses_nothing(tmp_path, hub, writer_env, repo
     assert hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/threads") == logged
 
 
+@pytest.mark.frameworks  # runs in `tox -e frameworks`, which has torch
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="add_graph needs torch")
 def test_add_graph_reaches_the_hub(tmp_path, hub, writer_env, repo_id):
     import torch
