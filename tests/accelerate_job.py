@@ -29,6 +29,11 @@ def main(config: dict) -> None:
         optimizer.zero_grad()
         accelerator.log({"loss": loss.detach(), "pair": {"a": float(step), "b": 1.0}, "note": f"step {step}"}, step=step)
     writer = accelerator.get_tracker("hf_summary", unwrap=True)
+    # Free the DDP model (its reducer holds gloo work with Python callbacks) while the interpreter is fully
+    # alive: freed at interpreter shutdown instead, it may abort the process ("terminate called without an
+    # active exception", SIGABRT, seen once on rank 1 in CI), which is torch's teardown, not the tracker's.
+    del model, optimizer, loss
+    accelerator.free_memory()
     accelerator.end_training()
     print(f"done rank {accelerator.process_index} writer {type(writer).__module__}", flush=True)
 

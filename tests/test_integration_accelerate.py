@@ -27,7 +27,7 @@ def test_log_with_hf_summary_on_two_processes_logs_once_from_the_main_one(tmp_pa
     job = start_job(JOB, config, tmp_path, {"OMP_NUM_THREADS": "1"},
                     launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"))
     out, err = finish_job(job, timeout=300)
-    assert job.returncode == 0, err
+    assert job.returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"
     assert sorted(line for line in out.splitlines() if line.startswith("done")) == [
         "done rank 0 writer hf_summary.torch", "done rank 1 writer accelerate.tracking",  # a blank tracker
     ]
