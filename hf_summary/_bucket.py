@@ -1,10 +1,12 @@
 """Storage Buckets as a push target: `BucketClient`, with the interface of `hub.HubClient`.
 
 A bucket has no commits and no history. A push is one batch (files go up through Xet, then one `/batch`
-call); it counts as committed only when the batch answered without a failure for any of its files. A
-partial failure raises :class:`TransientHubError`, so the whole push is retried: the files that did land are
-sent again, which costs only a shard (Xet deduplicates their chunks) and leaves the same bucket file.
-There is no squash and no card.
+call), and a second one for its deletions (a compaction's), sent only once the first answered; it counts
+as committed only when they answered without a failure for any of its files. A partial failure raises
+:class:`TransientHubError`, so the whole push is retried: the files that did land are sent again, which
+costs only a shard (Xet deduplicates their chunks) and leaves the same bucket file. Batches are not atomic:
+a push that dies between its two batches leaves a merged file beside the files it replaces, which
+:func:`hf_summary.compaction.settle` deletes. There is no squash and no card.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from huggingface_hub import BucketFile, HfApi
 from huggingface_hub.errors import BucketNotFoundError
 
+from hf_summary._faults import fault
 from hf_summary.hub import (
     CommitResult,
     CommitSummary,
@@ -62,8 +65,9 @@ class BucketClient:
         never_replace: frozenset[str] = frozenset(),
         deletions: list[str] = (),
     ) -> CommitResult:
-        """Add ``(local path, path in bucket)`` pairs and delete the ``deletions`` paths in one batch (applied
-        line by line, adds first: not atomic, but a reader sees every event once after it). A path in
+        """Add ``(local path, path in bucket)`` pairs in one batch, then delete the ``deletions`` paths in
+        another (so no deletion is applied unless every addition was: a reader sees every event once after
+        both, and a merged file beside what it replaces between them). A path in
         ``never_replace`` that holds other content in the bucket stops the push before anything is sent, with
         :class:`PathConflictError` (one paths-info request, only when there are such paths). ``message`` only
         names the push in the returned id: buckets keep no messages. A missing bucket raises
@@ -75,21 +79,25 @@ class BucketClient:
                 src.stat().st_size, None, None, src)]
             if conflicts:
                 raise PathConflictError(conflicts)
+        if files:
+            self._batch(add=[(str(src), dest) for src, dest in files])
+        if deletions:
+            fault("between_bucket_additions_and_deletions")
+            self._batch(delete=list(deletions))
+        digest = hashlib.sha1("\n".join([message, *(dest for _, dest in files)]).encode()).hexdigest()
+        return CommitResult(oid=f"batch-{digest[:12]}", url=self.url)
+
+    def _batch(self, **operations: list) -> None:
         try:
-            self._api.batch_bucket_files(
-                self.repo_id, add=[(str(src), dest) for src, dest in files], delete=list(deletions) or None
-            )
+            self._api.batch_bucket_files(self.repo_id, **operations)
         except Exception as exc:
             failures = getattr(exc, "failures", None)
             if failures:
                 listed = "; ".join(f"{f.get('path')}: {f.get('error')}" for f in failures[:_MAX_LISTED_FAILURES])
-                raise TransientHubError(
-                    f"the bucket refused {len(failures)} of {len(files)} file(s): {listed}"
-                ) from exc
+                count = sum(len(paths) for paths in operations.values())
+                raise TransientHubError(f"the bucket refused {len(failures)} of {count} operation(s): {listed}") from exc
             self._raise_missing()
             raise classify(exc) from exc
-        digest = hashlib.sha1("\n".join([message, *(dest for _, dest in files)]).encode()).hexdigest()
-        return CommitResult(oid=f"batch-{digest[:12]}", url=self.url)
 
     def file_info(self, paths: list[str]) -> dict[str, RemoteFile]:
         """The files among ``paths`` that exist in the bucket (one request), keyed by path."""

@@ -18,11 +18,13 @@ did. Bounds, for ``n`` segments of a run dir:
 Each step is crash-safe (a crash between two steps leaves a state the next push, or ``recover``, finishes):
 
 1. :func:`prepare` (in the uploader's push, before its commit): first :func:`settle` what a crashed push left:
-   a ``planned`` merge whose file the Hub holds was committed (atomically with its deletions); one it lacks
+   a ``planned`` merge whose file the Hub holds was committed (atomically with its deletions in a repo; in a
+   bucket, deletions the push did not get to are sent now); one it lacks
    rides again (``recover`` abandons it instead); ``committed`` ones are applied to the logdir. Then plan: write the merged file to ``LOGDIR/.hf_summary/compaction/`` (not a ``tfevents``
    name, so no reader sees it), fsync, and record it ``planned`` with the files it replaces.
 2. The push's one commit adds the merged file and deletes the files it replaces (a reader of the repo sees
-   either the old files or the merged one, each event once).
+   either the old files or the merged one, each event once). A bucket push sends the deletions in a second
+   batch, once the first answered (between the two, a reader of the bucket may see those events twice).
 3. ``journal.mark_committed(..., compactions=...)`` records both in one transaction.
 4. :func:`apply`: in the logdir, rename the merged file into its run dir, then unlink the files it replaces,
    then mark it ``applied``. (A directory has no atomic multi-file swap: a reader that lists the run dir
@@ -159,17 +161,22 @@ def _plan(journal: Journal, settings: RunSettings, run: str) -> CompactionRow | 
 
 
 def settle(journal: Journal, client: HubClient, *, abandon: bool) -> list[CompactionRow]:
-    """Finish what an interrupted push left: a planned merge whose file the Hub holds was committed (its
-    deletions rode in the same atomic commit): confirm it; one the Hub lacks is abandoned when ``abandon`` (or
-    when its staged file is gone), else returned to ride again. Then :func:`apply` the committed ones."""
+    """Finish what an interrupted push left: a planned merge whose file the Hub holds was committed: delete
+    what it replaces if the Hub still holds some (a bucket's batches are not atomic; a repo's commit is, so
+    there is nothing left to delete), and confirm it; one the Hub lacks is abandoned when ``abandon`` (or
+    when its staged file is gone), else returned to ride again. Then :func:`apply` the committed ones.
+    One request to look, plus one to delete only after a bucket push died between its batches."""
     planned = journal.compactions("planned")
     pending = []
     if planned:
-        remote = client.file_info([c.path_in_repo for c in planned])
+        members = {c.id: [row.path_in_repo for row in journal.compaction_members(c.id)] for c in planned}
+        remote = client.file_info([path for c in planned for path in (c.path_in_repo, *members[c.id])])
         for compaction in planned:
             found = remote.get(compaction.path_in_repo)
             staged = staging_path(journal.logdir, compaction.run, compaction.name)
             if found is not None and found.size == compaction.size and found.sha256 in (None, compaction.sha256):
+                if leftovers := [path for path in members[compaction.id] if path in remote]:
+                    client.commit_files([], f"hf-summary: finish merging into {compaction.name}", deletions=leftovers)
                 journal.confirm_compaction(compaction.id, None)
             elif abandon or not staged.is_file():
                 journal.abandon_compaction(compaction.id)

@@ -269,6 +269,33 @@ def test_uploader_killed_during_a_compaction(tmp_path, writer_env, repo_id, poin
             assert len(journal.compactions("applied")) == 1 and not journal.compactions("planned")
 
 
+@pytest.mark.parametrize("then", ["recover", "restart"])
+def test_uploader_killed_between_a_bucket_push_s_additions_and_deletions(tmp_path, writer_env, repo_id, then):
+    """A bucket's batches are not atomic: the uploader dies once the merged file is in the bucket and before
+    the files it replaces are deleted; `recover` or a new writer deletes them. The bucket and the logdir then
+    hold the same files and every event exactly once."""
+    hub = writer_env
+    logdir = tmp_path / "bucket-compacting"
+    env = _env(hub, repo_id, "bucket", HF_SUMMARY_FAULT_POINT="between_bucket_additions_and_deletions")
+    with Trainer(logdir, env, tmp_path) as trainer:
+        for _ in range(FANOUT):
+            trainer.command("log 20", "logged")
+            assert trainer.command("push wait", "pushed")["ok"]
+        _kill_at("between_bucket_additions_and_deletions", trainer, steps=20)
+        trainer.sigkill()
+    held = bucket_files(hub, repo_id)
+    assert any(".m1-" in path for path in held) and len([p for p in held if "tfevents" in p]) > FANOUT + 1
+    if then == "recover":
+        _recover(hub, logdir)
+        end = trainer.acked + 1
+    else:
+        end = _restart_writer(repo_id, logdir, trainer.acked + 1, 20, repo_type="bucket")
+    _check(hub, repo_id, logdir, tmp_path, end, "bucket")
+    _each_event_once(logdir)
+    with Journal(logdir, create=False) as journal:
+        assert len(journal.compactions("applied")) == 1 and not journal.compactions("planned")
+
+
 def test_journal_lost_in_the_middle_of_a_compaction_swap_then_recover(tmp_path, writer_env, repo_id):
     """The uploader dies between moving the merged file into the logdir and unlinking what it replaced, then
     the journal is lost too: `recover` rebuilds it from disk, drops the leftovers the merged file covers, and
