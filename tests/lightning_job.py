@@ -2,6 +2,7 @@
 
 It logs through ``HFSummaryLogger`` (metrics, a dict of metrics, hparams, the graph), checkpoints every
 ``ckpt_every`` steps and prints ``step N`` after each training step, so a test can preempt it at a known step.
+With ``devices`` > 1 and ``strategy="ddp"``, Lightning starts the other ranks itself (its subprocess launcher).
 """
 
 from __future__ import annotations
@@ -49,12 +50,14 @@ def main(config: dict) -> None:
         commit_every=config.get("commit_every", 5),
     )
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_steps=config["max_steps"], logger=logger, log_every_n_steps=1,
+        accelerator="cpu", devices=config.get("devices", 1), strategy=config.get("strategy", "auto"),
+        max_steps=config["max_steps"], logger=logger, log_every_n_steps=1,
         callbacks=[ModelCheckpoint(dirpath=config["ckpt_dir"], every_n_train_steps=config["ckpt_every"], save_last=True)],
         enable_progress_bar=False, enable_model_summary=False,
     )
     trainer.fit(Tiny(sleep=config.get("sleep", 0.0)), DataLoader(data, batch_size=8), ckpt_path=config.get("ckpt_path"))
-    print(f"done {logger.log_dir}", flush=True)
+    writer = type(logger.experiment)
+    print(f"done {logger.log_dir} rank {trainer.global_rank} writer {writer.__module__}.{writer.__name__}", flush=True)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,24 @@ def test_a_lightning_run_reaches_the_hub_as_the_stock_logger_writes_it(tmp_path,
     assert not uploader_processes(log_dir)
 
 
+def test_a_ddp_run_on_two_processes_logs_once_from_rank_zero(tmp_path, hub, writer_env, repo_id):
+    """Lightning's own DDP launcher on 2 CPU processes: rank 0 writes and pushes the run, rank 1 gets a dummy
+    experiment and starts no uploader."""
+    config = _config(tmp_path, repo_id, devices=2, strategy="ddp")
+    job = start_job(JOB, config, tmp_path, {"OMP_NUM_THREADS": "1"})
+    out, err = finish_job(job, timeout=300)
+    assert job.returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"
+    log_dir = tmp_path / "logs" / "lightning_logs" / "version_0"
+    assert sorted(line for line in out.splitlines() if line.startswith("done")) == [
+        f"done {log_dir} rank 0 writer hf_summary.torch.SummaryWriter",
+        f"done {log_dir} rank 1 writer lightning.fabric.loggers.logger._DummyExperiment",
+    ]
+    keys = event_keys(log_dir)
+    assert sorted(visible_steps(log_dir, "", "train_loss")) == list(range(6))
+    assert hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/lightning_logs/version_0") == keys
+    assert not uploader_processes(log_dir)
+
+
 def test_a_preempted_job_requeued_on_a_new_node_continues_the_run_in_the_repo(tmp_path, hub, writer_env, repo_id):
     """SIGTERM: Lightning stops after the step and finalizes, which pushes. The requeued job (same SLURM job id)
     runs on a new node (an empty logdir; checkpoints on shared storage) and resumes from the last checkpoint: it
