@@ -6,12 +6,15 @@ as committed only when they answered without a failure for any of its files. A p
 :class:`TransientHubError`, so the whole push is retried: the files that did land are sent again, which
 costs only a shard (Xet deduplicates their chunks) and leaves the same bucket file. Batches are not atomic:
 a push that dies between its two batches leaves a merged file beside the files it replaces, which
-:func:`hf_summary.compaction.settle` deletes. There is no squash and no card.
+:func:`hf_summary.compaction.settle` deletes. There is no squash and no card. A reader has no commit to
+watch either: :meth:`BucketClient.head` is ``None``, so it lists the folder at each look, and fetches files
+by their Xet hash.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from huggingface_hub import BucketFile, HfApi
@@ -42,6 +45,7 @@ class BucketClient:
     def __init__(self, *, repo_id: str, endpoint: str | None = None, token: str | None = None):
         self.repo_id = repo_id
         self._api = HfApi(endpoint=endpoint, token=token, library_name="hf-summary")
+        self.endpoint = self._api.endpoint
 
     @property
     def url(self) -> str:
@@ -123,18 +127,52 @@ class BucketClient:
         """Buckets have no card: nothing to tag."""
         return False
 
-    def list_files(self, prefix: str) -> dict[str, RemoteFile]:
-        """Every file under ``prefix``, keyed by path (empty if there is none)."""
+    def head(self) -> None:
+        """Buckets have no commits, so no cheap sign that something changed: ``None`` tells a reader to list
+        again at each look."""
+        return None
+
+    def list_files(
+        self, prefix: str, *, commit: None = None, missing_ok: bool = True
+    ) -> dict[str, RemoteFile]:
+        """Every file under ``prefix`` now, keyed by path (``commit`` is there for the repo interface: a bucket
+        has no commits). A missing bucket or folder gives ``{}``, or :class:`MissingRepoError` (``what``
+        "repo" or "folder") when ``missing_ok`` is false."""
         try:
-            return {
+            files = {
                 entry.path: _remote_file(entry)
                 for entry in self._api.list_bucket_tree(self.repo_id, prefix=prefix or None, recursive=True)
                 if entry.type == "file"
             }
-        except BucketNotFoundError:
-            return {}
+        except BucketNotFoundError as exc:
+            if missing_ok:
+                return {}
+            raise MissingRepoError(f"BucketNotFoundError: {self.repo_id}") from exc
         except Exception as exc:
             raise classify(exc) from exc
+        if not files and prefix and not missing_ok:
+            raise MissingRepoError(f"there is no folder {prefix!r} in {self.repo_id}", "folder")
+        return files
+
+    def fetch_file(self, file: RemoteFile, *, commit: None, cache_dir: Path) -> Path:
+        """Download one bucket file into ``cache_dir`` (``buckets--NS--NAME/blobs/XET_HASH``), once: a cached
+        file is not fetched again. Returns its path there, which holds the whole file or does not exist:
+        hf_xet writes a download in place as it goes, so it goes to a temporary name first."""
+        blobs = cache_dir / f"buckets--{self.repo_id.replace('/', '--')}" / "blobs"
+        cached = blobs / str(file.xet_hash)
+        if cached.is_file() and cached.stat().st_size == file.size:
+            return cached
+        incomplete = blobs / f"{file.xet_hash}.{os.getpid()}.incomplete"
+        blobs.mkdir(parents=True, exist_ok=True)
+        incomplete.unlink(missing_ok=True)
+        entry = BucketFile(type="file", path=file.path, size=file.size, xetHash=file.xet_hash)
+        try:
+            self._api.download_bucket_files(self.repo_id, [(entry, incomplete)])
+        except Exception as exc:
+            incomplete.unlink(missing_ok=True)
+            raise classify(exc) from exc
+        os.replace(incomplete, cached)
+        return cached
 
     def download(self, prefix: str, dest: Path) -> Path:
         """Fetch every file under ``prefix`` into ``dest`` (same layout as the bucket); returns ``dest``."""

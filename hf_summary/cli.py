@@ -147,18 +147,19 @@ def _add_view_parser(commands: argparse._SubParsersAction) -> None:
     view = commands.add_parser(
         "view",
         help="a live local TensorBoard of a run on the Hub",
-        description="Keep a local mirror of a run's event files on the Hub, start TensorBoard on it and print its "
-        "URL, and refresh the mirror every few seconds: new files are fetched once, files the Hub no longer has "
-        "are removed. The token comes from HF_TOKEN or the stored login; the Hub from HF_ENDPOINT. A directory "
-        "instead of a repo id views a local logdir. Ctrl-C stops it and TensorBoard. Needs TensorBoard: "
-        "pip install 'hf-summary[view]'.",
+        description="Keep a local mirror of a run's event files on the Hub (in a repo or a Storage Bucket), start "
+        "TensorBoard on it and print its URL, and refresh the mirror every few seconds: new files are fetched once, "
+        "files the Hub no longer has are removed. The token comes from HF_TOKEN or the stored login; the Hub from "
+        "HF_ENDPOINT. A directory instead of a repo id views a local logdir. Ctrl-C stops it and TensorBoard. "
+        "Needs TensorBoard: pip install 'hf-summary[view]'.",
     )
-    view.add_argument("source", metavar="REPO_ID|LOGDIR", help="repo id (user/name), or a local logdir")
-    view.add_argument("--repo-type", default="model", choices=["model", "dataset", "space"],
-                      help="the repo's type (default: model)")
-    view.add_argument("--revision", default="main", help="branch, tag or commit (default: main)")
+    view.add_argument("source", metavar="REPO_ID|LOGDIR", help="repo or bucket id (user/name), or a local logdir")
+    view.add_argument("--repo-type", default="model", choices=["model", "dataset", "space", "bucket"],
+                      help="the repo's type, or bucket for a Storage Bucket (default: model)")
+    view.add_argument("--revision", default=None,
+                      help="branch, tag or commit (default: main); buckets have none")
     view.add_argument("--path", default="", metavar="PATH_IN_REPO",
-                      help="folder of the run(s) in the repo (default: the whole repo)")
+                      help="folder of the run(s) in the repo or bucket (default: all of it)")
     view.add_argument("--host", default="127.0.0.1", help="address TensorBoard listens on (default: 127.0.0.1)")
     view.add_argument("--port", type=int, default=None,
                       help="TensorBoard's port; 0 picks a free one (default: TensorBoard's, 6006 or the next free)")

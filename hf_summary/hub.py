@@ -438,12 +438,12 @@ class HubClient:
             if isinstance(entry, RepoFile)
         }
 
-    def fetch_file(self, path: str, *, commit: str, cache_dir: Path) -> Path:
+    def fetch_file(self, file: RemoteFile, *, commit: str, cache_dir: Path) -> Path:
         """Download one file of ``commit`` into the Hugging Face cache at ``cache_dir`` (once: a cached file
         is not fetched again); returns the path of its content there."""
         try:
             local = self._api.hf_hub_download(
-                self.repo_id, path, repo_type=self.repo_type, revision=commit, cache_dir=cache_dir
+                self.repo_id, file.path, repo_type=self.repo_type, revision=commit, cache_dir=cache_dir
             )
         except Exception as exc:
             raise classify(exc) from exc

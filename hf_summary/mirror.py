@@ -2,10 +2,12 @@
 
 Downloads go to the Hugging Face cache (``HF_HUB_CACHE``); the mirror itself is a plain directory tree
 (hard links to the cached files, or copies across file systems) that TensorBoard can watch. Each refresh
-asks the Hub for the revision's head commit; only when it moved is the folder listed again. New event
-files are fetched once and appear under their final name only when complete; files the Hub no longer
-has (compaction) are removed. Sealed segments never change, so a mirrored file of the same size as the
-Hub's is up to date, also after a restart.
+asks the Hub for the revision's head commit; only when it moved is the folder listed again (a bucket has
+no commits: its folder is listed at every refresh). New event files are fetched once, one after the other
+in path order, and appear under their final name only when complete: TensorBoard's loader moves on to
+the next file by name and never reads an earlier one again. Files the Hub no longer has (compaction) are
+emptied, and deleted at the next start (before TensorBoard starts). Sealed segments never change, so a
+mirrored file of the same size as the Hub's is up to date, also after a restart.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from urllib.parse import quote
 
 from huggingface_hub import constants
 
-from hf_summary.hub import HubClient, RemoteFile
+from hf_summary.hub import BUCKET, HubClient, RemoteFile
 from hf_summary.segments import is_event_file
 
 
@@ -39,14 +41,18 @@ def default_dirs(cache_dir: Path | None) -> tuple[Path, Path]:
 
 
 class Mirror:
-    """The event files under ``path`` in a repo, mirrored into ``logdir`` (see the module docstring)."""
+    """The event files under ``path`` in a repo or bucket, mirrored into ``logdir`` (see the module
+    docstring). ``client`` is a :class:`HubClient` or a bucket's client (``hub.open_client``)."""
 
     def __init__(self, client: HubClient, path: str, *, cache_dir: Path | None = None) -> None:
         self.client = client
         self.path = path.strip("/")
         self._downloads, root = default_dirs(cache_dir)
-        repo_dir = f"{client.repo_type}s--{client.repo_id.replace('/', '--')}"
-        self.logdir = root / repo_dir / quote(client.revision, safe="") / self.path
+        self.logdir = root / f"{client.repo_type}s--{client.repo_id.replace('/', '--')}"
+        if client.repo_type != BUCKET:
+            self.logdir /= quote(client.revision, safe="")
+        self.logdir /= self.path
+        self._listed = False
         self._head: str | None = None
         self._files: dict[str, RemoteFile] = {}  # by path in repo: what the mirror holds
 
@@ -55,26 +61,34 @@ class Mirror:
         return len(self._files)
 
     def refresh(self) -> Refresh:
-        """Bring the mirror up to the revision's head. Raises :class:`hf_summary.hub.HubError`; the first
-        refresh raises :class:`hf_summary.hub.MissingRepoError` when the folder does not exist."""
+        """Bring the mirror up to the revision's head (a bucket: to what it holds now). Raises
+        :class:`hf_summary.hub.HubError`; the first refresh raises :class:`hf_summary.hub.MissingRepoError`
+        when the repo or folder does not exist."""
         head = self.client.head()
-        if head == self._head:
+        if self._listed and head is not None and head == self._head:
             return Refresh(added=[], removed=[])
-        listing = self.client.list_files(self.path, commit=head, missing_ok=self._head is not None)
-        remote = {path: entry for path, entry in listing.items() if is_event_file(path) and _inside(path)}
-        if self._head is None:
+        listing = self.client.list_files(self.path, commit=head, missing_ok=self._listed)
+        remote = {path: entry for path, entry in listing.items() if is_event_file(path) and self._inside(path)}
+        if not self._listed:
             self._adopt(remote)
         removed = [self._remove(path) for path in sorted(self._files) if path not in remote]
         added = [self._fetch(entry, head) for path, entry in sorted(remote.items()) if path not in self._files]
-        self._head = head
+        self._listed, self._head = True, head
         return Refresh(added=added, removed=removed)
+
+    def _inside(self, path_in_repo: str) -> bool:
+        """Whether the path is in the mirrored folder and stays inside the mirror (a Hub never sends ``..``
+        or absolute paths; never trust it)."""
+        parts = path_in_repo.split("/")
+        in_folder = not self.path or path_in_repo.startswith(f"{self.path}/")
+        return in_folder and not path_in_repo.startswith("/") and ".." not in parts and "" not in parts
 
     def _local(self, path_in_repo: str) -> Path:
         return self.logdir / (path_in_repo[len(self.path) + 1 :] if self.path else path_in_repo)
 
     def _adopt(self, remote: dict[str, RemoteFile]) -> None:
         """Keep the event files a previous run left in the mirror that match the Hub's by path and size;
-        delete the others."""
+        delete the others (the files it emptied among them)."""
         if not self.logdir.is_dir():
             return
         for local in sorted(self.logdir.rglob("*")):
@@ -88,32 +102,32 @@ class Mirror:
             else:
                 local.unlink()
 
-    def _fetch(self, entry: RemoteFile, head: str) -> str:
+    def _fetch(self, entry: RemoteFile, head: str | None) -> str:
         target = self._local(entry.path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        cached = self.client.fetch_file(entry.path, commit=head, cache_dir=self._downloads)
-        partial = target.parent / f".partial-{os.getpid()}-{target.name.replace('tfevents', 'tfe')}"
-        partial.unlink(missing_ok=True)
-        try:
-            os.link(cached, partial)
-        except OSError:
-            shutil.copyfile(cached, partial)
-        os.replace(partial, target)
+        self._put(target, self.client.fetch_file(entry, commit=head, cache_dir=self._downloads))
         self._files[entry.path] = entry
         return entry.path
 
     def _remove(self, path: str) -> str:
-        target = self._local(path)
-        target.unlink(missing_ok=True)
-        for folder in target.parents:
-            if folder == self.logdir or not folder.is_relative_to(self.logdir) or any(folder.iterdir()):
-                break
-            folder.rmdir()
+        """Empty the file rather than delete it: TensorBoard's Python loader reads the file it follows by name
+        at each reload, and once that file is gone it stops following the run for good, while an empty one
+        reads as "nothing new" and it moves on to the next file. The next start deletes it (see :meth:`_adopt`)."""
+        self._put(self._local(path), None)
         del self._files[path]
         return path
 
-
-def _inside(path_in_repo: str) -> bool:
-    """Whether the path stays inside the mirror (a Hub never sends ``..`` or absolute paths; never trust it)."""
-    parts = path_in_repo.split("/")
-    return not path_in_repo.startswith("/") and ".." not in parts and "" not in parts
+    @staticmethod
+    def _put(target: Path, content: Path | None) -> None:
+        """Make ``target`` a hard link to (or a copy of) ``content``, or an empty file, in one step: a reader
+        sees the old file or the new one, whole, never a partial one (the temporary name is no event file's)."""
+        partial = target.parent / f".partial-{os.getpid()}-{target.name.replace('tfevents', 'tfe')}"
+        partial.unlink(missing_ok=True)
+        if content is None:
+            partial.touch()
+        else:
+            try:
+                os.link(content, partial)
+            except OSError:
+                shutil.copyfile(content, partial)
+        os.replace(partial, target)

@@ -1,4 +1,4 @@
-"""`hf-summary view`: a live local TensorBoard of a run on the Hub (or of a local logdir).
+"""`hf-summary view`: a live local TensorBoard of a run on the Hub, in a repo or a bucket (or of a local logdir).
 
 A run on the Hub is mirrored with :class:`hf_summary.mirror.Mirror` and refreshed every few seconds while
 TensorBoard watches the mirror. TensorBoard runs in a child interpreter that exits when its stdin closes,
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hf_summary.hub import HubClient, HubError, MissingRepoError, check_repo_id
+from hf_summary.hub import BUCKET, HubClient, HubError, MissingRepoError, check_repo_id, open_client
 from hf_summary.mirror import Mirror
 from hf_summary.segments import is_event_file
 
@@ -43,30 +43,34 @@ class ViewError(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """What to view: a repo (``repo_id`` set) or a local logdir (``logdir`` set)."""
+    """What to view: a repo or bucket (``repo_id`` set) or a local logdir (``logdir`` set)."""
 
     repo_id: str | None = None
     logdir: Path | None = None
     repo_type: str = "model"
-    revision: str = "main"
+    revision: str = "main"  # a bucket has none: kept "main", as its client does
     path: str = ""
 
     @classmethod
-    def parse(cls, source: str, **repo: str) -> Target:
-        """An existing directory is a local logdir; anything else must be a repo id."""
+    def parse(cls, source: str, *, repo_type: str = "model", revision: str | None = None, path: str = "") -> Target:
+        """An existing directory is a local logdir; anything else must be a repo id. ``revision`` None means
+        main; a bucket takes none."""
         if Path(source).is_dir():
             return cls(logdir=Path(source).resolve())
         try:
             check_repo_id(source)
         except ValueError as exc:
             raise ViewError(f"{source!r} is neither a directory nor a repo id: {exc}") from None
-        return cls(repo_id=source, **repo)
+        if repo_type == BUCKET and revision is not None:
+            raise ViewError("a bucket has no revisions (no commits, no branches): leave out --revision.")
+        return cls(repo_id=source, repo_type=repo_type, revision=revision or "main", path=path)
 
     def describe(self) -> str:
         if self.logdir is not None:
             return str(self.logdir)
         where = f" in folder {self.path!r}" if self.path else ""
-        return f"{self.repo_type} {self.repo_id} @ {self.revision}{where}"
+        at = "" if self.repo_type == BUCKET else f" @ {self.revision}"
+        return f"{self.repo_type} {self.repo_id}{at}{where}"
 
 
 def require_tensorboard() -> None:
@@ -148,15 +152,18 @@ class TensorBoard:
 
 
 def _not_found(target: Target, client: HubClient, token: str | None, exc: MissingRepoError) -> ViewError:
+    bucket = target.repo_type == BUCKET
     if exc.what == "folder":
-        return ViewError(f"{target.repo_id} has no folder {target.path!r} at revision {target.revision!r}.")
+        at = "" if bucket else f" at revision {target.revision!r}"
+        return ViewError(f"{target.repo_id} has no folder {target.path!r}{at}.")
     if exc.what == "revision":
         return ViewError(f"{target.repo_id} has no revision {target.revision!r}.")
     from huggingface_hub import get_token
 
     hint = ("the token in use cannot read it: use a token of a user who can"
             if token or get_token() else "log in (`hf auth login`) or set HF_TOKEN")
-    return ViewError(f"No {target.repo_type} repo {target.repo_id!r} on {client.endpoint}. If it is private, {hint}.")
+    what = "bucket" if bucket else f"{target.repo_type} repo"
+    return ViewError(f"No {what} {target.repo_id!r} on {client.endpoint}. If it is private, {hint}.")
 
 
 def _local_event_files(logdir: Path) -> Iterator[Path]:
@@ -185,8 +192,8 @@ def serve(
             raise ViewError(f"{target.logdir} holds no event files (files named *tfevents*).")
         logdir, refresh = target.logdir, _alive_check
     else:
-        client = HubClient(repo_id=target.repo_id, repo_type=target.repo_type, revision=target.revision,
-                           endpoint=endpoint, token=token)
+        client = open_client(repo_id=target.repo_id, repo_type=target.repo_type, revision=target.revision,
+                             endpoint=endpoint, token=token)
         mirror = Mirror(client, target.path, cache_dir=cache_dir)
         try:
             first = mirror.refresh()

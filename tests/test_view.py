@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import psutil
@@ -14,13 +17,33 @@ from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from view_kit import STOP_S, ViewProcess, alive, hub_env, logged_steps, tb_steps
 
 from hf_summary import HFSummaryWriter
+from hf_summary.compaction import FANOUT
+from hf_summary.hub import open_client
 from hf_summary.localhub.testing import LocalHub
+from hf_summary.mirror import Mirror
 from hf_summary.segments import is_event_file
 
 
 def repo_downloads(hub, repo_id: str) -> dict[str, int]:
     """GET /resolve requests per file of the repo, as the local Hub counted them."""
     return {key: n for key, n in hub.stats()["downloads"].items() if key.startswith(f"model/{repo_id}/")}
+
+
+def _bucket_event_files(api: HfApi, bucket_id: str) -> dict[str, str]:
+    """{path: Xet hash} of the bucket's event files."""
+    return {e.path: e.xet_hash for e in api.list_bucket_tree(bucket_id, recursive=True)
+            if e.type == "file" and is_event_file(e.path)}
+
+
+def _mirrored(mirror: Path) -> tuple[set[str], set[str]]:
+    """Paths (relative to the mirror) of every file in it, whatever its name: (with content, emptied). The
+    mirror empties the files the Hub no longer has, for the TensorBoard that may be reading one."""
+    files = {}
+    for path in mirror.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):  # a temporary file, renamed in the meantime
+            if path.is_file():
+                files[path.relative_to(mirror).as_posix()] = path.stat().st_size
+    return {p for p, size in files.items() if size}, {p for p, size in files.items() if not size}
 
 
 def _log(writer: HFSummaryWriter, steps: range) -> None:
@@ -63,7 +86,7 @@ def test_view_follows_a_live_private_run_through_compaction_downloading_each_fil
             listed = {p for p in api.list_repo_files(repo_id) if is_event_file(p)}
 
             merged, replaced = _compact(api, repo_id, logdir, "tensorboard/live")
-            wait_until(lambda: (mirror / merged).exists() and not any((mirror / p).exists() for p in replaced), 30,
+            wait_until(lambda: _mirrored(mirror) == (listed - set(replaced) | {merged}, set(replaced)), 30,
                        interval=0.2, message="the mirror follows the compaction")
             assert view.line("fetched 1 new event file(s), removed 2")
             _log(writer, range(110, 150))
@@ -74,14 +97,97 @@ def test_view_follows_a_live_private_run_through_compaction_downloading_each_fil
 
             remote = {p for p in api.list_repo_files(repo_id) if is_event_file(p)}
             assert len(remote) >= 6 and merged in remote
-            left = {p.relative_to(mirror).as_posix() for p in mirror.rglob("*") if p.is_file()}
-            assert left == remote
+            assert _mirrored(mirror) == (remote, set(replaced))
             assert repo_downloads(hub, repo_id) == {f"model/{repo_id}/{path}": 1 for path in listed | remote}
 
             assert view.interrupt() == 0
             assert view.lines[-1] == "Stopped."
             wait_until(lambda: not any(alive(p) for p in tb_processes), STOP_S,
                        message="TensorBoard and its data server stop")
+
+
+def test_view_follows_a_live_private_bucket_through_compaction_downloading_each_file_once(tmp_path, monkeypatch):
+    """The writer's own compaction merges FANOUT segments per run dir on the push after them; view follows every
+    push and fetches each bucket file once: on its own Hub, every Xet reconstruction is view's."""
+    with LocalHub() as own_hub:
+        monkeypatch.setenv("HF_ENDPOINT", own_hub.endpoint)
+        monkeypatch.setenv("HF_TOKEN", own_hub.token("alice"))
+        api = HfApi(endpoint=own_hub.endpoint, token=own_hub.token("alice"))
+        bucket_id, logdir = "alice/live-bucket", tmp_path / "live"
+        args = ["view", bucket_id, "--repo-type", "bucket", "--port", "0", "--interval", "1",
+                "--cache-dir", str(tmp_path / "cache")]
+        seen: dict[str, str] = {}  # every event file the bucket held when looked at
+        with HFSummaryWriter(bucket_id, logdir=logdir, repo_type="bucket", commit_every=60,
+                             repo_private=True) as writer:
+            _log(writer, range(0, 5))
+            with ViewProcess(args, hub_env(own_hub, tmp_path, own_hub.token("alice")), tmp_path) as view:
+                url, _ = view.tensorboard()
+                mirror = Path(view.line("Mirroring ").split(" into ")[1].rsplit(" (", 1)[0])
+                assert mirror == tmp_path / "cache" / "view" / "buckets--alice--live-bucket"
+                for push in range(1, FANOUT):  # the writer goes on pushing while view runs
+                    _log(writer, range(push * 5, push * 5 + 5))
+                wait_until(lambda: tb_steps(url) == logged_steps(logdir, "tensorboard/live"), 90, interval=1,
+                           message="every step of the first pushes")
+                seen |= _bucket_event_files(api, bucket_id)
+                assert len(seen) == 3 * FANOUT  # one segment per run dir per push
+
+                _log(writer, range(FANOUT * 5, FANOUT * 5 + 5))  # this push carries the merges
+                after = _bucket_event_files(api, bucket_id)
+                assert len(after) == 3 * 2 and not set(after) & set(seen)  # a merged file + the new segment
+                seen |= after
+                wait_until(lambda: _mirrored(mirror) == (set(after), set(seen) - set(after)), 30, interval=0.2,
+                           message="the mirror follows the compaction")
+                _log(writer, range(FANOUT * 5 + 5, FANOUT * 5 + 20))
+                writer.close()
+                expected = logged_steps(logdir, "tensorboard/live")
+                assert len(expected) == 3 and all(steps == list(range(FANOUT * 5 + 20)) for steps in expected.values())
+                wait_until(lambda: tb_steps(url) == expected, 90, interval=1, message="every step of every tag, once")
+
+                final = _bucket_event_files(api, bucket_id)
+                seen |= final
+                assert _mirrored(mirror) == (set(final), set(seen) - set(final))
+                assert own_hub.stats()["reconstructions"] == {xet_hash: 1 for xet_hash in seen.values()}
+                assert view.interrupt() == 0
+
+
+def test_a_bucket_mirror_shows_each_file_whole_and_in_name_order(tmp_path):
+    """hf_xet writes a download in place as it goes, several files at once; TensorBoard's loader must see none
+    of that (it moves on to the next file by name and never goes back). With each xorb fetch held 1 s, a
+    watcher polling the mirror sees every event file appear whole, one after the other in name order."""
+    with LocalHub() as own_hub:
+        api = HfApi(endpoint=own_hub.endpoint, token=own_hub.token())
+        api.create_bucket("alice/order")
+        contents = {f"run/events.out.tfevents.{i:04d}.host.hfs": os.urandom(200_000) for i in range(3)}
+        api.batch_bucket_files("alice/order", add=[(content, path) for path, content in contents.items()])
+        client = open_client(repo_id="alice/order", repo_type="bucket", endpoint=own_hub.endpoint,
+                             token=own_hub.token())
+        mirror = Mirror(client, "", cache_dir=tmp_path / "cache")
+        first_seen: dict[str, int] = {}  # event file -> its size when first seen, in the order they appeared
+        stop = threading.Event()
+
+        def watch() -> None:
+            while True:
+                done = stop.is_set()  # one more look after the refresh returned
+                for path in sorted(mirror.logdir.rglob("*tfevents*")):
+                    with contextlib.suppress(FileNotFoundError):
+                        first_seen.setdefault(path.relative_to(mirror.logdir).as_posix(), path.stat().st_size)
+                if done:
+                    return
+                time.sleep(0.005)
+
+        watcher = threading.Thread(target=watch)
+        own_hub.set_faults([{"method": "GET", "path": "/fetch/", "delay_s": 1}])
+        watcher.start()
+        try:
+            refresh = mirror.refresh()
+        finally:
+            stop.set()
+            watcher.join()
+            own_hub.clear_faults()
+        assert refresh.added == list(contents)
+        assert list(first_seen.items()) == [(path, len(content)) for path, content in contents.items()]
+        assert {p.relative_to(mirror.logdir).as_posix(): p.read_bytes() for p in mirror.logdir.rglob("*")
+                if p.is_file()} == contents
 
 
 def test_view_killed_takes_tensorboard_along_and_resumes_from_its_mirror(tmp_path, hub, writer_env, repo_id):

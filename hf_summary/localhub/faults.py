@@ -49,6 +49,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 ADMIN_PATHS = ("/_localhub/faults", "/_localhub/stats")
 ROUTE_KINDS = {"cas": "/_localhub/cas/", "lfs": "/_localhub/lfs/"}
 MAX_ADMIN_BODY = 1024 * 1024
+_RECONSTRUCTION_PATH = re.compile(r"/_localhub/cas/[^/]+/v1/reconstructions/([0-9a-f]{64})")
 RULE_KEYS = {"method", "path", "status", "times", "probability", "delay_s", "retry_after", "reset"}
 
 
@@ -130,6 +131,7 @@ class FaultsAndStats:
         self.requests = 0
         self.bytes_received = 0
         self.downloads: dict[str, int] = {}
+        self.reconstructions: dict[str, int] = {}
         self.bytes_by_route = dict.fromkeys([*ROUTE_KINDS, "other"], 0)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -143,6 +145,8 @@ class FaultsAndStats:
         self.requests += 1
         if scope["method"] == "GET" and (key := _download_key(scope)):
             self.downloads[key] = self.downloads.get(key, 0) + 1
+        if scope["method"] == "GET" and (file_hash := _reconstruction_hash(scope)):
+            self.reconstructions[file_hash] = self.reconstructions.get(file_hash, 0) + 1
         kind = next((k for k, prefix in ROUTE_KINDS.items() if scope["path"].startswith(prefix)), "other")
         server_receive, receive = receive, self._metered(receive, kind)
         rule = next((r for r in self.rules if r.fires(scope["method"], scope["path"])), None)
@@ -197,6 +201,7 @@ class FaultsAndStats:
                         "requests": self.requests,
                         "bytes_received": self.bytes_received,
                         "downloads": self.downloads,
+                        "reconstructions": self.reconstructions,
                         "bytes_received_by_route": dict(self.bytes_by_route),
                         "repos": repos,
                     }
@@ -246,6 +251,12 @@ def _download_key(scope: Scope) -> str | None:
     if len(rest) < 5 or rest[2] != "resolve":
         return None
     return "/".join([repo_type, rest[0], rest[1], *rest[4:]])
+
+
+def _reconstruction_hash(scope: Scope) -> str | None:
+    """The Xet file hash of a CAS `v1/reconstructions/<hash>` request, or None for any other path."""
+    match = _RECONSTRUCTION_PATH.fullmatch(scope["path"])
+    return match[1] if match else None
 
 
 async def _drop_connection(receive: Receive) -> None:
