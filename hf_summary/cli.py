@@ -149,9 +149,9 @@ def _add_view_parser(commands: argparse._SubParsersAction) -> None:
         help="a live local TensorBoard of a run on the Hub",
         description="Keep a local mirror of a run's event files on the Hub (in a repo or a Storage Bucket), start "
         "TensorBoard on it and print its URL, and refresh the mirror every few seconds: new files are fetched once, "
-        "files the Hub no longer has are removed. The token comes from HF_TOKEN or the stored login; the Hub from "
-        "HF_ENDPOINT. A directory instead of a repo id views a local logdir. Ctrl-C stops it and TensorBoard. "
-        "Needs TensorBoard: pip install 'hf-summary[view]'.",
+        "files the Hub no longer has are emptied (and deleted at the next start). The token comes from HF_TOKEN or "
+        "the stored login; the Hub from HF_ENDPOINT. A directory instead of a repo id views a local logdir. Ctrl-C "
+        "stops it and TensorBoard. Needs TensorBoard: pip install 'hf-summary[view]'.",
     )
     view.add_argument("source", metavar="REPO_ID|LOGDIR", help="repo or bucket id (user/name), or a local logdir")
     view.add_argument("--repo-type", default="model", choices=["model", "dataset", "space", "bucket"],

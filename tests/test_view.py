@@ -261,6 +261,11 @@ def event_repo(hub, writer_env, repo_id, tmp_path) -> str:
         ("missing revision", "has no revision 'nope'"),
         ("wrong type", "No dataset repo"),
         ("not a repo id", "is neither a directory nor a repo id"),
+        ("missing bucket", "No bucket 'alice/{name}-nope' on http://127.0.0.1:"),
+        ("private bucket, no token", "No bucket 'alice/{name}-private' on http://127.0.0.1:"),
+        ("empty bucket", "bucket alice/{name}-empty holds no event files"),
+        ("missing bucket folder", "alice/{name}-bucket has no folder 'nope'."),
+        ("bucket with a revision", "a bucket has no revisions (no commits, no branches): leave out --revision."),
     ],
 )
 def test_view_says_clearly_what_is_wrong(tmp_path, hub, event_repo, repo_name, case, message):
@@ -273,12 +278,22 @@ def test_view_says_clearly_what_is_wrong(tmp_path, hub, event_repo, repo_name, c
         "missing revision": [event_repo, "--revision", "nope"],
         "wrong type": [event_repo, "--repo-type", "dataset"],
         "not a repo id": ["no//such dir"],
+        "missing bucket": [f"alice/{repo_name}-nope", "--repo-type", "bucket"],
+        "private bucket, no token": [f"alice/{repo_name}-private", "--repo-type", "bucket"],
+        "empty bucket": [f"alice/{repo_name}-empty", "--repo-type", "bucket"],
+        "missing bucket folder": [f"alice/{repo_name}-bucket", "--repo-type", "bucket", "--path", "nope"],
+        "bucket with a revision": [f"alice/{repo_name}-bucket", "--repo-type", "bucket", "--revision", "main"],
     }[case]
+    event_file = "tensorboard/r/events.out.tfevents.1.h"
     if case == "private, no token":
         api.create_repo(args[0], private=True)
-        api.upload_file(path_or_fileobj=b"x", path_in_repo="tensorboard/r/events.out.tfevents.1.h", repo_id=args[0])
+        api.upload_file(path_or_fileobj=b"x", path_in_repo=event_file, repo_id=args[0])
     if case == "empty repo":
         api.create_repo(args[0])
+    if "bucket" in case and case != "missing bucket":
+        api.create_bucket(args[0], private=case.startswith("private"))
+        if case != "empty bucket":
+            api.batch_bucket_files(args[0], add=[(b"x", event_file)])
     result = subprocess.run(
         [sys.executable, "-m", "hf_summary", "view", *args, "--port", "0", "--cache-dir", str(tmp_path / "cache")],
         env={**hub_env(hub, tmp_path, None), "PYTHONPATH": str(REPO_ROOT)},
@@ -287,7 +302,7 @@ def test_view_says_clearly_what_is_wrong(tmp_path, hub, event_repo, repo_name, c
     assert result.returncode == 2, result.stdout + result.stderr
     assert message.format(name=repo_name) in result.stderr
     assert "Traceback" not in result.stderr
-    if case == "private, no token":
+    if case.startswith("private"):
         assert "HF_TOKEN" in result.stderr
 
 

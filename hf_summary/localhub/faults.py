@@ -16,12 +16,14 @@ never faulted, throttled or counted:
   "path", "fired"}]}` (so a test can wait until a held request is in flight).
 - `DELETE /_localhub/faults` clears rules and bandwidth limit.
 - `GET /_localhub/stats`: `{"requests": N, "bytes_received": N, "bytes_received_by_route": {"cas": N,
-  "lfs": N, "other": N}, "downloads": {...}, "repos": {...}}`. `requests` counts every non-admin request
-  (faulted ones included) and `bytes_received` every request-body byte read from them (commit bodies,
-  xorbs and shards, LFS PUTs, preupload and other JSON bodies alike), both since the server started;
-  `bytes_received_by_route` splits the bytes into the CAS's (`/_localhub/cas/`), basic LFS uploads'
-  (`/_localhub/lfs/`) and the rest. `downloads` maps `<type>/<namespace>/<name>/<path>` to the number of
-  `GET .../resolve/<any revision>/<path>` requests for it (HEADs are not counted). `repos` maps
+  "lfs": N, "other": N}, "downloads": {...}, "reconstructions": {...}, "repos": {...}}`. `requests` counts
+  every non-admin request (faulted ones included) and `bytes_received` every request-body byte read from
+  them (commit bodies, xorbs and shards, LFS PUTs, preupload and other JSON bodies alike), both since the
+  server started; `bytes_received_by_route` splits the bytes into the CAS's (`/_localhub/cas/`), basic LFS
+  uploads' (`/_localhub/lfs/`) and the rest. `downloads` maps `<type>/<namespace>/<name>/<path>` to the
+  number of `GET .../resolve/<any revision>/<path>` requests for it (HEADs are not counted);
+  `reconstructions` maps a Xet file hash to the number of CAS `GET v1/reconstructions/<hash>` requests for
+  it (one per Xet download, the only way bucket files are downloaded). `repos` maps
   `<type>/<namespace>/<name>` to `{"commits", "files", "bytes"}` as defined by `Storage.repo_stats`
   (commits in `main`'s history; files and total bytes at `main`'s head).
 """
