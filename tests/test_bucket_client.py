@@ -1,4 +1,5 @@
-"""`BucketClient` (the bucket push target) against the local Hub: the same contract as `HubClient`."""
+"""`BucketClient` (the bucket push target) against the local Hub: the same contract as `HubClient`, and the
+reads `hf-summary view` makes."""
 
 from __future__ import annotations
 
@@ -42,3 +43,23 @@ def test_never_replaces_other_content(client, tmp_path):
     assert raised.value.paths == ["tb/x"]
     assert set(client.list_files("tb")) == {"tb/x"}  # nothing was sent
     client.commit_files([(theirs, "tb/x")], "same content again", never_replace=frozenset({"tb/x"}))
+
+
+def test_read_as_view_does_listing_at_each_look_and_fetching_once(client, local_hub, tmp_path):
+    with pytest.raises(MissingRepoError) as missing:
+        client.list_files("tb", missing_ok=False)
+    assert missing.value.what == "repo"
+    client.ensure_repo(private=True)
+    segment = tmp_path / "events.out.tfevents.1"
+    segment.write_bytes(b"\0read me" * 5000)
+    client.commit_files([(segment, "tb/run/a")], "push")
+    assert client.head() is None  # no commits: nothing cheaper to watch than the listing
+    with pytest.raises(MissingRepoError) as missing:
+        client.list_files("elsewhere", missing_ok=False)
+    assert missing.value.what == "folder"
+    [entry] = client.list_files("tb", missing_ok=False).values()
+    fetched = client.fetch_file(entry, commit=None, cache_dir=tmp_path / "cache")
+    assert fetched.read_bytes() == segment.read_bytes()
+    assert client.fetch_file(entry, commit=None, cache_dir=tmp_path / "cache") == fetched
+    assert local_hub.stats()["reconstructions"][entry.xet_hash] == 1  # downloaded once
+    assert list(fetched.parent.iterdir()) == [fetched]  # no temporary file left
