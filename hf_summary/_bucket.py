@@ -135,9 +135,9 @@ class BucketClient:
     def list_files(
         self, prefix: str, *, commit: None = None, missing_ok: bool = True
     ) -> dict[str, RemoteFile]:
-        """Every file under ``prefix`` now, keyed by path (``commit`` is there for the repo interface: a bucket
-        has no commits). A missing bucket or folder gives ``{}``, or :class:`MissingRepoError` (``what``
-        "repo" or "folder") when ``missing_ok`` is false."""
+        """Every file under ``prefix`` now, keyed by path (``commit`` is there for the repo interface: a
+        bucket has no commits). A missing bucket or folder gives ``{}``, or :class:`MissingRepoError`
+        (``what`` "repo" or "folder") when ``missing_ok`` is false."""
         try:
             files = {
                 entry.path: _remote_file(entry)

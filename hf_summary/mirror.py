@@ -112,15 +112,19 @@ class Mirror:
     def _remove(self, path: str) -> str:
         """Empty the file rather than delete it: TensorBoard's Python loader reads the file it follows by name
         at each reload, and once that file is gone it stops following the run for good, while an empty one
-        reads as "nothing new" and it moves on to the next file. The next start deletes it (see :meth:`_adopt`)."""
-        self._put(self._local(path), None)
+        reads as "nothing new" and it moves on to the next file. A mirror's first refresh deletes the files
+        emptied before (see :meth:`_adopt`)."""
+        target = self._local(path)
+        if target.is_file():
+            self._put(target, None)
         del self._files[path]
         return path
 
     @staticmethod
     def _put(target: Path, content: Path | None) -> None:
         """Make ``target`` a hard link to (or a copy of) ``content``, or an empty file, in one step: a reader
-        sees the old file or the new one, whole, never a partial one (the temporary name is no event file's)."""
+        sees the old file or the new one, whole, never a partial one (the temporary name is no event
+        file's)."""
         partial = target.parent / f".partial-{os.getpid()}-{target.name.replace('tfevents', 'tfe')}"
         partial.unlink(missing_ok=True)
         if content is None:

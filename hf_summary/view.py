@@ -1,4 +1,4 @@
-"""`hf-summary view`: a live local TensorBoard of a run on the Hub, in a repo or a bucket (or of a local logdir).
+"""`hf-summary view`: a live local TensorBoard of a run on the Hub, in a repo or a bucket, or of a local logdir.
 
 A run on the Hub is mirrored with :class:`hf_summary.mirror.Mirror` and refreshed every few seconds while
 TensorBoard watches the mirror. TensorBoard runs in a child interpreter that exits when its stdin closes,
@@ -52,7 +52,9 @@ class Target:
     path: str = ""
 
     @classmethod
-    def parse(cls, source: str, *, repo_type: str = "model", revision: str | None = None, path: str = "") -> Target:
+    def parse(
+        cls, source: str, *, repo_type: str = "model", revision: str | None = None, path: str = ""
+    ) -> Target:
         """An existing directory is a local logdir; anything else must be a repo id. ``revision`` None means
         main; a bucket takes none."""
         if Path(source).is_dir():

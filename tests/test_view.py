@@ -106,9 +106,11 @@ def test_view_follows_a_live_private_run_through_compaction_downloading_each_fil
                        message="TensorBoard and its data server stop")
 
 
-def test_view_follows_a_live_private_bucket_through_compaction_downloading_each_file_once(tmp_path, monkeypatch):
-    """The writer's own compaction merges FANOUT segments per run dir on the push after them; view follows every
-    push and fetches each bucket file once: on its own Hub, every Xet reconstruction is view's."""
+def test_view_follows_a_live_private_bucket_through_compaction_downloading_each_file_once(
+    tmp_path, monkeypatch
+):
+    """The writer's own compaction merges FANOUT segments per run dir on the push after them; view follows
+    every push and fetches each bucket file once: on its own Hub, every Xet reconstruction is view's."""
     with LocalHub() as own_hub:
         monkeypatch.setenv("HF_ENDPOINT", own_hub.endpoint)
         monkeypatch.setenv("HF_TOKEN", own_hub.token("alice"))
@@ -140,7 +142,8 @@ def test_view_follows_a_live_private_bucket_through_compaction_downloading_each_
                 _log(writer, range(FANOUT * 5 + 5, FANOUT * 5 + 20))
                 writer.close()
                 expected = logged_steps(logdir, "tensorboard/live")
-                assert len(expected) == 3 and all(steps == list(range(FANOUT * 5 + 20)) for steps in expected.values())
+                assert len(expected) == 3
+                assert all(steps == list(range(FANOUT * 5 + 20)) for steps in expected.values())
                 wait_until(lambda: tb_steps(url) == expected, 90, interval=1, message="every step of every tag, once")
 
                 final = _bucket_event_files(api, bucket_id)
