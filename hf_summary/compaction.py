@@ -31,8 +31,11 @@ Each step is crash-safe (a crash between two steps leaves a state the next push,
    between the rename and the unlinks, microseconds, may see those events twice.)
 
 TensorBoard running on the logdir during a compaction: the Python loader never reads a file that sorts
-before the one it is reading, so it skips the merged file and keeps what it read (every event once);
-rustboard reads the merged file as a new one and, since its steps are older than those it already holds,
+before the one it is reading, so it skips the merged file and keeps what it read (every event once), as
+long as the file it is reading is not one of those merged (it reopens that file by name at each reload and,
+once it is gone, stops following the run until restarted; its current file is normally the writer's open
+segment, never merged, so this takes a TensorBoard that lags by whole files: ``view``'s mirror empties
+dropped files instead of deleting them for this reason); rustboard reads the merged file as a new one and, since its steps are older than those it already holds,
 its step preemption hides the steps logged after the merged range until it is restarted. A TensorBoard
 started after the compaction (or on a download of the repo at any commit) sees every event exactly once.
 """
