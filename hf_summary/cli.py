@@ -216,8 +216,8 @@ def _add_status_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from hf_summary.recover import RecoverError, run_status
     from hf_summary.runs import NoRunsError, find_runs, is_run
+    from hf_summary.status import StatusError, run_status
 
     if not is_run(args.logdir) and args.logdir.is_dir():
         try:
@@ -227,7 +227,7 @@ def _run_status(args: argparse.Namespace) -> int:
             return 2
     try:
         status = run_status(args.logdir)
-    except RecoverError as exc:
+    except StatusError as exc:
         print(f"hf-summary status: {exc}", file=sys.stderr)
         return 2
     if args.json:
@@ -271,13 +271,13 @@ def _final_push(preemption: dict, pending_now: int) -> str:
 
 def _print_statuses(logdirs: list[Path], *, as_json: bool) -> int:
     """One line (or JSON object) per run; exit status 2 if a journal was unusable."""
-    from hf_summary.recover import RecoverError, run_status
+    from hf_summary.status import StatusError, run_status
 
     statuses, unusable = [], 0
     for logdir in logdirs:
         try:
             statuses.append({"logdir": str(logdir), **run_status(logdir)})
-        except RecoverError as exc:
+        except StatusError as exc:
             unusable += 1
             statuses.append({"logdir": str(logdir), "error": str(exc)})
     if as_json:

@@ -73,21 +73,18 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
-from hf_summary.segments import new_run_id
-
 __all__ = [
     "APPLICATION_ID",
     "CompactionRow",
     "HISTORY_KEEP",
+    "JOURNAL_DIR",
     "SCHEMA_VERSION",
     "Journal",
     "JournalCorruptError",
@@ -107,7 +104,7 @@ BUSY_TIMEOUT_S = 30.0
 SEGMENT_STATES = ("open", "sealed", "committed", "replaced")
 COMPACTION_STATES = ("planned", "committed", "applied")
 
-_JOURNAL_DIR = ".hf_summary"
+JOURNAL_DIR = ".hf_summary"  # under the logdir: the journal, locks, staging; never uploaded
 _JOURNAL_FILE = "journal.db"
 _SIDE_FILES = ("-wal", "-shm")  # moved before the main file, so a stale WAL never meets a new database
 _CONFLICTS_KEY = "conflicts"
@@ -235,7 +232,7 @@ class JournalVersionError(JournalError):
 
 def journal_path(logdir: str | os.PathLike[str]) -> Path:
     """``LOGDIR/.hf_summary/journal.db``."""
-    return Path(logdir) / _JOURNAL_DIR / _JOURNAL_FILE
+    return Path(logdir) / JOURNAL_DIR / _JOURNAL_FILE
 
 
 @dataclass
@@ -313,6 +310,22 @@ class LeaseOwner:
     host: str
 
 
+def _insert(db: sqlite3.Connection, table: str, row: dict[str, Any], *, replace: bool = False) -> int:
+    """``INSERT`` (``OR REPLACE``) one row given as a dict (``table`` and the keys are ours, never user input);
+    returns its rowid."""
+    columns = ", ".join(row)
+    marks = ", ".join("?" * len(row))
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    return db.execute(f"{verb} INTO {table} ({columns}) VALUES ({marks})", list(row.values())).lastrowid
+
+
+def _query(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """The rows of ``sql`` as dicts keyed by column name."""
+    cursor = db.execute(sql, params)
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
 def _redact(text: str) -> str:
     return _SECRET.sub("***", text)
 
@@ -356,7 +369,7 @@ class Journal:
             self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
         )
         try:
-            self.db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+            self.db = conn
             self._open(create)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -411,7 +424,8 @@ class Journal:
     def _header(self) -> tuple[int, int, set[str]]:
         app_id = self.db.execute("PRAGMA application_id").fetchone()[0]
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        return app_id, version, set(self.db.table_names()) - {"sqlite_sequence"}
+        tables = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        return app_id, version, tables - {"sqlite_sequence"}
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -428,7 +442,7 @@ class Journal:
         return f"Journal({str(self.logdir)!r})"
 
     @contextmanager
-    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite_utils.Database]:
+    def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
         """``BEGIN <mode>`` ... ``COMMIT`` under the thread lock; roll back on any exception."""
         with self._lock:
             try:
@@ -458,12 +472,12 @@ class Journal:
         for key in ("allow_patterns", "ignore_patterns"):
             row[key] = None if row[key] is None else json.dumps(list(row[key]))
         with self._transaction() as db:
-            db["settings"].insert({"id": 1, **row, "updated_at": time.time()}, replace=True)
+            _insert(db, "settings", {"id": 1, **row, "updated_at": time.time()}, replace=True)
 
     def load_settings(self) -> RunSettings | None:
         """The stored settings, or ``None`` when none were saved."""
         with self._lock:
-            rows = list(self.db.query("SELECT * FROM settings WHERE id = 1"))
+            rows = _query(self.db, "SELECT * FROM settings WHERE id = 1")
         if not rows:
             return None
         row = rows[0]
@@ -497,10 +511,14 @@ class Journal:
 
     def values(self, prefix: str) -> dict[str, Any]:
         """Every JSON value stored under a key starting with ``prefix``, by key."""
+        if not prefix:
+            sql, params = "SELECT key, value FROM flags ORDER BY key", []
+        else:  # a range of the primary key (UTF-8 sorts by code point): an index search, not a scan
+            sql, params = "SELECT key, value FROM flags WHERE key >= ? AND key < ? ORDER BY key", [
+                prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            ]
         with self._lock:
-            rows = self.db.execute(
-                "SELECT key, value FROM flags WHERE substr(key, 1, length(?)) = ? ORDER BY key", [prefix, prefix]
-            ).fetchall()
+            rows = self.db.execute(sql, params).fetchall()
         return {key: json.loads(value) for key, value in rows}
 
     # -- sequence numbers ---------------------------------------------------------------------------
@@ -518,6 +536,8 @@ class Journal:
 
     def run_id(self) -> str:
         """This journal's run id (made on first use), which every segment name of the run carries."""
+        from hf_summary.segments import new_run_id  # not at the top: `hf-summary status` has no use for it
+
         with self._transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO flags (key, value, updated_at) VALUES ('run_id', ?, ?)",
@@ -571,7 +591,7 @@ class Journal:
         row = {**row, "attempts": 0, "created_at": time.time() if now is None else now}
         try:
             with self._transaction() as db:
-                return db["segments"].insert(row).last_pk
+                return _insert(db, "segments", row)
         except sqlite3.IntegrityError as exc:
             raise JournalError(
                 f"segment {row['path_in_repo']!r} ({row['run']!r}/{row['name']!r}) is already in the journal"
@@ -611,7 +631,7 @@ class Journal:
         else:
             raise ValueError(f"unknown segment state {state!r}; expected one of {SEGMENT_STATES}")
         with self._lock:
-            return [SegmentRow(**row) for row in self.db.query(sql, params)]
+            return [SegmentRow(**row) for row in _query(self.db, sql, params)]
 
     def pending_segments(self) -> list[SegmentRow]:
         """Sealed segments not yet committed, ordered by id."""
@@ -662,7 +682,8 @@ class Journal:
         with self._lock:
             return [
                 SegmentRow(**row)
-                for row in self.db.query(
+                for row in _query(
+                    self.db,
                     "SELECT * FROM segments WHERE run = ? AND state != 'replaced' ORDER BY name", [run]
                 )
             ]
@@ -676,10 +697,12 @@ class Journal:
         ids = json.dumps([int(i) for i in member_ids])
         with self._transaction() as db:
             now = time.time()
-            compaction_id = db["compactions"].insert(
+            compaction_id = _insert(
+                db,
+                "compactions",
                 {"run": run, "level": level, "name": name, "path_in_repo": path_in_repo, "size": size,
-                 "sha256": sha256, "state": "planned", "created_at": now}
-            ).last_pk
+                 "sha256": sha256, "state": "planned", "created_at": now},
+            )
             cursor = db.execute(
                 "UPDATE segments SET replaced_by = ? WHERE run = ? AND state = 'committed' AND replaced_by IS NULL "
                 "AND id IN (SELECT value FROM json_each(?))",
@@ -696,7 +719,7 @@ class Journal:
         with self._lock:
             return [
                 CompactionRow(**row)
-                for row in self.db.query("SELECT * FROM compactions WHERE state = ? ORDER BY id", [state])
+                for row in _query(self.db, "SELECT * FROM compactions WHERE state = ? ORDER BY id", [state])
             ]
 
     def compaction_members(self, compaction_id: int) -> list[SegmentRow]:
@@ -704,7 +727,8 @@ class Journal:
         with self._lock:
             return [
                 SegmentRow(**row)
-                for row in self.db.query(
+                for row in _query(
+                    self.db,
                     "SELECT * FROM segments WHERE replaced_by = ? ORDER BY name", [compaction_id]
                 )
             ]
@@ -724,11 +748,13 @@ class Journal:
         if row is None:
             raise JournalError(f"compaction {compaction_id} is not planned")
         run, level, name, path_in_repo, size, sha256 = row
-        segment_id = self.db["segments"].insert(
+        segment_id = _insert(
+            self.db,
+            "segments",
             {"run": run, "name": name, "path_in_repo": path_in_repo, "state": "committed", "size": size,
              "sha256": sha256, "attempts": 0, "created_at": now, "sealed_at": now, "committed_at": now,
-             "commit_oid": commit_oid, "level": level}
-        ).last_pk
+             "commit_oid": commit_oid, "level": level},
+        )
         self.db.execute(
             "UPDATE segments SET state = 'replaced' WHERE replaced_by = ? AND state = 'committed'", [compaction_id]
         )

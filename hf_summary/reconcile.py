@@ -9,12 +9,12 @@ import json
 import logging
 import os
 import sqlite3
-import stat
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from hf_summary.journal import (
+    JOURNAL_DIR,
     Journal,
     JournalCorruptError,
     JournalVersionError,
@@ -25,7 +25,6 @@ from hf_summary.journal import (
 )
 from hf_summary.liveness import host_aware
 from hf_summary.segments import (
-    file_sha256,
     merge_level,
     parse_segment_run_id,
     parse_segment_sequence,
@@ -34,8 +33,6 @@ from hf_summary.segments import (
 )
 
 logger = logging.getLogger("hf_summary")
-
-JOURNAL_DIR = ".hf_summary"
 
 
 def open_or_rebuild(
@@ -127,55 +124,55 @@ def _keep_sequence_above_disk(journal: Journal) -> None:
         journal.ensure_sequence_above(highest)
 
 
+@dataclass(frozen=True)
+class DirListing:
+    """One directory's entries that matter to the logdir's walks: its subdirectories to enter (not the journal's
+    directory, not symlinks) and its regular files (no symlinks, FIFOs, sockets or devices: opening a FIFO to
+    hash it would block forever). ``nested_run``: it holds a journal of its own (another writer's logdir, pushed
+    by that writer), so neither it nor anything under it belongs to this logdir."""
+
+    subdirs: tuple[str, ...]
+    files: tuple[str, ...]
+    nested_run: bool
+
+
+def list_dir(path: Path) -> DirListing:
+    """:class:`DirListing` of ``path``; an unreadable or vanished directory lists as empty."""
+    subdirs, files, nested = [], [], False
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                try:
+                    if entry.name == JOURNAL_DIR:
+                        nested = True
+                    elif entry.is_dir(follow_symlinks=False):
+                        subdirs.append(entry.name)
+                    elif entry.is_file(follow_symlinks=False):
+                        files.append(entry.name)
+                except OSError:  # gone since the listing
+                    continue
+    except OSError:
+        pass
+    return DirListing(tuple(sorted(subdirs)), tuple(sorted(files)), nested)
+
+
 def iter_logdir_files(logdir: Path) -> Iterator[tuple[str, str]]:
-    """``(run, name)`` of every regular file under ``logdir``: symlinks are not followed, FIFOs, sockets and
-    devices are skipped (opening a FIFO to hash it would block forever), so is the journal's directory, and
-    so are nested logdirs with a journal of their own (another writer's run, pushed by that writer)."""
-    for dirpath, dirnames, filenames in os.walk(logdir, followlinks=False):
-        dirnames[:] = [
-            d for d in dirnames if d != JOURNAL_DIR and not os.path.lexists(os.path.join(dirpath, d, JOURNAL_DIR))
-        ]
-        run = Path(dirpath).relative_to(logdir).as_posix()
-        for name in filenames:
-            try:
-                regular = stat.S_ISREG(os.lstat(os.path.join(dirpath, name)).st_mode)
-            except OSError:  # gone since the listing
-                continue
-            if regular:
-                yield ("" if run == "." else run), name
+    """``(run, name)`` of every regular file under ``logdir`` (see :class:`DirListing`): a walk of the whole
+    logdir, for start-up and ``recover``; the uploader's pushes use :class:`hf_summary.assets.AssetTracker`."""
+    stack = [""]
+    while stack:
+        run = stack.pop()
+        listing = list_dir(logdir / run if run else logdir)
+        if run and listing.nested_run:
+            continue
+        yield from ((run, name) for name in listing.files)
+        stack += [logdir_relative(run, name) for name in reversed(listing.subdirs)]
 
 
 def iter_disk_segments(logdir: Path) -> list[tuple[str, str]]:
     """``(run, name)`` of every segment file hf-summary wrote under ``logdir``, in sequence order."""
     found = [(parse_segment_sequence(name), run, name) for run, name in iter_logdir_files(logdir)]
     return [(run, name) for sequence, run, name in sorted(f for f in found if f[0] is not None)]
-
-
-def changed_assets(logdir: Path, settings: RunSettings, pushed: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Files other than segments that match the upload patterns (e.g. ``add_embedding``'s projector files,
-    another writer's event files) and may have changed since they were last pushed: logdir-relative path ->
-    ``{"size", "mtime_ns", "sha256"}``. ``pushed`` maps paths to that record as last pushed (older journals:
-    the sha256 alone). A file whose size and mtime are unchanged is not read again; one touched but not
-    changed comes back with its new stat signature (pushing it again is a no-op)."""
-    from hf_summary.hub import path_matches
-
-    changed = {}
-    for run, name in iter_logdir_files(logdir):
-        relative = logdir_relative(run, name)
-        if parse_segment_sequence(name) is not None:
-            continue
-        if not path_matches(relative, settings.allow_patterns, settings.ignore_patterns):
-            continue
-        try:
-            info = os.stat(logdir / relative)
-        except OSError:  # gone since the listing
-            continue
-        signature = {"size": info.st_size, "mtime_ns": info.st_mtime_ns}
-        before = pushed.get(relative)
-        if isinstance(before, dict) and {key: before.get(key) for key in signature} == signature:
-            continue
-        changed[relative] = {**signature, "sha256": file_sha256(logdir / relative)}
-    return changed
 
 
 def logdir_relative(run: str, name: str) -> str:

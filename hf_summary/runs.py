@@ -10,8 +10,7 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-from hf_summary.journal import journal_path
-from hf_summary.reconcile import JOURNAL_DIR
+from hf_summary.journal import JOURNAL_DIR, journal_path
 
 
 class NoRunsError(Exception):

@@ -56,6 +56,7 @@ import psutil
 from hf_summary import compaction
 from hf_summary._arguments import DEFAULT_GRACE_PERIOD_S
 from hf_summary._faults import fault as _fault
+from hf_summary.assets import AssetTracker
 from hf_summary.hub import (
     CommitResult,
     HubError,
@@ -68,7 +69,7 @@ from hf_summary.hub import (
 )
 from hf_summary.journal import Journal, JournalError, LeaseOwner, RunSettings, SegmentRow
 from hf_summary.liveness import lease_owner_alive, process_alive
-from hf_summary.reconcile import JOURNAL_DIR, changed_assets, repo_path, seal_abandoned
+from hf_summary.reconcile import JOURNAL_DIR, repo_path, seal_abandoned
 
 logger = logging.getLogger("hf_summary")
 
@@ -207,6 +208,7 @@ class Uploader:
         self._final = _FinalPush()
         self._finished = False
         self._conflicts = journal.conflicts()
+        self.assets = AssetTracker(journal.logdir, settings)
         self.preemption.last_words = lambda: self._finish(1)
         self.may_replace: set[str] = set()  # paths of our own committed files found damaged on the Hub
         if closing is not None and math.isfinite(drain_timeout):  # set by the pipe reader on "close" or EOF
@@ -260,7 +262,7 @@ class Uploader:
             if self.preemption.active:
                 self._keep_trainer_sealing()
             requested = self._requested  # read before the query, so that "drained" covers it
-            pending = self._pushable()
+            pending = self.pushable()
             if pending and time.monotonic() >= self._next_attempt:
                 self.push(pending)
                 continue
@@ -302,7 +304,7 @@ class Uploader:
         if self.preemption.active and not self._finished:
             self._finished = True
             self._record_preemption()  # the loop may never have got to it
-            pending = self._pushable()
+            pending = self.pushable()
             last_commit = self.journal.history("commit", limit=1)
             self.journal.record_event(
                 "final_push",
@@ -422,7 +424,8 @@ class Uploader:
 
     # ---------------------------------------------------------------- one push
 
-    def _pushable(self) -> list[SegmentRow]:
+    def pushable(self) -> list[SegmentRow]:
+        """The sealed segments to push now (those whose path on the Hub holds another run's file left out)."""
         return [row for row in self.journal.pending_segments() if row.id not in self._conflicts]
 
     def push(self, pending: list[SegmentRow]) -> bool:
@@ -442,7 +445,7 @@ class Uploader:
             return False
         never_replace = frozenset(row.path_in_repo for row in rows) - self.may_replace
         pushed_assets = self.journal.get_value("assets", {})
-        assets = changed_assets(self.journal.logdir, self.settings, pushed_assets)
+        assets = self.assets.changed(pushed_assets, full=self._closing)  # a final drain looks everywhere
         for relative in assets:
             run, _, name = relative.rpartition("/")
             files.append((self.journal.logdir / relative, repo_path(self.settings, run, name)))

@@ -90,7 +90,7 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
     hfh_pushes: list[tuple[float, float]] = []
 
     def sample() -> None:
-        from hf_summary.recover import run_status
+        from hf_summary.status import run_status
 
         while not stop.wait(SAMPLE_EVERY_S):
             entry = {"t": time.monotonic(), "files": _hub_files_per_run(api, repo_id, folder)}

@@ -31,7 +31,7 @@ from trainer_kit import (
 from hf_summary import HFSummaryWriter
 from hf_summary.journal import Journal, LeaseOwner, journal_path
 from hf_summary.localhub.testing import LocalHub
-from hf_summary.recover import run_status
+from hf_summary.status import run_status
 from hf_summary.segments import frame_record, last_complete_offset
 
 

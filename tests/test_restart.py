@@ -22,7 +22,7 @@ from trainer_kit import (
 from hf_summary import HFSummaryWriter
 from hf_summary.journal import Journal, journal_path
 from hf_summary.localhub.testing import LocalHub
-from hf_summary.recover import run_status
+from hf_summary.status import run_status
 from hf_summary.segments import parse_segment_sequence
 
 pytest.importorskip("tensorboard")

@@ -9,7 +9,7 @@ from trainer_kit import Trainer, api, cli, fake_dead_run, hub_env
 
 from hf_summary.journal import journal_path
 from hf_summary.localhub.testing import LocalHub
-from hf_summary.recover import run_status
+from hf_summary.status import run_status
 
 KEYS = {
     "pending_segments", "pending_bytes", "oldest_pending_age_s", "last_commit", "last_error", "uploader_alive",
