@@ -45,12 +45,13 @@ _DirSignature = tuple[int, int, int]  # st_ino, st_mtime_ns, st_ctime_ns
 @dataclass(frozen=True)
 class _Known:
     """A directory as last listed: its signature then, whether that listing can be reused while the signature
-    holds, its subdirectories and the names of its files that are assets."""
+    holds, its subdirectories (logdir-relative) and its assets (logdir-relative path, absolute path). Paths are
+    kept as strings: a push only stats them."""
 
     signature: _DirSignature
     trusted: bool
     subdirs: tuple[str, ...]
-    assets: tuple[str, ...]
+    assets: tuple[tuple[str, str], ...]
 
 
 class AssetTracker:
@@ -59,6 +60,7 @@ class AssetTracker:
     def __init__(self, logdir: Path, settings: RunSettings) -> None:
         self.logdir = logdir
         self.settings = settings
+        self._root = os.fspath(logdir)
         self._known: dict[str, _Known] = {}  # by logdir-relative directory ("" is the logdir)
         self.listings = 0  # directories listed so far (for benchmarks and tests)
 
@@ -78,10 +80,9 @@ class AssetTracker:
             if known is None:
                 continue
             seen[run] = known
-            stack += [logdir_relative(run, name) for name in known.subdirs]
-            for name in known.assets:
-                relative = logdir_relative(run, name)
-                if (record := _changed(self.logdir / relative, pushed.get(relative))) is not None:
+            stack += known.subdirs
+            for relative, path in known.assets:
+                if (record := _changed(path, pushed.get(relative))) is not None:
                     changed[relative] = record
         self._known = seen  # directories gone, or now another writer's logdir, are forgotten
         return changed
@@ -89,7 +90,7 @@ class AssetTracker:
     def _directory(self, run: str) -> _Known | None:
         """What directory ``run`` holds now, listed again only when it changed; ``None`` if it is no directory
         any more."""
-        path = self.logdir / run if run else self.logdir
+        path = os.path.join(self._root, run) if run else self._root
         now_ns = time.time_ns()
         try:
             info = os.lstat(path)
@@ -101,24 +102,26 @@ class AssetTracker:
         known = self._known.get(run)
         if known is not None and known.trusted and known.signature == signature:
             return known
-        listing = list_dir(path)
+        listing = list_dir(Path(path))
         self.listings += 1
         ours = not (run and listing.nested_run)  # another writer's logdir is remembered as holding nothing of ours
         margin_ns = int(RACY_MARGIN_S * 1e9)
+        relatives = [logdir_relative(run, name) for name in listing.files] if ours else []
         return _Known(
             signature=signature,
             trusted=max(info.st_mtime_ns, info.st_ctime_ns) + margin_ns <= now_ns,
-            subdirs=listing.subdirs if ours else (),
-            assets=tuple(name for name in listing.files if self._is_asset(run, name)) if ours else (),
+            subdirs=tuple(logdir_relative(run, name) for name in listing.subdirs) if ours else (),
+            assets=tuple((relative, os.path.join(self._root, relative)) for relative in relatives
+                         if self._is_asset(relative)),
         )
 
-    def _is_asset(self, run: str, name: str) -> bool:
-        return parse_segment_sequence(name) is None and path_matches(
-            logdir_relative(run, name), self.settings.allow_patterns, self.settings.ignore_patterns
+    def _is_asset(self, relative: str) -> bool:
+        return parse_segment_sequence(relative) is None and path_matches(
+            relative, self.settings.allow_patterns, self.settings.ignore_patterns
         )
 
 
-def _changed(path: Path, before: Any) -> dict[str, Any] | None:
+def _changed(path: str, before: Any) -> dict[str, Any] | None:
     """``{"size", "mtime_ns", "sha256"}`` of ``path`` unless its size and mtime are those of ``before`` (what was
     pushed); ``None`` also when it is gone or no longer a regular file."""
     try:

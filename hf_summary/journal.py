@@ -14,7 +14,8 @@ Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_versio
     squash_history, commit_every_s, private (NULL = unspecified), endpoint, updated_at.
 ``flags``     small JSON key/value flags (``key`` primary key, ``value`` JSON text, updated_at), e.g.
     ``run_id`` (the run id in this run's segment names), ``conflicts`` (ids of segments whose path on
-    the Hub holds another run's file, see :meth:`Journal.add_conflicts`), and one
+    the Hub holds another run's file, see :meth:`Journal.add_conflicts`), ``replaced_segments`` (how many
+    segments rows are ``replaced``, kept by each compaction's commit), and one
     ``writer:<host>:<pid>:<create time>`` record per writer process (see :mod:`hf_summary.liveness`).
 ``sequence``  one row (id 1): ``next``, the lowest segment sequence number still free (time-based, see
     :meth:`Journal.next_sequence`).
@@ -108,6 +109,7 @@ JOURNAL_DIR = ".hf_summary"  # under the logdir: the journal, locks, staging; ne
 _JOURNAL_FILE = "journal.db"
 _SIDE_FILES = ("-wal", "-shm")  # moved before the main file, so a stale WAL never meets a new database
 _CONFLICTS_KEY = "conflicts"
+_REPLACED_KEY = "replaced_segments"
 _HISTORY_RESERVED = frozenset({"id", "at", "kind", "message"})
 _SECRET = re.compile(r"hf_[A-Za-z0-9]{16,}|(?<=[Bb]earer )[A-Za-z0-9._~+/=-]+")
 
@@ -633,6 +635,19 @@ class Journal:
         with self._lock:
             return [SegmentRow(**row) for row in _query(self.db, sql, params)]
 
+    def known_files(self, files: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """The ``(run, name)`` pairs among ``files`` that have a row in any state (replaced ones too): one lookup
+        of the ``(run, name)`` index each, so that matching the files on disk against the journal does not read
+        a long run's whole compaction history."""
+        pairs = json.dumps([[run, name] for run, name in files])
+        with self._lock:
+            rows = self.db.execute(
+                "SELECT segments.run, segments.name FROM json_each(?) AS file JOIN segments "
+                "ON segments.run = json_extract(file.value, '$[0]') AND segments.name = json_extract(file.value, '$[1]')",
+                [pairs],
+            ).fetchall()
+        return {(run, name) for run, name in rows}
+
     def pending_segments(self) -> list[SegmentRow]:
         """Sealed segments not yet committed, ordered by id."""
         return self.segments("sealed")
@@ -755,14 +770,31 @@ class Journal:
              "sha256": sha256, "attempts": 0, "created_at": now, "sealed_at": now, "committed_at": now,
              "commit_oid": commit_oid, "level": level},
         )
-        self.db.execute(
+        replaced = self.db.execute(
             "UPDATE segments SET state = 'replaced' WHERE replaced_by = ? AND state = 'committed'", [compaction_id]
-        )
+        ).rowcount
+        self._count_replaced(replaced, now)
         self.db.execute(
             "UPDATE compactions SET state = 'committed', segment_id = ?, committed_at = ?, commit_oid = ? "
             "WHERE id = ?",
             [segment_id, now, commit_oid, compaction_id],
         )
+
+    def _count_replaced(self, added: int, now: float) -> None:
+        """Inside a transaction: keep the count of ``replaced`` rows (for ``status``, which then reads one row instead
+        of counting a long run's compaction history); a journal from before the count is counted once."""
+        kept = self.db.execute("SELECT 1 FROM flags WHERE key = ?", [_REPLACED_KEY]).fetchone() is not None
+        count = self._replaced_count() + (added if kept else 0)  # else the count already includes them
+        self.db.execute(
+            "INSERT OR REPLACE INTO flags (key, value, updated_at) VALUES (?, ?, ?)", [_REPLACED_KEY, json.dumps(count), now]
+        )
+
+    def _replaced_count(self) -> int:
+        """Inside a transaction: how many rows are ``replaced`` (see :meth:`_count_replaced`)."""
+        row = self.db.execute("SELECT value FROM flags WHERE key = ?", [_REPLACED_KEY]).fetchone()
+        if row is not None:
+            return json.loads(row[0])
+        return self.db.execute("SELECT count(*) FROM segments WHERE state = 'replaced'").fetchone()[0]
 
     def abandon_compaction(self, compaction_id: int) -> None:
         """Forget a planned merge the Hub never got; its members are live again."""
@@ -925,7 +957,7 @@ class Journal:
                     "FROM segments WHERE state IN ('open', 'sealed', 'committed') GROUP BY state"
                 )
             }
-            (replaced,) = db.execute("SELECT count(*) FROM segments WHERE state = 'replaced'").fetchone()
+            replaced = self._replaced_count()
             unfinished = db.execute(
                 "SELECT count(*) FROM compactions WHERE state IN ('planned', 'committed')"
             ).fetchone()[0]

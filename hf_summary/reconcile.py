@@ -192,9 +192,9 @@ def register_disk_segments(journal: Journal, settings: RunSettings) -> int:
     """
     from hf_summary.hub import path_matches
 
-    known = {(row.run, row.name) for row in journal.segments()}
-    added = 0
     on_disk = iter_disk_segments(journal.logdir)
+    known = journal.known_files(on_disk)
+    added = 0
     covered = _covered_by_merges(on_disk)
     for run, name in on_disk:
         relative = logdir_relative(run, name)

@@ -375,11 +375,14 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
         report.notes.append(f"the journal is unusable ({problem}); it would be moved aside and rebuilt from disk")
         settings = settings or salvage_settings(journal_path(logdir))
     rows: list[SegmentRow] = []
+    on_disk, known = iter_disk_segments(logdir), set()
     writer_alive = process_alive
     if journal is not None:
         with journal:
             settings = journal.load_settings() or settings
-            rows = journal.segments()
+            live = [row for state in ("open", "sealed", "committed") for row in journal.segments(state)]
+            rows = sorted(live, key=lambda row: row.id)  # replaced rows (compaction history) are not read
+            known = journal.known_files(on_disk)
             lease = journal.lease_owner()
             writer_alive = host_aware(journal, process_alive)
         if lease is not None and lease_owner_alive(lease[0]):
@@ -400,8 +403,7 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
         elif row.state == "open" and path.is_file() and (end := last_complete_offset(path)):
             torn = " (a torn record would be cut)" if end != path.stat().st_size else ""
             plan.append((PlannedPush(row.path_in_repo, end, "left open by a dead writer" + torn), None))
-    known = {(row.run, row.name) for row in rows}
-    for run, name in iter_disk_segments(logdir):
+    for run, name in on_disk:
         relative = logdir_relative(run, name)
         if (run, name) in known or not path_matches(relative, settings.allow_patterns, settings.ignore_patterns):
             continue

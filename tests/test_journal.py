@@ -239,6 +239,26 @@ def test_segment_states(journal: Journal, tmp_path: Path) -> None:
         journal.segments("claimed")
 
 
+def test_status_counts_replaced_rows_and_files_are_matched_against_every_row(journal: Journal) -> None:
+    def merge(names: list[str], merged: str) -> None:
+        ids = [sealed_segment(journal, name) for name in names]
+        journal.mark_committed(ids, "oid1", None)
+        compaction = journal.plan_compaction("", 1, merged, f"logs/{merged}", 100 * len(ids), "ef" * 32, ids)
+        journal.mark_committed([], "oid2", None, [compaction])
+
+    merge(["a1", "a2", "a3"], "a-merged")
+    assert journal.status()["replaced_segments"] == 3
+    journal.db.execute("DELETE FROM flags WHERE key = 'replaced_segments'")  # a journal from before the count
+    assert journal.status()["replaced_segments"] == 3
+    merge(["b1", "b2"], "b-merged")
+    assert journal.status()["replaced_segments"] == 5
+    assert journal.known_files([("", "a1"), ("", "a-merged"), ("", "zz"), ("sub", "a1")]) == {("", "a1"), ("", "a-merged")}
+    journal.set_value("writer:h:1", 1)
+    journal.set_value("writer;", 2)  # the next key after the prefix's range
+    journal.set_value("writes", 3)
+    assert journal.values("writer:") == {"writer:h:1": 1}
+
+
 def test_path_in_repo_and_file_are_unique(journal: Journal) -> None:
     journal.add_open_segment("", "seg1", "logs/seg1", writer_pid=1)
     with pytest.raises(JournalError, match="already in the journal"):

@@ -31,8 +31,8 @@ from trainer_kit import (
 from hf_summary import HFSummaryWriter
 from hf_summary.journal import Journal, LeaseOwner, journal_path
 from hf_summary.localhub.testing import LocalHub
-from hf_summary.status import run_status
 from hf_summary.segments import frame_record, last_complete_offset
+from hf_summary.status import run_status
 
 
 def _pushes(hub, repo_id) -> int:

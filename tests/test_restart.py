@@ -22,8 +22,8 @@ from trainer_kit import (
 from hf_summary import HFSummaryWriter
 from hf_summary.journal import Journal, journal_path
 from hf_summary.localhub.testing import LocalHub
-from hf_summary.status import run_status
 from hf_summary.segments import parse_segment_sequence
+from hf_summary.status import run_status
 
 pytest.importorskip("tensorboard")
 
