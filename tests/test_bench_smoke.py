@@ -156,3 +156,26 @@ def test_xet_benchmark_smoke(tmp_path: Path) -> None:
     grown = document["grown_file"]
     assert 0 < grown["cas_bytes"] < grown["first_cas_bytes"]
     assert "| ours |" in result.stdout and "Grown file:" in result.stdout
+
+
+def test_status_bench_runs_and_status_never_scans_a_table(tmp_path: Path) -> None:
+    """`scripts/bench_status.py` at minimal size: every figure of both runs, and no statement of `status` reads a
+    whole table (each one searches an index)."""
+    out = tmp_path / "bench_status.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench_status.py"), "--days", "2", "--ticks-per-day", "12",
+         "--runs", "2", "--reps", "1", "--window", "5", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, f"bench failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
+    document = json.loads(out.read_text())
+    for label in ("day_1", "day_2"):
+        figures = document[label]
+        for key in ("status_cli_s", "recover_cli_s"):
+            assert _is_number(figures[key]["median_s"]), (label, key)
+        for key in ("push_planning_ms", "push_planning_full_walk_ms", "journal_mb"):
+            assert _is_number(figures[key]), (label, key)
+        assert _is_number(figures["status_in_process_s"]["median_s"]), label
+        assert figures["status_queries"]["plans"] and figures["status_queries"]["scans"] == [], label
+    assert document["day_2"]["segments"] == 2 * document["day_1"]["segments"] == 2 * 2 * 12
+    assert "| `hf-summary status` CLI, median (s) |" in result.stdout
