@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
-from helpers import wait_until
+from helpers import REPO_ROOT, wait_until
 from trainer_kit import Trainer, api, cli, fake_dead_run, hub_env
 
 from hf_summary.journal import journal_path
@@ -86,3 +89,22 @@ def test_status_without_a_usable_journal_says_so(tmp_path):
     assert corrupt.returncode == 2 and "Traceback" not in corrupt.stderr
     assert "hf-summary recover" in corrupt.stderr and corrupt.stdout == ""
     assert journal.read_bytes() == b"this is not a database" * 100  # status changes nothing
+
+
+def test_status_imports_neither_huggingface_hub_nor_numpy(tmp_path):
+    """`hf-summary status` reads a journal: it never needs the Hub client or numpy, which take most of a second to
+    import (the benchmark scripts/bench_status.py times it)."""
+    logdir = tmp_path / "run"
+    fake_dead_run(logdir, endpoint="http://127.0.0.1:9", repo_id="alice/status-imports")
+    program = (
+        "import sys\n"
+        "from hf_summary.cli import main\n"
+        f"assert main(['status', {str(logdir)!r}]) == 0\n"
+        "heavy = sorted(m for m in ('huggingface_hub', 'numpy', 'tensorboardX', 'sqlite_utils') if m in sys.modules)\n"
+        "print('heavy:', heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert "Pending:    2 segment(s)" in result.stdout
+    assert "heavy: []" in result.stdout
