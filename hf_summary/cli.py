@@ -466,6 +466,9 @@ def _add_watch_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_watch(args: argparse.Namespace) -> int:
+    from hf_summary import _early_signals
+
+    _early_signals.hold()  # a job-wide SIGTERM during the imports and the access check is handled, not fatal
     from hf_summary.watch import (
         DEFAULT_ASSET_PATTERNS,
         EXIT_BUSY,

@@ -15,22 +15,13 @@ in the journal, for the next uploader or ``hf-summary recover``; the journal's h
 preemption and what the final push carried, for ``hf-summary status``.
 """
 
-# ruff: noqa: E402  (stop signals are caught before the imports, which take about a second)
+# ruff: noqa: E402  (stop signals are held before the imports, which take about a second)
 from __future__ import annotations
 
-import signal
-
-_caught_early: list[int] = []
-
-
-def _catch_early(signum: int, frame: object) -> None:
-    """Until ``main()`` installs the real handlers, a stop signal is kept (and replayed), never fatal."""
-    _caught_early.append(signum)
-
+from hf_summary import _early_signals
 
 if __name__ == "__main__":
-    for _signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(_signum, _catch_early)
+    _early_signals.hold()
 
 import argparse
 import contextlib
@@ -41,6 +32,7 @@ import os
 import queue
 import random
 import shutil
+import signal
 import socket
 import sqlite3
 import sys
@@ -86,7 +78,6 @@ JOURNAL_RETRY_S = 2.0
 DEADLINE_GRACE_S = 2.0
 LAST_WORDS_S = 0.5
 WATCHDOG_MARGIN_S = 0.5
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 _EOF = object()
 _WAKE = object()
 
@@ -589,10 +580,9 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.logdir)
     wakeups: queue.Queue = queue.Queue()
     preemption = Preemption(args.grace_period, wakeups)
-    for signum in STOP_SIGNALS:  # from now on a stop signal means "push now", never "die"
+    for signum in _early_signals.STOP_SIGNALS:  # from now on a stop signal means "push now", never "die"
         signal.signal(signum, preemption.on_signal)
-    for signum in _caught_early:
-        preemption.on_signal(signum, None)
+    _early_signals.replay(preemption.on_signal)
     hello = json.loads(sys.stdin.readline() or "{}")
     closing = threading.Event()
     threading.Thread(target=_read_wakeups, args=(sys.stdin, wakeups, closing), daemon=True).start()

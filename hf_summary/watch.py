@@ -39,6 +39,7 @@ from typing import Any
 
 import psutil
 
+from hf_summary import _early_signals
 from hf_summary._arguments import check_grace_period, check_patterns, join_path_in_repo
 from hf_summary._launcher import UploaderProcess
 from hf_summary.hub import HubClient, HubError, PermanentHubError, check_repo_id
@@ -365,6 +366,7 @@ def watch(logdir: str | os.PathLike[str], repo_id: str, *, once: bool = False, *
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, *_PREEMPT_SIGNALS)}
+        _early_signals.replay(on_signal)  # what `hf-summary watch` held while it was starting
     try:
         return watcher.run()
     finally:

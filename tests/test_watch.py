@@ -112,10 +112,11 @@ def _events(root: Path) -> list[tuple[str, bytes]]:
 class WatcherProcess:
     """`hf-summary watch` as a process, its stderr drained all along (its uploader inherits the pipe)."""
 
-    def __init__(self, logdir: Path, repo_id: str, hub, *args: str, env: dict[str, str] | None = None):
+    def __init__(self, logdir: Path, repo_id: str, hub, *args: str, env: dict[str, str] | None = None,
+                 python_options: tuple[str, ...] = ()):
         full_env = {**os.environ, **hub_env(hub), "PYTHONPATH": str(REPO_ROOT), **(env or {})}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hf_summary", "watch", str(logdir), "--repo-id", repo_id, *args],
+            [sys.executable, *python_options, "-m", "hf_summary", "watch", str(logdir), "--repo-id", repo_id, *args],
             env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
         self.stderr: list[str] = []
@@ -418,6 +419,25 @@ def test_sigterm_copies_what_is_left_pushes_it_and_exits(tmp_path, hub, repo_id,
     assert pid_gone(watcher.proc.pid)
     copy = _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
     assert (copy / "later").is_dir()
+
+
+def test_a_sigterm_during_the_watcher_s_imports_is_handled_once_it_can(tmp_path, hub, repo_id, processes):
+    """A job-wide SIGTERM can reach `hf-summary watch` during its imports (about a second), before its handlers
+    are in: it is held, then handled as any SIGTERM (copy, push, exit 0). `-X importtime` shows when psutil,
+    the first of the watcher's own imports, is in; huggingface_hub and the rest follow."""
+    logdir = tmp_path / "early"
+    logdir.mkdir()
+    Foreign("tensorboardX", logdir, tmp_path, processes, STOP_AT="50").proc.wait(60)
+    watcher = WatcherProcess(logdir, repo_id, hub, "--commit-every", "60", python_options=("-X", "importtime"))
+    processes.append(watcher.proc)
+    def imported() -> set[str]:
+        return {line.rpartition("|")[2].strip() for line in list(watcher.stderr)}
+
+    wait_until(lambda: "psutil" in imported(), timeout=60, interval=0.001, message="the watcher's imports")
+    assert "huggingface_hub" not in imported()
+    watcher.proc.send_signal(signal.SIGTERM)
+    assert watcher.wait(120) == 0, watcher.log()
+    _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
 
 
 def _pushes(hub, repo_id: str) -> int:
