@@ -60,6 +60,8 @@ _LEN = struct.Struct("<Q")
 _CRC = struct.Struct("<I")
 _MASK_DELTA = 0xA282EAD8
 _READ_CHUNK = 1 << 20
+_CACHED_HEADER_LENGTHS = 4096
+_FRAME_HEADERS: dict[int, bytes] = {}  # record length -> its framing header (see _frame_header)
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 
 
@@ -71,8 +73,22 @@ def masked_crc32c(data: bytes) -> int:
 
 def frame_record(data: bytes) -> bytes:
     """Frame ``data`` as one TFRecord: ``u64 len | u32 masked crc(len) | data | u32 masked crc(data)``."""
-    length = _LEN.pack(len(data))
-    return length + _CRC.pack(masked_crc32c(length)) + data + _CRC.pack(masked_crc32c(data))
+    n = len(data)
+    d = _crc32c(data)
+    return (
+        (_FRAME_HEADERS.get(n) or _frame_header(n))
+        + data
+        + _CRC.pack((((d >> 15) | (d << 17)) + _MASK_DELTA) & 0xFFFFFFFF)
+    )
+
+
+def _frame_header(n: int) -> bytes:
+    """``u64 len | u32 masked crc(len)``, kept for the lengths small records have (a scalar's repeat)."""
+    length = _LEN.pack(n)
+    header = length + _CRC.pack(masked_crc32c(length))
+    if n < _CACHED_HEADER_LENGTHS:
+        _FRAME_HEADERS[n] = header
+    return header
 
 
 def new_run_id() -> str:
@@ -197,14 +213,7 @@ class Segment:
             raise ValueError(f"segment {self.path} is sealed")
         if self._torn:
             self._truncate_tail(fd)
-        n = len(data)
-        c = _crc32c(_LEN.pack(n))
-        d = _crc32c(data)
-        record = (
-            _HEADER.pack(n, (((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF)
-            + data
-            + _CRC.pack((((d >> 15) | (d << 17)) + _MASK_DELTA) & 0xFFFFFFFF)
-        )
+        record = frame_record(data)
         try:
             written = os.write(fd, record)
             if written != len(record):

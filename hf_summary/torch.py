@@ -29,35 +29,24 @@ __all__ = ["SummaryWriter"]
 class SummaryWriter(HFSummaryWriter):
     """``HFSummaryWriter`` (same constructor) behaving as ``torch.utils.tensorboard.SummaryWriter``."""
 
-    def add_scalar(
-        self,
-        tag: str,
-        scalar_value,
-        global_step: int | None = None,
-        walltime: float | None = None,
-        display_name: str = "",
-        summary_description: str = "",
-        *,
-        new_style: bool = False,
-        double_precision: bool = False,
-    ) -> None:
-        """torch's ``add_scalar``: the tag as given (tensorboardX's ``display_name`` and
-        ``summary_description`` still work)."""
-        if new_style or display_name or summary_description:
-            super().add_scalar(tag, scalar_value, global_step, walltime, display_name, summary_description,
-                               new_style=new_style, double_precision=double_precision)
+    _CLEAN_TAGS = False
+
+    def _add_simple_scalar(self, tag: str, value, global_step, walltime, display_name: str, description: str) -> None:
+        """torch's ``add_scalar``: the tag as given (tensorboardX's ``display_name`` and ``summary_description``
+        still work)."""
+        if display_name or description:
+            super()._add_simple_scalar(tag, value, global_step, walltime, display_name, description)
             return
-        self._get_file_writer().add_summary(_simple_value(tag, scalar_value), global_step, walltime)
+        self._get_file_writer().add_summary(_simple_value(tag, value), global_step, walltime)
 
     def add_scalars(self, main_tag: str, tag_scalar_dict: dict, global_step=None, walltime=None) -> None:
         """Each tag goes to its own sub-run ``logdir/<main_tag with '/' as '_'>_<tag>``, as in torch."""
         walltime = time.time() if walltime is None else walltime
         fw_logdir = self._get_file_writer().get_logdir()
         for tag, scalar_value in tag_scalar_dict.items():
-            fw_tag = f"{fw_logdir}/{main_tag.replace('/', '_')}_{tag}"
-            if fw_tag not in self.all_writers:
-                self.all_writers[fw_tag] = self._run_writer(fw_tag)
-            self.all_writers[fw_tag].add_summary(_simple_value(main_tag, scalar_value), global_step, walltime)
+            writer = self._sub_run_writer(f"{fw_logdir}/{main_tag.replace('/', '_')}_{tag}")
+            if not self._add_lean_scalar(writer, main_tag, scalar_value, global_step, walltime):
+                writer.add_summary(_simple_value(main_tag, scalar_value), global_step, walltime)
 
 
 def _simple_value(tag: str, value: object) -> Summary:

@@ -21,10 +21,11 @@ from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.summary import hparams, scalar
 from tensorboardX.writer import DummyFileWriter
+from tensorboardX.x2num import make_np
 
 from hf_summary import hub
 from hf_summary._arguments import check_grace_period, check_patterns, join_path_in_repo
-from hf_summary._events import scalar_event, tag_field
+from hf_summary._events import ScalarEncoder
 from hf_summary._launcher import UploaderProcess
 from hf_summary._summaries import tensor_scalar, tensor_summary, with_discrete_domains
 from hf_summary.journal import Journal, RunSettings
@@ -50,7 +51,8 @@ _STARTUP_HUB_TIMEOUT_S = 3.0
 EXISTING_RUN_CHOICES = ("continue", "error")
 _SIGNAL_LOCK_WAIT_S = 0.5
 _PREPARED_DIR = "prepared"
-_SCALAR_TAG_CACHE = 10_000
+_PLAIN_NUMBERS = (float, int)
+_time = time.time
 _COMMIT_EVERY_MIN = 5
 _BUCKET_COMMIT_EVERY_MIN = 1  # no commit budget: push sooner
 
@@ -107,6 +109,8 @@ class HFSummaryWriter(SummaryWriter):
         ...         writer.add_scalar("loss", 1 / (step + 1), step)
         ```
     """
+
+    _CLEAN_TAGS = True  # tensorboardX cleans tags; torch's flavour keeps them as given
 
     def __init__(
         self,
@@ -168,7 +172,9 @@ class HFSummaryWriter(SummaryWriter):
         # The next segment of each run dir that rolled, made ready by the ticker (sequence, journal row, header)
         # under the journal's directory; the first event after a roll only renames it into its run dir.
         self._prepared: dict[str, _OpenSegment] = {}
-        self._scalar_tags: dict[str, bytes] = {}  # tag -> its encoded field, for add_scalar's lean path
+        self._scalar_encoder = ScalarEncoder(clean_tags=self._CLEAN_TAGS)  # add_scalar's lean path
+        comet_config = kwargs.get("comet_config", {"disabled": True})  # tensorboardX's default: its logger is a no-op
+        self._comet_on = not (isinstance(comet_config, dict) and comet_config.get("disabled") is True)
         # Segments finished on disk whose journal row is still 'open' because the journal write failed (disk
         # full...): (row id, path, summary, or None to re-scan the file). Retried at each roll and in close().
         self._unrecorded: list[tuple[int, Path, SealedFile | None]] = []
@@ -350,6 +356,13 @@ class HFSummaryWriter(SummaryWriter):
 
     def _write(self, run: str, data: bytes) -> None:
         with self._lock:
+            current = self._segments.get(run)
+            if current is not None:
+                try:
+                    current.segment.write_record(data)
+                    return
+                except ValueError:  # a SIGTERM handler sealed this segment between our lookup and the write
+                    self._segments.pop(run, None)
             for _ in range(2):
                 current = self._segments.get(run) or self._take_prepared(run) or self._start_segment(run)
                 try:
@@ -685,37 +698,41 @@ class HFSummaryWriter(SummaryWriter):
     ) -> None:
         """tensorboardX's ``add_scalar``, plus torch's ``new_style`` tensor scalars (``double_precision`` applies
         to those only, as in torch: without ``new_style`` the value is a float32 ``simple_value``)."""
-        if not new_style:
-            if not (display_name or summary_description) and self._add_plain_scalar(
-                tag, scalar_value, global_step, walltime
-            ):
-                return
-            super().add_scalar(tag, scalar_value, global_step, walltime, display_name, summary_description)
+        if not (new_style or display_name or summary_description) and self._add_lean_scalar(
+            self.file_writer, tag, scalar_value, global_step, walltime
+        ):
+            if self._comet_on:
+                self._get_comet_logger().log_metric(tag, "", scalar_value, global_step)
             return
-        self._get_file_writer().add_summary(tensor_scalar(tag, scalar_value, double_precision), global_step, walltime)
+        if new_style:
+            self._get_file_writer().add_summary(
+                tensor_scalar(tag, scalar_value, double_precision), global_step, walltime
+            )
+            return
+        self._add_simple_scalar(tag, scalar_value, global_step, walltime, display_name, summary_description)
 
-    def _add_plain_scalar(self, tag: str, value, global_step, walltime) -> bool:
-        """The lean path of a Python float/int scalar: its Event encoded directly (the same bytes protobuf
-        writes). Returns False, having done nothing, for anything else (tensorboardX's path handles it)."""
-        if type(value) not in (float, int) or (global_step is not None and type(global_step) is not int):
+    def _add_simple_scalar(self, tag: str, value, global_step, walltime, display_name: str, description: str) -> None:
+        """A ``simple_value`` scalar the lean path left (a NaN, a numpy or torch value, a display name...)."""
+        SummaryWriter.add_scalar(self, tag, value, global_step, walltime, display_name, description)
+
+    def _add_lean_scalar(self, writer: object, tag: str, value, step, walltime) -> bool:
+        """``add_scalar``'s hot path into ``writer`` (a run dir's): a Python float/int, its Event encoded directly
+        (the same bytes protobuf writes) and written. Returns False, having done nothing, for anything else."""
+        if (
+            type(value) not in _PLAIN_NUMBERS
+            or (step is not None and type(step) is not int)
+            or type(writer) is not _RunWriter  # tensorboardX's dry run
+            or self._closed  # the slow path reopens
+        ):
             return False
-        writer = self._get_file_writer()
-        if type(writer) is not _RunWriter:
-            return False
-        field = self._scalar_tags.get(tag)
-        if field is None:
-            field = tag_field(tag)
-            if len(self._scalar_tags) < _SCALAR_TAG_CACHE:
-                self._scalar_tags[tag] = field
-        step, wall_time = writer.stamp(global_step, walltime)
-        try:
-            data = scalar_event(field, float(value), step, wall_time)
-        except OverflowError:  # an int too large for a float: tensorboardX raises the same
-            return False
+        if writer._default_metadata:
+            step, walltime = writer.stamp(step, walltime)
+        elif walltime is None:
+            walltime = _time()
+        data = self._scalar_encoder.encode(tag, value, step, walltime)
         if data is None:
             return False
         self._write(writer._run, data)
-        self._get_comet_logger().log_metric(tag, "", value, global_step)
         return True
 
     def add_tensor(self, tag: str, tensor, global_step: int | None = None, walltime: float | None = None) -> None:
@@ -723,12 +740,28 @@ class HFSummaryWriter(SummaryWriter):
         self._get_file_writer().add_summary(tensor_summary(tag, tensor), global_step, walltime)
 
     def add_scalars(self, main_tag: str, tag_scalar_dict: dict, global_step=None, walltime=None) -> None:
-        """Each tag goes to its own sub-run ``logdir/main_tag/tag``, which rolls like the main run."""
-        fw_logdir = self._get_file_writer().get_logdir()
-        for tag in tag_scalar_dict:
-            fw_tag = os.path.join(str(fw_logdir), main_tag, tag)
-            self.all_writers[fw_tag] = self._run_writer(fw_tag)
-        super().add_scalars(main_tag, tag_scalar_dict, global_step, walltime)
+        """Each tag goes to its own sub-run ``logdir/main_tag/tag``, which rolls like the main run. As in
+        tensorboardX, the values are also kept in ``scalar_dict`` for ``export_scalars_to_json``, as
+        ``(walltime, step, value)`` tuples (the garbage collector stops tracking those; lists would make its
+        full collections ever longer in a long run)."""
+        walltime = _time() if walltime is None else walltime
+        fw_logdir = str(self._get_file_writer().get_logdir())
+        for tag, value in tag_scalar_dict.items():
+            run_logdir = os.path.join(fw_logdir, main_tag, tag)
+            writer = self._sub_run_writer(run_logdir)
+            if not self._add_lean_scalar(writer, main_tag, value, global_step, walltime):
+                writer.add_summary(scalar(main_tag, value), global_step, walltime)
+            kept = float(value) if type(value) in _PLAIN_NUMBERS else float(make_np(value).squeeze())
+            self.scalar_dict.setdefault(run_logdir, []).append((walltime, global_step, kept))
+        if self._comet_on:
+            self._get_comet_logger().log_metrics(tag_scalar_dict, main_tag, step=global_step)
+
+    def _sub_run_writer(self, run_logdir: str) -> _RunWriter | DummyFileWriter:
+        """The writer of the sub-run ``run_logdir`` of ``add_scalars``, made on first use."""
+        writer = self.all_writers.get(run_logdir)
+        if writer is None:
+            writer = self.all_writers[run_logdir] = self._run_writer(run_logdir)
+        return writer
 
     def add_hparams(
         self,
