@@ -394,9 +394,11 @@ class HFSummaryWriter(SummaryWriter):
         path = self._logdir_path / relative
         if staged:
             target, path = path, self._logdir_path / JOURNAL_DIR / _PREPARED_DIR / name
-            path.parent.mkdir(mode=0o700, exist_ok=True)
-            os.chmod(path.parent, 0o700)  # mkdir's mode is subject to the umask
-        path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.parent.is_dir():
+                path.parent.mkdir(mode=0o700, exist_ok=True)
+                os.chmod(path.parent, 0o700)  # mkdir's mode is subject to the umask
+        elif not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
         segment = Segment(path)
         try:
             segment.write_record(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
@@ -431,8 +433,11 @@ class HFSummaryWriter(SummaryWriter):
         if opened is None:
             return None
         try:
-            opened.target.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(opened.segment.path, opened.target)
+            try:
+                os.rename(opened.segment.path, opened.target)
+            except FileNotFoundError:  # the run dir is gone (or not made yet): one rename is all a roll costs here
+                opened.target.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(opened.segment.path, opened.target)
         except OSError:  # e.g. the run dir is on another file system: start one there instead
             self._discard(opened)
             return None

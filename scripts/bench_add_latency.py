@@ -143,7 +143,9 @@ def _near(t: int, points: list[int], window_ns: float) -> bool:
 
 def summarise(raw: dict[str, Any], slow_us: float) -> dict[str, Any]:
     """Figures of one run: per method (and all calls) the percentiles, and where the slow calls come from."""
-    out: dict[str, Any] = {"steps": raw["steps"], "gc_collections": len(raw["gc_spans"]) // 2}
+    spans = raw["gc_spans"]
+    out: dict[str, Any] = {"steps": raw["steps"], "gc_collections": len(spans) // 2,
+                           "gc_max_us": max((b - a for a, b in zip(spans[::2], spans[1::2], strict=True)), default=0) / 1e3}
     calls = list(zip(raw["starts"], raw["walls"], raw["cpus"], raw["kinds"], strict=True))
     for name, selected in (("all", calls), ("add_scalar", [c for c in calls if c[3] == 0]),
                            ("add_scalars", [c for c in calls if c[3] == 1])):
@@ -224,7 +226,7 @@ def render(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
     for label, key in ((f"slow calls (> {args.slow_us:g} µs)", "slow_calls"), ("… overlapping a GC", "slow_in_gc"),
                        (f"… within {NEAR_ROLL_MS:.0f} ms of a seal", "slow_near_roll"),
                        ("… share of their time off the CPU", "slow_off_cpu_share"),
-                       ("GC collections", "gc_collections"), ("rolls (segments sealed)", "rolls")):
+                       ("GC collections", "gc_collections"), ("longest GC (µs)", "gc_max_us"), ("rolls (segments sealed)", "rolls")):
         cells = []
         for writer in writers:
             value = _median(results[writer], key)

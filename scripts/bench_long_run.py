@@ -2,9 +2,11 @@
 local Hub (basic LFS), for hf-summary's ``HFSummaryWriter`` and ``huggingface_hub.HFSummaryWriter``.
 
 Reported for the first and the last 10% of the run: push time (hf-summary: seal to commit of each segment;
-huggingface_hub: each scheduled ``upload_folder``), ``status`` time (in-process ``run_status``), ``add_*``
-latency p50/p99/max of each call (``add_scalar``, ``add_scalars`` of two tags; the first call excluded), event files per run dir on the Hub; for the whole run: bytes
-the Hub received per byte logged, and ``recover`` with nothing to push.
+huggingface_hub: each scheduled ``upload_folder``), ``status`` time (``run_status``, in the parent), ``add_*``
+latency p50/p99/max of each call (``add_scalar``, ``add_scalars`` of two tags; the first call excluded), event files
+per run dir on the Hub; for the whole run: bytes the Hub received per byte logged, and ``recover`` with nothing to
+push. The Hub and ``status`` are sampled from the parent process: a sampler thread in the trainer would hold its GIL
+and show up in the ``add_*`` latencies (huggingface_hub's push times are still polled in its trainer).
 
 Usage::
 
@@ -73,36 +75,20 @@ def _rolls(logdir: Path) -> int:
 
 
 def worker(config: dict[str, Any]) -> dict[str, Any]:
-    from huggingface_hub import HfApi
-
-    kind, logdir, repo_id = config["writer"], Path(config["logdir"]), config["repo_id"]
+    """The trainer: nothing runs in it but the loop and the writer's own threads (the parent samples the Hub and
+    ``status``, and tells it on stdin when the run has rolled enough)."""
+    kind, logdir = config["writer"], Path(config["logdir"])
     duration = config.get("duration_s")  # huggingface_hub's writer does not roll: as long as ours took
     if kind == "ours":
         from hf_summary import HFSummaryWriter
     else:
         from huggingface_hub import HFSummaryWriter
-    writer = HFSummaryWriter(repo_id, logdir=str(logdir), commit_every=config["tick_s"] / 60)
-    folder = f"tensorboard/{logdir.name}" if kind == "ours" else ""
-    api = HfApi()
+    writer = HFSummaryWriter(config["repo_id"], logdir=str(logdir), commit_every=config["tick_s"] / 60)
     stop = threading.Event()
-    rolled = threading.Event()  # ours: the logdir's run dir has rolled ``ticks`` times
-    samples: list[dict[str, float]] = []
+    told_to_stop = threading.Event()  # set when the parent says "stop" (blocked in a read until then)
+    threading.Thread(target=lambda: (sys.stdin.readline(), told_to_stop.set()), daemon=True).start()
     hfh_pushes: list[tuple[float, float]] = []
-
-    def sample() -> None:
-        from hf_summary.status import run_status
-
-        while not stop.wait(SAMPLE_EVERY_S):
-            entry = {"t": time.monotonic(), "files": _hub_files_per_run(api, repo_id, folder)}
-            if kind == "ours":
-                started = time.perf_counter()
-                run_status(logdir)
-                entry["status_s"] = time.perf_counter() - started
-                if _rolls(logdir) >= config["ticks"]:
-                    rolled.set()
-            samples.append(entry)
-
-    threads = [threading.Thread(target=sample, daemon=True)]
+    threads = []
     if kind == "huggingface_hub":
         threads.append(threading.Thread(target=_hfh_push_times, args=(writer, stop, hfh_pushes), daemon=True))
     for thread in threads:
@@ -111,7 +97,7 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
     start = time.monotonic()
     step = 0
     period = 1.0 / config["steps_per_s"]
-    while not rolled.is_set() if duration is None else (time.monotonic() - start < duration):
+    while not told_to_stop.is_set() if duration is None else (time.monotonic() - start < duration):
         now = time.monotonic()
         t0 = time.perf_counter_ns()
         writer.add_scalar("loss", 1.0 / (step + 1), step)
@@ -129,7 +115,7 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
     stop.set()
     for thread in threads:
         thread.join(30)
-    result: dict[str, Any] = {"start": start, "end": end, "steps": step, "latencies": latencies, "samples": samples}
+    result: dict[str, Any] = {"start": start, "end": end, "steps": step, "latencies": latencies}
     if kind == "ours":
         from hf_summary.journal import Journal
         from hf_summary.recover import recover
@@ -151,7 +137,6 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
     else:
         result["pushes"] = hfh_pushes
         result["logged_bytes"] = sum(p.stat().st_size for p in logdir.rglob("*tfevents*"))
-    result["final_files"] = _hub_files_per_run(api, repo_id, folder)
     return result
 
 
@@ -200,6 +185,11 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_writer(hub, kind: str, args: argparse.Namespace, tmp: Path, duration_s: float | None) -> dict[str, Any]:
+    """One trainer, sampled from here: the Hub's file count and ``status`` every ``SAMPLE_EVERY_S``."""
+    from huggingface_hub import HfApi
+
+    from hf_summary.status import run_status
+
     repo_id = f"alice/long-run-{kind.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     config = {"writer": kind, "logdir": str(tmp / f"{kind}-logs"), "repo_id": repo_id, "ticks": args.ticks,
               "tick_s": args.tick_s, "steps_per_s": args.steps_per_s, "duration_s": duration_s}
@@ -209,9 +199,27 @@ def run_writer(hub, kind: str, args: argparse.Namespace, tmp: Path, duration_s: 
     received = hub.stats()["bytes_received"]
     out_path = tmp / f"{kind}.json"
     process = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(config), "--out", str(out_path)],
-                               env=env)
+                               env=env, stdin=subprocess.PIPE, text=True)
+    api = HfApi(endpoint=hub.endpoint, token=hub.token("alice"))
+    folder = f"tensorboard/{Path(config['logdir']).name}" if kind == "ours" else ""
+    samples = []
+    stopping = False
+    deadline = time.monotonic() + args.ticks * args.tick_s * 5 + 600
     try:
-        status = process.wait(args.ticks * args.tick_s * 5 + 600)
+        while process.poll() is None and time.monotonic() < deadline:
+            entry = {"t": time.monotonic(), "files": _hub_files_per_run(api, repo_id, folder)}
+            logdir = Path(config["logdir"])
+            if kind == "ours" and (logdir / ".hf_summary" / "journal.db").exists():
+                started = time.perf_counter()
+                run_status(logdir)
+                entry["status_s"] = time.perf_counter() - started
+                if not stopping and _rolls(logdir) >= args.ticks:
+                    process.stdin.write("stop\n")
+                    process.stdin.flush()
+                    stopping = True
+            samples.append(entry)
+            time.sleep(SAMPLE_EVERY_S)
+        status = process.wait(max(1.0, deadline - time.monotonic()))
     finally:
         if process.poll() is None:
             process.kill()
@@ -220,6 +228,8 @@ def run_writer(hub, kind: str, args: argparse.Namespace, tmp: Path, duration_s: 
         raise RuntimeError(f"the {kind} trainer exited with status {status}")
     raw = json.loads(out_path.read_text())
     raw["received"] = hub.stats()["bytes_received"] - received
+    raw["samples"] = samples
+    raw["final_files"] = _hub_files_per_run(api, repo_id, folder)
     return summarise(raw)
 
 
