@@ -179,3 +179,23 @@ def test_status_bench_runs_and_status_never_scans_a_table(tmp_path: Path) -> Non
         assert figures["status_queries"]["plans"] and figures["status_queries"]["scans"] == [], label
     assert document["day_2"]["segments"] == 2 * document["day_1"]["segments"] == 2 * 2 * 12
     assert "| `hf-summary status` CLI, median (s) |" in result.stdout
+
+
+def test_add_latency_bench_runs_every_writer(tmp_path: Path) -> None:
+    """`scripts/bench_add_latency.py`, one short round: percentiles of every writer, and ours rolled meanwhile."""
+    out = tmp_path / "add_latency.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench_add_latency.py"), "--rounds", "1", "--duration-s", "1.5",
+         "--tick-s", "0.2", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, f"bench failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
+    document = json.loads(out.read_text())
+    assert set(document) == {"none", "tensorboardX", "ours", "ours_no_roll"}
+    for writer, rounds in document.items():
+        (figures,) = rounds
+        for method in ("add_scalar", "add_scalars", "all"):
+            assert all(_is_number(figures[method][key]) for key in ("p50", "p99", "p99_9", "max")), (writer, method)
+        assert figures["steps"] > 100, writer
+    assert document["ours"][0]["rolls"] >= 3
+    assert "| `add_scalar` p99 |" in result.stdout and "ours / tensorboardX" in result.stdout

@@ -8,10 +8,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-
+from tensorboardX import SummaryWriter
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.proto.summary_pb2 import Summary
-from tensorboardX import SummaryWriter
 from tensorboardX.summary import scalar
 
 from hf_summary import HFSummaryWriter
