@@ -3,7 +3,8 @@ local Hub (basic LFS), for hf-summary's ``HFSummaryWriter`` and ``huggingface_hu
 
 Reported for the first and the last 10% of the run: push time (hf-summary: seal to commit of each segment;
 huggingface_hub: each scheduled ``upload_folder``), ``status`` time (``run_status``, in the parent), ``add_*``
-latency p50/p99/max of each call (``add_scalar``, ``add_scalars`` of two tags; the first call excluded), event files
+latency p50/p99/max of each call (``add_scalar``, ``add_scalars`` of two tags; the first step excluded: its calls
+make the first segment of each run dir), event files
 per run dir on the Hub; for the whole run: bytes the Hub received per byte logged, and ``recover`` with nothing to
 push. The Hub and ``status`` are sampled from the parent process: a sampler thread in the trainer would hold its GIL
 and show up in the ``add_*`` latencies (huggingface_hub's push times are still polled in its trainer).
@@ -37,6 +38,7 @@ SCRIPTS = Path(__file__).resolve().parent
 REPO_ROOT = SCRIPTS.parent
 WRITERS = ("ours", "huggingface_hub")
 SAMPLE_EVERY_S = 1.0
+CALLS_PER_STEP = 2  # add_scalar, add_scalars
 
 
 # ---------------------------------------------------------------- the trainer (a fresh interpreter)
@@ -158,7 +160,7 @@ def _window(points: list[tuple[float, float]], start: float, end: float, last: b
 
 def summarise(raw: dict[str, Any]) -> dict[str, Any]:
     start, end = raw["start"], raw["end"]
-    latencies = [(t, ns / 1e6) for t, ns in raw["latencies"][1:]]
+    latencies = [(t, ns / 1e6) for t, ns in raw["latencies"][CALLS_PER_STEP:]]
     out: dict[str, Any] = {"steps": raw["steps"], "ticks_s": end - start, "raw_pushes": len(raw["pushes"])}
     for part, last in (("first", False), ("last", True)):
         lat = _window(latencies, start, end, last)
