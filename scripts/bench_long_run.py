@@ -21,6 +21,7 @@ set before huggingface_hub is imported; every process started here is ended by i
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -39,6 +40,7 @@ REPO_ROOT = SCRIPTS.parent
 WRITERS = ("ours", "huggingface_hub")
 SAMPLE_EVERY_S = 1.0
 CALLS_PER_STEP = 2  # add_scalar, add_scalars
+STALL_MS = 5.0
 
 
 # ---------------------------------------------------------------- the trainer (a fresh interpreter)
@@ -95,6 +97,16 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
         threads.append(threading.Thread(target=_hfh_push_times, args=(writer, stop, hfh_pushes), daemon=True))
     for thread in threads:
         thread.start()
+    gc_spans: list[tuple[float, float]] = []  # (start, end) of each garbage collection, any thread
+    gc_started: list[float] = []
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_started.append(time.monotonic())
+        elif gc_started:
+            gc_spans.append((gc_started.pop(), time.monotonic()))
+
+    gc.callbacks.append(on_gc)
     latencies: list[tuple[float, int]] = []
     start = time.monotonic()
     step = 0
@@ -109,6 +121,7 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
         step += 1
         time.sleep(max(0.0, start + step * period - time.monotonic()))
     end = time.monotonic()
+    gc.callbacks.remove(on_gc)
     if kind == "ours":
         writer.close()
     else:
@@ -117,7 +130,7 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
     stop.set()
     for thread in threads:
         thread.join(30)
-    result: dict[str, Any] = {"start": start, "end": end, "steps": step, "latencies": latencies}
+    result: dict[str, Any] = {"start": start, "end": end, "steps": step, "latencies": latencies, "gc": gc_spans}
     if kind == "ours":
         from hf_summary.journal import Journal
         from hf_summary.recover import recover
@@ -164,6 +177,8 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"steps": raw["steps"], "ticks_s": end - start, "raw_pushes": len(raw["pushes"])}
     for part, last in (("first", False), ("last", True)):
         lat = _window(latencies, start, end, last)
+        stalls = [(t, ms) for t, ms in _window([(t, (t, ms)) for t, ms in latencies], start, end, last)
+                  if ms > STALL_MS]
         pushes = _window(raw["pushes"], start, end, last)
         status = _window([(s["t"], s["status_s"]) for s in raw["samples"] if "status_s" in s], start, end, last)
         files = _window([(s["t"], s["files"]) for s in raw["samples"]], start, end, last)
@@ -174,6 +189,9 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
             "add_ms_p50": _percentile(lat, 0.5),
             "add_ms_p99": _percentile(lat, 0.99),
             "add_ms_max": max(lat, default=None),
+            "add_over_5ms": len(stalls),
+            "add_over_5ms_in_gc": sum(1 for t, ms in stalls
+                                      if any(a <= t + ms / 1e3 and t <= b for a, b in raw["gc"])),
             "hub_files_per_run_max": max(files, default=None),
         }
     out["final_hub_files_per_run"] = raw["final_files"]
@@ -247,17 +265,23 @@ def render(results: dict[str, dict], args: argparse.Namespace) -> str:
     rows = [
         ("push time, median (ms)", "push_ms_median", 1),
         ("push time, mean (ms)", "push_ms_mean", 1),
-        ("`status` (ms, in-process)", "status_ms_median", 2),
+        ("`status` (ms, from the parent)", "status_ms_median", 2),
         ("`add_*` p50 (ms)", "add_ms_p50", 3),
         ("`add_*` p99 (ms)", "add_ms_p99", 3),
         ("`add_*` max (ms)", "add_ms_max", 2),
+        (f"`add_*` calls over {STALL_MS:g} ms (of them during a GC)", "add_over_5ms", 0),
         ("event files per run dir on the Hub (max)", "hub_files_per_run_max", 0),
     ]
     writers = list(results)
     lines = ["| figure | " + " | ".join(f"{w} first 10% | {w} last 10%" for w in writers) + " |",
              "|---|" + "---|---|" * len(writers)]
+    def cell(part: dict, key: str, digits: int) -> str:
+        if key == "add_over_5ms":
+            return f"{part[key]} ({part['add_over_5ms_in_gc']})"
+        return _fmt(part[key], digits)
+
     for label, key, digits in rows:
-        cells = [f"{_fmt(results[w]['first'][key], digits)} | {_fmt(results[w]['last'][key], digits)}"
+        cells = [f"{cell(results[w]['first'], key, digits)} | {cell(results[w]['last'], key, digits)}"
                  for w in writers]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
