@@ -212,7 +212,7 @@ def render(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
     head = (f"`add_latency`: {args.rounds} round(s) of {args.duration_s:.0f} s per writer, {args.steps_per_s:.0f} "
             f"steps/s, each step {len(SCALAR_TAGS)} `add_scalar` and one `add_scalars` of 2 tags; hf-summary rolls "
             f"every {args.tick_s} s (`ours`) or not during the run (`ours_no_roll`). Medians over rounds "
-            "(min–max in brackets); µs.\n\n")
+            "(min–max over rounds in brackets for p99 and max); µs.\n\n")
     lines = ["| figure | " + " | ".join(writers) + " |", "|---|" + "--:|" * len(writers)]
     for method in ("add_scalar", "add_scalars", "all"):
         for key in ("p50", "p99", "p99_9", "max", "over_1ms", "over_5ms"):
