@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 WRITERS = ("tensorboardX", "huggingface_hub", "ours")
 
@@ -174,11 +175,38 @@ def scenario_calibrate(config: dict) -> None:
     say("calibrated", seconds_per_rep=samples[len(samples) // 10] / step.reps)  # 10th percentile: uncontended
 
 
+def _children_cpu_s(children: list) -> float:
+    total = 0.0
+    for child in children:
+        try:
+            times = child.cpu_times()
+        except psutil.Error:  # it ended
+            continue
+        total += times.user + times.system
+    return total
+
+
+def wait_for_quiet_children(window_s: float = 0.2, busy_share: float = 0.05, timeout_s: float = 15.0) -> None:
+    """Wait (up to ``timeout_s``) until this process's children together use less than ``busy_share`` of a CPU
+    over ``window_s``: a writer's uploader child importing its modules (about 0.4 s of CPU) would otherwise
+    compete with the timed loop on a 2-core machine. A writer without children (tensorboardX,
+    huggingface_hub's thread) passes at once."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        children = psutil.Process().children(recursive=True)
+        before = _children_cpu_s(children)
+        time.sleep(window_s)
+        if _children_cpu_s(children) - before < busy_share * window_s:
+            return
+
+
 def scenario_logging_cost(config: dict) -> None:
-    """``add_scalar`` throughput, then a mixed workload, each on a fresh writer; times with and without close()."""
+    """``add_scalar`` throughput, then a mixed workload, each on a fresh writer once its start-up work is done
+    (start-up is scenario ``startup``); times with and without close()."""
     kind, n_scalars, n_mixed = config["writer"], config["n_scalars"], config["n_mixed"]
     scalar_config = {**config, "logdir": config["logdir"] + "-scalars", "repo_id": config["repo_id"] + "-scalars"}
     writer = open_writer(kind, scalar_config)
+    wait_for_quiet_children()
 
     def scalars() -> None:
         add = writer.add_scalar
@@ -192,6 +220,7 @@ def scenario_logging_cost(config: dict) -> None:
 
     mixed_config = {**config, "logdir": config["logdir"] + "-mixed", "repo_id": config["repo_id"] + "-mixed"}
     writer = open_writer(kind, mixed_config)
+    wait_for_quiet_children()
     rng = np.random.default_rng(0)
     mixed_s = timed(lambda: [log_mixed_step(writer, step, rng) for step in range(n_mixed)])
     mixed_on_disk = event_bytes(mixed_config["logdir"])
