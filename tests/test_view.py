@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 from helpers import REPO_ROOT, wait_until
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, RepoFile
 from view_kit import STOP_S, ViewProcess, alive, hub_env, logged_steps, tb_steps
 
 from hf_summary import HFSummaryWriter
@@ -24,9 +24,16 @@ from hf_summary.mirror import Mirror
 from hf_summary.segments import is_event_file
 
 
-def repo_downloads(hub, repo_id: str) -> dict[str, int]:
-    """GET /resolve requests per file of the repo, as the local Hub counted them."""
-    return {key: n for key, n in hub.stats()["downloads"].items() if key.startswith(f"model/{repo_id}/")}
+def _repo_event_files(api: HfApi, repo_id: str) -> dict[str, str]:
+    """{path: Xet hash} of the repo's event files at its head."""
+    return {e.path: e.xet_hash for e in api.list_repo_tree(repo_id, recursive=True)
+            if isinstance(e, RepoFile) and is_event_file(e.path)}
+
+
+def xet_downloads(hub, xet_hashes: set[str]) -> dict[str, int]:
+    """How often each of these files was downloaded (hf_xet asks the CAS for one reconstruction per download)."""
+    counted = hub.stats()["reconstructions"]
+    return {xet_hash: counted.get(xet_hash, 0) for xet_hash in xet_hashes}
 
 
 def _bucket_event_files(api: HfApi, bucket_id: str) -> dict[str, str]:
@@ -83,10 +90,10 @@ def test_view_follows_a_live_private_run_through_compaction_downloading_each_fil
                 _log(writer, range(start, start + 40))
             wait_until(lambda: tb_steps(url) == logged_steps(logdir, "tensorboard/live"), 90, interval=1,
                        message="every step so far")
-            listed = {p for p in api.list_repo_files(repo_id) if is_event_file(p)}
+            listed = _repo_event_files(api, repo_id)
 
             merged, replaced = _compact(api, repo_id, logdir, "tensorboard/live")
-            wait_until(lambda: _mirrored(mirror) == (listed - set(replaced) | {merged}, set(replaced)), 30,
+            wait_until(lambda: _mirrored(mirror) == (set(listed) - set(replaced) | {merged}, set(replaced)), 30,
                        interval=0.2, message="the mirror follows the compaction")
             assert view.line("fetched 1 new event file(s), removed 2")
             _log(writer, range(110, 150))
@@ -95,10 +102,11 @@ def test_view_follows_a_live_private_run_through_compaction_downloading_each_fil
             assert len(expected) == 3 and all(steps == list(range(150)) for steps in expected.values())
             wait_until(lambda: tb_steps(url) == expected, 90, interval=1, message="every step of every tag, once")
 
-            remote = {p for p in api.list_repo_files(repo_id) if is_event_file(p)}
+            remote = _repo_event_files(api, repo_id)
             assert len(remote) >= 6 and merged in remote
-            assert _mirrored(mirror) == (remote, set(replaced))
-            assert repo_downloads(hub, repo_id) == {f"model/{repo_id}/{path}": 1 for path in listed | remote}
+            assert _mirrored(mirror) == (set(remote), set(replaced))
+            every_file = {*listed.values(), *remote.values()}
+            assert xet_downloads(hub, every_file) == dict.fromkeys(every_file, 1)
 
             assert view.interrupt() == 0
             assert view.lines[-1] == "Stopped."
@@ -212,7 +220,8 @@ def test_view_killed_takes_tensorboard_along_and_resumes_from_its_mirror(tmp_pat
                 wait_until(lambda ps=tb_processes: not any(alive(p) for p in ps), STOP_S, message="TensorBoard exits")
             else:
                 assert view.interrupt() == 0
-    assert list(repo_downloads(hub, repo_id).values()) == [1]
+    (xet_hash,) = _repo_event_files(HfApi(endpoint=hub.endpoint, token=hub.token()), repo_id).values()
+    assert xet_downloads(hub, {xet_hash}) == {xet_hash: 1}
 
 
 def test_view_rides_out_a_hub_outage(tmp_path, monkeypatch):

@@ -96,10 +96,8 @@ def alive(process: psutil.Process) -> bool:
 
 def hub_env(hub, tmp_path: Path, token: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
-    # Downloads through /resolve, not the CAS: the local Hub counts those per file, so the tests can check
-    # that view fetches each file once (the writers still upload through Xet).
-    env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1",
-               HF_HUB_DISABLE_XET="1")
+    # Downloads go through Xet, as on the Hub: the local Hub counts one reconstruction per file downloaded.
+    env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_DISABLE_TELEMETRY="1")
     return env | ({"HF_TOKEN": token} if token else {})
 
 
