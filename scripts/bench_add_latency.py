@@ -37,6 +37,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench_output import emit
+
 SCRIPTS = Path(__file__).resolve().parent
 REPO_ROOT = SCRIPTS.parent
 WRITERS = ("none", "tensorboardX", "ours", "ours_no_roll")
@@ -271,12 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             for kind in writers[shift:] + writers[:shift]:
                 print(f"add_latency: round {round_number + 1}/{args.rounds}, {kind} ...", file=sys.stderr, flush=True)
                 results[kind].append(run_worker(hub, kind, args, Path(tmp)))
-    table = render(results, args)
-    print(table)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    if args.markdown:
-        args.markdown.write_text(table)
+    emit(render(results, args), results, json_path=args.json, markdown_path=args.markdown)
     return 0
 
 

@@ -35,6 +35,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench_output import emit
+
 SCRIPTS = Path(__file__).resolve().parent
 REPO_ROOT = SCRIPTS.parent
 WRITERS = ("ours", "huggingface_hub")
@@ -321,12 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"long_run: {kind} ...", file=sys.stderr, flush=True)
             results[kind] = run_writer(hub, kind, args, Path(tmp), duration_s)
             duration_s = results[kind]["ticks_s"]
-    table = render(results, args)
-    print(table)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-    if args.markdown:
-        args.markdown.write_text(table)
+    emit(render(results, args), results, json_path=args.json, markdown_path=args.markdown)
     return 0
 
 
