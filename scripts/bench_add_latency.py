@@ -27,7 +27,6 @@ import argparse
 import array
 import gc
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_output import emit
+from bench_trainer import trainer_env
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO_ROOT = SCRIPTS.parent
@@ -171,9 +171,7 @@ def run_worker(hub: Any, kind: str, args: argparse.Namespace, tmp: Path) -> dict
     name = f"{kind}-{uuid.uuid4().hex[:6]}"
     config = {"writer": kind, "logdir": str(tmp / name), "repo_id": f"alice/add-latency-{name.replace('_', '-')}",
               "tick_s": args.tick_s, "steps_per_s": args.steps_per_s, "duration_s": args.duration_s}
-    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": hub.token("alice"), "HF_HUB_DISABLE_XET": "1",
-           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = trainer_env(hub)
     out_path = tmp / f"{name}.json"
     process = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(config), "--out", str(out_path)],
                                env=env)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_output import emit
+from bench_trainer import trainer_env
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO_ROOT = SCRIPTS.parent
@@ -215,9 +215,7 @@ def run_writer(hub, kind: str, args: argparse.Namespace, tmp: Path, duration_s: 
     repo_id = f"alice/long-run-{kind.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     config = {"writer": kind, "logdir": str(tmp / f"{kind}-logs"), "repo_id": repo_id, "ticks": args.ticks,
               "tick_s": args.tick_s, "steps_per_s": args.steps_per_s, "duration_s": duration_s}
-    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": hub.token("alice"), "HF_HUB_DISABLE_XET": "1",
-           "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = trainer_env(hub)
     received = hub.stats()["bytes_received"]
     out_path = tmp / f"{kind}.json"
     process = subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(config), "--out", str(out_path)],
