@@ -357,20 +357,15 @@ class HFSummaryWriter(SummaryWriter):
     def _write(self, run: str, data: bytes) -> None:
         with self._lock:
             current = self._segments.get(run)
-            if current is not None:
+            for _ in range(2):
+                if current is None:
+                    current = self._take_prepared(run) or self._start_segment(run)
                 try:
                     current.segment.write_record(data)
                     return
                 except ValueError:  # a SIGTERM handler sealed this segment between our lookup and the write
                     self._segments.pop(run, None)
-            for _ in range(2):
-                current = self._segments.get(run) or self._take_prepared(run) or self._start_segment(run)
-                try:
-                    current.segment.write_record(data)
-                    return
-                except ValueError:
-                    # A SIGTERM handler sealed this segment between our lookup and the write.
-                    self._segments.pop(run, None)
+                    current = None
             raise RuntimeError("could not write the event: segments keep being sealed under the writer")
 
     def _start_segment(self, run: str) -> _OpenSegment:
