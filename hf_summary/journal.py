@@ -783,17 +783,22 @@ class Journal:
     def _count_replaced(self, added: int, now: float) -> None:
         """Inside a transaction: keep the count of ``replaced`` rows (for ``status``, which then reads one row instead
         of counting a long run's compaction history); a journal from before the count is counted once."""
-        kept = self.db.execute("SELECT 1 FROM flags WHERE key = ?", [_REPLACED_KEY]).fetchone() is not None
-        count = self._replaced_count() + (added if kept else 0)  # else the count already includes them
+        stored = self._stored_replaced_count()
+        count = self._counted_replaced_rows() if stored is None else stored + added  # counted: includes them
         self.db.execute(
             "INSERT OR REPLACE INTO flags (key, value, updated_at) VALUES (?, ?, ?)", [_REPLACED_KEY, json.dumps(count), now]
         )
 
     def _replaced_count(self) -> int:
         """Inside a transaction: how many rows are ``replaced`` (see :meth:`_count_replaced`)."""
+        stored = self._stored_replaced_count()
+        return self._counted_replaced_rows() if stored is None else stored
+
+    def _stored_replaced_count(self) -> int | None:
         row = self.db.execute("SELECT value FROM flags WHERE key = ?", [_REPLACED_KEY]).fetchone()
-        if row is not None:
-            return json.loads(row[0])
+        return None if row is None else json.loads(row[0])
+
+    def _counted_replaced_rows(self) -> int:
         return self.db.execute("SELECT count(*) FROM segments WHERE state = 'replaced'").fetchone()[0]
 
     def abandon_compaction(self, compaction_id: int) -> None:
