@@ -240,6 +240,15 @@ def _each_event_once(root) -> None:
     assert set(counts.values()) == {1}, [key for key, n in counts.items() if n > 1][:5]
 
 
+def _kill_in_a_merging_push(point: str, trainer: Trainer) -> None:
+    """FANOUT committed pushes of 20 steps, then 20 more steps and the push that merges those FANOUT files, in
+    which the uploader SIGKILLs itself at ``point``."""
+    for _ in range(FANOUT):
+        trainer.command("log 20", "logged")
+        assert trainer.command("push wait", "pushed")["ok"]
+    _kill_at(point, trainer, steps=20)
+
+
 @pytest.mark.parametrize("then", ["recover", "restart"])
 @pytest.mark.parametrize("point", ["after_compaction_planned", "after_compaction_commit", "during_compaction_swap"])
 def test_uploader_killed_during_a_compaction(tmp_path, writer_env, repo_id, point, then):
@@ -249,10 +258,7 @@ def test_uploader_killed_during_a_compaction(tmp_path, writer_env, repo_id, poin
     logdir = tmp_path / "compacting"
     env = {"REPO": repo_id, **hub_env(hub), "HF_SUMMARY_FAULT_POINT": point}
     with Trainer(logdir, env, tmp_path) as trainer:
-        for _ in range(FANOUT):
-            trainer.command("log 20", "logged")
-            assert trainer.command("push wait", "pushed")["ok"]
-        _kill_at(point, trainer, steps=20)
+        _kill_in_a_merging_push(point, trainer)
         trainer.sigkill()
     with Journal(logdir, create=False) as journal:
         assert len(journal.compactions("planned" if point != "during_compaction_swap" else "committed")) == 1
@@ -278,10 +284,7 @@ def test_uploader_killed_between_a_bucket_push_s_additions_and_deletions(tmp_pat
     logdir = tmp_path / "bucket-compacting"
     env = _env(hub, repo_id, "bucket", HF_SUMMARY_FAULT_POINT="between_bucket_additions_and_deletions")
     with Trainer(logdir, env, tmp_path) as trainer:
-        for _ in range(FANOUT):
-            trainer.command("log 20", "logged")
-            assert trainer.command("push wait", "pushed")["ok"]
-        _kill_at("between_bucket_additions_and_deletions", trainer, steps=20)
+        _kill_in_a_merging_push("between_bucket_additions_and_deletions", trainer)
         trainer.sigkill()
     held = bucket_files(hub, repo_id)
     assert any(".m1-" in path for path in held) and len([p for p in held if "tfevents" in p]) > FANOUT + 1
@@ -304,10 +307,7 @@ def test_journal_lost_in_the_middle_of_a_compaction_swap_then_recover(tmp_path, 
     logdir = tmp_path / "swap-lost"
     env = {"REPO": repo_id, **hub_env(hub), "HF_SUMMARY_FAULT_POINT": "during_compaction_swap"}
     with Trainer(logdir, env, tmp_path) as trainer:
-        for _ in range(FANOUT):
-            trainer.command("log 20", "logged")
-            assert trainer.command("push wait", "pushed")["ok"]
-        _kill_at("during_compaction_swap", trainer, steps=20)
+        _kill_in_a_merging_push("during_compaction_swap", trainer)
         trainer.sigkill()
     assert any(".m1-" in name for name in local_segments(logdir))
     move_aside(logdir)
