@@ -152,20 +152,19 @@ class JournalBase:
                     raise os_error from exc
                 raise
 
-    def _insert(self, table: str, row: dict[str, Any], *, replace: bool = False, ignore: bool = False) -> int | None:
-        """Inside a transaction: write one row through sqlite-utils (``replace``: over the row with the same key;
-        ``ignore``: not if one has it); returns the rowid. sqlite-utils >= 4.0 nests its
-        writes in the open transaction as a savepoint (3.x committed it)."""
+    def _insert(self, table: str, row: dict[str, Any], *, replace: bool = False) -> int:
+        """Inside a transaction: write one row through sqlite-utils (``replace``: over the row with the same key);
+        returns its rowid. sqlite-utils >= 4.0 nests its writes in the open transaction as a savepoint (3.x
+        committed it)."""
         if self._tables is None:  # imported on the first write: `import hf_summary` and `status` never load it
             import sqlite_utils
 
             self._tables = sqlite_utils.Database(self.db, recursive_triggers=False, execute_plugins=False)
-        written = self._tables.table(table).insert(row, replace=replace, ignore=ignore)
-        return written.last_rowid
+        return self._tables.table(table).insert(row, replace=replace).last_rowid
 
-    def _set_flag(self, key: str, value: Any, now: float, *, keep: bool = False) -> None:
-        """Inside a transaction: store ``value`` (JSON) under ``key``; ``keep``: not if ``key`` already has one."""
-        self._insert("flags", {"key": key, "value": json.dumps(value), "updated_at": now}, replace=not keep, ignore=keep)
+    def _set_flag(self, key: str, value: Any, now: float) -> None:
+        """Inside a transaction: store ``value`` (JSON) under ``key``."""
+        self._insert("flags", {"key": key, "value": json.dumps(value), "updated_at": now}, replace=True)
 
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check``: ``"ok"`` or SQLite's list of problems (slow on big files)."""

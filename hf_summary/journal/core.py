@@ -78,8 +78,10 @@ class Journal(JournalBase):
         from hf_summary.segments import new_run_id  # not at the top: `hf-summary status` has no use for it
 
         with self._transaction() as db:
-            self._set_flag(_RUN_ID_KEY, new_run_id(), time.time(), keep=True)
-            return queries.flag(db, _RUN_ID_KEY)
+            if (run_id := queries.flag(db, _RUN_ID_KEY)) is None:
+                run_id = new_run_id()
+                self._set_flag(_RUN_ID_KEY, run_id, time.time())
+        return run_id
 
     def ensure_sequence_above(self, sequence: int) -> None:
         """Make every later :meth:`next_sequence` return more than ``sequence``."""
