@@ -34,17 +34,6 @@ def check_grace_period(grace_period: float | None) -> float:
     return float(grace_period)
 
 
-def check_patterns(name: str, patterns: list[str] | str | None) -> list[str] | None:
-    """Glob patterns as a list (a single string is one pattern); ``name`` is the argument, for the error."""
-    if patterns is None:
-        return None
-    if isinstance(patterns, str):
-        return [patterns]
-    if isinstance(patterns, (list, tuple)) and all(isinstance(p, str) for p in patterns):
-        return list(patterns)
-    raise TypeError(f"{name} must be a glob string or a list of them, got {patterns!r}")
-
-
 def join_path_in_repo(path_in_repo: str | None, logdir_name: str) -> str:
     """The run's folder in the repo: ``path_in_repo/logdir_name``, refusing absolute paths and '.'/'..'."""
     if path_in_repo is not None and not isinstance(path_in_repo, str):

@@ -40,13 +40,15 @@ from typing import Any
 import psutil
 
 from hf_summary import _early_signals
-from hf_summary._arguments import check_grace_period, check_patterns, join_path_in_repo
-from hf_summary._launcher import UploaderProcess
-from hf_summary.hub import HubClient, HubError, PermanentHubError, check_repo_id
+from hf_summary._arguments import check_grace_period, join_path_in_repo
+from hf_summary.exit_status import ExitStatus
+from hf_summary.hub import HubError, PermanentHubError, RepoClient, check_repo_id
 from hf_summary.journal import Journal, RunSettings, journal_path
+from hf_summary.liveness import process_alive
+from hf_summary.patterns import check_patterns
 from hf_summary.reconcile import open_or_rebuild
 from hf_summary.tailcopy import TailCopier
-from hf_summary.uploader import process_alive
+from hf_summary.uploader.launcher import UploaderProcess
 
 __all__ = [
     "DEFAULT_ASSET_PATTERNS",
@@ -61,7 +63,6 @@ __all__ = [
 logger = logging.getLogger("hf_summary")
 
 DEFAULT_ASSET_PATTERNS = ("*.pbtxt", "*.yaml", "*.yml", "*.tsv")
-EXIT_OK, EXIT_PENDING, EXIT_ERROR, EXIT_BUSY = 0, 1, 2, 3
 POLL_INTERVAL_S = 0.5
 ACCESS_CHECK_TIMEOUT_S = 3.0
 _LOCK_FILE = "watch.lock"
@@ -201,7 +202,7 @@ class Watcher:
         outcome: list[HubError | None] = []
 
         def attempt() -> None:
-            client = HubClient(repo_id=self.settings.repo_id, repo_type=self.settings.repo_type,
+            client = RepoClient(repo_id=self.settings.repo_id, repo_type=self.settings.repo_type,
                                revision=self.settings.revision, endpoint=self.settings.endpoint, token=self.token)
             try:
                 client.check_write_access()
@@ -291,9 +292,9 @@ class Watcher:
         if pending:
             logger.error("%d copied segment(s) of %s are not on the Hub yet; `hf-summary recover %s` pushes them",
                          len(pending), self.logdir, self.logdir)
-            return EXIT_PENDING
+            return ExitStatus.INCOMPLETE
         logger.info("the Hub holds everything %s logged", self.logdir)
-        return EXIT_OK
+        return ExitStatus.OK
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:

@@ -24,12 +24,12 @@ from tensorboardX.writer import DummyFileWriter
 from tensorboardX.x2num import make_np
 
 from hf_summary import hub
-from hf_summary._arguments import check_grace_period, check_patterns, join_path_in_repo
+from hf_summary._arguments import check_grace_period, join_path_in_repo
 from hf_summary._events import ScalarEncoder
-from hf_summary._launcher import UploaderProcess
 from hf_summary._summaries import tensor_scalar, tensor_summary, with_discrete_domains
 from hf_summary.journal import Journal, RunSettings
 from hf_summary.liveness import WriterPresence
+from hf_summary.patterns import check_patterns, path_matches
 from hf_summary.reconcile import JOURNAL_DIR, logdir_relative, open_or_rebuild, repo_path
 from hf_summary.segments import (
     SealedFile,
@@ -40,6 +40,7 @@ from hf_summary.segments import (
     seal_tail,
     segment_name,
 )
+from hf_summary.uploader.launcher import UploaderProcess
 
 logger = logging.getLogger("hf_summary")
 
@@ -289,7 +290,7 @@ class HFSummaryWriter(SummaryWriter):
         )
         self._journal.ensure_sequence_above(highest)
 
-    def _hub_client(self) -> hub.HubClient:
+    def _hub_client(self) -> hub.PushTarget:
         return hub.open_client(
             repo_id=self._settings.repo_id,
             repo_type=self._settings.repo_type,
@@ -380,7 +381,7 @@ class HFSummaryWriter(SummaryWriter):
         journal = self._journal
         name = segment_name(journal.next_sequence(), self._host, self._filename_suffix, run_id=self._run_id)
         relative = logdir_relative(run, name)
-        uploadable = hub.path_matches(relative, self._settings.allow_patterns, self._settings.ignore_patterns)
+        uploadable = path_matches(relative, self._settings.allow_patterns, self._settings.ignore_patterns)
         row_id = None
         if uploadable:
             row_id = journal.add_open_segment(
