@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hf_summary import compaction
 from hf_summary.exit_status import ExitStatus
-from hf_summary.hub import HubError, PushTarget, RemoteFile, offline_mode, open_client
+from hf_summary.hub import HubError, PushTarget, RemoteFile, client_for, offline_mode
 from hf_summary.journal import (
     Journal,
     JournalCorruptError,
@@ -264,6 +264,11 @@ def _recover_locked(pusher: Pusher, owner: LeaseOwner, deadline, report, say) ->
         report.repushed += report.missing
         journal.requeue_segments([row.id for row in absent], "missing or different on the Hub")
         pusher.may_replace.update(row.path_in_repo for row in absent)  # our own files, damaged on the Hub
+    _conclude(journal, report)
+
+
+def _conclude(journal: Journal, report: RecoverReport) -> None:
+    """After the Hub was verified: incomplete if segments are lost, or still being written by live writers."""
     if report.lost:
         report.error, report.exit_status = (
             f"{len(report.lost)} segment(s) are neither on the Hub nor on disk any more: "
@@ -361,23 +366,8 @@ def _committed_verdict(row: SegmentRow, logdir: Path, remote: dict[str, RemoteFi
 def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverReport, say) -> None:
     """What a real run would push, without changing anything: no journal is created, moved or written, no
     file truncated, nothing pushed. The Hub is only read (to tell what it lacks), and only if reachable."""
-    journal, problem = None, None
-    try:
-        journal = Journal(logdir, create=False)
-    except FileNotFoundError:
-        report.notes.append("no journal: one would be created and the segments on disk registered")
-    except (JournalCorruptError, JournalVersionError) as exc:
-        problem = str(exc)
-    if journal is not None:
-        try:
-            problems = journal.integrity_check()
-        except JournalCorruptError as exc:
-            problems = str(exc)
-        if problems != "ok":
-            journal.close()
-            journal, problem = None, problems.splitlines()[0]
-    if problem is not None:
-        report.notes.append(f"the journal is unusable ({problem}); it would be moved aside and rebuilt from disk")
+    journal, unusable = _open_to_plan(logdir, report)
+    if unusable:
         settings = settings or salvage_settings(journal_path(logdir))
     rows: list[SegmentRow] = []
     on_disk, known = iter_disk_segments(logdir), set()
@@ -396,7 +386,42 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
         raise RecoverError(f"the settings of {logdir} are unknown; pass --repo-id (and --path-in-repo if not the "
                            "default)")
     _describe(report, settings)
-    plan: list[tuple[PlannedPush, tuple[int, str, str] | None]] = []
+    plan = _plan_journal_rows(logdir, rows, writer_alive, report) + [
+        (PlannedPush(repo_path(settings, run, name), end, "on disk, not in the journal"), digests)
+        for run, name, end, digests in _unknown_on_disk(logdir, on_disk, known, settings)
+    ]
+    _plan_against_hub(client_for(settings, token), settings, plan, [r for r in rows if r.state == "committed"], report)
+
+
+def _open_to_plan(logdir: Path, report: RecoverReport) -> tuple[Journal | None, bool]:
+    """The journal, if it is there and sound (read-only use); else ``None``, with a note saying why. And
+    whether it is there but unusable (a real run would move it aside)."""
+    journal, problem = None, None
+    try:
+        journal = Journal(logdir, create=False)
+    except FileNotFoundError:
+        report.notes.append("no journal: one would be created and the segments on disk registered")
+    except (JournalCorruptError, JournalVersionError) as exc:
+        problem = str(exc)
+    if journal is not None:
+        try:
+            problems = journal.integrity_check()
+        except JournalCorruptError as exc:
+            problems = str(exc)
+        if problems != "ok":
+            journal.close()
+            journal, problem = None, problems.splitlines()[0]
+    if problem is not None:
+        report.notes.append(f"the journal is unusable ({problem}); it would be moved aside and rebuilt from disk")
+    return journal, problem is not None
+
+
+_Plan = list[tuple[PlannedPush, tuple[int, str, str] | None]]  # with the digests of a file not in the journal
+
+
+def _plan_journal_rows(logdir: Path, rows: list[SegmentRow], writer_alive, report: RecoverReport) -> _Plan:
+    """The journal's sealed segments, and the open ones of dead writers (their tails sealed first)."""
+    plan: _Plan = []
     for row in rows:
         path = row.local_path(logdir)
         if row.state == "sealed":
@@ -408,17 +433,23 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
         elif row.state == "open" and path.is_file() and (end := last_complete_offset(path)):
             torn = " (a torn record would be cut)" if end != path.stat().st_size else ""
             plan.append((PlannedPush(row.path_in_repo, end, "left open by a dead writer" + torn), None))
+    return plan
+
+
+def _unknown_on_disk(logdir: Path, on_disk, known, settings: RunSettings):
+    """``(run, name, complete size, digests)`` of the segments on disk that the journal does not know."""
     for run, name in on_disk:
         relative = logdir_relative(run, name)
         if (run, name) in known or not path_matches(relative, settings.allow_patterns, settings.ignore_patterns):
             continue
         end = last_complete_offset(logdir / relative)
         if end:
-            digests = file_digests(logdir / relative, end)
-            plan.append((PlannedPush(repo_path(settings, run, name), end, "on disk, not in the journal"), digests))
-    committed = [row for row in rows if row.state == "committed"]
-    client = open_client(repo_id=settings.repo_id, repo_type=settings.repo_type, revision=settings.revision,
-                         endpoint=settings.endpoint, token=token)
+            yield run, name, end, file_digests(logdir / relative, end)
+
+
+def _plan_against_hub(client: PushTarget, settings: RunSettings, plan: _Plan, committed: list[SegmentRow],
+                      report: RecoverReport) -> None:
+    """Keep of ``plan`` what the Hub lacks, and add the committed segments it lacks (or that are lost)."""
     try:
         remote = client.list_files(settings.path_in_repo) if (committed or plan) else {}
     except HubError as exc:
@@ -430,7 +461,7 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
         if digests is None or found is None or not found.holds(*digests):
             report.would_push.append(planned)
     for row in committed:
-        verdict, local_ok = _committed_verdict(row, logdir, remote)
+        verdict, local_ok = _committed_verdict(row, report.logdir, remote)
         if verdict is False:
             if local_ok:
                 report.would_push.append(PlannedPush(row.path_in_repo, row.size or 0, "missing or different on the Hub"))

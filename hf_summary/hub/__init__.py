@@ -6,10 +6,13 @@
 - :mod:`~hf_summary.hub.api`: what the clients share of huggingface_hub (write-access check, offline mode,
   timeouts, repo id rules);
 - :mod:`~hf_summary.hub.repo` and :mod:`~hf_summary.hub.bucket`: the two push targets;
-- :func:`open_client` picks the client for a target.
+- :func:`open_client` picks the client for a target (:func:`client_for`: the one a run's settings name);
+- :mod:`~hf_summary.hub.probe`: the first look at a target, bounded in time.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from hf_summary.hub.api import check_repo_id, check_write_access, offline_mode, use_timeouts
 from hf_summary.hub.errors import (
@@ -21,6 +24,7 @@ from hf_summary.hub.errors import (
     classify,
     hub_errors,
 )
+from hf_summary.hub.probe import probe
 from hf_summary.hub.repo import RepoClient
 from hf_summary.hub.target import (
     BUCKET,
@@ -33,6 +37,9 @@ from hf_summary.hub.target import (
     RemoteFile,
     local_xet_hash,
 )
+
+if TYPE_CHECKING:
+    from hf_summary.journal import RunSettings
 
 __all__ = [
     "BUCKET",
@@ -52,10 +59,12 @@ __all__ = [
     "check_repo_id",
     "check_write_access",
     "classify",
+    "client_for",
     "hub_errors",
     "local_xet_hash",
     "offline_mode",
     "open_client",
+    "probe",
     "use_timeouts",
 ]
 
@@ -70,3 +79,9 @@ def open_client(
 
         return BucketClient(repo_id=repo_id, endpoint=endpoint, token=token)
     return RepoClient(repo_id=repo_id, repo_type=repo_type, revision=revision, endpoint=endpoint, token=token)
+
+
+def client_for(settings: RunSettings, token: str | None) -> PushTarget:
+    """The client for the target a run's settings name, with ``token`` (``None``: the client's usual lookup)."""
+    return open_client(repo_id=settings.repo_id, repo_type=settings.repo_type, revision=settings.revision,
+                       endpoint=settings.endpoint, token=token)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from hf_summary._arguments import DEFAULT_GRACE_PERIOD_S
+from hf_summary.exit_status import ExitStatus
 from hf_summary.journal import Journal, JournalError
 from hf_summary.uploader import protocol
 from hf_summary.uploader.drain import EOF, Uploader
@@ -43,7 +44,7 @@ def _read_requests(stream: IO[str], wakeups: queue.Queue, closing: threading.Eve
     wakeups.put(EOF)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> ExitStatus:
     parser = argparse.ArgumentParser(prog="python -m hf_summary.uploader", description=__doc__)
     parser.add_argument("logdir", type=Path)
     parser.add_argument("--parent-pid", type=int, required=True)
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = journal.load_settings()
             if settings is None:
                 logger.error("journal of %s has no settings; nothing to push", args.logdir)
-                return 2
+                return ExitStatus.FAILED
             uploader = Uploader(
                 Pusher.open(journal, settings, token),
                 parent=(args.parent_pid, args.parent_create_time),
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             return uploader.run()
     except JournalError as exc:
         logger.error("cannot use the journal of %s: %s", args.logdir, exc)
-        return 2
+        return ExitStatus.FAILED
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

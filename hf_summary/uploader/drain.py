@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import psutil
 
 from hf_summary._arguments import DEFAULT_GRACE_PERIOD_S
+from hf_summary.exit_status import ExitStatus
 from hf_summary.journal import Journal, LeaseOwner, SegmentRow
 from hf_summary.liveness import lease_owner_alive, process_alive
 from hf_summary.reconcile import seal_abandoned
@@ -99,26 +100,26 @@ class Uploader:
         self._answered = 0  # the newest one answered with "drained"
         self._final = _FinalPush()
         self._finished = False
-        self.preemption.last_words = lambda: self._finish(1)
+        self.preemption.last_words = lambda: self._finish(ExitStatus.INCOMPLETE)
         if closing is not None and math.isfinite(drain_timeout):  # set by the pipe reader on "close" or EOF
             threading.Thread(target=self._watch_deadline, args=(closing,), name="deadline", daemon=True).start()
 
     # ---------------------------------------------------------------- lifecycle
 
-    def run(self) -> int:
+    def run(self) -> ExitStatus:
         """Take the lease (waiting while another live drainer holds it), drain until done; exit status."""
         while not self.journal.acquire_lease(self.owner, lease_owner_alive):
             self._wait(POLL_INTERVAL_S)
             if (self._closing or self.preemption.active) and not self._parent_alive():
                 logger.info("another uploader holds the lease of %s and will drain it", self.journal.logdir)
-                return 0
+                return ExitStatus.OK
         try:
             return self.drain()
         finally:
             with contextlib.suppress(OSError, sqlite3.Error):  # a dead holder's lease is taken over anyway
                 self.journal.release_lease(self.owner)
 
-    def drain(self) -> int:
+    def drain(self) -> ExitStatus:
         """Push until nothing is pending or the drain deadline passes; the caller holds the lease. Exit status.
 
         A journal that cannot be written for a while (disk full, I/O error, a lock held past the busy timeout)
@@ -133,10 +134,10 @@ class Uploader:
                     self._closing_deadline = time.monotonic() + self.drain_timeout
                 if (deadline := self._deadline()) is not None and time.monotonic() >= deadline:
                     logger.error("drain deadline passed; run `hf-summary recover %s`", self.journal.logdir)
-                    return 1
+                    return ExitStatus.INCOMPLETE
                 self._wait(JOURNAL_RETRY_S)
 
-    def _drain(self) -> int:
+    def _drain(self) -> ExitStatus:
         seal_abandoned(self.journal, self._writer_alive)
         while True:
             self._heartbeat_when_due()
@@ -162,33 +163,33 @@ class Uploader:
                 return outcome
             self._wait(self._poll_interval())
 
-    def _outcome(self, pending: list[SegmentRow]) -> int | None:
+    def _outcome(self, pending: list[SegmentRow]) -> ExitStatus | None:
         """The exit status once the drain is over, ``None`` while it goes on."""
         if not (self._closing or self.preemption.active):
             return None
         trainer_logging = self._parent_alive() and (self.preemption.active or self._parent_open_segments())
         if not pending and not trainer_logging:
-            return self._finish(0)
+            return self._finish(ExitStatus.OK)
         if self.pusher.permanent_error is not None and not trainer_logging:
             logger.error("giving up on %s: %s", self.journal.logdir, self.pusher.permanent_error)
-            return self._finish(2)
+            return self._finish(ExitStatus.FAILED)
         if time.monotonic() >= self._deadline():
             if pending:
                 logger.error(
                     "drain deadline passed with %d segment(s) pending in %s; run `hf-summary recover %s`",
                     len(pending), self.journal.logdir, self.journal.logdir,
                 )
-                return self._finish(1)
+                return self._finish(ExitStatus.INCOMPLETE)
             logger.info("grace period over; trainer %s still runs, and its next tick starts a new uploader",
                         self.parent)
-            return self._finish(0)
+            return self._finish(ExitStatus.OK)
         return None
 
     def _deadline(self) -> float | None:
         deadlines = [d for d in (self._closing_deadline, self.preemption.deadline) if d is not None]
         return min(deadlines, default=None)
 
-    def _finish(self, status: int) -> int:
+    def _finish(self, status: ExitStatus) -> ExitStatus:
         """Record how a preempted drain ended (once: the loop and the watchdog may both get here)."""
         if self.preemption.active and not self._finished:
             self._finished = True

@@ -20,7 +20,7 @@ from hf_summary.hub import (
     PathConflictError,
     PermanentHubError,
     PushTarget,
-    open_client,
+    client_for,
 )
 from hf_summary.journal import Journal, RunSettings, SegmentRow
 from hf_summary.reconcile import repo_path
@@ -61,9 +61,7 @@ class Pusher:
     @classmethod
     def open(cls, journal: Journal, settings: RunSettings, token: str | None) -> Pusher:
         """A pusher to the target ``settings`` name, with ``token`` (``None``: the client's usual lookup)."""
-        client = open_client(repo_id=settings.repo_id, repo_type=settings.repo_type, revision=settings.revision,
-                             endpoint=settings.endpoint, token=token)
-        return cls(journal, settings, client)
+        return cls(journal, settings, client_for(settings, token))
 
     def pushable(self) -> list[SegmentRow]:
         """The sealed segments to push now (those whose path on the Hub holds another run's file left out)."""
