@@ -8,6 +8,7 @@ torch tensor if the program imported torch, so ``sys.modules`` tells.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -18,7 +19,8 @@ _PLAIN_NUMBERS = (float, int)
 _NUMPY_NUMBERS = frozenset(
     kind for kind in set(np.sctypeDict.values()) if issubclass(kind, (np.floating, np.integer, np.bool_))
 )
-_REAL_KINDS = "fiub"  # numpy dtype kinds float() takes: float, signed, unsigned, bool
+_REAL_KINDS = "fiub"
+_FLOAT16_OVERFLOW = 65520.0  # half-way between float16's largest finite value and the next step: rounds to inf  # numpy dtype kinds float() takes: float, signed, unsigned, bool
 _Method = TypeVar("_Method", bound=Callable)
 
 
@@ -55,11 +57,16 @@ def scalar_number(value: object) -> object:
         return value
     if value.numel() != 1 or value.is_complex() or value.is_meta:
         return to_numpy(value)
-    if value.requires_grad:
-        value = value.detach()
-    if value.dtype == torch.bfloat16:
-        value = value.to(torch.float16)  # on its device: the copy to the host stays the only one
-    return float(value)
+    number = float(value.item())  # the one copy to the host (item(): no warning when it requires grad)
+    return _bfloat16_as_float16(number) if value.dtype == torch.bfloat16 else number
+
+
+def _bfloat16_as_float16(number: float) -> float:
+    """A bfloat16 value rounded to float16 as torch's ``.to(torch.float16)`` rounds it (to nearest, ties to even;
+    beyond float16's range, infinity), here on the host rather than in another call into torch."""
+    if abs(number) >= _FLOAT16_OVERFLOW:
+        return math.copysign(math.inf, number)
+    return float(np.float16(number))
 
 
 def hparam_value(value: object) -> object:

@@ -249,3 +249,14 @@ def test_a_device_tensor_is_copied_to_the_host_once_per_value(tmp_path, repo_id,
             _DeviceStandIn.copies.clear()
             writer.add_scalars("pair", {"a": scalar, "b": scalar.clone()}, 1)
             assert len(_DeviceStandIn.copies) == 2, _DeviceStandIn.copies
+
+
+def test_bfloat16_scalars_round_to_float16_as_torch_rounds_them():
+    """Every bfloat16 value (all 65,536 bit patterns): the lean path's rounding on the host is torch's."""
+    from hf_summary._tensors import scalar_number
+
+    every = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)
+    expected = every.to(torch.float16).float().tolist()
+    got = [scalar_number(value) for value in every]
+    mismatched = [(a, b) for a, b in zip(got, expected, strict=True) if not (a == b or (a != a and b != b))]
+    assert mismatched == []
