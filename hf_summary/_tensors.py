@@ -8,6 +8,7 @@ torch tensor if the program imported torch, so ``sys.modules`` tells.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import sys
 from collections.abc import Callable
@@ -100,15 +101,18 @@ def torch_pixels(image: object) -> object:
     return (image.astype(np.float32) * 255).clip(0, 255).astype(np.uint8)
 
 
-def numpy_arguments(method: _Method) -> _Method:
+def numpy_arguments(method: _Method, *, keep: tuple[str, ...] = ()) -> _Method:
     """``method`` taking torch tensors of any dtype as arguments: each becomes a numpy array (:func:`to_numpy`)
-    before tensorboardX sees it (its own conversion has no ``bfloat16``)."""
+    before tensorboardX sees it (its own conversion has no ``bfloat16``), but for the parameters named in ``keep``
+    (``add_embedding``'s ``metadata``, whose labels are written as ``str()`` makes them)."""
+    names = list(inspect.signature(method).parameters)[1:]  # after self
+    kept = {names.index(name) for name in keep}
 
     @functools.wraps(method)
     def with_numpy_arguments(self, *args, **kwargs):
         if _torch() is not None:
-            args = tuple(map(to_numpy, args))
-            kwargs = {name: to_numpy(value) for name, value in kwargs.items()}
+            args = tuple(value if n in kept else to_numpy(value) for n, value in enumerate(args))
+            kwargs = {name: value if name in keep else to_numpy(value) for name, value in kwargs.items()}
         return method(self, *args, **kwargs)
 
     return with_numpy_arguments

@@ -746,7 +746,7 @@ class HFSummaryWriter(SummaryWriter):
     add_images = numpy_arguments(SummaryWriter.add_images)
     add_image_with_boxes = numpy_arguments(SummaryWriter.add_image_with_boxes)
     add_video = numpy_arguments(SummaryWriter.add_video)
-    add_embedding = numpy_arguments(SummaryWriter.add_embedding)
+    add_embedding = numpy_arguments(SummaryWriter.add_embedding, keep=("metadata",))
     add_pr_curve = numpy_arguments(SummaryWriter.add_pr_curve)
     add_pr_curve_raw = numpy_arguments(SummaryWriter.add_pr_curve_raw)
     add_mesh = numpy_arguments(SummaryWriter.add_mesh)

@@ -72,8 +72,8 @@ LOGS = {
     "add_pr_curve": lambda w, t, c, dtype: w.add_pr_curve("pr", c(_labels(dtype)), t((20,), 5), 10, walltime=10.0),
     "add_mesh": lambda w, t, c, dtype: w.add_mesh("mesh", t((1, 3, 3)), colors=c(_tensor((1, 3, 3), torch.uint8, "plain")),
                                                faces=torch.tensor([[[0, 1, 2]]]), global_step=11),
-    "add_embedding": lambda w, t, c, dtype: w.add_embedding(t((4, 3)), label_img=t((4, 3, 4, 4)), global_step=12,
-                                                         tag="points"),
+    "add_embedding": lambda w, t, c, dtype: w.add_embedding(t((4, 3)), metadata=torch.arange(4),
+                                                         label_img=t((4, 3, 4, 4)), global_step=12, tag="points"),
     "add_tensor": lambda w, t, c, dtype: w.add_tensor("tensor", t((2, 3)), 13, walltime=13.0),
     "add_hparams": lambda w, t, c, dtype: w.add_hparams(
         {"lr": 0.5}, {"metric": t((), 6)}, **{"run_name" if hasattr(w, "add_tensor") else "name": "hparams"}
