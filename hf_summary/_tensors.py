@@ -20,8 +20,8 @@ _PLAIN_NUMBERS = (float, int)
 _NUMPY_NUMBERS = frozenset(
     kind for kind in set(np.sctypeDict.values()) if issubclass(kind, (np.floating, np.integer, np.bool_))
 )
-_REAL_KINDS = "fiub"
-_FLOAT16_OVERFLOW = 65520.0  # half-way between float16's largest finite value and the next step: rounds to inf  # numpy dtype kinds float() takes: float, signed, unsigned, bool
+_REAL_KINDS = "fiub"  # numpy dtype kinds float() takes: float, signed, unsigned, bool
+_FLOAT16_OVERFLOW = 65520.0  # half-way between float16's largest finite value and the next step: rounds to inf
 _Method = TypeVar("_Method", bound=Callable)
 
 

@@ -2,8 +2,9 @@
 
 The two ``SummaryWriter`` families share a surface but not every result. This one does what torch's does where
 they differ: ``add_scalars`` names its sub-runs ``main_tag_tag`` (``/`` in ``main_tag`` becomes ``_``) instead of
-tensorboardX's ``main_tag/tag``, and keeps tags as given (tensorboardX cleans them). ``HFSummaryWriter`` itself
-keeps tensorboardX's behaviour. The plug-ins in ``hf_summary.integrations`` pick this flavour whenever
+tensorboardX's ``main_tag/tag``, keeps tags as given (tensorboardX cleans them), and makes image pixels as torch
+does (in float32, clipped to 0..255; tensorboardX wraps integer images around). ``HFSummaryWriter`` itself keeps
+tensorboardX's behaviour. The plug-ins in ``hf_summary.integrations`` pick this flavour whenever
 ``torch.utils.tensorboard`` is importable, as the frameworks' own TensorBoard loggers do.
 
 Example:
@@ -49,7 +50,6 @@ class SummaryWriter(HFSummaryWriter):
             writer = self._sub_run_writer(f"{fw_logdir}/{main_tag.replace('/', '_')}_{tag}")
             if not self._add_lean_scalar(writer, main_tag, value, global_step, walltime):
                 writer.add_summary(_simple_value(main_tag, value), global_step, walltime)
-
 
     @numpy_arguments
     def add_image(self, tag: str, img_tensor, *args, **kwargs) -> None:
