@@ -21,6 +21,7 @@ _NUMPY_NUMBERS = frozenset(
     kind for kind in set(np.sctypeDict.values()) if issubclass(kind, (np.floating, np.integer, np.bool_))
 )
 _REAL_KINDS = "fiub"  # numpy dtype kinds float() takes: float, signed, unsigned, bool
+_FLOAT16_SMALLEST_NORMAL = 2.0**-14
 _FLOAT16_OVERFLOW = 65520.0  # half-way between float16's largest finite value and the next step: rounds to inf
 _Method = TypeVar("_Method", bound=Callable)
 
@@ -65,7 +66,10 @@ def scalar_number(value: object) -> object:
 def _bfloat16_as_float16(number: float) -> float:
     """A bfloat16 value rounded to float16 as torch's ``.to(torch.float16)`` rounds it (to nearest, ties to even;
     beyond float16's range, infinity), here on the host rather than in another call into torch."""
-    if abs(number) >= _FLOAT16_OVERFLOW:
+    magnitude = abs(number)
+    if _FLOAT16_SMALLEST_NORMAL <= magnitude < _FLOAT16_OVERFLOW:
+        return number  # float16 holds every bfloat16 value there (8 significant bits of its 11)
+    if magnitude >= _FLOAT16_OVERFLOW:
         return math.copysign(math.inf, number)
     return float(np.float16(number))
 
