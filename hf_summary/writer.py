@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import psutil
 from tensorboardX import SummaryWriter
 from tensorboardX.proto.event_pb2 import Event
@@ -27,6 +28,7 @@ from hf_summary import hub
 from hf_summary._arguments import check_grace_period, check_minutes, check_seconds, join_path_in_repo
 from hf_summary._events import ScalarEncoder
 from hf_summary._summaries import tensor_scalar, tensor_summary, with_discrete_domains
+from hf_summary._tensors import hparam_value, numpy_arguments, scalar_number, tensor_array
 from hf_summary.journal import Journal, RunSettings
 from hf_summary.liveness import WriterPresence
 from hf_summary.patterns import check_patterns, path_matches
@@ -678,27 +680,29 @@ class HFSummaryWriter(SummaryWriter):
         double_precision: bool = False,
     ) -> None:
         """tensorboardX's ``add_scalar``, plus torch's ``new_style`` tensor scalars (``double_precision`` applies
-        to those only, as in torch: without ``new_style`` the value is a float32 ``simple_value``)."""
+        to those only, as in torch: without ``new_style`` the value is a float32 ``simple_value``). Takes what
+        torch's takes: a number, a numpy scalar or array, a tensor of any dtype, ``bfloat16`` included."""
+        value = scalar_value if type(scalar_value) in _PLAIN_NUMBERS else scalar_number(scalar_value)
         if not (new_style or display_name or summary_description) and self._add_lean_scalar(
-            self.file_writer, tag, scalar_value, global_step, walltime
+            self.file_writer, tag, value, global_step, walltime
         ):
             if self._comet_on:
                 self._get_comet_logger().log_metric(tag, "", scalar_value, global_step)
             return
         if new_style:
-            self._get_file_writer().add_summary(
-                tensor_scalar(tag, scalar_value, double_precision), global_step, walltime
-            )
+            self._get_file_writer().add_summary(tensor_scalar(tag, value, double_precision), global_step, walltime)
             return
-        self._add_simple_scalar(tag, scalar_value, global_step, walltime, display_name, summary_description)
+        self._add_simple_scalar(tag, value, global_step, walltime, display_name, summary_description)
 
     def _add_simple_scalar(self, tag: str, value, global_step, walltime, display_name: str, description: str) -> None:
-        """A ``simple_value`` scalar the lean path left (a NaN, a numpy or torch value, a display name...)."""
+        """A ``simple_value`` scalar the lean path left (a NaN, a display name...), ``value`` converted by
+        :func:`scalar_number`."""
         SummaryWriter.add_scalar(self, tag, value, global_step, walltime, display_name, description)
 
     def _add_lean_scalar(self, writer: object, tag: str, value, step, walltime) -> bool:
-        """``add_scalar``'s hot path into ``writer`` (a run dir's): a Python float/int, its Event encoded directly
-        (the same bytes protobuf writes) and written. Returns False, having done nothing, for anything else."""
+        """``add_scalar``'s hot path into ``writer`` (a run dir's): a Python float/int (numpy and torch scalars
+        are made one by :func:`scalar_number` first), its Event encoded directly (the same bytes protobuf writes)
+        and written. Returns False, having done nothing, for anything else."""
         if (
             type(value) not in _PLAIN_NUMBERS
             or (step is not None and type(step) is not int)
@@ -716,9 +720,29 @@ class HFSummaryWriter(SummaryWriter):
         self._write(writer._run, data)
         return True
 
+    # tensorboardX's, taking torch tensors of any dtype (its own conversion has no bfloat16)
+    add_histogram = numpy_arguments(SummaryWriter.add_histogram)
+    add_histogram_raw = numpy_arguments(SummaryWriter.add_histogram_raw)
+    add_image = numpy_arguments(SummaryWriter.add_image)
+    add_images = numpy_arguments(SummaryWriter.add_images)
+    add_image_with_boxes = numpy_arguments(SummaryWriter.add_image_with_boxes)
+    add_video = numpy_arguments(SummaryWriter.add_video)
+    add_embedding = numpy_arguments(SummaryWriter.add_embedding, keep=("metadata",))
+    add_pr_curve = numpy_arguments(SummaryWriter.add_pr_curve)
+    add_pr_curve_raw = numpy_arguments(SummaryWriter.add_pr_curve_raw)
+    add_mesh = numpy_arguments(SummaryWriter.add_mesh)
+
+    @numpy_arguments
+    def add_audio(self, tag: str, snd_tensor, *args, **kwargs) -> None:
+        """tensorboardX's ``add_audio``, taking ``float16`` (and ``bfloat16``) sound too, as ``float32``, which
+        holds it exactly (tensorboardX's WAV encoder has no ``float16``)."""
+        if getattr(snd_tensor, "dtype", None) == np.float16:
+            snd_tensor = snd_tensor.astype(np.float32)
+        SummaryWriter.add_audio(self, tag, snd_tensor, *args, **kwargs)
+
     def add_tensor(self, tag: str, tensor, global_step: int | None = None, walltime: float | None = None) -> None:
-        """torch's ``add_tensor``: a float tensor as a TensorProto."""
-        self._get_file_writer().add_summary(tensor_summary(tag, tensor), global_step, walltime)
+        """torch's ``add_tensor``: a tensor (or numpy array) of any dtype torch's takes, as a TensorProto."""
+        self._get_file_writer().add_summary(tensor_summary(tag, *tensor_array(tensor)), global_step, walltime)
 
     def add_scalars(self, main_tag: str, tag_scalar_dict: dict, global_step=None, walltime=None) -> None:
         """Each tag goes to its own sub-run ``logdir/main_tag/tag``, which rolls like the main run. As in
@@ -727,7 +751,8 @@ class HFSummaryWriter(SummaryWriter):
         full collections ever longer in a long run)."""
         walltime = _time() if walltime is None else walltime
         fw_logdir = str(self._get_file_writer().get_logdir())
-        for tag, value in tag_scalar_dict.items():
+        for tag, scalar_value in tag_scalar_dict.items():
+            value = scalar_number(scalar_value)
             run_logdir = os.path.join(fw_logdir, main_tag, tag)
             writer = self._sub_run_writer(run_logdir)
             if not self._add_lean_scalar(writer, main_tag, value, global_step, walltime):
@@ -757,6 +782,8 @@ class HFSummaryWriter(SummaryWriter):
         """tensorboardX's ``add_hparams`` (a sub-run ``logdir/name``), plus torch's keyword arguments."""
         if type(hparam_dict) is not dict or type(metric_dict) is not dict:
             raise TypeError("hparam_dict and metric_dict should be dictionary.")
+        hparam_dict = {key: hparam_value(value) for key, value in hparam_dict.items()}
+        metric_dict = {key: scalar_number(value) for key, value in metric_dict.items()}
         experiment, start, end = hparams(hparam_dict, metric_dict)
         if hparam_domain_discrete:
             experiment = with_discrete_domains(experiment, hparam_domain_discrete)

@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,17 @@ def test_every_figure_is_a_number(smoke: tuple[dict, str], scenario: str) -> Non
         assert _is_number(document[scenario][key]), (scenario, key)
     for key in SCALARS.get(scenario, []):
         assert _is_number(document[scenario][key]), (scenario, key)
+
+
+def test_logging_cost_times_each_kind_of_scalar(smoke: tuple[dict, str]) -> None:
+    """Floats, numpy scalars and arrays (and tensors where torch is) per writer; bfloat16 only where it is taken."""
+    document, stdout = smoke
+    per_kind = document["logging_cost"]["add_scalar_us_per_kind"]
+    assert {"float", "numpy", "numpy_0d"} <= set(per_kind)
+    for kind, figures in per_kind.items():
+        assert _is_number(figures["ours"]) and _is_number(figures["ratio_tensorboardX_vs_ours"]) != (
+            kind == "bfloat16"), (kind, figures)
+    assert "| `numpy.float32` |" in stdout
 
 
 def test_machine_facts_errors_and_table(smoke: tuple[dict, str]) -> None:
@@ -191,7 +203,10 @@ def test_add_latency_bench_runs_every_writer(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, f"bench failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
     document = json.loads(out.read_text())
-    assert set(document) == {"none", "tensorboardX", "ours", "ours_no_roll"}
+    writers = {"none", "tensorboardX", "ours", "ours_no_roll"} | ({"torch"} if find_spec("torch") else set())
+    kinds = ["numpy", "numpy_0d", *(["tensor", "bfloat16"] if find_spec("torch") else [])]
+    variants = {f"{writer}/{kind}" for kind in kinds for writer in ("tensorboardX", "torch", "ours") if writer in writers}
+    assert set(document) == writers | variants - {"tensorboardX/bfloat16"}
     for writer, rounds in document.items():
         (figures,) = rounds
         for method in ("add_scalar", "add_scalars", "all"):
@@ -199,3 +214,4 @@ def test_add_latency_bench_runs_every_writer(tmp_path: Path) -> None:
         assert figures["steps"] > 100, writer
     assert document["ours"][0]["rolls"] >= 3
     assert "| `add_scalar` p99 |" in result.stdout and "ours / tensorboardX" in result.stdout
+    assert "| `numpy.float32` |" in result.stdout
