@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 from helpers import REPO_ROOT, wait_until
-from view_kit import STOP_S, ViewProcess, alive
+from view_kit import STOP_S, ViewProcess, alive, tb_steps
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -50,6 +50,9 @@ def test_demo_view_shows_the_scalar_charts_in_a_browser(tmp_path):
                     card.locator("scalar-card-data-table", has_text=last_step).wait_for(timeout=RENDER_TIMEOUT_MS)
                     box = card.locator("line-chart").first.bounding_box()
                     assert box and box["width"] > 100 and box["height"] > 100
+                served = tb_steps(tensorboard)
+                for tag in DEMO_TAGS:  # one clean series: every step once, the second phase after the first
+                    assert served[("demo-run", tag)] == list(range(2 * DEMO_STEPS)), tag
                 shot = tmp_path / "tensorboard.png"
                 page.screenshot(path=str(shot), full_page=True)
                 print(f"screenshot of TensorBoard: {shot}")
