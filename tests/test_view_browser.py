@@ -53,6 +53,9 @@ def test_demo_view_shows_the_scalar_charts_in_a_browser(tmp_path):
                 served = tb_steps(tensorboard)
                 for tag in DEMO_TAGS:  # one clean series: every step once, the second phase after the first
                     assert served[("demo-run", tag)] == list(range(2 * DEMO_STEPS)), tag
+                close_settings = page.get_by_label("Close side pane")  # more room for the charts
+                close_settings.click()
+                close_settings.wait_for(state="hidden", timeout=RENDER_TIMEOUT_MS)
                 shot = tmp_path / "tensorboard.png"
                 page.screenshot(path=str(shot), full_page=True)
                 print(f"screenshot of TensorBoard: {shot}")
