@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hf_summary.hub import HubClient
+from hf_summary.hub import RepoClient
 from hf_summary.verify import count_events
 from hf_summary.writer import HFSummaryWriter
 
@@ -98,7 +98,7 @@ def run_demo(
             model.train(writer, range(steps))
             writer.push_to_hub()  # the first phase is on the Hub; the second continues its steps
             model.train(writer, range(steps, 2 * steps))  # pushed on exit
-        client = HubClient(repo_id=repo_id, endpoint=endpoint, token=token)
+        client = RepoClient(repo_id=repo_id, endpoint=endpoint, token=token)
         downloaded = client.download("tensorboard/demo-run", Path(tmp) / "from-hub")
         result = DemoResult(
             endpoint=client.endpoint,
