@@ -297,7 +297,8 @@ def _scan(
 ) -> Iterator[tuple[int, bytes | None]]:
     """Yield ``(end offset, data)`` for each complete, CRC-valid record from ``start`` (a record boundary).
 
-    Stops at the first incomplete or corrupt record (tfevents-notes §4): a bad length CRC means the
+    Stops at the first incomplete or corrupt record (as TensorBoard's readers do; the TFRecord format:
+    https://www.tensorflow.org/tutorials/load_data/tfrecord): a bad length CRC means the
     length cannot be trusted, so nothing after it is read. Records are read in bounded chunks unless
     ``keep_data`` asks for their bytes.
     """
