@@ -1,0 +1,97 @@
+"""A logdir whose filesystem fills up while a trainer logs: add_* never raises, the events are held in memory and
+written out once space is back, and every one of them reaches the Hub exactly once (or is counted as dropped)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+from helpers import download_repo, kill_uploaders, uploader_processes
+from storage_kit import fill, tag_steps, tmpfs
+
+from hf_summary import HFSummaryWriter
+from hf_summary.status import run_status
+
+
+def _log_through_a_full_disk(tmp_path: Path, hub, repo_id: str, *, full_for_s: float, **writer_kwargs):
+    """Log a scalar per step and a 2,000-value histogram every 10 steps on a 6 MB tmpfs; fill it after 1 s,
+    free it ``full_for_s`` later, log 1 s more and close(). Returns what add_* was called with, the exceptions it
+    raised, the (run, tag, step) counts on the Hub, the status after close() and whether close() drained."""
+    with tmpfs(tmp_path / "fs", "size=6m") as fs:
+        logdir = fs / "run"
+        ballast = fs / "ballast"
+        writer = HFSummaryWriter(repo_id, logdir=logdir, close_timeout=30, drain_timeout=10, **writer_kwargs)
+        logged: list[tuple[str, int]] = []
+        errors: list[BaseException] = []
+        rng = np.random.default_rng(0)
+        try:
+            step, phase_end, phase = 0, time.monotonic() + 1.0, "before"
+            while phase != "done":
+                try:
+                    writer.add_scalar("loss", float(step), step)
+                    logged.append(("loss", step))
+                    if step % 10 == 0:
+                        writer.add_histogram("weights", rng.normal(size=2000), step)
+                        logged.append(("weights", step))
+                except Exception as exc:
+                    errors.append(exc)
+                step += 1
+                time.sleep(0.002)
+                if time.monotonic() >= phase_end:
+                    if phase == "before":
+                        fill(ballast)
+                        phase, phase_end = "full", time.monotonic() + full_for_s
+                    elif phase == "full":
+                        ballast.unlink()
+                        phase, phase_end = "after", time.monotonic() + 1.0
+                    else:
+                        phase = "done"
+            writer.close()
+            status = run_status(logdir)
+            drained = not uploader_processes(logdir) and status["pending_segments"] == status["open_segments"] == 0
+            dest = download_repo(hub.endpoint, hub.token(), repo_id, tmp_path / "hub")
+            on_hub = tag_steps(dest / "tensorboard" / "run")
+            return logged, errors, on_hub, status, drained
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+            kill_uploaders(logdir)
+
+
+def test_a_disk_full_for_a_while_loses_nothing_and_add_never_raises(tmp_path, hub, writer_env, repo_id, caplog):
+    """The disk is full across several ticks: nothing raises into the loop, every call's event is on the Hub
+    exactly once, and status reports the episode (held, written out, nothing dropped)."""
+    caplog.set_level(logging.WARNING, logger="hf_summary")
+    logged, errors, on_hub, status, drained = _log_through_a_full_disk(
+        tmp_path, hub, repo_id, full_for_s=2.0, commit_every=0.01
+    )
+    assert errors == []
+    assert on_hub == {("", tag, step): 1 for tag, step in logged}
+    assert drained  # close() ended because everything was pushed, not by its timeout
+    episode = status["disk"]
+    assert episode is not None, "the writer never held an event: the disk never filled up"
+    assert episode["held"] > 0 and episode["written"] == episode["held"]
+    assert episode["dropped"] == episode["lost"] == 0
+    assert episode["ended"] is not None and episode["cause"].startswith("[Errno 28]")
+    episode_lines = [r.getMessage() for r in caplog.records if "held" in r.getMessage()]
+    assert len(episode_lines) == 2, episode_lines  # one when it starts, one when it ends
+
+
+def test_past_the_bound_one_stretch_is_dropped_and_counted(tmp_path, hub, writer_env, repo_id):
+    """A 64 KiB bound: the episode's first events are kept, then everything until the backlog is written out
+    is dropped; the Hub holds every other event exactly once and status counts the dropped ones."""
+    logged, errors, on_hub, status, _ = _log_through_a_full_disk(
+        tmp_path, hub, repo_id, full_for_s=2.0, commit_every=60, held_events_limit=64 << 10
+    )
+    assert errors == []
+    episode = status["disk"]
+    assert episode is not None and episode["dropped"] > 0, episode
+    assert set(on_hub.values()) == {1}
+    missing = [entry for entry in logged if ("", *entry) not in on_hub]
+    assert len(missing) == episode["dropped"]
+    assert len(on_hub) == len(logged) - episode["dropped"]
+    first, last = logged.index(missing[0]), logged.index(missing[-1])
+    assert logged[first:last + 1] == missing  # one contiguous stretch of calls
