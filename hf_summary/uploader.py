@@ -208,10 +208,16 @@ class Uploader:
     # ---------------------------------------------------------------- lifecycle
 
     def run(self) -> int:
-        """Take the lease (waiting while another live drainer holds it), drain until done; exit status."""
+        """Take the lease (waiting while another live drainer holds it), drain until done; exit status.
+
+        Several writers may share one logdir (nested or concurrent in one process, or a train and an eval
+        process): the lease holder pushes every writer's segments, so an uploader told to close that waits
+        for the lease is done as soon as none of its trainer's sealed segments is left to push."""
         while not self.journal.acquire_lease(self.owner, lease_owner_alive):
             self._wait(POLL_INTERVAL_S)
-            if (self._closing or self.preemption.active) and not self._parent_alive():
+            if (self._closing or self.preemption.active) and (
+                not self._parent_alive() or (self._closing and not self._parent_pending())
+            ):
                 logger.info("another uploader holds the lease of %s and will drain it", self.journal.logdir)
                 return 0
         try:
@@ -365,6 +371,12 @@ class Uploader:
         if self.parent is not None and pid == self.parent[0]:
             return self._parent_alive()
         return process_alive(pid, create_time)
+
+    def _parent_pending(self) -> bool:
+        """Whether a segment its trainer sealed is still to be pushed."""
+        return self.parent is not None and any(
+            row.writer_pid == self.parent[0] for row in self.journal.pending_segments()
+        )
 
     def _parent_open_segments(self) -> list[SegmentRow]:
         if self.parent is None or not self._parent_alive():
