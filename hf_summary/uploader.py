@@ -274,7 +274,10 @@ class Uploader:
         """The exit status once the drain is over, ``None`` while it goes on."""
         if not (self._closing or self.preemption.active):
             return None
-        trainer_logging = self._parent_alive() and (self.preemption.active or self._parent_open_segments())
+        # Preempted, the trainer may still log (a checkpoint handler): keep taking its seals until the deadline.
+        # Told to close, its writer sealed all it wrote: open segments of the same process are another writer's
+        # on this logdir, whose own uploader takes the lease once this one is gone.
+        trainer_logging = self.preemption.active and self._parent_alive()
         if not pending and not trainer_logging:
             return self._finish(0)
         if self._permanent_error is not None and not trainer_logging:
