@@ -60,9 +60,11 @@ def describe_episode(episode: dict) -> str:
     def clock(at: float) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
+    cause = episode["cause"]
+    what = "disk full" if any(f"[Errno {n}]" in cause for n in (errno.ENOSPC, errno.EDQUOT)) else "writes refused"
     ended = "" if episode.get("ended") is None else f"; ended {clock(episode['ended'])}"
     lost = f", {episode['lost']} lost at close" if episode.get("lost") else ""
-    return (f"disk full since {clock(episode['since'])} ({episode['cause']}): {episode['held']} event(s) held, "
+    return (f"{what} since {clock(episode['since'])} ({cause}): {episode['held']} event(s) held, "
             f"{episode['written']} written out, {episode['dropped']} dropped{lost}{ended}")
 
 
@@ -99,6 +101,15 @@ class Backlog:
         self._bytes += len(data)
         self.episode.held += 1
         return started
+
+    def put_first(self, events: list[tuple[str, bytes]], cause: str) -> None:
+        """Hold ``events`` ahead of those held already (they were logged before them), whatever the bound: they
+        were accepted once (the records of a removed file, read back)."""
+        if self.episode is None:
+            self.episode = Episode(since=time.time(), cause=cause)
+        self._items.extendleft(reversed(events))
+        self._bytes += sum(len(data) for _, data in events)
+        self.episode.held += len(events)
 
     def peek(self) -> tuple[str, bytes]:
         return self._items[0]

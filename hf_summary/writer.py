@@ -553,11 +553,79 @@ class HFSummaryWriter(SummaryWriter):
         them out every ``_HELD_RETRY_S`` in between."""
         next_roll = time.monotonic() + self._settings.commit_every_s
         while not self._stop_ticking.wait(self._until_next_turn(next_roll)):
+            if self._logdir_removed() and not self._recreate_logdir():
+                continue  # nothing is written into the removed journal meanwhile: the events are held
             self._write_out_held()
             if time.monotonic() < next_roll:
                 continue
             next_roll = time.monotonic() + self._settings.commit_every_s
             self._roll_and_push()
+
+    def _logdir_removed(self) -> bool:
+        """Whether the journal, or the file of an open segment, was removed under the writer (``rm -rf``)."""
+        return not self._journal.path.exists() or any(o.segment.unlinked() for o in list(self._segments.values()))
+
+    def _recreate_logdir(self) -> bool:
+        """Ticker: the logdir (or part of it) was removed while the writer ran. Make it again with a fresh journal
+        (which adopts the segments still on disk), read back what the removed open segments held and write it
+        out again ahead of any held event, restart the uploader on the new journal. What was pushed stays on the
+        Hub; the run goes on there under the same run id, with later sequences. Returns whether it could."""
+        with self._lock:
+            self._holding = True  # add_* only appends meanwhile; the journal is about to change
+            detached, self._segments = self._segments, {}
+            prepared, self._prepared = list(self._prepared.values()), {}
+            self._unrecorded.clear()  # rows of the lost journal; files still on disk are adopted below
+        salvaged: list[tuple[str, bytes]] = []
+        last_sequence = 0
+        for run, opened in detached.items():
+            last_sequence = max(last_sequence, parse_segment_sequence(opened.segment.path.name) or 0)
+            if opened.segment.unlinked():
+                salvaged.extend((run, data) for data in opened.segment.salvage()[1:])  # not its header record
+            else:
+                with contextlib.suppress(OSError):
+                    opened.segment.seal()
+        for opened in prepared:
+            with contextlib.suppress(OSError):
+                opened.segment.discard()
+        if self._uploader is not None and self._uploader.is_running():  # it drains the removed journal
+            os.kill(self._uploader.pid, signal.SIGKILL)
+            self._uploader.wait(_SIGNAL_LOCK_WAIT_S)
+        self._uploader = None
+        self._presence.stop()
+        old_journal = self._journal
+        try:
+            journal = self._new_journal(last_sequence, len(salvaged))
+        except (OSError, sqlite3.Error) as exc:  # e.g. the disk is full too: held, and tried again next turn
+            with self._lock:
+                self._backlog.put_first(salvaged, f"{self.logdir} was removed")
+            logger.warning("%s was removed and cannot be made again yet (%s); retrying", self.logdir, exc)
+            return False
+        with self._lock:
+            self._journal = journal
+            self._backlog.put_first(salvaged, f"{self.logdir} was removed")
+        with contextlib.suppress(Exception):
+            old_journal.close()
+        with contextlib.suppress(OSError, sqlite3.Error):
+            self._presence.start(journal)
+        self._episode_recorded = False
+        logger.warning("%s was removed while the writer ran: made it again with a new journal; %d event(s) of "
+                       "the removed open segments are written out again", self.logdir, len(salvaged))
+        return True
+
+    def _new_journal(self, last_sequence: int, salvaged: int) -> Journal:
+        """The logdir made again, with a journal that goes on with this run (its run id, later sequences)."""
+        _prepare_logdir(Path(self.logdir))
+        journal, _ = open_or_rebuild(self._logdir_path, self._settings)
+        try:
+            journal.set_value("run_id", self._run_id)
+            journal.ensure_sequence_above(last_sequence)
+            journal.record_event("disk", f"{self.logdir} was removed while the writer ran: made it again; "
+                                         f"{salvaged} event(s) of its open segments written out again",
+                                 salvaged=salvaged)
+        except BaseException:
+            journal.close()
+            raise
+        return journal
 
     def _until_next_turn(self, next_roll: float) -> float:
         wait = max(0.0, next_roll - time.monotonic())
@@ -698,6 +766,8 @@ class HFSummaryWriter(SummaryWriter):
         self._stop_ticking.set()
         if self._ticker is not None and self._ticker is not threading.current_thread():
             self._ticker.join()
+        if self._logdir_removed():
+            self._recreate_logdir()
         self._write_out_held()
         self._give_up_held()
         try:

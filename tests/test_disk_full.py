@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -95,3 +96,32 @@ def test_past_the_bound_one_stretch_is_dropped_and_counted(tmp_path, hub, writer
     assert len(on_hub) == len(logged) - episode["dropped"]
     first, last = logged.index(missing[0]), logged.index(missing[-1])
     assert logged[first:last + 1] == missing  # one contiguous stretch of calls
+
+
+def test_a_logdir_removed_under_the_writer_is_made_again_and_nothing_is_lost(tmp_path, hub, writer_env, repo_id):
+    """``rm -rf`` of the logdir while a segment is open (its events already pushed before stay on the Hub): the
+    writer makes the logdir and its journal again, writes the removed open segment's events out again and the
+    run goes on; the Hub holds every event exactly once and status tells what happened."""
+    logdir = tmp_path / "run"
+    writer = HFSummaryWriter(repo_id, logdir=logdir, commit_every=60, close_timeout=30, drain_timeout=10)
+    try:
+        for step in range(0, 100):
+            writer.add_scalar("loss", float(step), step)
+        assert writer.push_to_hub(blocking=True, timeout=30)
+        for step in range(100, 200):
+            writer.add_scalar("loss", float(step), step)
+        shutil.rmtree(logdir)
+        for step in range(200, 300):  # into the removed open segment: the OS takes them, no reader ever will
+            writer.add_scalar("loss", float(step), step)
+        writer.close()
+        status = run_status(logdir)
+        dest = download_repo(hub.endpoint, hub.token(), repo_id, tmp_path / "hub")
+        assert tag_steps(dest / "tensorboard" / "run") == {("", "loss", step): 1 for step in range(300)}
+        assert status["pending_segments"] == status["open_segments"] == 0
+        assert status["disk"]["cause"].endswith("was removed")
+        assert status["disk"]["held"] == status["disk"]["written"] == 200 and status["disk"]["dropped"] == 0
+        assert not uploader_processes(logdir)
+    finally:
+        with contextlib.suppress(Exception):
+            writer.close()
+        kill_uploaders(logdir)
