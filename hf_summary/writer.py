@@ -30,7 +30,7 @@ from hf_summary._events import ScalarEncoder
 from hf_summary._launcher import UploaderProcess
 from hf_summary._summaries import tensor_scalar, tensor_summary, with_discrete_domains
 from hf_summary.backlog import DEFAULT_LIMIT_BYTES, DISK_EPISODE_KEY, Backlog, Episode, is_storage_error
-from hf_summary.journal import Journal, RunSettings
+from hf_summary.journal import Journal, JournalError, RunSettings
 from hf_summary.liveness import WriterPresence
 from hf_summary.reconcile import JOURNAL_DIR, logdir_relative, open_or_rebuild, repo_path
 from hf_summary.segments import (
@@ -538,11 +538,14 @@ class HFSummaryWriter(SummaryWriter):
                 row_id, path, sealed = self._unrecorded[0]
                 if sealed is None and path.exists():
                     sealed = seal_tail(path)
-                if sealed is None or sealed.size == 0:
-                    self._journal.drop_segment(row_id)
-                else:
-                    self._journal.mark_sealed(row_id, sealed.size, sealed.sha256)
-                    recorded += 1
+                try:
+                    if sealed is None or sealed.size == 0:
+                        self._journal.drop_segment(row_id)
+                    else:
+                        self._journal.mark_sealed(row_id, sealed.size, sealed.sha256)
+                        recorded += 1
+                except JournalError:  # no longer open: an earlier attempt's commit took, though it reported an
+                    pass  # I/O error (SQLite can, on a failing disk); nothing is left to record for this one
                 self._unrecorded.pop(0)
         finally:
             self._record_lock.release()

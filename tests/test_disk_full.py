@@ -4,14 +4,16 @@ written out once space is back, and every one of them reaches the Hub exactly on
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from helpers import download_repo, kill_uploaders, uploader_processes
-from storage_kit import fill, tag_steps, tmpfs
+from storage_kit import fault_fs, fill, tag_steps, tmpfs
 
 from hf_summary import HFSummaryWriter
 from hf_summary.status import run_status
@@ -125,3 +127,51 @@ def test_a_logdir_removed_under_the_writer_is_made_again_and_nothing_is_lost(tmp
         with contextlib.suppress(Exception):
             writer.close()
         kill_uploaders(logdir)
+
+
+@pytest.mark.parametrize(
+    ("glob", "error"),
+    [("*tfevents*", errno.EIO), ("*tfevents*", errno.EDQUOT), ("*tfevents*", errno.ESTALE),
+     ("*/.hf_summary/journal.db-wal", errno.EIO)],
+    ids=["EIO", "EDQUOT", "ESTALE", "journal-EIO"],
+)
+def test_writes_failing_for_a_while_lose_nothing(tmp_path, hub, writer_env, repo_id, glob, error):
+    """A FUSE filesystem fails every write to the event files (or to the journal's WAL: SQLITE_IOERR in the
+    ticker, in the uploader and when a segment is started) with ``error`` for 2 s, across ticks. (Not its -shm
+    file: SQLite's shared-memory index is mmapped, and a writeback that fails loses it, with commits it held.)"""
+    with fault_fs(tmp_path / "fuse") as fs:
+        logdir = fs.mount / "run"
+        writer = HFSummaryWriter(repo_id, logdir=logdir, commit_every=0.01, close_timeout=30, drain_timeout=10)
+        errors, logged = [], []
+        try:
+            phases = [(1.0, None), (2.0, error), (1.0, None)]
+            step = 0
+            for duration, failing in phases:
+                if failing:
+                    fs.fail(["write"], glob, failing)
+                else:
+                    fs.clear()
+                until = time.monotonic() + duration
+                while time.monotonic() < until:
+                    try:
+                        writer.add_scalar("loss", float(step), step)
+                        logged.append(step)
+                    except Exception as exc:
+                        errors.append(exc)
+                    step += 1
+                    time.sleep(0.002)
+            writer.close()
+            status = run_status(logdir)
+            dest = download_repo(hub.endpoint, hub.token(), repo_id, tmp_path / "hub")
+            assert errors == []
+            assert tag_steps(dest / "tensorboard" / "run") == {("", "loss", step): 1 for step in logged}
+            assert status["pending_segments"] == status["open_segments"] == 0
+            episode = status["disk"]
+            if glob != "*tfevents*" and episode is None:  # no segment had to be started during the fault
+                return
+            assert episode is not None and episode["cause"].startswith(f"[Errno {error}]"), episode
+            assert episode["held"] == episode["written"] > 0 and episode["dropped"] == episode["lost"] == 0
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+            kill_uploaders(logdir)
