@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 from helpers import download_repo, kill_uploaders, uploader_processes
 from storage_kit import fault_fs, fill, tag_steps, tmpfs
+from trainer_kit import assert_journal_sound, assert_repo_matches_logdir
 
 from hf_summary import HFSummaryWriter
+from hf_summary.compaction import FANOUT, STAGING_DIR
+from hf_summary.journal import Journal
 from hf_summary.status import run_status
 
 
@@ -175,3 +178,29 @@ def test_writes_failing_for_a_while_lose_nothing(tmp_path, hub, writer_env, repo
             with contextlib.suppress(Exception):
                 writer.close()
             kill_uploaders(logdir)
+
+
+def test_a_merge_that_cannot_be_written_is_abandoned_and_done_later(tmp_path, writer_env, repo_id):
+    """Compaction's merged file cannot be created (EDQUOT) for the first pushes: each merge is given up cleanly
+    (no plan, no staged file left), pushes go on, and once the filesystem takes it the merges happen; the repo
+    and the logdir hold the same files, every event once."""
+    with fault_fs(tmp_path / "fuse") as fs:
+        logdir = fs.mount / "long"
+        fs.fail(["mkdir", "create", "write"], f"*/{STAGING_DIR}*", errno.EDQUOT)
+        pushes = 2 * FANOUT
+        with HFSummaryWriter(repo_id, logdir=logdir, commit_every=60, close_timeout=60) as writer:
+            for push in range(pushes):
+                if push == FANOUT + 1:
+                    with Journal(logdir, create=False) as journal:
+                        assert not journal.compactions("planned") and journal.status()["replaced_segments"] == 0
+                    assert not list((logdir / ".hf_summary" / STAGING_DIR).glob("*"))
+                    fs.clear()
+                for step in range(push * 5, push * 5 + 5):
+                    writer.add_scalar("loss", step * 0.5, step)
+                assert writer.push_to_hub(timeout=60)
+        assert tag_steps(logdir) == {("", "loss", step): 1 for step in range(pushes * 5)}
+        assert_repo_matches_logdir(writer_env, repo_id, logdir, tmp_path / "hub")
+        with Journal(logdir, create=False) as journal:
+            assert journal.status()["replaced_segments"] >= FANOUT
+        assert_journal_sound(logdir)
+        kill_uploaders(logdir)
