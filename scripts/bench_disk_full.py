@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import json
 import os
 import shutil
@@ -97,34 +96,22 @@ def trainer(config: dict) -> None:
 
 
 def _fill(path: Path) -> None:
-    """Write zeros to ``path`` until its filesystem is full, down to the last byte."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        chunk = b"\0" * 65536
-        while True:
-            try:
-                os.write(fd, chunk)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                if len(chunk) == 1:
-                    return
-                chunk = chunk[: len(chunk) // 8 or 1]
-    finally:
-        os.close(fd)
+    """Take every free byte of ``path``'s tmpfs: megabytes, then pages (a tmpfs allocates whole pages)."""
+    for block in ("1M", "4k"):
+        subprocess.run(["dd", "if=/dev/zero", f"of={path}", f"bs={block}", "oflag=append", "conv=notrunc"],
+                       capture_output=True)
 
 
 @contextlib.contextmanager
 def _tmpfs(path: Path):
+    """A fresh tmpfs of ``TMPFS_SIZE`` at ``path``, unmounted after (lazily: a trainer that hung was killed)."""
     path.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(path)], check=True,
                    capture_output=True)
     try:
         yield path
     finally:
-        subprocess.run(["umount", str(path)], capture_output=True)
-        if os.path.ismount(path):
-            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        subprocess.run(["umount", "--lazy", str(path)], capture_output=True)
 
 
 def _events(root: Path) -> Counter:
