@@ -550,50 +550,67 @@ class HFSummaryWriter(SummaryWriter):
         return not self._journal.path.exists() or any(o.segment.unlinked() for o in list(self._segments.values()))
 
     def _recreate_logdir(self) -> bool:
-        """Ticker: the logdir (or part of it) was removed while the writer ran. Make it again with a fresh journal
-        (which adopts the segments still on disk), read back what the removed open segments held and write it
-        out again ahead of any held event, restart the uploader on the new journal. What was pushed stays on the
-        Hub; the run goes on there under the same run id, with later sequences. Returns whether it could."""
+        """Ticker: the logdir (or part of it) was removed while the writer ran. Read back what the removed open
+        segments held and hold it ahead of any held event (written out again next); if the journal went too, make
+        the logdir again with a fresh journal (which adopts the segments still on disk) and restart the uploader
+        on it. What was pushed stays on the Hub; the run goes on there under the same run id, with later
+        sequences. Returns whether it could."""
+        journal_gone = not self._journal.path.exists()
         with self._lock:
-            self._holding = True  # add_* only appends meanwhile; the journal is about to change
-            detached, self._segments = self._segments, {}
-            prepared, self._prepared = list(self._prepared.values()), {}
-            self._unrecorded.clear()  # rows of the lost journal; files still on disk are adopted below
+            self._holding = True  # add_* only appends meanwhile
+            removed = {run: o for run, o in self._segments.items() if journal_gone or o.segment.unlinked()}
+            for run in removed:
+                del self._segments[run]
+            prepared, self._prepared = (list(self._prepared.values()), {}) if journal_gone else ([], self._prepared)
+            if journal_gone:
+                self._unrecorded.clear()  # rows of the lost journal; files still on disk are adopted anew
         salvaged: list[tuple[str, bytes]] = []
         last_sequence = 0
-        for run, opened in detached.items():
+        for run, opened in removed.items():
             last_sequence = max(last_sequence, parse_segment_sequence(opened.segment.path.name) or 0)
             if opened.segment.unlinked():
                 salvaged.extend((run, data) for data in opened.segment.salvage()[1:])  # not its header record
+                if not journal_gone and opened.row_id is not None:
+                    self._unrecorded.append((opened.row_id, opened.segment.path, None))  # its row gets dropped
             else:
                 with contextlib.suppress(OSError):
                     opened.segment.seal()
         for opened in prepared:
             with contextlib.suppress(OSError):
                 opened.segment.discard()
+        cause = f"{self.logdir} was removed"
+        if journal_gone and not self._replace_journal(last_sequence, len(salvaged)):
+            with self._lock:
+                self._backlog.put_first(salvaged, cause)
+            return False
+        with self._lock:
+            self._backlog.put_first(salvaged, cause)
+        self._episode_recorded = False
+        logger.warning("%s (or part of it) was removed while the writer ran: %s; %d event(s) of the removed open "
+                       "segments are written out again", self.logdir,
+                       "made it again with a new journal" if journal_gone else "its journal is intact", len(salvaged))
+        return True
+
+    def _replace_journal(self, last_sequence: int, salvaged: int) -> bool:
+        """The journal was removed: stop its uploader and presence, and go on with a new one (False: not yet)."""
         if self._uploader is not None and self._uploader.is_running():  # it drains the removed journal
             os.kill(self._uploader.pid, signal.SIGKILL)
             self._uploader.wait(_SIGNAL_LOCK_WAIT_S)
         self._uploader = None
         self._presence.stop()
-        old_journal = self._journal
+        # Closed before the new one opens: closing SQLite's last connection deletes its WAL file by path, which
+        # would then be the new journal's.
+        with contextlib.suppress(Exception):
+            self._journal.close()
         try:
-            journal = self._new_journal(last_sequence, len(salvaged))
+            journal = self._new_journal(last_sequence, salvaged)
         except (OSError, sqlite3.Error) as exc:  # e.g. the disk is full too: held, and tried again next turn
-            with self._lock:
-                self._backlog.put_first(salvaged, f"{self.logdir} was removed")
             logger.warning("%s was removed and cannot be made again yet (%s); retrying", self.logdir, exc)
             return False
         with self._lock:
             self._journal = journal
-            self._backlog.put_first(salvaged, f"{self.logdir} was removed")
-        with contextlib.suppress(Exception):
-            old_journal.close()
         with contextlib.suppress(OSError, sqlite3.Error):
             self._presence.start(journal)
-        self._episode_recorded = False
-        logger.warning("%s was removed while the writer ran: made it again with a new journal; %d event(s) of "
-                       "the removed open segments are written out again", self.logdir, len(salvaged))
         return True
 
     def _new_journal(self, last_sequence: int, salvaged: int) -> Journal:
@@ -750,8 +767,13 @@ class HFSummaryWriter(SummaryWriter):
         self._stop_ticking.set()
         if self._ticker is not None and self._ticker is not threading.current_thread():
             self._ticker.join()
-        if self._logdir_removed():
-            self._recreate_logdir()
+        if self._logdir_removed() and not self._recreate_logdir():  # no journal to close with: end here
+            self._give_up_held()
+            super().close()
+            self._restore_sigterm()
+            atexit.unregister(self._at_exit)
+            logger.error("%s was removed and cannot be made again; what it held on disk is lost", self.logdir)
+            return
         self._write_out_held()
         self._give_up_held()
         try:
