@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from helpers import download_repo, kill_uploaders, uploader_processes
 from storage_kit import fault_fs, fill, tag_steps, tmpfs
-from trainer_kit import assert_journal_sound, assert_repo_matches_logdir
+from trainer_kit import assert_journal_sound, assert_repo_matches_logdir, cli
 
 from hf_summary import HFSummaryWriter
 from hf_summary.compaction import FANOUT, STAGING_DIR
@@ -25,7 +25,8 @@ from hf_summary.status import run_status
 def _log_through_a_full_disk(tmp_path: Path, hub, repo_id: str, *, full_for_s: float, **writer_kwargs):
     """Log a scalar per step and a 2,000-value histogram every 10 steps on a 6 MB tmpfs; fill it after 1 s,
     free it ``full_for_s`` later, log 1 s more and close(). Returns what add_* was called with, the exceptions it
-    raised, the (run, tag, step) counts on the Hub, the status after close() and whether close() drained."""
+    raised, the (run, tag, step) counts on the Hub, the status after close() (and `hf-summary status`'s text) and
+    whether close() drained."""
     with tmpfs(tmp_path / "fs", "size=6m") as fs:
         logdir = fs / "run"
         ballast = fs / "ballast"
@@ -57,10 +58,11 @@ def _log_through_a_full_disk(tmp_path: Path, hub, repo_id: str, *, full_for_s: f
                         phase = "done"
             writer.close()
             status = run_status(logdir)
+            status_text = cli("status", str(logdir), env={}).stdout
             drained = not uploader_processes(logdir) and status["pending_segments"] == status["open_segments"] == 0
             dest = download_repo(hub.endpoint, hub.token(), repo_id, tmp_path / "hub")
             on_hub = tag_steps(dest / "tensorboard" / "run")
-            return logged, errors, on_hub, status, drained
+            return logged, errors, on_hub, (status, status_text), drained
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
@@ -71,7 +73,7 @@ def test_a_disk_full_for_a_while_loses_nothing_and_add_never_raises(tmp_path, hu
     """The disk is full across several ticks: nothing raises into the loop, every call's event is on the Hub
     exactly once, and status reports the episode (held, written out, nothing dropped)."""
     caplog.set_level(logging.WARNING, logger="hf_summary")
-    logged, errors, on_hub, status, drained = _log_through_a_full_disk(
+    logged, errors, on_hub, (status, status_text), drained = _log_through_a_full_disk(
         tmp_path, hub, repo_id, full_for_s=2.0, commit_every=0.01
     )
     assert errors == []
@@ -82,6 +84,7 @@ def test_a_disk_full_for_a_while_loses_nothing_and_add_never_raises(tmp_path, hu
     assert episode["held"] > 0 and episode["written"] == episode["held"]
     assert episode["dropped"] == episode["lost"] == 0
     assert episode["ended"] is not None and episode["cause"].startswith("[Errno 28]")
+    assert "Disk:       disk full since" in status_text and f"{episode['held']} event(s) held" in status_text
     episode_lines = [r.getMessage() for r in caplog.records if "held" in r.getMessage()]
     assert len(episode_lines) == 2, episode_lines  # one when it starts, one when it ends
 
@@ -89,7 +92,7 @@ def test_a_disk_full_for_a_while_loses_nothing_and_add_never_raises(tmp_path, hu
 def test_past_the_bound_one_stretch_is_dropped_and_counted(tmp_path, hub, writer_env, repo_id):
     """A 64 KiB bound: the episode's first events are kept, then everything until the backlog is written out
     is dropped; the Hub holds every other event exactly once and status counts the dropped ones."""
-    logged, errors, on_hub, status, _ = _log_through_a_full_disk(
+    logged, errors, on_hub, (status, _), _ = _log_through_a_full_disk(
         tmp_path, hub, repo_id, full_for_s=2.0, commit_every=60, held_events_limit=64 << 10
     )
     assert errors == []
@@ -103,28 +106,37 @@ def test_past_the_bound_one_stretch_is_dropped_and_counted(tmp_path, hub, writer
     assert logged[first:last + 1] == missing  # one contiguous stretch of calls
 
 
-def test_a_logdir_removed_under_the_writer_is_made_again_and_nothing_is_lost(tmp_path, hub, writer_env, repo_id):
-    """``rm -rf`` of the logdir while a segment is open (its events already pushed before stay on the Hub): the
-    writer makes the logdir and its journal again, writes the removed open segment's events out again and the
-    run goes on; the Hub holds every event exactly once and status tells what happened."""
+@pytest.mark.parametrize("removed", ["logdir", "run dir"])
+def test_a_logdir_removed_under_the_writer_is_made_again_and_nothing_is_lost(
+    tmp_path, hub, writer_env, repo_id, removed
+):
+    """``rm -rf`` of the logdir (or of an add_scalars run dir) while a segment is open, its events already pushed
+    before staying on the Hub: the writer notices (here at close()), makes what it needs again, writes the
+    removed open segments' events out again and the run goes on; the Hub holds every event exactly once and
+    status tells what happened."""
     logdir = tmp_path / "run"
     writer = HFSummaryWriter(repo_id, logdir=logdir, commit_every=60, close_timeout=30, drain_timeout=10)
+
+    def log(steps: range) -> None:
+        for step in steps:
+            writer.add_scalar("loss", float(step), step)
+            writer.add_scalars("pair", {"a": float(step)}, step)
+
     try:
-        for step in range(0, 100):
-            writer.add_scalar("loss", float(step), step)
+        log(range(0, 100))
         assert writer.push_to_hub(blocking=True, timeout=30)
-        for step in range(100, 200):
-            writer.add_scalar("loss", float(step), step)
-        shutil.rmtree(logdir)
-        for step in range(200, 300):  # into the removed open segment: the OS takes them, no reader ever will
-            writer.add_scalar("loss", float(step), step)
+        log(range(100, 200))
+        shutil.rmtree(logdir if removed == "logdir" else logdir / "pair")
+        log(range(200, 300))  # into the removed open segments: the OS takes them, no reader ever will
         writer.close()
         status = run_status(logdir)
         dest = download_repo(hub.endpoint, hub.token(), repo_id, tmp_path / "hub")
-        assert tag_steps(dest / "tensorboard" / "run") == {("", "loss", step): 1 for step in range(300)}
+        expected = {(run, tag, step): 1 for run, tag in (("", "loss"), ("pair/a", "pair")) for step in range(300)}
+        assert tag_steps(dest / "tensorboard" / "run") == expected
         assert status["pending_segments"] == status["open_segments"] == 0
+        salvaged = 400 if removed == "logdir" else 200
         assert status["disk"]["cause"].endswith("was removed")
-        assert status["disk"]["held"] == status["disk"]["written"] == 200 and status["disk"]["dropped"] == 0
+        assert status["disk"]["held"] == status["disk"]["written"] == salvaged and status["disk"]["dropped"] == 0
         assert not uploader_processes(logdir)
     finally:
         with contextlib.suppress(Exception):
