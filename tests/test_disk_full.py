@@ -147,12 +147,13 @@ def test_a_logdir_removed_under_the_writer_is_made_again_and_nothing_is_lost(
 @pytest.mark.parametrize(
     ("glob", "error"),
     [("*tfevents*", errno.EIO), ("*tfevents*", errno.EDQUOT), ("*tfevents*", errno.ESTALE),
-     ("*/.hf_summary/journal.db-wal", errno.EIO)],
-    ids=["EIO", "EDQUOT", "ESTALE", "journal-EIO"],
+     ("*/.hf_summary/journal.db-wal", errno.EIO), ("*/.hf_summary/xet/*", errno.ENOSPC)],
+    ids=["EIO", "EDQUOT", "ESTALE", "journal-EIO", "uploader-scratch-ENOSPC"],
 )
 def test_writes_failing_for_a_while_lose_nothing(tmp_path, hub, writer_env, repo_id, glob, error):
     """A FUSE filesystem fails every write to the event files (or to the journal's WAL: SQLITE_IOERR in the
-    ticker, in the uploader and when a segment is started) with ``error`` for 2 s, across ticks. (Not its -shm
+    ticker, in the uploader and when a segment is started; or to the uploader's scratch space: its pushes) with
+    ``error`` for 2 s, across ticks. (Not its -shm
     file: SQLite's shared-memory index is mmapped, and a writeback that fails loses it, with commits it held.)"""
     with fault_fs(tmp_path / "fuse") as fs:
         logdir = fs.mount / "run"
