@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from hf_summary.backlog import DISK_EPISODE_KEY
 from hf_summary.journal import Journal, JournalError, journal_path
 from hf_summary.liveness import WriterRecord, lease_owner_alive, writer_records
 
@@ -26,7 +27,8 @@ def run_status(logdir: Path) -> dict:
     writer or uploader is alive and pushes it), ``preempted`` (its latest writer ended without close() or
     interpreter exit: a signal, a kill, a lost node; or a stop signal was recorded since it started), ``closed``
     (closed cleanly) or ``idle`` (no writer recorded, no uploader alive). ``preempted`` is also a flag of its own,
-    for offline runs."""
+    for offline runs. ``disk``: the latest episode of events held in memory because the logdir's filesystem refused
+    them (``since``, ``ended`` or None while it lasts, ``held``, ``written``, ``dropped``, ``lost``), or None."""
     if not journal_path(logdir).exists():
         raise StatusError(f"{logdir} has no hf-summary journal ({journal_path(logdir)} is missing)")
     try:
@@ -35,6 +37,7 @@ def run_status(logdir: Path) -> dict:
             settings = journal.load_settings()
             lease = journal.lease_owner()
             writers = writer_records(journal)
+            disk = journal.get_value(DISK_EPISODE_KEY)
     except (JournalError, FileNotFoundError) as exc:
         raise StatusError(
             f"the journal of {logdir} is unusable ({exc}); `hf-summary recover {logdir}` moves it aside and "
@@ -51,6 +54,7 @@ def run_status(logdir: Path) -> dict:
         writer_alive=writer_alive,
         writer_pid=writer.pid if writer else None,
         writer_host=writer.host if writer else None,
+        disk=disk,
         uploader_alive=alive,
         uploader_pid=lease[0].pid if alive else None,
         uploader_heartbeat_age_s=(max(0.0, time.time() - lease[1])) if alive else None,

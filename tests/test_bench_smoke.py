@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
 from importlib.util import find_spec
@@ -215,3 +217,25 @@ def test_add_latency_bench_runs_every_writer(tmp_path: Path) -> None:
     assert document["ours"][0]["rolls"] >= 3
     assert "| `add_scalar` p99 |" in result.stdout and "ours / tensorboardX" in result.stdout
     assert "| `numpy.float32` |" in result.stdout
+
+
+def test_disk_full_bench_runs_and_ours_survives(tmp_path: Path) -> None:
+    """`scripts/bench_disk_full.py`, a 2 s episode: every writer has its row; ours raised nothing, lost nothing,
+    survived and did not hang."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("bench_disk_full mounts a tmpfs per writer: needs root and mount(8)")
+    out = tmp_path / "disk_full.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench_disk_full.py"), "--before-s", "1", "--full-s", "2",
+         "--after-s", "1", "--hang-s", "20", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, f"bench failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
+    document = json.loads(out.read_text())
+    assert set(document) == set(WRITERS)
+    for writer, figures in document.items():
+        assert isinstance(figures["survived"], bool) and isinstance(figures["hung"], bool), writer
+    ours = document["ours"]
+    assert ours["survived"] and not ours["hung"] and ours["raised"] == 0 and ours["lost"] == 0, ours
+    assert _is_number(ours["longest_add_s"]) and ours["acknowledged"] > 0
+    assert "| exceptions raised into the loop |" in result.stdout

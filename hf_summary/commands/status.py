@@ -62,6 +62,10 @@ def run(args: argparse.Namespace) -> ExitStatus:
     if preemption := status["preemption"]:
         print(f"Preempted:  {_when(preemption['at'])} by {preemption['signal']}; "
               + _final_push(preemption, status["pending_segments"]))
+    if disk := status.get("disk"):
+        from hf_summary.backlog import describe_episode
+
+        print(f"Disk:       {describe_episode(disk)}")
     print(f"State:      {_state(status)}")
     if status["pending_segments"] and not status["uploader_alive"]:
         print(f"Next:       hf-summary {'sync' if status['offline'] else 'recover'} {args.logdir}")
