@@ -28,8 +28,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench_output import emit
-from bench_trainer import REPO_ROOT, trainer_env
+from benchkit.output import emit
+from benchkit.trainer import REPO_ROOT, trainer_env
 
 WRITERS = ("ours", "tensorboardX", "huggingface_hub")
 TMPFS_SIZE = "6m"
