@@ -13,7 +13,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, download_repo, finish_job, require_frameworks, start_job, uploader_processes, wait_until
+from helpers import (
+    REPO_ROOT,
+    download_repo,
+    finish_job,
+    require_frameworks,
+    start_job,
+    uploader_processes,
+    wait_until,
+)
 from trainer_kit import hub_env, pid_gone
 
 require_frameworks("tensorflow", "keras", "jax", "flax", "clu", "tensorboard")
