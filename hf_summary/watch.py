@@ -191,9 +191,13 @@ class Watcher:
                     next_tick = time.monotonic() + self.settings.commit_every_s
                 self._sleep(next_tick - time.monotonic())
             if self._preempted:
-                return self._preempted_drain(journal, copier)
+                status = self._preempted_drain(journal, copier)
+                self._remove_pushed(copier)
+                return status
             self._copy(journal, copier)
-            return self._final_drain(journal)
+            status = self._final_drain(journal)
+            self._remove_pushed(copier)
+            return status
 
     def _check_access(self) -> None:
         """Fail at once when the token cannot write to the repo; a Hub that does not answer within a few seconds
@@ -230,8 +234,9 @@ class Watcher:
         self._wake.clear()
 
     def _copy(self, journal: Journal, copier: TailCopier) -> bool:
-        """Copy what is new; returns whether anything is pending."""
+        """Remove the local copies the Hub holds, copy what is new; returns whether anything is pending."""
         try:
+            copier.remove_pushed()
             if copied := copier.copy_new_records():
                 logger.debug("copied the new records of %d file(s)", len(copied))
             return bool(journal.pending_segments())
@@ -239,6 +244,12 @@ class Watcher:
             # the foreign files keep their records, copied the next time
             logger.warning("could not copy the new records of %s (%s); retrying", self.logdir, exc)
             return False
+
+    def _remove_pushed(self, copier: TailCopier) -> None:
+        try:
+            copier.remove_pushed()
+        except (OSError, sqlite3.OperationalError) as exc:  # they go at the next watcher's first tick
+            logger.warning("could not remove the pushed copies of %s (%s)", self.logdir, exc)
 
     def _ensure_uploader(self) -> UploaderProcess:
         if self._uploader is None or not self._uploader.is_running():
