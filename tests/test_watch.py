@@ -101,7 +101,7 @@ def _copies(logdir: Path) -> list[tuple[str, CopyName]]:
     with Journal(logdir, create=False) as journal:
         paths = [row.path_in_repo for row in journal.segments()]
     copies = [(path, parse_repo_copy_name(path)) for path in paths]
-    return [(f"{os.path.dirname(path)}/{source}", copy) for path, (source, _, copy) in copies]
+    return [(f"{os.path.dirname(path)}/{source}", copy) for path, (source, _, copy) in copies if not copy.merged]
 
 
 def _events(root: Path) -> list[tuple[str, bytes]]:
@@ -532,3 +532,57 @@ def test_start_watch_then_stop_pushes_everything(tmp_path, hub, writer_env, repo
             os.kill(watcher.pid, signal.SIGKILL)
     copy = _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
     assert (copy / "hparams.yaml").read_text() == "lr: 0.1\n"  # written before step 300 rewrites it
+
+
+def test_a_long_watch_keeps_files_bounded_on_the_hub_and_no_second_copy_on_disk(tmp_path, hub, writer_env, repo_id):
+    """Tick after tick a foreign file grows: its copies are merged as segments are (FANOUT contiguous copies into
+    one, riding in a push), the Hub holds each record once at every commit, and the logdir keeps no copy the Hub
+    holds. A restarted watcher resumes exactly, though the copies it would compare with are gone."""
+    from hf_summary.compaction import FANOUT
+
+    logdir = tmp_path / "long"
+    source = logdir / "train" / SOURCE
+    source.parent.mkdir(parents=True)
+    source.write_bytes(b"")
+    step = 0
+
+    def watch_ticks(ticks: int) -> None:
+        nonlocal step
+        watcher = Watcher(logdir, repo_id, commit_every=0.002, assets=[])
+        thread = threading.Thread(target=watcher.run)
+        thread.start()
+        try:
+            for tick in range(ticks):
+                with source.open("ab") as f:
+                    f.write(b"".join(_record(step + i) for i in range(3)))
+                step += 3
+                size = source.stat().st_size
+                wait_until(lambda size=size: _pushed_up_to(logdir) == size, timeout=60, message=f"offset {size}")
+                on_hub = _hub_copy(hub, repo_id, logdir, tmp_path) if tick % 5 == 4 else None
+                if on_hub is not None:
+                    assert _events(on_hub) == _events(logdir)  # once, in order, between two ticks
+        finally:
+            watcher.stop()
+            thread.join(120)
+
+    watch_ticks(2 * FANOUT + 3)
+    watch_ticks(FANOUT)  # restarted: resumes at the journaled offset, checks the source against the last copy
+    on_hub = _hub_copy(hub, repo_id, logdir, tmp_path)
+    assert _events(on_hub) == _events(logdir)
+    assert [event.step for _, event in iter_events(on_hub)] == list(range(step))
+    names = sorted(path.name for path in (on_hub / "train").iterdir())
+    assert len(names) < 2 * FANOUT, names  # 27 copies: 3 merged copies of 8 and the last few
+    assert sum(parse_repo_copy_name(name)[2].merged for name in names) >= 2, names
+    left = [path for path in (logdir / ".hf_summary" / "watch").rglob("*") if path.is_file()]
+    assert left == [], left  # everything is pushed: no second copy of the run on disk
+
+
+def _pushed_up_to(logdir: Path) -> int:
+    """The offset of the source up to which the Hub holds the copies (-1 while some are pending)."""
+    if not (logdir / ".hf_summary" / "journal.db").exists():
+        return -1
+    with Journal(logdir, create=False) as journal:
+        if journal.pending_segments():
+            return -1
+        ends = [copy.end for row in journal.segments("committed") if (copy := CopyName.parse(row.name))]
+    return max(ends, default=0)
