@@ -46,6 +46,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -54,8 +55,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hf_summary._faults import fault as _fault
+from hf_summary.assets import AssetTracker
 from hf_summary.journal import Journal, RunSettings, SegmentRow
-from hf_summary.reconcile import JOURNAL_DIR, iter_logdir_files, logdir_relative, repo_path
+from hf_summary.reconcile import JOURNAL_DIR, logdir_relative, repo_path
 from hf_summary.segments import (
     Segment,
     file_sha256,
@@ -187,6 +189,9 @@ class TailCopier:
         self.run_id = journal.run_id()
         self._sources: dict[tuple[str, str], _Source] = {}
         self._removed: set[int] = set()  # committed copies whose local file is gone
+        self._finder = AssetTracker(  # finds event files as the uploader finds assets: no walk of the whole logdir
+            journal.logdir, dataclasses.replace(settings, allow_patterns=["*tfevents*"], ignore_patterns=[])
+        )
         self._resume()
 
     # ---------------------------------------------------------------- resuming
@@ -238,22 +243,20 @@ class TailCopier:
 
     # ---------------------------------------------------------------- copying
 
-    def sources(self) -> list[tuple[str, str]]:
+    def sources(self, *, full: bool = False) -> list[tuple[str, str]]:
         """``(run, name)`` of every foreign event file in the logdir, in name order: files whose name contains
         ``tfevents`` except hf-summary's own segments, the journal's directory and nested logdirs that have a
-        journal of their own."""
-        return sorted(
-            (run, name)
-            for run, name in iter_logdir_files(self.journal.logdir)
-            if is_event_file(name) and parse_segment_sequence(name) is None
-        )
+        journal of their own. A directory is listed again only when it changed (:class:`AssetTracker`), or with
+        ``full`` (a final copy: whatever a filesystem's clock says)."""
+        found = (relative.rpartition("/")[::2] for relative in self._finder.files(full=full))
+        return sorted((run, name) for run, name in found if is_event_file(name) and parse_segment_sequence(name) is None)
 
-    def copy_new_records(self) -> list[int]:
+    def copy_new_records(self, *, full: bool = False) -> list[int]:
         """Copy the new complete records of every foreign event file into one sealed segment per file that grew;
         returns the new segment ids. A file that cannot be read now (gone, permissions) is skipped and retried
-        at the next call."""
+        at the next call. ``full`` lists every directory again (see :meth:`sources`)."""
         added = []
-        for key in self.sources():
+        for key in self.sources(full=full):
             source = self._sources.setdefault(key, _Source(*key))
             try:
                 row_id = self._copy(source)

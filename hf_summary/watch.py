@@ -194,7 +194,7 @@ class Watcher:
                 status = self._preempted_drain(journal, copier)
                 self._remove_pushed(copier)
                 return status
-            self._copy(journal, copier)
+            self._copy(journal, copier, full=True)
             status = self._final_drain(journal)
             self._remove_pushed(copier)
             return status
@@ -233,11 +233,12 @@ class Watcher:
         self._wake.wait(max(0.0, min(POLL_INTERVAL_S, timeout)))
         self._wake.clear()
 
-    def _copy(self, journal: Journal, copier: TailCopier) -> bool:
-        """Remove the local copies the Hub holds, copy what is new; returns whether anything is pending."""
+    def _copy(self, journal: Journal, copier: TailCopier, *, full: bool = False) -> bool:
+        """Remove the local copies the Hub holds, copy what is new (``full``: listing every directory again);
+        returns whether anything is pending."""
         try:
             copier.remove_pushed()
-            if copied := copier.copy_new_records():
+            if copied := copier.copy_new_records(full=full):
                 logger.debug("copied the new records of %d file(s)", len(copied))
             return bool(journal.pending_segments())
         except (OSError, sqlite3.OperationalError) as exc:  # disk full, I/O error, a journal locked too long:
