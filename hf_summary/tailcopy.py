@@ -243,6 +243,11 @@ class TailCopier:
 
     # ---------------------------------------------------------------- copying
 
+    @property
+    def listings(self) -> int:
+        """Directories listed so far to find the event files (for benchmarks and tests)."""
+        return self._finder.listings
+
     def sources(self, *, full: bool = False) -> list[tuple[str, str]]:
         """``(run, name)`` of every foreign event file in the logdir, in name order: files whose name contains
         ``tfevents`` except hf-summary's own segments, the journal's directory and nested logdirs that have a

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.summary import scalar
 from trainer_kit import api, commit_titles, fake_dead_run, hub_env, pid_gone
 
+from hf_summary.assets import RACY_MARGIN_S
 from hf_summary.journal import Journal, RunSettings
 from hf_summary.segments import frame_record, last_complete_offset
 from hf_summary.tailcopy import CopyName, TailCopier, parse_repo_copy_name
@@ -262,6 +264,29 @@ def test_a_source_that_shrinks_or_is_replaced_or_rewritten_starts_a_new_generati
     assert sorted(name.repo_name(SOURCE, "1a2b3c4d") for name in copies) == [
         name.repo_name(SOURCE, "1a2b3c4d") for name in copies
     ]
+
+
+def test_a_tick_lists_only_the_directories_that_changed(tmp_path):
+    logdir = tmp_path / "logs"
+    for run in ("train", "validation", "train/inner"):
+        (logdir / run).mkdir(parents=True)
+        (logdir / run / SOURCE).write_bytes(_record(0))
+    with Journal(logdir) as journal:
+        copier = TailCopier(journal, _settings(logdir))
+        (logdir / ".hf_summary" / "watch").mkdir()
+        settled = max(path.stat().st_ctime for path in (logdir, *logdir.rglob("*"))) + RACY_MARGIN_S
+        wait_until(lambda: time.time() > settled, timeout=10, message="listings that can be trusted")
+        assert len(copier.copy_new_records()) == 3
+        listed = copier.listings
+        with (logdir / "train" / SOURCE).open("ab") as f:
+            f.write(_record(1))
+        assert len(copier.copy_new_records()) == 1
+        assert copier.listings == listed  # an appended file changes no directory
+        (logdir / "validation" / "events.out.tfevents.2.vm").write_bytes(_record(2))
+        assert len(copier.copy_new_records()) == 1
+        assert copier.listings == listed + 1  # only the directory that got a new file
+        assert len(copier.copy_new_records(full=True)) == 0
+        assert copier.listings == listed + 1 + 4  # a final copy lists all four (the journal's own dir aside)
 
 
 def test_a_copy_that_failed_is_tried_again_though_the_file_stays_put(tmp_path):
