@@ -359,7 +359,8 @@ class TailCopier:
                 row.local_path(self.journal.logdir).unlink()
                 removed += 1
             except FileNotFoundError:
-                pass
+                if CopyName.parse(row.name).merged:
+                    continue  # its merge may be committed but not applied yet: the uploader is moving it here
             self._removed.add(row.id)
         return removed
 
