@@ -150,14 +150,14 @@ def _merge_inputs(journal: Journal, settings: RunSettings, run: str, group: list
     str, str, list[Path | tuple[Path, int, int]]
 ]:
     """Name, path in the repo and the bytes to concatenate of the merge of ``group``: segments' local files, or
-    for copies (whose local files are removed once pushed) their ranges of the foreign file."""
+    for copies (whose local files ``hf-summary watch`` removes once pushed, at any moment) their ranges of the
+    foreign file, checked against their sha256 as any member is."""
     first, last = group[0], group[-1]
     if CopyName.parse(first.name) is None:
         name = merged_name(first.name, last.name, level)
         return name, repo_path(settings, run, name), [row.local_path(journal.logdir) for row in group]
     name = merged_copy_name(first.name, last.name)
-    inputs = [path if (path := row.local_path(journal.logdir)).is_file() else copy_range(journal.logdir, row)
-              for row in group]
+    inputs = [copy_range(journal.logdir, row) for row in group]
     return name, first.path_in_repo.removesuffix(first.name) + name, inputs
 
 
