@@ -604,10 +604,11 @@ def test_a_long_watch_keeps_files_bounded_on_the_hub_and_no_second_copy_on_disk(
 
 def _pushed_up_to(logdir: Path) -> int:
     """The offset of the source up to which the Hub holds the copies (-1 while some are pending)."""
-    if not (logdir / ".hf_summary" / "journal.db").exists():
+    try:
+        with Journal(logdir, create=False) as journal:
+            if journal.pending_segments():
+                return -1
+            ends = [copy.end for row in journal.segments("committed") if (copy := CopyName.parse(row.name))]
+    except FileNotFoundError:  # the watcher is still creating its journal
         return -1
-    with Journal(logdir, create=False) as journal:
-        if journal.pending_segments():
-            return -1
-        ends = [copy.end for row in journal.segments("committed") if (copy := CopyName.parse(row.name))]
     return max(ends, default=0)
