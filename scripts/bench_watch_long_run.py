@@ -22,6 +22,7 @@ Every process started here is ended by its own pid; temporary directories are re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import signal
@@ -101,9 +102,12 @@ def _ticks(logdir: Path) -> int:
 
 def _disk_beyond_sources(logdir: Path) -> int:
     """Bytes under the journal's directory other than the journal itself: local copies and staged merges."""
-    root = logdir / ".hf_summary"
-    return sum(path.stat().st_size for sub in ("watch", "compaction") for path in (root / sub).rglob("*")
-               if path.is_file()) if root.exists() else 0
+    total = 0
+    for dirpath, _, names in (walk for sub in ("watch", "compaction") for walk in os.walk(logdir / ".hf_summary" / sub)):
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):  # removed by the watcher since the listing
+                total += os.stat(os.path.join(dirpath, name)).st_size
+    return total
 
 
 def _hub_files_per_run(api, repo_id: str) -> int:
