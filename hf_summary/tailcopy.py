@@ -352,15 +352,16 @@ class TailCopier:
         removed = 0
         committed = [row for row in self.journal.segments("committed") if _source_of(row) is not None]
         self._removed &= {row.id for row in committed}  # merged away: no longer committed rows
+        # a merge committed but not applied yet: compaction still has to move it here (and needs it there to finish)
+        unapplied = {compaction.segment_id for compaction in self.journal.compactions("committed")}
         for row in committed:
-            if row.id in self._removed:
+            if row.id in self._removed or row.id in unapplied:
                 continue
             try:
                 row.local_path(self.journal.logdir).unlink()
                 removed += 1
             except FileNotFoundError:
-                if CopyName.parse(row.name).merged:
-                    continue  # its merge may be committed but not applied yet: the uploader is moving it here
+                pass
             self._removed.add(row.id)
         return removed
 

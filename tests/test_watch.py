@@ -17,9 +17,10 @@ import pytest
 from helpers import REPO_ROOT, download_repo, kill_uploaders, run_script, uploader_processes, wait_until
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.summary import scalar
-from trainer_kit import api, commit_titles, fake_dead_run, hub_env, pid_gone
+from trainer_kit import api, cli, commit_titles, fake_dead_run, hub_env, pid_gone
 
 from hf_summary.assets import RACY_MARGIN_S
+from hf_summary.compaction import FANOUT
 from hf_summary.journal import Journal, RunSettings
 from hf_summary.segments import frame_record, last_complete_offset
 from hf_summary.tailcopy import CopyName, TailCopier, parse_repo_copy_name
@@ -563,8 +564,6 @@ def test_a_long_watch_keeps_files_bounded_on_the_hub_and_no_second_copy_on_disk(
     """Tick after tick a foreign file grows: its copies are merged as segments are (FANOUT contiguous copies into
     one, riding in a push), the Hub holds each record once at every commit, and the logdir keeps no copy the Hub
     holds. A restarted watcher resumes exactly, though the copies it would compare with are gone."""
-    from hf_summary.compaction import FANOUT
-
     logdir = tmp_path / "long"
     source = logdir / "train" / SOURCE
     source.parent.mkdir(parents=True)
@@ -612,3 +611,53 @@ def _pushed_up_to(logdir: Path) -> int:
     except FileNotFoundError:  # the watcher is still creating its journal
         return -1
     return max(ends, default=0)
+
+
+@pytest.mark.parametrize("then", ["recover", "restart"])
+@pytest.mark.parametrize("point", ["after_compaction_planned", "after_compaction_commit", "during_compaction_swap"])
+def test_an_uploader_killed_while_merging_copies_loses_and_doubles_nothing(tmp_path, hub, repo_id, processes, point,
+                                                                          then):
+    """The watcher's uploader dies in the push that merges copies; `recover` or a restarted watcher finishes the
+    merge (or abandons it) and goes on: the Hub holds every record once, the logdir no pushed copy."""
+    logdir = tmp_path / "merging"
+    logdir.mkdir()
+    source = logdir / SOURCE
+    source.write_bytes(b"")
+    steps = iter(range(10**6))
+
+    def grow() -> int:
+        with source.open("ab") as f:
+            f.write(b"".join(_record(next(steps)) for _ in range(3)))
+        return source.stat().st_size
+
+    def merging() -> bool:
+        try:
+            with Journal(logdir, create=False) as journal:
+                return bool(journal.compactions("planned" if point != "during_compaction_swap" else "committed"))
+        except FileNotFoundError:
+            return False
+
+    watcher = WatcherProcess(logdir, repo_id, hub, "--commit-every", "0.005", "--no-assets",
+                             env={"HF_SUMMARY_FAULT_POINT": point})
+    processes.append(watcher.proc)
+    while not merging():
+        size = grow()
+        wait_until(lambda size=size: merging() or _pushed_up_to(logdir) == size, timeout=60, message="a push")
+    watcher.proc.send_signal(signal.SIGKILL)
+    watcher.wait(10)
+    kill_uploaders(logdir)
+    if then == "recover":
+        result = cli("recover", str(logdir), env=hub_env(hub))
+        assert result.returncode == 0, result.stderr
+    restarted = WatcherProcess(logdir, repo_id, hub, "--commit-every", "0.005", "--no-assets")
+    processes.append(restarted.proc)
+    for _ in range(FANOUT + 2):
+        size = grow()
+        wait_until(lambda size=size: _pushed_up_to(logdir) == size, timeout=60, message="a push")
+    restarted.proc.send_signal(signal.SIGINT)
+    assert restarted.wait(120) == 0, restarted.log()
+    _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
+    with Journal(logdir, create=False) as journal:
+        assert not journal.compactions("planned") and not journal.compactions("committed")
+        assert journal.compactions("applied")
+    assert [path for path in (logdir / ".hf_summary" / "watch").rglob("*") if path.is_file()] == []
