@@ -37,6 +37,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench_long_run import _fmt, _hub_files_per_run
 from bench_output import emit
 from bench_trainer import trainer_env
 
@@ -110,14 +111,6 @@ def _disk_beyond_sources(logdir: Path) -> int:
     return total
 
 
-def _hub_files_per_run(api, repo_id: str) -> int:
-    try:
-        files = api.list_repo_files(repo_id)
-    except Exception:  # not created yet
-        return 0
-    return max(Counter(path.rsplit("/", 1)[0] for path in files if "tfevents" in path).values(), default=0)
-
-
 def _pushes(logdir: Path) -> list[tuple[float, float]]:
     """(copied at, seconds to the commit) of every copy the Hub took, merged away or not."""
     with Journal(logdir, create=False) as journal:
@@ -154,7 +147,7 @@ def run_one(hub, writer: str, transport: str, args: argparse.Namespace, tmp: Pat
     deadline = time.monotonic() + args.ticks * args.tick_s * 10 + 600
     try:
         while (ticks := _ticks(logdir)) < args.ticks and time.monotonic() < deadline and watcher.poll() is None:
-            samples.append({"t": time.time(), "files": _hub_files_per_run(api, repo_id),
+            samples.append({"t": time.time(), "files": _hub_files_per_run(api, repo_id, ""),
                             "disk": _disk_beyond_sources(logdir)})
             time.sleep(SAMPLE_EVERY_S)
         trainer.stdin.write("stop\n")
@@ -180,7 +173,7 @@ def run_one(hub, writer: str, transport: str, args: argparse.Namespace, tmp: Pat
         "last": {"push_ms_median": _median_ms(_window(pushes, last=True)),
                  "hub_files_per_run_max": max(_window(files, last=True), default=None)},
         "hub_files_per_run_max": max((s["files"] for s in samples), default=0),
-        "final_hub_files_per_run": _hub_files_per_run(api, repo_id),
+        "final_hub_files_per_run": _hub_files_per_run(api, repo_id, ""),
         "disk_beyond_sources_max": max((s["disk"] for s in samples), default=0),
         "disk_beyond_sources_final": _disk_beyond_sources(logdir),
         "journal_bytes": (logdir / ".hf_summary" / "journal.db").stat().st_size,
@@ -189,12 +182,6 @@ def run_one(hub, writer: str, transport: str, args: argparse.Namespace, tmp: Pat
 
 def _median_ms(values: list[float]) -> float | None:
     return statistics.median(values) * 1e3 if values else None
-
-
-def _fmt(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
 def render(results: dict[str, dict], args: argparse.Namespace) -> str:
