@@ -4,11 +4,15 @@ logger, tensorboardX or torch's own ``SummaryWriter``) with the guarantees of ``
 Every ``commit_every`` minutes the watcher copies the new complete records of each foreign event file into a
 sealed, journaled segment (:mod:`hf_summary.tailcopy`) and wakes its uploader child (the same one
 ``HFSummaryWriter`` starts), which pushes them in one commit together with the other matching files that changed
-(``hparams.yaml``, ``projector_config.pbtxt``...). It runs until SIGINT, :meth:`Watcher.stop` or the end of the watched job's process
-(``pid``), then copies every complete record left and pushes it within ``drain_timeout``; or until SIGTERM or
-SIGHUP (preemption), then does the uploader's urgent final drain: for ``grace_period`` seconds it goes on copying
-what the job still writes on its way out and pushes it at once, and leaves as soon as the job (``pid``) is gone
-and everything is pushed. A second stop signal leaves at once. One watcher per logdir at a time (a lock in
+(``hparams.yaml``, ``projector_config.pbtxt``...). For month-long runs the copies behave as the writer's
+segments: compaction merges them on the Hub (a bounded number of files per run folder), and each tick removes
+the local copies the Hub holds, so the logdir holds the run once plus what is not pushed yet. A tick lists only
+the directories that changed and reads only what each event file gained.
+
+It runs until SIGINT, :meth:`Watcher.stop` or the end of the watched job's process (``pid``), then copies every
+complete record left and pushes it within ``drain_timeout``; or until SIGTERM or SIGHUP (preemption), then does
+the uploader's urgent final drain: for ``grace_period`` seconds it goes on copying what the job still writes on
+its way out and pushes it at once, and leaves as soon as the job (``pid``) is gone and everything is pushed. A second stop signal leaves at once. One watcher per logdir at a time (a lock in
 ``LOGDIR/.hf_summary``); a restarted one resumes where the journal says.
 
 Example:
