@@ -405,8 +405,9 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return sha.hexdigest()
 
 
-def concatenate(sources: list[Path], dest: Path) -> tuple[SealedFile, list[SealedFile]]:
-    """Write the bytes of ``sources`` one after another to the new file ``dest`` (``O_EXCL``), fsync it.
+def concatenate(sources: list[Path | tuple[Path, int, int]], dest: Path) -> tuple[SealedFile, list[SealedFile]]:
+    """Write the bytes of ``sources`` (whole files, or ``(file, start, end)`` byte ranges) one after another to
+    the new file ``dest`` (``O_EXCL``), fsync it.
 
     Event files are sequences of whole records, so the result holds exactly their records, in order. Returns
     the new file's summary and each source's (size and sha256 as read), for the caller to check.
@@ -417,16 +418,18 @@ def concatenate(sources: list[Path], dest: Path) -> tuple[SealedFile, list[Seale
     fd = os.open(dest, _OPEN_FLAGS, 0o644)
     try:
         for source in sources:
+            path, start, end = source if isinstance(source, tuple) else (source, 0, None)
             sha, n = hashlib.sha256(), 0
-            with open(source, "rb", buffering=0) as f:
-                while chunk := f.read(_READ_CHUNK):
+            with open(path, "rb", buffering=0) as f:
+                f.seek(start)
+                while chunk := f.read(_READ_CHUNK if end is None else min(_READ_CHUNK, end - start - n)):
                     sha.update(chunk)
                     total.update(chunk)
                     n += len(chunk)
                     view = memoryview(chunk)
                     while view:
                         view = view[os.write(fd, view):]
-            read.append(SealedFile(Path(source), n, sha.hexdigest()))
+            read.append(SealedFile(Path(path), n, sha.hexdigest()))
             size += n
         os.fsync(fd)
     except BaseException:

@@ -239,3 +239,23 @@ def test_disk_full_bench_runs_and_ours_survives(tmp_path: Path) -> None:
     assert ours["survived"] and not ours["hung"] and ours["raised"] == 0 and ours["lost"] == 0, ours
     assert _is_number(ours["longest_add_s"]) and ours["acknowledged"] > 0
     assert "| exceptions raised into the loop |" in result.stdout
+
+
+def test_watch_long_run_bench_runs_and_bounds_files_and_disk(tmp_path: Path) -> None:
+    """`scripts/bench_watch_long_run.py` at minimal size, tensorboardX's writer through basic LFS and Xet: every
+    figure there; the copies merged on the Hub and none left on disk once pushed."""
+    out = tmp_path / "watch_long_run.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench_watch_long_run.py"), "--ticks", "40", "--tick-s", "0.1",
+         "--only", "tbx", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, f"bench failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
+    document = json.loads(out.read_text())
+    assert set(document) == {"tbx/lfs", "tbx/xet"}
+    for name, figures in document.items():
+        assert figures["ticks"] >= 40 and _is_number(figures["bytes_received_per_logged"]), name
+        assert _is_number(figures["last"]["push_ms_median"]), name
+        assert figures["final_hub_files_per_run"] < figures["ticks"] - 2 * 7, name  # copies merged (2 of 8 at least)
+        assert figures["disk_beyond_sources_final"] == 0, name
+    assert "| tbx/lfs | " in result.stdout
