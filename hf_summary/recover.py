@@ -10,7 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_summary import compaction
-from hf_summary.hub import HubClient, HubError, RemoteFile, offline_mode, open_client, path_matches
+from hf_summary.crosshost import SnapshotError, foreign_live_writers, journal_snapshot, push_foreign
+from hf_summary.filesystems import filesystem_of
+from hf_summary.hub import (
+    HubClient,
+    HubError,
+    PermanentHubError,
+    RemoteFile,
+    offline_mode,
+    open_client,
+    path_matches,
+)
 from hf_summary.journal import (
     Journal,
     JournalCorruptError,
@@ -143,6 +153,8 @@ def require_online() -> None:
 
 def _recover(logdir, settings, token, wait, take_over, deadline, report: RecoverReport, say) -> None:
     existed = journal_path(logdir).exists()
+    if existed and filesystem_of(logdir).shared and _push_for_foreign_writer(logdir, token, take_over, report, say):
+        return
     if settings is None and not existed:
         raise RecoverError(f"{logdir} has no journal; pass --repo-id (and --path-in-repo if not the default)")
     try:
@@ -172,11 +184,50 @@ def _recover(logdir, settings, token, wait, take_over, deadline, report: Recover
         uploader = Uploader(journal, settings, token=token, parent=None, drain_timeout=1.0)
         _take_lease(journal, uploader, wait=wait, take_over=take_over, deadline=deadline, report=report, say=say)
         try:
-            _recover_locked(journal, settings, uploader, deadline, report, say)
+            _recover_locked(journal, settings, uploader, deadline, take_over, report, say)
         except HubError as exc:
             report.error, report.exit_status = f"the Hub failed: {exc}", EXIT_INCOMPLETE
         finally:
             journal.release_lease(uploader.owner)
+
+
+def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: RecoverReport, say) -> bool:
+    """A run on a shared filesystem whose writer lives on another host: push what it sealed and this host reads
+    whole, writing nothing in the logdir (:mod:`hf_summary.crosshost`). Returns False when no writer of another
+    host lives (then the run is this host's to recover)."""
+    try:
+        with journal_snapshot(logdir) as snapshot:
+            live = foreign_live_writers(snapshot, logdir, others_gone=take_over)
+            settings = snapshot.load_settings()
+            if not live or settings is None:
+                return False
+            lease = snapshot.lease_owner()
+            if lease is not None and lease_owner_alive(lease[0]):
+                raise LeaseBusyError(lease[0].pid, f"an uploader on host {lease[0].host!r} (pid {lease[0].pid}) "
+                                     "pushes this logdir for its live writer")
+            _describe(report, settings)
+            client = open_client(repo_id=settings.repo_id, repo_type=settings.repo_type,
+                                 revision=settings.revision, endpoint=settings.endpoint, token=token)
+            plan = push_foreign(snapshot, logdir, settings, client)
+    except SnapshotError as exc:
+        raise RecoverError(f"{exc}; try again in a moment") from exc
+    except HubError as exc:
+        report.error = f"the Hub failed: {exc}"
+        report.exit_status = EXIT_PERMANENT if isinstance(exc, PermanentHubError) else EXIT_INCOMPLETE
+        return True
+    report.pushed_segments, report.pushed_bytes = len(plan.files), plan.bytes
+    report.commits = [plan.commit] if plan.commit else []
+    report.verified_segments = plan.on_hub + len(plan.files)
+    report.still_open = plan.open
+    report.live_writers = sorted({record.pid for record in live})
+    hosts = ", ".join(sorted({record.host for record in live}))
+    say(f"written on host(s) {hosts}: pushed {len(plan.files)} sealed segment(s); nothing written here")
+    report.error = (f"writer(s) {report.live_writers} on host(s) {hosts} still write this run "
+                    f"({plan.open} open segment(s)"
+                    + (f", {plan.unseen} sealed one(s) not yet seen whole from here" if plan.unseen else "")
+                    + "); sync again later, or once they have closed")
+    report.exit_status = EXIT_INCOMPLETE
+    return True
 
 
 def _take_lease(journal: Journal, uploader: Uploader, *, wait: bool, take_over: bool, deadline: float, report,
@@ -213,12 +264,14 @@ def _take_lease(journal: Journal, uploader: Uploader, *, wait: bool, take_over: 
         say("the uploader is done; taking over")
 
 
-def _recover_locked(journal: Journal, settings: RunSettings, uploader: Uploader, deadline, report, say) -> None:
+def _recover_locked(
+    journal: Journal, settings: RunSettings, uploader: Uploader, deadline, take_over: bool, report, say
+) -> None:
     logdir = journal.logdir
     if journal.compactions("planned") or journal.compactions("committed"):
         compaction.settle(journal, uploader.client, abandon=True)
         say("finished the merge(s) of committed segments an interrupted push left")
-    sealed = seal_abandoned(journal, process_alive)
+    sealed = seal_abandoned(journal, process_alive, others_gone=take_over)
     report.sealed_tails = len(sealed)
     if sealed:
         say(f"sealed {len(sealed)} segment(s) left open by a dead writer (torn records cut)")
