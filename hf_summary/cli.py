@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -344,6 +344,7 @@ def _add_recover_parser(commands: argparse._SubParsersAction) -> None:
     rebuild.add_argument("--path-in-repo", default="tensorboard",
                          help="folder in the repo; the logdir's name is appended (default: tensorboard)")
     rebuild.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or huggingface.co)")
+    _add_quiet_option(recover)
     recover.set_defaults(handler=_run_recover)
 
 
@@ -370,7 +371,8 @@ def _run_recover(args: argparse.Namespace) -> int:
             endpoint=args.endpoint or os.environ.get("HF_ENDPOINT"),
         )
     try:
-        with _stderr_log("recover"):
+        say = _progress("recover", args.quiet)
+        with _stderr_log("recover", args.quiet):
             report = recover(
                 logdir,
                 token=args.token,
@@ -379,7 +381,7 @@ def _run_recover(args: argparse.Namespace) -> int:
                 dry_run=args.dry_run,
                 timeout=args.timeout,
                 take_over=args.take_over,
-                say=lambda line: print(f"hf-summary recover: {line}", file=sys.stderr, flush=True),
+                say=say,
             )
     except LeaseBusyError as exc:
         print(f"hf-summary recover: {exc}", file=sys.stderr)
@@ -462,6 +464,7 @@ def _add_watch_parser(commands: argparse._SubParsersAction) -> None:
     watch.add_argument("--once", action="store_true",
                        help="copy and push what LOGDIR holds now, then exit (after the job ended or its node was lost)")
     watch.add_argument("--token-from-stdin", action="store_true", help=argparse.SUPPRESS)
+    _add_quiet_option(watch)
     watch.set_defaults(handler=_run_watch)
 
 
@@ -480,7 +483,8 @@ def _run_watch(args: argparse.Namespace) -> int:
 
     token = json.loads(sys.stdin.readline() or "{}").get("token") if args.token_from_stdin else None
     try:
-        with _stderr_log("watch"):
+        _progress("watch", args.quiet)
+        with _stderr_log("watch", args.quiet):
             return watch(
                 args.logdir,
                 args.repo_id,
@@ -507,9 +511,29 @@ def _run_watch(args: argparse.Namespace) -> int:
         return EXIT_ERROR
 
 
+def _add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quiet", "-q", action="store_true",
+                        help="no progress bars and no progress lines: only the results, warnings and errors (progress "
+                        "bars show only when stderr is a terminal anyway)")
+
+
+def _progress(command: str, quiet: bool) -> Callable[[str], None]:
+    """The printer of ``command``'s progress lines (none with ``quiet``). Turns off the uploads' progress bars
+    (huggingface_hub's, fed by hf_xet) unless stderr is a terminal: a command run from cron or a job script
+    must not fill its log with them."""
+    from huggingface_hub.utils import disable_progress_bars
+
+    if quiet or not sys.stderr.isatty():
+        disable_progress_bars()
+    if quiet:
+        return lambda line: None
+    return lambda line: print(f"hf-summary {command}: {line}", file=sys.stderr, flush=True)
+
+
 @contextlib.contextmanager
-def _stderr_log(command: str) -> Iterator[None]:
-    """The package's INFO log lines on stderr, prefixed with the command, while the command runs."""
+def _stderr_log(command: str, quiet: bool) -> Iterator[None]:
+    """The package's log lines on stderr, prefixed with the command, while the command runs: from INFO on (from
+    WARNING on when ``quiet``)."""
     import logging
 
     package_logger = logging.getLogger("hf_summary")
@@ -517,7 +541,7 @@ def _stderr_log(command: str) -> Iterator[None]:
     handler.setFormatter(logging.Formatter(f"hf-summary {command}: %(message)s"))
     previous_level = package_logger.level
     package_logger.addHandler(handler)
-    package_logger.setLevel(logging.INFO)
+    package_logger.setLevel(logging.WARNING if quiet else logging.INFO)
     try:
         yield
     finally:
@@ -551,6 +575,7 @@ def _add_sync_parser(commands: argparse._SubParsersAction) -> None:
         help="take the lease from uploaders on other hosts (whose liveness cannot be checked from here); only "
         "when those machines are known to be gone",
     )
+    _add_quiet_option(sync)
     sync.set_defaults(handler=_run_sync)
 
 
@@ -565,13 +590,14 @@ def _run_sync(args: argparse.Namespace) -> int:
     from hf_summary.sync import sync
 
     try:
-        with _stderr_log("sync"):
+        say = _progress("sync", args.quiet)
+        with _stderr_log("sync", args.quiet):
             result = sync(
                 args.paths,
                 token=args.token,
                 timeout=args.timeout,
                 take_over=args.take_over,
-                say=lambda line: print(f"hf-summary sync: {line}", file=sys.stderr, flush=True),
+                say=say,
             )
     except (RecoverError, NoRunsError, NotADirectoryError) as exc:
         print(f"hf-summary sync: {exc}", file=sys.stderr)
