@@ -4,9 +4,8 @@ without ever writing where that host writes.
 While a writer of another host lives, its host is the only one that writes the run's journal and event files.
 From here, ``sync``/``recover``/``status``:
 
-- read the journal from a :func:`journal_snapshot`: a private copy taken when the file did not change while it
-  was copied and no transaction was under way (no hot ``-journal``), so no lock of the shared file is needed and
-  no half-written page is ever read;
+- read the journal from a :func:`~hf_summary.snapshot.journal_snapshot` (a private, consistent copy), so no lock
+  of the shared file is needed and no half-written page is ever read;
 - push a sealed segment only once this host reads it whole: exactly the size and sha256 its writer recorded
   (another host's page cache may not have caught up yet; that segment waits for the next sync);
 - skip what the Hub already holds (one listing of the run's folder), and record nothing: the writer's journal
@@ -17,79 +16,14 @@ Open segments, files the journal does not know yet and the lease are left alone:
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_summary.hub import HubClient, MissingRepoError
-from hf_summary.journal import Journal, JournalCorruptError, RunSettings, journal_path
+from hf_summary.journal import Journal, RunSettings
 from hf_summary.liveness import HeartbeatWatch, WriterRecord, writer_records
 from hf_summary.segments import file_digests
-
-SNAPSHOT_TIMEOUT_S = 30.0
-_CHANGE_COUNTER = slice(24, 28)  # the database header's file change counter: bumped by every transaction
-_HOT_JOURNAL = "-journal"
-
-
-class SnapshotError(Exception):
-    """No consistent copy of a journal could be taken in time: its writer kept changing it."""
-
-
-def _fingerprint(path: Path) -> tuple[int, int, bytes]:
-    stat = os.stat(path)
-    with open(path, "rb") as f:
-        header = f.read(100)
-    return stat.st_size, stat.st_mtime_ns, header[_CHANGE_COUNTER]
-
-
-def _copy_if_quiet(source: Path, dest: Path) -> bool:
-    """Copy ``source`` (and a ``-wal``, if any) to ``dest``; whether nothing changed meanwhile and no
-    transaction was under way."""
-    hot = Path(f"{source}{_HOT_JOURNAL}")
-    if hot.exists():
-        return False
-    before = _fingerprint(source)
-    shutil.copyfile(source, dest)
-    wal = Path(f"{source}-wal")
-    if wal.exists():  # a WAL journal (made on a local disk, or with HF_SUMMARY_SHARED_FS=0): its frames are checksummed
-        shutil.copyfile(wal, Path(f"{dest}-wal"))
-    return not hot.exists() and _fingerprint(source) == before and _fingerprint(dest)[2] == before[2]
-
-
-@contextmanager
-def journal_snapshot(logdir: Path, timeout: float = SNAPSHOT_TIMEOUT_S) -> Iterator[Journal]:
-    """A :class:`Journal` open on a private, consistent copy of ``logdir``'s journal (deleted on exit). Its
-    ``logdir`` is the copy's: read segment files with ``row.local_path(logdir)`` of the real one.
-
-    Raises ``FileNotFoundError`` (no journal), :class:`SnapshotError` (it kept changing for ``timeout``) and
-    :class:`~hf_summary.journal.JournalCorruptError` (copies taken while it did not change were unusable).
-    """
-    source = journal_path(logdir)
-    deadline = time.monotonic() + timeout
-    with tempfile.TemporaryDirectory(prefix="hf-summary-snapshot-") as tmp:
-        copy = journal_path(tmp)
-        copy.parent.mkdir()
-        corrupt: JournalCorruptError | None = None
-        while True:
-            if _copy_if_quiet(source, copy):
-                try:
-                    journal = Journal(tmp, create=False)
-                    break
-                except JournalCorruptError as exc:  # torn in a way the checks missed (a lagging cache), or damaged
-                    corrupt = exc
-            if time.monotonic() >= deadline:
-                if corrupt is not None:
-                    raise corrupt
-                raise SnapshotError(f"{source} kept changing: no consistent copy of it within {timeout:.0f} s")
-            time.sleep(0.05)
-        with journal:
-            yield journal
 
 
 def foreign_live_writers(snapshot: Journal, logdir: Path, *, others_gone: bool = False) -> list[WriterRecord]:

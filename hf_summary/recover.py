@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_summary import compaction
-from hf_summary.crosshost import SnapshotError, foreign_live_writers, journal_snapshot, push_foreign
+from hf_summary.crosshost import foreign_live_writers, push_foreign
 from hf_summary.filesystems import filesystem_of
 from hf_summary.hub import (
     HubClient,
@@ -40,6 +40,7 @@ from hf_summary.reconcile import (
     seal_abandoned,
 )
 from hf_summary.segments import file_digests, file_sha256, last_complete_offset
+from hf_summary.snapshot import SnapshotError, journal_snapshot
 from hf_summary.status import public_url
 from hf_summary.uploader import Uploader
 
