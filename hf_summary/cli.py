@@ -332,7 +332,8 @@ def _add_recover_parser(commands: argparse._SubParsersAction) -> None:
     recover.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
     recover.add_argument(
         "--take-over", action="store_true",
-        help="take the lease from an uploader on another host (whose liveness cannot be checked from here); "
+        help="take the run over from other hosts known to be gone: the lease of their uploader, and their writers "
+        "(recorded as lost, their open segments sealed) without waiting for their heartbeats to stop for 5 minutes; "
         "only when that machine is known to be gone",
     )
     rebuild = recover.add_argument_group(
@@ -572,8 +573,9 @@ def _add_sync_parser(commands: argparse._SubParsersAction) -> None:
     sync.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds in all")
     sync.add_argument(
         "--take-over", action="store_true",
-        help="take the lease from uploaders on other hosts (whose liveness cannot be checked from here); only "
-        "when those machines are known to be gone",
+        help="take runs over from other hosts known to be gone: the lease of their uploaders, and their writers "
+        "(recorded as lost, their open segments sealed) without waiting for their heartbeats to stop for 5 minutes; "
+        "only when those machines are known to be gone",
     )
     _add_quiet_option(sync)
     sync.set_defaults(handler=_run_sync)

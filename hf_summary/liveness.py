@@ -12,7 +12,8 @@ writer of an open segment is alive:
   heartbeat counter was seen to change less than :data:`STALE_AFTER_S` ago, by this host's clock
   (:class:`HeartbeatWatch`): the two hosts' clocks never meet, so they need not agree. A counter this host
   never saw before counts as just changed. Where the writer's host is known to be gone, the caller says so
-  (``recover --take-over``) and its writers count as dead at once.
+  (``recover --take-over``): its writers count as dead at once, and are recorded as lost
+  (:func:`record_foreign_writers_lost`) for every later look.
 
 Only a dead writer's open segments may be sealed by someone else (:func:`hf_summary.reconcile.seal_abandoned`).
 """
@@ -73,6 +74,7 @@ class WriterRecord:
     heartbeat_at: float
     closed_at: float | None = None
     beats: int = 0  # heartbeats so far: another host watches it change, on its own clock
+    lost_at: float | None = None  # when a host that took the run over recorded this writer's host as gone
 
     @property
     def key(self) -> str:
@@ -84,7 +86,7 @@ class WriterRecord:
         been seen not to change (see :class:`HeartbeatWatch`)."""
         if self.host == socket.gethostname():
             return local_alive(self.pid, self.create_time)
-        return self.closed_at is None and stalled_for < STALE_AFTER_S
+        return self.closed_at is None and self.lost_at is None and stalled_for < STALE_AFTER_S
 
     def wrote(self, pid: int, create_time: float | None) -> bool:
         """Whether this is the process that recorded a segment with ``pid`` and ``create_time``."""
@@ -103,6 +105,17 @@ def writer_records(journal: Journal) -> list[WriterRecord]:
         WriterRecord(**{k: v for k, v in value.items() if k in known}) for value in journal.values(_KEY_PREFIX).values()
     ]
     return sorted(records, key=lambda record: record.started_at)
+
+
+def record_foreign_writers_lost(journal: Journal) -> list[WriterRecord]:
+    """Record every writer of another host that has not closed as lost: its machine is known to be gone (the
+    caller took the run over). A writer that is in fact alive records itself again at its next heartbeat."""
+    here, now = socket.gethostname(), time.time()
+    lost = [replace(record, lost_at=now) for record in writer_records(journal)
+            if record.host != here and record.closed_at is None and record.lost_at is None]
+    for record in lost:
+        save_record(journal, record)
+    return lost
 
 
 class HeartbeatWatch:

@@ -29,7 +29,7 @@ from hf_summary.journal import (
     SegmentRow,
     journal_path,
 )
-from hf_summary.liveness import host_aware, lease_owner_alive, process_alive
+from hf_summary.liveness import host_aware, lease_owner_alive, process_alive, record_foreign_writers_lost
 from hf_summary.reconcile import (
     iter_disk_segments,
     logdir_relative,
@@ -272,6 +272,9 @@ def _recover_locked(
     if journal.compactions("planned") or journal.compactions("committed"):
         compaction.settle(journal, uploader.client, abandon=True)
         say("finished the merge(s) of committed segments an interrupted push left")
+    if take_over and (lost := record_foreign_writers_lost(journal)):
+        say(f"recorded writer(s) {[record.pid for record in lost]} of host(s) "
+            f"{sorted({record.host for record in lost})} as lost (--take-over)")
     sealed = seal_abandoned(journal, process_alive, others_gone=take_over)
     report.sealed_tails = len(sealed)
     if sealed:

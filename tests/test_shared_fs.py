@@ -6,6 +6,7 @@ writer closed pushes the rest and exits 0."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
@@ -13,6 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import psutil
 import pytest
 from helpers import download_repo, wait_until
 from trainer_kit import hub_env
@@ -22,7 +24,8 @@ from hf_summary.verify import iter_events
 
 pytestmark = needs_two_hosts
 
-# An offline trainer logging ~240 steps/s for SECONDS, sealing a segment every 1.2 s, then closing.
+# An offline trainer logging ~240 steps/s for SECONDS (saying so every 50th step), sealing a segment every 1.2 s,
+# then closing.
 WRITER = """
     import json, os, time
     from hf_summary import HFSummaryWriter
@@ -32,6 +35,8 @@ WRITER = """
     step, end = 0, time.monotonic() + float(os.environ["SECONDS"])
     while time.monotonic() < end:
         writer.add_scalar("loss", step * 0.5, step)
+        if step % 50 == 0:
+            print(json.dumps({"event": "step", "step": step}), flush=True)
         step += 1
         time.sleep(1 / 240)
     writer.close()
@@ -39,11 +44,15 @@ WRITER = """
 """
 
 
-def hub_step_counts(hub, repo_id: str, dest: Path, folder: str) -> Counter:
-    """How many times each ``loss`` step is in the repo's copy of ``folder``."""
-    root = download_repo(hub.endpoint, hub.token(), repo_id, dest) / folder
+def step_counts(root: Path) -> Counter:
+    """How many times each ``loss`` step is in the event files under ``root``."""
     return Counter(event.step for _, event in iter_events(root) for value in event.summary.value
                    if value.tag == "loss")
+
+
+def hub_step_counts(hub, repo_id: str, dest: Path, folder: str) -> Counter:
+    """How many times each ``loss`` step is in the repo's copy of ``folder``."""
+    return step_counts(download_repo(hub.endpoint, hub.token(), repo_id, dest) / folder)
 
 
 def start_writer(host, logdir: Path, env: dict[str, str], seconds: float) -> subprocess.Popen:
@@ -68,6 +77,7 @@ def test_sync_from_another_host_during_and_after_an_offline_run_loses_nothing(tm
         stdout, stderr = writer.communicate(timeout=60)
         assert writer.returncode == 0, stderr
         steps = json.loads(stdout.splitlines()[-1])["steps"]
+        assert "database is locked" not in stderr
         final = hosts.two.cli("sync", str(hosts.two.path("runs")), env=env)
         assert final.returncode == 0, final.stdout + final.stderr
         assert len(statuses) >= 3
@@ -75,3 +85,71 @@ def test_sync_from_another_host_during_and_after_an_offline_run_loses_nothing(tm
         assert set(counts) == set(range(steps)), sorted(set(range(steps)) ^ set(counts))[:20]
         assert set(counts.values()) == {1}, "a step is on the Hub more than once"
         wait_until(lambda: hosts.one.pids() == [hosts.one.init_pid], 10, message="host one's processes to end")
+
+
+@pytest.mark.parametrize("locks", LOCK_MODES)
+def test_the_writers_host_lost_mid_run_then_syncs_from_the_other_push_every_event_once(tmp_path, hub, repo_id, locks):
+    env = {**hub_env(hub), "REPO": repo_id}
+    with two_hosts(tmp_path, locks) as hosts:
+        writer = start_writer(hosts.one, hosts.one.path("runs/job"), env, seconds=600)
+        acked = 0
+        while acked < 1500:  # several segments sealed, one open
+            acked = json.loads(writer.stdout.readline())["step"]
+        during = hosts.two.cli("sync", str(hosts.two.path("runs")), env=env)
+        assert during.returncode == 1 and during.stdout.startswith("WRITING"), during.stdout + during.stderr
+        assert "pushed 0 segment(s)" not in during.stdout
+
+        hosts.one.kill()  # the node is lost, with every process on it
+        assert hosts.one.pids() == []
+        still = hosts.two.cli("sync", str(hosts.two.path("runs")), env=env)  # its counter stopped only just now
+        assert still.returncode == 1 and still.stdout.startswith("WRITING"), still.stdout + still.stderr
+        final = hosts.two.cli("sync", "--take-over", str(hosts.two.path("runs")), env=env)  # known gone
+        assert final.returncode == 0, final.stdout + final.stderr
+        again = hosts.two.cli("sync", str(hosts.two.path("runs")), env=env)
+        assert again.returncode == 0 and "pushed 0 segment(s)" in again.stdout, again.stdout + again.stderr
+
+        on_disk = step_counts(hosts.backing / "runs" / "job")  # every record that reached the filesystem
+        assert set(range(acked + 1)) <= set(on_disk)
+        assert hub_step_counts(hub, repo_id, tmp_path / "hub", "tensorboard/job") == on_disk
+        assert set(on_disk.values()) == {1}
+
+
+# A writer hf-summary does not control: tensorboardX's own, flushing every second.
+FOREIGN_WRITER = """
+    import json, os, time
+    from tensorboardX import SummaryWriter
+
+    writer = SummaryWriter(os.environ["LOGDIR"], flush_secs=1)
+    print(json.dumps({"event": "ready"}), flush=True)
+    step, end = 0, time.monotonic() + float(os.environ["SECONDS"])
+    while time.monotonic() < end:
+        writer.add_scalar("loss", step * 0.5, step)
+        step += 1
+        time.sleep(1 / 240)
+    writer.close()
+    print(json.dumps({"event": "closed", "steps": step}), flush=True)
+"""
+
+
+def test_watch_from_another_host_pushes_a_foreign_writers_every_event_once(tmp_path, hub, repo_id):
+    env = hub_env(hub)
+    with two_hosts(tmp_path, "local") as hosts:
+        logdir = "runs/keras"
+        writer = hosts.one.popen(sys.executable, "-c", textwrap.dedent(FOREIGN_WRITER),
+                                 env={"LOGDIR": str(hosts.one.path(logdir)), "SECONDS": "10"},
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert json.loads(writer.stdout.readline())["event"] == "ready", writer.stderr.read()
+        watcher = hosts.two.popen(sys.executable, "-m", "hf_summary", "watch", str(hosts.two.path(logdir)),
+                                  "--repo-id", repo_id, "--commit-every", "0.02", "--quiet", env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout, stderr = writer.communicate(timeout=120)
+        assert writer.returncode == 0, stderr
+        steps = json.loads(stdout.splitlines()[-1])["steps"]
+        (watch,) = psutil.Process(watcher.pid).children()  # nsenter's child: the watcher, in host two's namespace
+        watch.send_signal(signal.SIGINT)  # the job ended: push what is left and exit
+        out, err = watcher.communicate(timeout=120)
+        assert watcher.returncode == 0, out + err
+        assert "%|" not in err  # --quiet (and no terminal): no progress bar
+        counts = hub_step_counts(hub, repo_id, tmp_path / "hub", "tensorboard/keras")
+        assert counts == Counter(range(steps))
+        wait_until(lambda: hosts.two.pids() == [hosts.two.init_pid], 30, message="host two's processes to end")
