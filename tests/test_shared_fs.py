@@ -153,3 +153,53 @@ def test_watch_from_another_host_pushes_a_foreign_writers_every_event_once(tmp_p
         counts = hub_step_counts(hub, repo_id, tmp_path / "hub", "tensorboard/keras")
         assert counts == Counter(range(steps))
         wait_until(lambda: hosts.two.pids() == [hosts.two.init_pid], 30, message="host two's processes to end")
+
+
+# One job of a SLURM array: waits for the array's start (a file appearing), then creates its writer, logs, closes.
+ARRAY_JOB = """
+    import json, os, time
+    start = os.environ["START"]
+    while not os.path.exists(start):
+        time.sleep(0.005)
+    from hf_summary import HFSummaryWriter
+
+    writer = HFSummaryWriter(os.environ["REPO"], logdir=os.environ["LOGDIR"], commit_every=0.02)
+    for step in range(int(os.environ["STEPS"])):
+        writer.add_scalar("loss", step * 0.5, step)
+        time.sleep(0.01)
+    writer.close()
+    print(json.dumps({"event": "closed"}), flush=True)
+"""
+ARRAY_SIZE, ARRAY_STEPS = 64, 300
+
+
+def test_a_slurm_array_of_64_writers_starting_at_once_while_another_host_reads_and_syncs(tmp_path, hub, repo_id):
+    env = {**hub_env(hub), "REPO": repo_id, "HF_HUB_OFFLINE": "1", "STEPS": str(ARRAY_STEPS)}
+    with two_hosts(tmp_path, "local") as hosts:
+        (hosts.backing / "array").mkdir()
+        start = tmp_path / "start"
+        jobs = [hosts.one.popen(sys.executable, "-c", textwrap.dedent(ARRAY_JOB),
+                                env={**env, "START": str(start), "LOGDIR": str(hosts.one.path(f"array/job-{n:02d}"))},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for n in range(ARRAY_SIZE)]
+        start.touch()  # every job creates its writer now
+        parent = str(hosts.two.path("array"))
+        online = {key: value for key, value in env.items() if key != "HF_HUB_OFFLINE"}
+        outputs = []
+        while any(job.poll() is None for job in jobs):
+            status = hosts.two.cli("status", parent, "--json", env={})
+            sync = hosts.two.cli("sync", "--quiet", parent, env=online)
+            outputs += [status.stdout + status.stderr, sync.stdout + sync.stderr]
+            assert status.returncode in (0, 2) and sync.returncode in (0, 1), outputs[-2:]
+        for job in jobs:
+            stdout, stderr = job.communicate(timeout=60)
+            assert job.returncode == 0 and '"closed"' in stdout, stderr
+            outputs.append(stderr)
+        final = hosts.two.cli("sync", "--quiet", parent, env=online)
+        assert final.returncode == 0, final.stdout + final.stderr
+        assert f"Total: {ARRAY_SIZE} run(s), {ARRAY_SIZE} on the Hub" in final.stdout
+        assert not [text for text in outputs if "database is locked" in text]
+        hub_copy = download_repo(hub.endpoint, hub.token(), repo_id, tmp_path / "hub") / "tensorboard"
+        for n in range(ARRAY_SIZE):
+            assert step_counts(hub_copy / f"job-{n:02d}") == Counter(range(ARRAY_STEPS)), n
+        wait_until(lambda: hosts.one.pids() == [hosts.one.init_pid], 30, message="host one's processes to end")
