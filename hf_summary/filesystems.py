@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -78,15 +77,7 @@ def _type_from_mount_table(path: Path) -> str | None:
     mounts) share its type."""
     try:
         device = os.stat(path).st_dev
-    except OSError:
-        return None
-    return _device_type(device)
-
-
-@functools.lru_cache(maxsize=256)  # a command looking at a thousand runs on one mount reads the table once
-def _device_type(device: int) -> str | None:
-    try:
-        table = MOUNTINFO.read_text()
+        table = MOUNTINFO.read_text()  # read again each time: mounts come and go (and devices are reused)
     except OSError:
         return None
     wanted = f"{os.major(device)}:{os.minor(device)}"

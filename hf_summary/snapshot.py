@@ -1,6 +1,6 @@
 """A private, consistent copy of a journal that another host may be writing (the logdir on a shared
-filesystem): taken when the file did not change while it was copied and no transaction was under way (no hot
-``-journal``), so no lock of the shared file is needed and no half-written page is ever read.
+filesystem): taken when neither the file nor its side files changed while they were copied, so no lock of the
+shared file is needed and what is read is the journal as it was at one instant (see :func:`_copy_if_quiet`).
 
 Imports only the journal (``status`` uses it and must start fast).
 """
@@ -19,41 +19,47 @@ from hf_summary.journal import Journal, JournalCorruptError, journal_path
 
 SNAPSHOT_TIMEOUT_S = 30.0
 _CHANGE_COUNTER = slice(24, 28)  # the database header's file change counter: bumped by every transaction
-_HOT_JOURNAL = "-journal"
+_SIDE_FILES = ("-journal", "-wal")
 
 
 class SnapshotError(Exception):
     """No consistent copy of a journal could be taken in time: its writer kept changing it."""
 
 
+def _side_state(path: str) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_size, stat.st_mtime_ns
+
+
 def _fingerprint(path: Path) -> tuple:
-    """What changes when a transaction commits: the file's size, mtime and change counter, and the ``-wal``'s
-    size and mtime (a WAL journal, made on a local disk or with HF_SUMMARY_SHARED_FS=0, commits there)."""
+    """What changes when a transaction writes: the file's size, mtime and change counter, and the size and mtime
+    of its side files (a rollback ``-journal``, or a ``-wal`` for a WAL journal made on a local disk or with
+    HF_SUMMARY_SHARED_FS=0)."""
     stat = os.stat(path)
     with open(path, "rb") as f:
         header = f.read(100)
-    try:
-        wal = os.stat(f"{path}-wal")
-        wal_state = (wal.st_size, wal.st_mtime_ns)
-    except FileNotFoundError:
-        wal_state = None
-    return stat.st_size, stat.st_mtime_ns, header[_CHANGE_COUNTER], wal_state
+    sides = tuple(_side_state(f"{path}{suffix}") for suffix in _SIDE_FILES)
+    return stat.st_size, stat.st_mtime_ns, header[_CHANGE_COUNTER], sides
 
 
 def _copy_if_quiet(source: Path, dest: Path) -> bool:
-    """Copy ``source`` (and its ``-wal``, if any: its frames are checksummed, so a torn end is ignored) to
-    ``dest``; whether nothing changed meanwhile and no transaction was under way."""
-    hot = Path(f"{source}{_HOT_JOURNAL}")
-    if hot.exists():
-        return False
+    """Copy ``source`` and its side files to ``dest``; whether nothing changed meanwhile. The copy is then the
+    journal as it was at one instant, as a crash would have left it: opening it rolls back a transaction that was
+    under way (a hot ``-journal``, which a writer killed mid-transaction leaves for good) or ignores a torn end
+    of a ``-wal`` (its frames are checksummed)."""
     before = _fingerprint(source)
     shutil.copyfile(source, dest)
-    if before[3] is not None:
+    for suffix, state in zip(_SIDE_FILES, before[3], strict=True):
+        if state is None:
+            continue
         try:
-            shutil.copyfile(f"{source}-wal", f"{dest}-wal")
-        except FileNotFoundError:  # checkpointed and removed meanwhile
+            shutil.copyfile(f"{source}{suffix}", f"{dest}{suffix}")
+        except FileNotFoundError:  # the transaction ended (or the WAL was checkpointed) meanwhile
             return False
-    return not hot.exists() and _fingerprint(source) == before and _fingerprint(dest)[2] == before[2]
+    return _fingerprint(source) == before and _fingerprint(dest)[2] == before[2]
 
 
 @contextmanager
