@@ -20,7 +20,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hf_summary.hub import HubClient, MissingRepoError
+from hf_summary.hub import MissingRepoError, PushTarget
 from hf_summary.journal import Journal, RunSettings
 from hf_summary.liveness import HeartbeatWatch, WriterRecord, writer_records
 from hf_summary.segments import file_digests
@@ -75,7 +75,7 @@ def plan_foreign_push(snapshot: Journal, logdir: Path, settings: RunSettings, re
 
 
 
-def push_foreign(snapshot: Journal, logdir: Path, settings: RunSettings, client: HubClient) -> ForeignPush:
+def push_foreign(snapshot: Journal, logdir: Path, settings: RunSettings, client: PushTarget) -> ForeignPush:
     """Push, in one commit, the sealed segments of :func:`plan_foreign_push`; raises the client's
     :class:`~hf_summary.hub.HubError` when the Hub refuses."""
     try:
