@@ -8,8 +8,10 @@ From here, ``sync``/``recover``/``status``:
   of the shared file is needed and no half-written page is ever read;
 - push a sealed segment only once this host reads it whole: exactly the size and sha256 its writer recorded
   (another host's page cache may not have caught up yet; that segment waits for the next sync);
-- skip what the Hub already holds (one listing of the run's folder), and record nothing: the writer's journal
-  learns of the pushes once the writer has gone, when a plain ``recover`` takes the run over and verifies it.
+- skip what the Hub already holds (one listing of the run's folder), and record nothing in the journal: it learns
+  of the pushes once the writer has gone, when a plain ``recover`` takes the run over and verifies it. The only
+  file written in the logdir is this host's own view of the writers' heartbeats
+  (:class:`~hf_summary.liveness.HeartbeatWatch`), which the writer's host never writes.
 
 Open segments, files the journal does not know yet and the lease are left alone: they are the writer's.
 """

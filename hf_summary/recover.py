@@ -190,7 +190,7 @@ def _recover(logdir, settings, token, wait, take_over, deadline, report: Recover
 
 def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: RecoverReport, say) -> bool:
     """A run on a shared filesystem whose writer lives on another host: push what it sealed and this host reads
-    whole, writing nothing in the logdir (:mod:`hf_summary.crosshost`). Returns False when no writer of another
+    whole, writing nothing the writer's host writes (:mod:`hf_summary.crosshost`). Returns False when no writer of another
     host lives (then the run is this host's to recover)."""
     try:
         with journal_snapshot(logdir) as snapshot:
@@ -216,7 +216,7 @@ def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: Recov
     report.still_open = plan.open
     report.live_writers = sorted({record.pid for record in live})
     hosts = ", ".join(sorted({record.host for record in live}))
-    say(f"written on host(s) {hosts}: pushed {len(plan.files)} sealed segment(s); nothing written here")
+    say(f"written on host(s) {hosts}: pushed {len(plan.files)} sealed segment(s); its journal left as it is")
     report.error = (f"writer(s) {report.live_writers} on host(s) {hosts} still write this run "
                     f"({plan.open} open segment(s)"
                     + (f", {plan.unseen} sealed one(s) not yet seen whole from here" if plan.unseen else "")

@@ -8,7 +8,7 @@ import argparse
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from hf_summary.exit_status import ExitStatus
 
@@ -62,6 +62,15 @@ def stderr_log(command: str, quiet: bool = False) -> Iterator[None]:
     finally:
         package_logger.removeHandler(handler)
         package_logger.setLevel(previous_level)
+
+
+@contextlib.contextmanager
+def command_output(command: str, quiet: bool) -> Iterator[Callable[[str], None]]:
+    """What a long command (``recover``, ``sync``, ``watch``) shows while it runs: progress bars only on a terminal
+    (:func:`limit_progress_bars`), its log on stderr (:func:`stderr_log`); yields its progress-line callback."""
+    limit_progress_bars(quiet)
+    with stderr_log(command, quiet):
+        yield say_to_stderr(command, quiet)
 
 
 def interrupt(signum: int, frame: object) -> None:

@@ -8,15 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hf_summary.commands.common import (
-    TOKEN_HELP,
-    Commands,
-    add_quiet_option,
-    fail,
-    limit_progress_bars,
-    say_to_stderr,
-    stderr_log,
-)
+from hf_summary.commands.common import TOKEN_HELP, Commands, add_quiet_option, command_output, fail
 from hf_summary.exit_status import ExitStatus
 
 if TYPE_CHECKING:
@@ -74,8 +66,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
     except ValueError as exc:  # a --path-in-repo that cannot name a folder
         return fail("recover", exc)
     try:
-        limit_progress_bars(args.quiet)
-        with stderr_log("recover", args.quiet):
+        with command_output("recover", args.quiet) as say:
             report = recover(
                 logdir,
                 token=args.token,
@@ -84,7 +75,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
                 dry_run=args.dry_run,
                 timeout=args.timeout,
                 take_over=args.take_over,
-                say=say_to_stderr("recover", args.quiet),
+                say=say,
             )
     except LeaseBusyError as exc:
         return fail("recover", exc, ExitStatus.BUSY)

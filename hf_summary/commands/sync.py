@@ -5,15 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hf_summary.commands.common import (
-    TOKEN_HELP,
-    Commands,
-    add_quiet_option,
-    fail,
-    limit_progress_bars,
-    say_to_stderr,
-    stderr_log,
-)
+from hf_summary.commands.common import TOKEN_HELP, Commands, add_quiet_option, command_output, fail
 from hf_summary.exit_status import ExitStatus
 
 
@@ -54,14 +46,13 @@ def run(args: argparse.Namespace) -> ExitStatus:
     from hf_summary.sync import sync
 
     try:
-        limit_progress_bars(args.quiet)
-        with stderr_log("sync", args.quiet):
+        with command_output("sync", args.quiet) as say:
             result = sync(
                 args.paths,
                 token=args.token,
                 timeout=args.timeout,
                 take_over=args.take_over,
-                say=say_to_stderr("sync", args.quiet),
+                say=say,
             )
     except (RecoverError, NoRunsError, NotADirectoryError) as exc:
         return fail("sync", exc)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hf_summary.commands.common import Commands, add_quiet_option, fail, limit_progress_bars, stderr_log
+from hf_summary.commands.common import Commands, add_quiet_option, command_output, fail
 from hf_summary.exit_status import ExitStatus
 
 
@@ -58,8 +58,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
 
     token = read_token(sys.stdin) if args.token_from_stdin else None
     try:
-        limit_progress_bars(args.quiet)
-        with stderr_log("watch", args.quiet):
+        with command_output("watch", args.quiet):
             return ExitStatus(watch(
                 args.logdir,
                 args.repo_id,
