@@ -259,3 +259,27 @@ def test_watch_long_run_bench_runs_and_bounds_files_and_disk(tmp_path: Path) -> 
         assert figures["final_hub_files_per_run"] < figures["ticks"] - 2 * 7, name  # copies merged (2 of 8 at least)
         assert figures["disk_beyond_sources_final"] == 0, name
     assert "| tbx/lfs | " in result.stdout
+
+
+def test_shared_fs_bench_runs_both_sides(tmp_path: Path) -> None:
+    """`scripts/bench_shared_fs.py` at minimal size: every figure of both sides (needs the two emulated hosts)."""
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from twohosts import SKIP_REASON
+
+    if SKIP_REASON is not None:
+        pytest.skip(f"two emulated hosts: {SKIP_REASON}")
+    out = tmp_path / "shared_fs.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench_shared_fs.py"), "--runs", "2", "--status-runs", "4",
+         "--steps", "120", "--reps", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, f"bench failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
+    document = json.loads(out.read_text())
+    for side in ("local", "shared"):
+        figures = document[side]
+        assert figures["sync"]["commits"] >= 2 and figures["sync_again"]["commits"] == 0, figures  # one per run (+ card)
+        assert all(_is_number(figures[key]["seconds"]) for key in ("sync", "sync_again"))
+        assert _is_number(figures["status_s"]) and _is_number(figures["writer"]["add_p99_us"])
+        assert figures["writer"]["ok"] is True
+    assert "| status over 4 runs" in result.stdout
