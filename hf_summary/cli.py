@@ -595,6 +595,65 @@ def _run_sync(args: argparse.Namespace) -> int:
     return result.exit_status
 
 
+def _add_settle_parser(commands: argparse._SubParsersAction) -> None:
+    settle = commands.add_parser(
+        "settle",
+        help="move pushes parked in the overflow bucket (the commit budget was spent) into the repo",
+        description="A final push that the Hub refused for the repo's commit budget (HTTP 429) is parked in a "
+        "Storage Bucket, with a record of where it belongs. This moves every parked file of the repo's branch "
+        "into the repo in one commit, exactly once (files the repo already holds are not committed again), "
+        "then removes them from the bucket. Needs neither the logdir nor the machine that parked them. Exit "
+        "status: 0 when nothing is left parked, 1 when the repo still refuses commits for its budget (run it "
+        "again later) or something could not be moved, 2 on a permanent error (token, permissions).",
+    )
+    settle.add_argument("repo_id", help="the repo the runs push to, e.g. alice/sweep")
+    settle.add_argument("--repo-type", default="model", choices=["model", "dataset", "space"])
+    settle.add_argument("--revision", default="main", help="the branch (default: main)")
+    settle.add_argument("--bucket", default=None,
+                        help="the overflow bucket (default: HF_SUMMARY_OVERFLOW_BUCKET, else REPO-hf-summary-overflow)")
+    settle.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the stored login)")
+    settle.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or huggingface.co)")
+    settle.set_defaults(handler=_run_settle)
+
+
+def _run_settle(args: argparse.Namespace) -> int:
+    from hf_summary.hub import BUCKET, HubError, PermanentHubError, open_client
+    from hf_summary.overflow import overflow_bucket
+    from hf_summary.settle import BudgetSpentError, settle
+
+    repo = open_client(repo_id=args.repo_id, repo_type=args.repo_type, revision=args.revision,
+                       endpoint=args.endpoint, token=args.token)
+    bucket = open_client(repo_id=args.bucket or overflow_bucket(args.repo_id), repo_type=BUCKET,
+                         endpoint=args.endpoint, token=args.token)
+    try:
+        with _stderr_log("settle"):
+            report = settle(repo, bucket, say=lambda line: print(f"hf-summary settle: {line}", file=sys.stderr,
+                                                                 flush=True))
+    except BudgetSpentError as exc:
+        when = f"in about {exc.retry_after:.0f} s" if exc.retry_after is not None else "later"
+        print(f"hf-summary settle: the repo's commit budget is still spent ({exc}); nothing was moved. Run "
+              f"settle again {when}", file=sys.stderr)
+        return 1
+    except HubError as exc:
+        print(f"hf-summary settle: the Hub failed: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, PermanentHubError) else 1
+    if not report.records:
+        print(f"{args.repo_type} {args.repo_id} @ {args.revision}: nothing to settle in bucket {report.bucket}")
+        return 0
+    print(f"Bucket:          {report.bucket}, {report.records} parked push(es)")
+    print(f"Committed:       {report.committed_files} file(s), {report.committed_bytes} bytes"
+          + (f" (Hub commit {report.commit})" if report.commit else ""))
+    print(f"Already there:   {report.already_in_repo} file(s) the repo held already")
+    print(f"Removed:         {report.settled_records} parked push(es) from the bucket")
+    for line in report.unreadable:
+        print(f"Unreadable:      {line}", file=sys.stderr)
+    for path in report.missing[:10]:
+        print(f"Missing:         {path} (neither intact in the bucket nor in the repo)", file=sys.stderr)
+    for path in report.conflicts[:10]:
+        print(f"Conflict:        {path} holds other content in the repo; its parked copy is kept", file=sys.stderr)
+    return 0 if report.complete else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-summary", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -605,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_recover_parser(commands)
     _add_watch_parser(commands)
     _add_sync_parser(commands)
+    _add_settle_parser(commands)
     return parser
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ CARD_TAG = "hf-summary-writer"
 REPO_TYPES = ("model", "dataset", "space")
 BUCKET = "bucket"
 TARGET_TYPES = (*REPO_TYPES, BUCKET)
+_RATELIMIT_RESET = re.compile(r"\bt=(\d+)")
 _TRANSIENT_STATUSES = {408, 409, 412, 423, 425, 429, 500, 502, 503, 504}
 
 
@@ -52,6 +54,10 @@ class TransientHubError(HubError):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimitedError(TransientHubError):
+    """The Hub refused the request for a rate limit (HTTP 429): for a commit, the repo's commit budget."""
 
 
 class PermanentHubError(HubError):
@@ -159,7 +165,12 @@ def path_matches(path: str, allow_patterns: list[str] | None, ignore_patterns: l
 
 
 def _retry_after(exc: HfHubHTTPError) -> float | None:
-    value = exc.response.headers.get("Retry-After") if exc.response is not None else None
+    """The server's hint of when to try again, in seconds: ``Retry-After``, else the reset time ``t`` of a
+    ``RateLimit: "api";r=0;t=55`` header (as huggingface_hub's own backoff reads them)."""
+    headers = exc.response.headers if exc.response is not None else {}
+    value = headers.get("Retry-After")
+    if value is None and (match := _RATELIMIT_RESET.search(headers.get("RateLimit", ""))):
+        value = match.group(1)
     try:
         return float(value) if value is not None else None
     except ValueError:
@@ -175,6 +186,8 @@ def classify(exc: BaseException) -> HubError:
         return MissingRepoError(f"{type(exc).__name__}: {_first_line(exc)}", what)
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else None
+        if status == 429:
+            return RateLimitedError(f"HTTP 429: {_first_line(exc)}", retry_after=_retry_after(exc))
         if status is None or status in _TRANSIENT_STATUSES:
             return TransientHubError(f"HTTP {status}: {_first_line(exc)}", retry_after=_retry_after(exc))
         return PermanentHubError(f"HTTP {status}: {_first_line(exc)}")

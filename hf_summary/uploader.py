@@ -50,18 +50,23 @@ from hf_summary._arguments import DEFAULT_GRACE_PERIOD_S
 from hf_summary._faults import fault as _fault
 from hf_summary.assets import AssetTracker
 from hf_summary.hub import (
+    BUCKET,
     CommitResult,
     HubError,
     MissingRepoError,
     PathConflictError,
     PermanentHubError,
+    RateLimitedError,
     open_client,
     prepare_uploader_process,
     use_timeouts,
 )
 from hf_summary.journal import Journal, JournalError, LeaseOwner, RunSettings, SegmentRow
 from hf_summary.liveness import lease_owner_alive, process_alive
+from hf_summary.overflow import new_record, overflow_bucket, park
+from hf_summary.pacing import CommitPacer
 from hf_summary.reconcile import JOURNAL_DIR, repo_path, seal_abandoned
+from hf_summary.settle import settle
 
 logger = logging.getLogger("hf_summary")
 
@@ -78,6 +83,7 @@ JOURNAL_RETRY_S = 2.0
 DEADLINE_GRACE_S = 2.0
 LAST_WORDS_S = 0.5
 WATCHDOG_MARGIN_S = 0.5
+PARK_TIME_S = 3.0  # what parking a final push in the overflow bucket needs of the grace period
 _EOF = object()
 _WAKE = object()
 
@@ -151,6 +157,7 @@ class _FinalPush:
     segments: int = 0
     bytes: int = 0
     commits: tuple[str, ...] = ()
+    parked: int = 0
 
 
 class Uploader:
@@ -172,6 +179,7 @@ class Uploader:
     ):
         self.journal = journal
         self.settings = settings
+        self._token = token
         self.client = open_client(
             repo_id=settings.repo_id,
             repo_type=settings.repo_type,
@@ -202,6 +210,9 @@ class Uploader:
         self.assets = AssetTracker(journal.logdir, settings)
         self.preemption.last_words = lambda: self._finish(1)
         self.may_replace: set[str] = set()  # paths of our own committed files found damaged on the Hub
+        self.pacer = CommitPacer(settings.commit_every_s)
+        self._parked: set[int] = set()  # segment ids this process parked in the overflow bucket
+        self._settle_due = settings.repo_type != BUCKET  # parked pushes of this run folder, moved in first
         if closing is not None and math.isfinite(drain_timeout):  # set by the pipe reader on "close" or EOF
             threading.Thread(target=self._watch_deadline, args=(closing,), name="deadline", daemon=True).start()
 
@@ -300,8 +311,10 @@ class Uploader:
             self.journal.record_event(
                 "final_push",
                 f"final drain after {self.preemption.cause}: {self._final.segments} segment(s), "
-                f"{self._final.bytes} bytes in {len(self._final.commits)} commit(s); {len(pending)} pending",
+                f"{self._final.bytes} bytes in {len(self._final.commits)} commit(s); {self._final.parked} parked "
+                f"in the overflow bucket; {len(pending)} pending",
                 segments=self._final.segments,
+                parked=self._final.parked,
                 bytes=self._final.bytes,
                 commits=list(self._final.commits),
                 pending=len(pending),
@@ -417,7 +430,8 @@ class Uploader:
 
     def pushable(self) -> list[SegmentRow]:
         """The sealed segments to push now (those whose path on the Hub holds another run's file left out)."""
-        return [row for row in self.journal.pending_segments() if row.id not in self._conflicts]
+        return [row for row in self.journal.pending_segments()
+                if row.id not in self._conflicts and row.id not in self._parked]
 
     def push(self, pending: list[SegmentRow]) -> bool:
         """One commit carrying every pending segment; returns whether the Hub took it."""
@@ -433,6 +447,8 @@ class Uploader:
                 self.journal.drop_segment(row.id)
                 logger.error("segment %s vanished from disk before it was pushed", path)
         if not rows:
+            return False
+        if self._settle_due and not self.preemption.active and not self._settle_parked():
             return False
         never_replace = frozenset(row.path_in_repo for row in rows) - self.may_replace
         pushed_assets = self.journal.get_value("assets", {})
@@ -471,7 +487,7 @@ class Uploader:
         logger.info("pushed %d segment(s), %d bytes, in commit %s", len(rows), size, result.oid)
         self._failures = 0
         self._permanent_error = None
-        self._next_attempt = 0.0
+        self._next_attempt = time.monotonic() + self._paced()
         if self.preemption.active:  # the card tag and the squash wait for a later, unhurried push
             self._final.segments += len(rows)
             self._final.bytes += size
@@ -515,7 +531,18 @@ class Uploader:
         logger.error("not pushing %d segment(s) of %s: %s", len(rows), self.journal.logdir, exc)
         self._next_attempt = 0.0  # push the others now
 
+    def _paced(self) -> float:
+        """After an accepted commit: the wait before the next one (see :mod:`hf_summary.pacing`)."""
+        was_bound = self.pacer.budget_bound
+        gap = self.pacer.committed()
+        if was_bound and not self.pacer.budget_bound:
+            self.journal.record_event("budget", "the repo takes commits again: no more spacing", gap_s=0.0)
+        return 0.0 if self.preemption.active else gap
+
     def _on_failure(self, rows: list[SegmentRow], exc: Exception, *, permanent: bool) -> None:
+        if isinstance(exc, RateLimitedError):
+            self._on_budget_spent(rows, exc)
+            return
         message = str(exc)
         self.journal.record_failure([row.id for row in rows], message, permanent=permanent)
         self._failures += 1
@@ -535,6 +562,86 @@ class Uploader:
         if self.preemption.active:  # no time to wait for a better moment
             delay = min(delay, PREEMPTED_BACKOFF_CAP_S)
         self._next_attempt = time.monotonic() + delay
+
+
+    def _on_budget_spent(self, rows: list[SegmentRow], exc: RateLimitedError) -> None:
+        """A commit refused for the repo's commit budget. Unhurried: space the commits (the segments wait and
+        ride together in the next one). Preempted: wait for the Hub's hint if it falls within the grace period,
+        else park the push in the overflow bucket, where no commit is needed."""
+        if rows:
+            self.journal.record_failure([row.id for row in rows], str(exc), permanent=False)
+        if self.preemption.active:
+            left = self.preemption.deadline - time.monotonic()
+            if exc.retry_after is not None and exc.retry_after + PARK_TIME_S < left:
+                self._next_attempt = time.monotonic() + exc.retry_after
+            elif not self._park(rows, exc):
+                self._next_attempt = time.monotonic() + PREEMPTED_BACKOFF_CAP_S
+            return
+        refusal = self.pacer.refused(exc.retry_after)
+        self._next_attempt = time.monotonic() + refusal.delay_s
+        logger.warning("the repo's commit budget is spent (%s); next try in %.0f s, commits spaced by %.0f s",
+                       exc, refusal.delay_s, refusal.gap_s)
+        if refusal.first:
+            self.journal.record_event(
+                "budget", f"the Hub refused a commit for the repo's commit budget; commits spaced by "
+                f"{refusal.gap_s:.0f} s", gap_s=refusal.gap_s, retry_after=exc.retry_after,
+            )
+
+    def _park(self, rows: list[SegmentRow], exc: HubError) -> bool:
+        """Put ``rows`` in the overflow bucket with the record a later settle needs; returns whether the bucket
+        took them. They stay pending in the journal (a surviving logdir pushes them as usual; settle then finds
+        them in the repo and only removes the bucket's copies) but this process pushes them no more."""
+        bucket_id = overflow_bucket(self.settings.repo_id)
+        bucket = open_client(repo_id=bucket_id, repo_type=BUCKET, endpoint=self.settings.endpoint, token=self._token)
+        record = new_record(
+            repo_id=self.settings.repo_id, repo_type=self.settings.repo_type, revision=self.settings.revision,
+            folder=self.settings.path_in_repo, run_id=self.journal.run_id(), host=self.owner.host,
+            reason=str(exc),
+            files=[(row.local_path(self.journal.logdir), row.path_in_repo, row.size or 0, row.sha256 or "")
+                   for row in rows],
+        )
+        try:
+            park(bucket, record, [row.local_path(self.journal.logdir) for row in rows])
+        except HubError as error:
+            logger.error("could not park the final push in bucket %s either: %s", bucket_id, error)
+            return False
+        size = sum(row.size or 0 for row in rows)
+        self._parked.update(row.id for row in rows)
+        self._final.parked += len(rows)
+        self.journal.record_event(
+            "overflow", f"{len(rows)} segment(s) parked in bucket {bucket_id}: the repo's commit budget is spent",
+            bucket=bucket_id, record=record.path, segments=len(rows), bytes=size,
+        )
+        logger.warning(
+            "the repo's commit budget is spent: parked %d segment(s), %d bytes, in bucket %s (%s); `hf-summary "
+            "settle %s` moves them into the repo once the budget allows", len(rows), size, bucket_id, record.path,
+            self.settings.repo_id,
+        )
+        return True
+
+    def _settle_parked(self) -> bool:
+        """Move this run folder's parked pushes (an earlier uploader's, on any machine) into the repo before
+        pushing anything newer; returns whether the push may go on."""
+        bucket = open_client(repo_id=overflow_bucket(self.settings.repo_id), repo_type=BUCKET,
+                             endpoint=self.settings.endpoint, token=self._token)
+        try:
+            report = settle(self.client, bucket, folder=self.settings.path_in_repo)
+        except RateLimitedError as exc:
+            self._on_budget_spent([], exc)
+            return False
+        except HubError as exc:
+            logger.warning("could not move the parked pushes of %s from bucket %s into the repo (%s); will try "
+                           "again at the next push", self.settings.path_in_repo, bucket.repo_id, exc)
+            self._next_attempt = time.monotonic() + BACKOFF_CAP_S
+            return False
+        self._settle_due = False
+        if report.records:
+            self.journal.record_event(
+                "settled", f"moved {report.settled_records} parked push(es) from bucket {bucket.repo_id} into "
+                "the repo", bucket=bucket.repo_id, records=report.settled_records, commit=report.commit,
+            )
+            logger.info("moved %d parked push(es) from bucket %s into the repo", report.settled_records, bucket.repo_id)
+        return True
 
 
 def _read_wakeups(stream: IO[str], wakeups: queue.Queue, closing: threading.Event) -> None:

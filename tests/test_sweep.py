@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from helpers import REPO_ROOT, hub_events, uploader_processes, wait_until
+from helpers import REPO_ROOT, download_repo, uploader_processes, wait_until
 from trainer_kit import api, hub_env, pid_gone
 
 from hf_summary.localhub.testing import LocalHub
@@ -174,11 +174,12 @@ def _assert_settled(tmp_path: Path, hub: LocalHub, repo_id: str, logged: dict[st
     hub.start()
     settled = _settle(hub, repo_id, fresh)
     assert settled.returncode == 0, settled.stdout + settled.stderr
-    lost = {folder: len(events - hub_events(hub, repo_id, tmp_path, path_in_repo=folder))
-            for folder, events in logged.items()}
+    assert "Removed:" in settled.stdout, settled.stdout  # the final pushes were parked, and settled now
+    repo = download_repo(hub.endpoint, hub.token(), repo_id, tmp_path / "repo")
+    on_hub = {folder: event_keys(repo / folder) for folder in logged}
+    lost = {folder: len(events - on_hub[folder]) for folder, events in logged.items()}
     assert sum(lost.values()) == 0, f"events lost per job: {lost}"
-    for folder, events in logged.items():
-        assert hub_events(hub, repo_id, tmp_path, path_in_repo=folder) == events
+    assert on_hub == logged
     again = _settle(hub, repo_id, fresh)  # nothing left: no commit, and the bucket holds nothing more
     assert again.returncode == 0 and "nothing to settle" in again.stdout, again.stdout + again.stderr
     assert not [entry for entry in api(hub).list_bucket_tree(overflow_bucket(repo_id), recursive=True)
