@@ -5,7 +5,6 @@ Used by the writer on start-up, by the uploader when its trainer is gone, and by
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sqlite3
@@ -23,6 +22,8 @@ from hf_summary.journal import (
     journal_path,
     move_aside,
 )
+from hf_summary.journal.connection import connect_read_only
+from hf_summary.journal.queries import run_settings
 from hf_summary.liveness import host_aware
 from hf_summary.segments import (
     merge_level,
@@ -87,30 +88,11 @@ def salvage_settings(path: Path) -> RunSettings | None:
     if not path.is_file():
         return None
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = connect_read_only(path)
     except sqlite3.Error:
         return None
     try:
-        conn.row_factory = sqlite3.Row
-        row = dict(conn.execute("SELECT * FROM settings WHERE id = 1").fetchone())
-
-        def patterns(key: str) -> list[str] | None:
-            value = row.get(key)
-            return None if value is None else [str(p) for p in json.loads(value)]
-
-        private = row.get("private")
-        return RunSettings(
-            repo_id=str(row["repo_id"]),
-            repo_type=str(row.get("repo_type") or "model"),
-            revision=str(row.get("revision") or "main"),
-            path_in_repo=str(row["path_in_repo"]),
-            allow_patterns=patterns("allow_patterns"),
-            ignore_patterns=patterns("ignore_patterns"),
-            squash_history=bool(row.get("squash_history")),
-            commit_every_s=float(row.get("commit_every_s") or 300.0),
-            private=None if private is None else bool(private),
-            endpoint=row.get("endpoint"),
-        )
+        return run_settings(conn)
     except (sqlite3.Error, KeyError, TypeError, ValueError):
         return None
     finally:

@@ -1,0 +1,82 @@
+"""Where the journal lives and how it is opened: its file, its connection settings, moving a broken one aside.
+
+Every connection to a journal is made here, so the journal mode (WAL), the durability (``synchronous``) and the
+lock wait are chosen in one place: a filesystem that needs another journal mode changes :func:`set_journal_mode`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+JOURNAL_DIR = ".hf_summary"  # under the logdir: the journal, locks, staging; never uploaded
+JOURNAL_FILE = "journal.db"
+JOURNAL_MODE = "WAL"  # persistent: set once, when the file is created
+SYNCHRONOUS = "FULL"
+BUSY_TIMEOUT_S = 30.0
+_SIDE_FILES = ("-wal", "-shm")  # moved before the main file, so a stale WAL never meets a new database
+
+
+def journal_path(logdir: str | os.PathLike[str]) -> Path:
+    """``LOGDIR/.hf_summary/journal.db``."""
+    return Path(logdir) / JOURNAL_DIR / JOURNAL_FILE
+
+
+def create_private_file(path: Path) -> None:
+    """Create the journal directory (0700) and an empty database file (0600) if absent."""
+    path.parent.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(mode=0o700)
+        os.chmod(path.parent, 0o700)  # mkdir's mode is subject to the umask
+    except FileExistsError:
+        pass
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        pass
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """A read-write connection in autocommit mode (the journal runs its own ``BEGIN``), shareable by threads."""
+    return sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection that never creates or changes the file (for salvaging an unusable journal)."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+
+
+def set_journal_mode(db: sqlite3.Connection) -> None:
+    """Give a new journal its journal mode (outside any transaction: SQLite cannot change it inside one)."""
+    db.execute(f"PRAGMA journal_mode={JOURNAL_MODE}")
+
+
+def set_durability(db: sqlite3.Connection) -> None:
+    """Make every commit of this connection durable before it returns (a per-connection setting)."""
+    db.execute(f"PRAGMA synchronous={SYNCHRONOUS}")
+
+
+def move_aside(logdir: str | os.PathLike[str]) -> Path | None:
+    """Rename ``journal.db`` (and ``-wal``/``-shm``) to ``journal.db.broken-<UTC timestamp>``; never deletes.
+
+    Returns the new path of the database file, or ``None`` when there was no journal. Close every
+    connection to the journal first. The WAL files keep their suffix, so SQLite can still open the
+    moved copy with its WAL.
+    """
+    source = journal_path(logdir)
+    if not source.exists():
+        return None
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = source.with_name(f"{source.name}.broken-{stamp}")
+    n = 1
+    while any(Path(f"{target}{suffix}").exists() for suffix in ("", *_SIDE_FILES)):
+        target = source.with_name(f"{source.name}.broken-{stamp}.{n}")
+        n += 1
+    for suffix in (*_SIDE_FILES, ""):
+        try:
+            os.rename(f"{source}{suffix}", f"{target}{suffix}")
+        except FileNotFoundError:
+            pass
+    return target
