@@ -5,7 +5,8 @@ The Hub allows about 128 commits per hour per repo, shared by every writer of th
 ``Retry-After``. Retrying on a fixed schedule then spends every slot the moment it frees, and leaves none for a
 preempted job's final push. So an uploader that meets 429 spaces its commits: a *gap* between commits that
 doubles at each refusal (at least the run's tick, at most :data:`MAX_GAP_S`) and halves at each accepted
-commit (gone once below the tick). Segments sealed meanwhile ride in the next commit, so nothing is dropped:
+commit (gone once below the tick). While the trainer waits on ``close()`` (and while preempted) the uploader
+does not space its commits: see the uploader. Segments sealed meanwhile ride in the next commit, so nothing is dropped:
 each commit carries more. After a refusal the next try comes the gap *after* the time the Hub named, so the
 slot that frees there stays free a while for someone in a hurry.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-MIN_GAP_S = 30.0
 MAX_GAP_S = 900.0
 
 
@@ -47,14 +47,14 @@ class CommitPacer:
         first = self.refused_at is None
         if first:
             self.refused_at = time.time()
-        self.gap_s = min(MAX_GAP_S, max(2 * self.gap_s, self.tick_s, MIN_GAP_S))
+        self.gap_s = min(MAX_GAP_S, max(2 * self.gap_s, self.tick_s))
         return Refusal(delay_s=(retry_after or 0.0) + self.gap_s, gap_s=self.gap_s, first=first)
 
     def committed(self) -> float:
         """A commit went through: the seconds to wait before the next one (0 when the budget is no bottleneck);
         the gap narrows for the one after."""
         gap = self.gap_s
-        self.gap_s = gap / 2 if gap / 2 >= max(self.tick_s, MIN_GAP_S) else 0.0
+        self.gap_s = gap / 2 if gap / 2 >= self.tick_s else 0.0
         if not self.gap_s:
             self.refused_at = None
         return gap

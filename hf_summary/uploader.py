@@ -49,6 +49,7 @@ from hf_summary import compaction
 from hf_summary._arguments import DEFAULT_GRACE_PERIOD_S
 from hf_summary._faults import fault as _fault
 from hf_summary.assets import AssetTracker
+from hf_summary.hostshare import HostShare, member_journals, shared_pushes_enabled
 from hf_summary.hub import (
     BUCKET,
     CommitResult,
@@ -83,6 +84,7 @@ JOURNAL_RETRY_S = 2.0
 DEADLINE_GRACE_S = 2.0
 LAST_WORDS_S = 0.5
 WATCHDOG_MARGIN_S = 0.5
+SHARE_LOCK_WAIT_S = 5.0  # another member's push holds the target's lock at most about this long, usually
 PARK_TIME_S = 3.0  # what parking a final push in the overflow bucket needs of the grace period
 _EOF = object()
 _WAKE = object()
@@ -213,6 +215,8 @@ class Uploader:
         self.pacer = CommitPacer(settings.commit_every_s)
         self._parked: set[int] = set()  # segment ids this process parked in the overflow bucket
         self._settle_due = settings.repo_type != BUCKET  # parked pushes of this run folder, moved in first
+        self.share = HostShare(settings, self.owner, journal.logdir) if (
+            parent is not None and settings.repo_type != BUCKET and shared_pushes_enabled()) else None
         if closing is not None and math.isfinite(drain_timeout):  # set by the pipe reader on "close" or EOF
             threading.Thread(target=self._watch_deadline, args=(closing,), name="deadline", daemon=True).start()
 
@@ -225,9 +229,17 @@ class Uploader:
             if (self._closing or self.preemption.active) and not self._parent_alive():
                 logger.info("another uploader holds the lease of %s and will drain it", self.journal.logdir)
                 return 0
+        if self.share is not None:
+            try:
+                self.share.join()
+            except OSError as exc:
+                logger.warning("cannot share pushes with this host's other uploaders (%s); pushing alone", exc)
+                self.share = None
         try:
             return self.drain()
         finally:
+            if self.share is not None:
+                self.share.leave()
             with contextlib.suppress(OSError, sqlite3.Error):  # a dead holder's lease is taken over anyway
                 self.journal.release_lease(self.owner)
 
@@ -434,7 +446,29 @@ class Uploader:
                 if row.id not in self._conflicts and row.id not in self._parked]
 
     def push(self, pending: list[SegmentRow]) -> bool:
-        """One commit carrying every pending segment; returns whether the Hub took it."""
+        """One commit carrying every pending segment (and, when this host's uploaders share pushes to the
+        target, those of the other members: see :mod:`hf_summary.hostshare`); returns whether the Hub took it."""
+        if self.share is None:
+            return self._push(pending, [])
+        with self.share.pushing(timeout=SHARE_LOCK_WAIT_S) as held:
+            if not held:
+                return False
+            others = self.share.members()
+            age = self.share.last_commit_age()
+            if others and not (self._closing or self.preemption.active) and age < self.settings.commit_every_s:
+                self._next_attempt = time.monotonic() + self.settings.commit_every_s - age  # one commit per tick
+                return False
+            pending = self.pushable()  # another member's push may have carried ours
+            with member_journals(others) as members:
+                others = [(journal, rows) for journal, rows in members if rows]
+                if not pending and not others:
+                    return True
+                pushed = self._push(pending, others)
+            if pushed:
+                self.share.note_commit()
+            return pushed
+
+    def _push(self, pending: list[SegmentRow], others: list[tuple[Journal, list[SegmentRow]]]) -> bool:
         _fault("after_claim")
         rows, files = [], []
         for row in pending:
@@ -446,11 +480,12 @@ class Uploader:
                 self.journal.record_failure([row.id], f"{path} is missing from disk", permanent=True)
                 self.journal.drop_segment(row.id)
                 logger.error("segment %s vanished from disk before it was pushed", path)
-        if not rows:
+        if not rows and not others:
             return False
         if self._settle_due and not self.preemption.active and not self._settle_parked():
             return False
-        never_replace = frozenset(row.path_in_repo for row in rows) - self.may_replace
+        files += [(row.local_path(journal.logdir), row.path_in_repo) for journal, their in others for row in their]
+        never_replace = frozenset(dest for _, dest in files) - self.may_replace
         pushed_assets = self.journal.get_value("assets", {})
         assets = self.assets.changed(pushed_assets, full=self._closing)  # a final drain looks everywhere
         for relative in assets:
@@ -467,7 +502,9 @@ class Uploader:
             result = self._commit(
                 files + ride.additions,
                 f"hf-summary: {len(rows)} segment(s), {size} bytes"
-                + (f", {len(ride.compaction_ids)} merge(s)" if ride.compaction_ids else ""),
+                + (f", {len(ride.compaction_ids)} merge(s)" if ride.compaction_ids else "")
+                + (f", and {sum(len(their) for _, their in others)} of {len(others)} other run(s) of this host"
+                   if others else ""),
                 never_replace,
                 ride.deletions,
             )
@@ -475,9 +512,13 @@ class Uploader:
             self._on_conflict([row for row in rows if row.path_in_repo in exc.paths], exc)
             return False
         except HubError as exc:
+            for journal, their in others:
+                journal.record_failure([row.id for row in their], str(exc), permanent=isinstance(exc, PermanentHubError))
             self._on_failure(rows, exc, permanent=isinstance(exc, PermanentHubError))
             return False
         _fault("after_commit")
+        for journal, their in others:
+            journal.mark_committed([row.id for row in their], result.oid, result.url)
         if ride.compaction_ids:
             _fault("after_compaction_commit")
         self.journal.mark_committed([row.id for row in rows], result.oid, result.url, ride.compaction_ids)
@@ -540,8 +581,8 @@ class Uploader:
         return 0.0 if self.preemption.active else gap
 
     def _on_failure(self, rows: list[SegmentRow], exc: Exception, *, permanent: bool) -> None:
-        if isinstance(exc, RateLimitedError):
-            self._on_budget_spent(rows, exc)
+        if isinstance(exc, RateLimitedError) and (self.preemption.active or not self._closing):
+            self._on_budget_spent(rows, exc)  # (a close() the trainer waits on retries as for other errors)
             return
         message = str(exc)
         self.journal.record_failure([row.id for row in rows], message, permanent=permanent)

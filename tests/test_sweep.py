@@ -4,7 +4,7 @@ later, then the nodes and their disks are gone). Nothing logged may be lost: wha
 commit waits in a Storage Bucket until `hf-summary settle REPO`, run from anywhere, moves it into the repo.
 
 The Hub's budget (about 128 commits per hour per repo) is scaled down to the scale of the test: 40 commits
-per hour, against 8 jobs ticking every 50 ms."""
+per hour, against 8 jobs ticking every 3 s (``commit_every=0.05`` minutes)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ COMMIT_LIMIT = 40  # per rolling hour, for the whole repo
 LOG_FOR_S = 25.0
 KILL_AFTER_S = 10.0
 
-# One trial: logs a scalar about every 10 ms into its own logdir, ticking every 50 ms, until it is killed.
+# One trial: logs a scalar about every 10 ms into its own logdir, ticking every 3 s, until it is killed.
 SWEEP_JOB = """
     import os, time
     from hf_summary import HFSummaryWriter
