@@ -29,6 +29,7 @@ from hf_summary.verify import event_keys
 
 JOBS = 8
 COMMIT_LIMIT = 40  # per rolling hour, for the whole repo
+SHARED_COMMIT_LIMIT = 10  # what two hosts' shared pushes spend within the run
 LOG_FOR_S = 25.0
 KILL_AFTER_S = 10.0
 
@@ -75,9 +76,10 @@ class Sweep:
     """The jobs of a sweep, started directly (one host) or in host namespaces; every process it started is
     SIGKILLed on the way out."""
 
-    def __init__(self, hub: LocalHub, repo_id: str, hosts: dict[str, list[Path]], *, namespaces: bool):
+    def __init__(self, hub: LocalHub, repo_id: str, hosts: dict[str, list[Path]], *, namespaces: bool,
+                 env: dict[str, str]):
         env = {**os.environ, **hub_env(hub), "REPO": repo_id, "PYTHONPATH": str(REPO_ROOT),
-               "SWEEP_JOB": textwrap.dedent(SWEEP_JOB)}
+               "SWEEP_JOB": textwrap.dedent(SWEEP_JOB), **env}
         self.namespaces = namespaces
         self.logdirs = [logdir for logdirs in hosts.values() for logdir in logdirs]
         self.leaders: list[subprocess.Popen] = []
@@ -138,10 +140,11 @@ class Sweep:
 
 
 def _run_sweep_then_lose_the_nodes(tmp_path: Path, hub: LocalHub, repo_id: str, hosts: dict[str, list[Path]], *,
-                                   namespaces: bool) -> dict[str, set[tuple]]:
+                                   namespaces: bool, shared: bool) -> dict[str, set[tuple]]:
     """Run the sweep, preempt it, then delete every logdir (the nodes are gone). Returns the events each job
     logged (what reached the OS), by its folder in the repo."""
-    with Sweep(hub, repo_id, hosts, namespaces=namespaces) as sweep:
+    env = {"HF_SUMMARY_SHARED_PUSHES": "1" if shared else "0", "HF_SUMMARY_RUNTIME_DIR": str(tmp_path / "runtime")}
+    with Sweep(hub, repo_id, hosts, namespaces=namespaces, env=env) as sweep:
         wait_until(lambda: all(uploader_processes(logdir) for logdir in sweep.logdirs), 120,
                    message="every job's uploader to start")
         time.sleep(LOG_FOR_S)
@@ -170,32 +173,50 @@ def _assert_settled(tmp_path: Path, hub: LocalHub, repo_id: str, logged: dict[st
     spent = _settle(hub, repo_id, fresh)
     assert spent.returncode == 1 and "commit budget" in spent.stdout + spent.stderr, spent.stdout + spent.stderr
     hub.stop()
-    hub.commit_limit = 10 * COMMIT_LIMIT
+    hub.commit_limit = 1000
     hub.start()
     settled = _settle(hub, repo_id, fresh)
     assert settled.returncode == 0, settled.stdout + settled.stderr
     assert "Removed:" in settled.stdout, settled.stdout  # the final pushes were parked, and settled now
-    repo = download_repo(hub.endpoint, hub.token(), repo_id, tmp_path / "repo")
-    on_hub = {folder: event_keys(repo / folder) for folder in logged}
-    lost = {folder: len(events - on_hub[folder]) for folder, events in logged.items()}
-    assert sum(lost.values()) == 0, f"events lost per job: {lost}"
-    assert on_hub == logged
+    _assert_on_hub(tmp_path, hub, repo_id, logged)
     again = _settle(hub, repo_id, fresh)  # nothing left: no commit, and the bucket holds nothing more
     assert again.returncode == 0 and "nothing to settle" in again.stdout, again.stdout + again.stderr
     assert not [entry for entry in api(hub).list_bucket_tree(overflow_bucket(repo_id), recursive=True)
                 if entry.type == "file"]
 
 
+def _assert_on_hub(tmp_path: Path, hub: LocalHub, repo_id: str, logged: dict[str, set[tuple]]) -> None:
+    repo = download_repo(hub.endpoint, hub.token(), repo_id, tmp_path / f"repo-{time.monotonic_ns()}")
+    on_hub = {folder: event_keys(repo / folder) for folder in logged}
+    lost = {folder: len(events - on_hub[folder]) for folder, events in logged.items()}
+    assert sum(lost.values()) == 0, f"events lost per job: {lost}"
+    assert on_hub == logged
+
+
 def test_a_preempted_sweep_on_a_spent_commit_budget_loses_nothing(tmp_path, repo_id):
+    """Each job pushing on its own (as with huggingface_hub's writer): the budget is spent in seconds, and every
+    final push is refused."""
     with LocalHub(commit_limit=COMMIT_LIMIT) as hub:
         hosts = {"node": [tmp_path / f"job{k}" for k in range(JOBS)]}
-        logged = _run_sweep_then_lose_the_nodes(tmp_path, hub, repo_id, hosts, namespaces=False)
+        logged = _run_sweep_then_lose_the_nodes(tmp_path, hub, repo_id, hosts, namespaces=False, shared=False)
         _assert_settled(tmp_path, hub, repo_id, logged)
+
+
+def test_a_sweep_sharing_its_pushes_stays_within_the_budget(tmp_path, repo_id):
+    """The same sweep with the host's jobs sharing their pushes: one commit per tick between them fits the
+    budget, so the final push is committed and nothing needs settling."""
+    with LocalHub(commit_limit=COMMIT_LIMIT) as hub:
+        hosts = {"node": [tmp_path / f"job{k}" for k in range(JOBS)]}
+        logged = _run_sweep_then_lose_the_nodes(tmp_path, hub, repo_id, hosts, namespaces=False, shared=True)
+        _assert_on_hub(tmp_path, hub, repo_id, logged)
+        assert "nothing to settle" in _settle(hub, repo_id, tmp_path).stdout
 
 
 @needs_namespaces
 def test_a_sweep_over_two_hosts_loses_nothing(tmp_path, repo_id):
-    with LocalHub(commit_limit=COMMIT_LIMIT) as hub:
+    """Two hosts, four jobs each, sharing pushes within each host; a budget two hosts' shared ticks still spend
+    (so their final pushes are parked, then settled)."""
+    with LocalHub(commit_limit=SHARED_COMMIT_LIMIT) as hub:
         hosts = {host: [tmp_path / host / f"job{host}{k}" for k in range(JOBS // 2)] for host in ("nodea", "nodeb")}
-        logged = _run_sweep_then_lose_the_nodes(tmp_path, hub, repo_id, hosts, namespaces=True)
+        logged = _run_sweep_then_lose_the_nodes(tmp_path, hub, repo_id, hosts, namespaces=True, shared=True)
         _assert_settled(tmp_path, hub, repo_id, logged)
