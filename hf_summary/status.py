@@ -32,7 +32,7 @@ def run_status(logdir: Path) -> dict:
     try:
         with Journal(logdir, create=False) as journal:
             status = journal.status()
-            status.update(budget=_budget(journal), parked=_parked(journal))
+            status.update(budget=_budget(journal), parked=parked_pushes(journal))
             settings = journal.load_settings()
             lease = journal.lease_owner()
             writers = writer_records(journal)
@@ -73,8 +73,9 @@ def _budget(journal: Journal) -> dict | None:
     return {"since": latest[0]["at"], "gap_s": latest[0]["gap_s"], "retry_after": latest[0].get("retry_after")}
 
 
-def _parked(journal: Journal) -> dict | None:
-    """The pushes parked in the overflow bucket since the last settle: where, since when, how many segments."""
+def parked_pushes(journal: Journal) -> dict | None:
+    """The pushes of this run parked in the overflow bucket since the last settle (from the journal's history):
+    where, since when, how many segments; ``None`` when there are none."""
     settled = journal.history("settled", limit=1)
     after = settled[0]["id"] if settled else 0
     parked = [event for event in journal.history("overflow", limit=1000) if event["id"] > after]

@@ -68,6 +68,7 @@ from hf_summary.overflow import new_record, overflow_bucket, park
 from hf_summary.pacing import CommitPacer
 from hf_summary.reconcile import JOURNAL_DIR, repo_path, seal_abandoned
 from hf_summary.settle import settle
+from hf_summary.status import parked_pushes
 
 logger = logging.getLogger("hf_summary")
 
@@ -482,7 +483,7 @@ class Uploader:
                 logger.error("segment %s vanished from disk before it was pushed", path)
         if not rows and not others:
             return False
-        if self._settle_due and not self.preemption.active and not self._settle_parked():
+        if self._settle_due and not self.preemption.active and not self._settle_parked(rows):
             return False
         files += [(row.local_path(journal.logdir), row.path_in_repo) for journal, their in others for row in their]
         never_replace = frozenset(dest for _, dest in files) - self.may_replace
@@ -660,9 +661,11 @@ class Uploader:
         )
         return True
 
-    def _settle_parked(self) -> bool:
+    def _settle_parked(self, rows: list[SegmentRow]) -> bool:
         """Move this run folder's parked pushes (an earlier uploader's, on any machine) into the repo before
-        pushing anything newer; returns whether the push may go on."""
+        pushing anything newer; returns whether the push may go on. When the bucket cannot be read, the push
+        goes on unless this journal recorded parked pushes (those must land before a compaction could replace
+        their files)."""
         bucket = open_client(repo_id=overflow_bucket(self.settings.repo_id), repo_type=BUCKET,
                              endpoint=self.settings.endpoint, token=self._token)
         try:
@@ -671,9 +674,9 @@ class Uploader:
             self._on_budget_spent([], exc)
             return False
         except HubError as exc:
-            logger.warning("could not move the parked pushes of %s from bucket %s into the repo (%s); will try "
-                           "again at the next push", self.settings.path_in_repo, bucket.repo_id, exc)
-            self._next_attempt = time.monotonic() + BACKOFF_CAP_S
+            if parked_pushes(self.journal) is None:
+                return True
+            self._on_failure(rows, exc, permanent=isinstance(exc, PermanentHubError))
             return False
         self._settle_due = False
         if report.records:
