@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 
 DEFAULT_GRACE_PERIOD_S = 8.0
 GRACE_PERIOD_ENV = "HF_SUMMARY_GRACE_PERIOD"
@@ -25,24 +26,31 @@ def default_grace_period() -> float:
     return value
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_minutes(name: str, value: object) -> float:
+    """``value`` as a positive, finite number of minutes that a timer can wait (NaN and inf refused)."""
+    if not _is_number(value) or not 0 < value * 60 <= threading.TIMEOUT_MAX:
+        raise ValueError(f"{name} must be a positive (finite) number of minutes, got {value!r}")
+    return float(value)
+
+
+def check_seconds(name: str, value: object) -> float:
+    """``value`` as a number of seconds >= 0; ``inf`` means no limit (NaN refused)."""
+    if not _is_number(value) or not value >= 0:
+        raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
 def check_grace_period(grace_period: float | None) -> float:
     """``grace_period`` as given (finite, >= 0), or :func:`default_grace_period` for ``None``."""
     if grace_period is None:
         return default_grace_period()
-    if isinstance(grace_period, bool) or not isinstance(grace_period, (int, float)) or not 0 <= grace_period < math.inf:
+    if not _is_number(grace_period) or not 0 <= grace_period < math.inf:
         raise ValueError(f"grace_period must be a finite number of seconds >= 0, got {grace_period!r}")
     return float(grace_period)
-
-
-def check_patterns(name: str, patterns: list[str] | str | None) -> list[str] | None:
-    """Glob patterns as a list (a single string is one pattern); ``name`` is the argument, for the error."""
-    if patterns is None:
-        return None
-    if isinstance(patterns, str):
-        return [patterns]
-    if isinstance(patterns, (list, tuple)) and all(isinstance(p, str) for p in patterns):
-        return list(patterns)
-    raise TypeError(f"{name} must be a glob string or a list of them, got {patterns!r}")
 
 
 def join_path_in_repo(path_in_repo: str | None, logdir_name: str) -> str:

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hf_summary.hub import path_matches
 from hf_summary.journal import RunSettings
+from hf_summary.patterns import path_matches
 from hf_summary.reconcile import list_dir, logdir_relative
 from hf_summary.segments import file_sha256, parse_segment_sequence
 

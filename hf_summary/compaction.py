@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_summary._faults import fault
-from hf_summary.hub import HubClient
+from hf_summary.hub import PushTarget
 from hf_summary.journal import CompactionRow, Journal, JournalError, RunSettings, SegmentRow
 from hf_summary.reconcile import JOURNAL_DIR, logdir_relative, repo_path
 from hf_summary.segments import concatenate, fsync_dir, merged_name, segment_span
@@ -69,7 +69,7 @@ class Ride:
     deletions: list[str] = field(default_factory=list)  # paths in repo of the files they replace
 
 
-def prepare(journal: Journal, settings: RunSettings, client: HubClient, runs: set[str], *, plan: bool = True) -> Ride:
+def prepare(journal: Journal, settings: RunSettings, client: PushTarget, runs: set[str], *, plan: bool = True) -> Ride:
     """Settle merges a crashed push left planned; with ``plan``, plan at most one new merge per run dir in
     ``runs`` (not already merging); return what this push's commit must carry for all planned merges."""
     planned = settle(journal, client, abandon=False)
@@ -163,7 +163,7 @@ def _plan(journal: Journal, settings: RunSettings, run: str) -> CompactionRow | 
     return next(c for c in journal.compactions("planned") if c.id == compaction_id)
 
 
-def settle(journal: Journal, client: HubClient, *, abandon: bool) -> list[CompactionRow]:
+def settle(journal: Journal, client: PushTarget, *, abandon: bool) -> list[CompactionRow]:
     """Finish what an interrupted push left: a planned merge whose file the Hub holds was committed: delete
     what it replaces if the Hub still holds some (a bucket's batches are not atomic; a repo's commit is, so
     there is nothing left to delete), and confirm it; one the Hub lacks is abandoned when ``abandon`` (or

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hf_summary.hub import HubClient
+from hf_summary.hub import RepoClient
 from hf_summary.verify import count_events
 from hf_summary.writer import HFSummaryWriter
 
@@ -88,7 +88,7 @@ def run_demo(
             _train(writer, steps)
             writer.push_to_hub()
             _train(writer, steps)  # a second phase, pushed on exit
-        client = HubClient(repo_id=repo_id, endpoint=endpoint, token=token)
+        client = RepoClient(repo_id=repo_id, endpoint=endpoint, token=token)
         downloaded = client.download("tensorboard/demo-run", Path(tmp) / "from-hub")
         result = DemoResult(
             endpoint=client.endpoint,

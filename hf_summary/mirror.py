@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from huggingface_hub import constants
 
-from hf_summary.hub import BUCKET, HubClient, RemoteFile
+from hf_summary.hub import BUCKET, PushTarget, RemoteFile
 from hf_summary.segments import is_event_file
 
 
@@ -42,9 +42,9 @@ def default_dirs(cache_dir: Path | None) -> tuple[Path, Path]:
 
 class Mirror:
     """The event files under ``path`` in a repo or bucket, mirrored into ``logdir`` (see the module
-    docstring). ``client`` is a :class:`HubClient` or a bucket's client (``hub.open_client``)."""
+    docstring). ``client`` is a repo's or a bucket's client (``hub.open_client``)."""
 
-    def __init__(self, client: HubClient, path: str, *, cache_dir: Path | None = None) -> None:
+    def __init__(self, client: PushTarget, path: str, *, cache_dir: Path | None = None) -> None:
         self.client = client
         self.path = path.strip("/")
         self._downloads, root = default_dirs(cache_dir)

@@ -25,6 +25,7 @@ from hf_summary.journal import (
 from hf_summary.journal.connection import connect_read_only
 from hf_summary.journal.queries import run_settings
 from hf_summary.liveness import host_aware
+from hf_summary.patterns import path_matches
 from hf_summary.segments import (
     merge_level,
     parse_segment_run_id,
@@ -172,8 +173,6 @@ def register_disk_segments(journal: Journal, settings: RunSettings) -> int:
 
     Returns how many were added. Re-pushing one the Hub already holds is a no-op, so this is always safe.
     """
-    from hf_summary.hub import path_matches
-
     on_disk = iter_disk_segments(journal.logdir)
     known = journal.known_files(on_disk)
     added = 0

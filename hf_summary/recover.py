@@ -10,16 +10,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_summary import compaction
-from hf_summary.hub import HubClient, HubError, RemoteFile, offline_mode, open_client, path_matches
+from hf_summary.exit_status import ExitStatus
+from hf_summary.hub import HubError, PushTarget, RemoteFile, client_for, offline_mode
 from hf_summary.journal import (
     Journal,
     JournalCorruptError,
     JournalVersionError,
+    LeaseOwner,
     RunSettings,
     SegmentRow,
     journal_path,
 )
 from hf_summary.liveness import host_aware, lease_owner_alive, process_alive
+from hf_summary.patterns import path_matches
 from hf_summary.reconcile import (
     iter_disk_segments,
     logdir_relative,
@@ -31,11 +34,11 @@ from hf_summary.reconcile import (
 )
 from hf_summary.segments import file_digests, file_sha256, last_complete_offset
 from hf_summary.status import public_url
-from hf_summary.uploader import Uploader
+from hf_summary.uploader.drain import Uploader, this_lease_owner
+from hf_summary.uploader.pusher import Pusher
 
 logger = logging.getLogger("hf_summary")
 
-EXIT_OK, EXIT_INCOMPLETE, EXIT_PERMANENT, EXIT_BUSY = 0, 1, 2, 3
 LEASE_POLL_S = 0.5
 
 
@@ -87,7 +90,7 @@ class RecoverReport:
     would_push: list[PlannedPush] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
-    exit_status: int = EXIT_OK
+    exit_status: ExitStatus = ExitStatus.OK
     elapsed_s: float = 0.0
 
 
@@ -169,20 +172,21 @@ def _recover(logdir, settings, token, wait, take_over, deadline, report: Recover
             report.notes.append("the journal's settings were used; --repo-id and friends were ignored")
         settings = stored or settings
         _describe(report, settings)
-        uploader = Uploader(journal, settings, token=token, parent=None, drain_timeout=1.0)
-        _take_lease(journal, uploader, wait=wait, take_over=take_over, deadline=deadline, report=report, say=say)
+        pusher = Pusher.open(journal, settings, token)
+        owner = this_lease_owner()
+        _take_lease(journal, owner, wait=wait, take_over=take_over, deadline=deadline, report=report, say=say)
         try:
-            _recover_locked(journal, settings, uploader, deadline, report, say)
+            _recover_locked(pusher, owner, deadline, report, say)
         except HubError as exc:
-            report.error, report.exit_status = f"the Hub failed: {exc}", EXIT_INCOMPLETE
+            report.error, report.exit_status = f"the Hub failed: {exc}", ExitStatus.INCOMPLETE
         finally:
-            journal.release_lease(uploader.owner)
+            journal.release_lease(owner)
 
 
-def _take_lease(journal: Journal, uploader: Uploader, *, wait: bool, take_over: bool, deadline: float, report,
+def _take_lease(journal: Journal, owner: LeaseOwner, *, wait: bool, take_over: bool, deadline: float, report,
                 say) -> None:
     """One drainer per journal: take the lease, waiting while a live uploader holds it."""
-    here = uploader.owner.host
+    here = owner.host
 
     def holder_alive(owner) -> bool:
         if take_over and owner.host != here:
@@ -190,7 +194,7 @@ def _take_lease(journal: Journal, uploader: Uploader, *, wait: bool, take_over: 
             return False
         return lease_owner_alive(owner)
 
-    while not journal.acquire_lease(uploader.owner, holder_alive):
+    while not journal.acquire_lease(owner, holder_alive):
         lease = journal.lease_owner()
         pid = lease[0].pid if lease else None
         if lease is not None and lease[0].host != here:
@@ -213,10 +217,10 @@ def _take_lease(journal: Journal, uploader: Uploader, *, wait: bool, take_over: 
         say("the uploader is done; taking over")
 
 
-def _recover_locked(journal: Journal, settings: RunSettings, uploader: Uploader, deadline, report, say) -> None:
-    logdir = journal.logdir
+def _recover_locked(pusher: Pusher, owner: LeaseOwner, deadline, report, say) -> None:
+    journal, settings, logdir = pusher.journal, pusher.settings, pusher.journal.logdir
     if journal.compactions("planned") or journal.compactions("committed"):
-        compaction.settle(journal, uploader.client, abandon=True)
+        compaction.settle(journal, pusher.client, abandon=True)
         say("finished the merge(s) of committed segments an interrupted push left")
     sealed = seal_abandoned(journal, process_alive)
     report.sealed_tails = len(sealed)
@@ -232,16 +236,16 @@ def _recover_locked(journal: Journal, settings: RunSettings, uploader: Uploader,
         report.lost += [
             row.path_in_repo for row in journal.pending_segments() if not row.local_path(logdir).is_file()
         ]
-        status = _drain(journal, uploader, deadline, report, say)
+        status = _drain(pusher, owner, deadline, report, say)
         report.commits = [
             e["oid"] for e in reversed(journal.history("commit", limit=1000)) if e["id"] > first_history
         ]
-        if status != EXIT_OK:
+        if status != ExitStatus.OK:
             report.exit_status = status
             return
         committed = journal.segments("committed")
         say(f"checking that the Hub holds {len(committed)} committed segment(s) ...")
-        absent, unrecoverable = _check_hub(journal, settings, uploader.client, committed)
+        absent, unrecoverable = _check_hub(journal, settings, pusher.client, committed)
         report.lost += [row.path_in_repo for row in unrecoverable]
         if not absent:
             bad = {row.id for row in unrecoverable}
@@ -253,18 +257,23 @@ def _recover_locked(journal: Journal, settings: RunSettings, uploader: Uploader,
         report.missing = [row.path_in_repo for row in absent]
         if attempt == 1:
             report.error, report.exit_status = (
-                f"the Hub still lacks {len(absent)} segment(s) after pushing them again", EXIT_INCOMPLETE
+                f"the Hub still lacks {len(absent)} segment(s) after pushing them again", ExitStatus.INCOMPLETE
             )
             return
         say(f"{len(absent)} committed segment(s) are missing or different on the Hub; pushing them again")
         report.repushed += report.missing
         journal.requeue_segments([row.id for row in absent], "missing or different on the Hub")
-        uploader.may_replace.update(row.path_in_repo for row in absent)  # our own files, damaged on the Hub
+        pusher.may_replace.update(row.path_in_repo for row in absent)  # our own files, damaged on the Hub
+    _conclude(journal, report)
+
+
+def _conclude(journal: Journal, report: RecoverReport) -> None:
+    """After the Hub was verified: incomplete if segments are lost, or still being written by live writers."""
     if report.lost:
         report.error, report.exit_status = (
             f"{len(report.lost)} segment(s) are neither on the Hub nor on disk any more: "
             + ", ".join(report.lost[:5]) + (" ..." if len(report.lost) > 5 else ""),
-            EXIT_INCOMPLETE,
+            ExitStatus.INCOMPLETE,
         )
     elif (still_open := journal.open_segments()) or (late := journal.pending_segments()):
         report.still_open = len(still_open)
@@ -273,32 +282,33 @@ def _recover_locked(journal: Journal, settings: RunSettings, uploader: Uploader,
             f"{len(still_open)} segment(s) are still being written by live writer(s) {writers}"
             + ("" if still_open else f", which sealed {len(late)} more since the push")
             + "; they are pushed at its next tick or when it closes (or run recover again once it has ended)",
-            EXIT_INCOMPLETE,
+            ExitStatus.INCOMPLETE,
         )
 
 
-def _drain(journal: Journal, uploader: Uploader, deadline: float, report: RecoverReport, say) -> int:
-    """Push every pending segment with the lease already held; retry until ``deadline``."""
+def _drain(pusher: Pusher, owner: LeaseOwner, deadline: float, report: RecoverReport, say) -> ExitStatus:
+    """Push every pending segment with the lease already held (by ``owner``); retry until ``deadline``."""
+    journal = pusher.journal
     pending = journal.pending_segments()
     if not pending:
-        return EXIT_OK
+        return ExitStatus.OK
     say(f"pushing {len(pending)} segment(s), {sum(row.size or 0 for row in pending)} bytes ...")
     before = _pushed_segments(journal)
-    uploader.drain_timeout = max(1.0, deadline - time.monotonic())
+    uploader = Uploader(pusher, owner=owner, parent=None, drain_timeout=max(1.0, deadline - time.monotonic()))
     status = uploader.drain()
     # A live writer may seal more meanwhile: the drain pushes them too, or leaves them to the next run.
     left = {row.id for row in journal.pending_segments()} & {row.id for row in pending}
     pushed = [row for row in _pushed_segments(journal).values() if row.id not in before]
     report.pushed_segments += len(pushed)
     report.pushed_bytes += sum(row.size or 0 for row in pushed)
-    if status != EXIT_OK or left:
+    if status != ExitStatus.OK or left:
         last_error = journal.status()["last_error"]
         report.error = (
             f"{len(left)} segment(s) still pending; last error: "
             + (last_error["message"] if last_error else "none (the time limit passed)")
         )
-        return EXIT_PERMANENT if status == EXIT_PERMANENT else EXIT_INCOMPLETE
-    return EXIT_OK
+        return ExitStatus.FAILED if status == ExitStatus.FAILED else ExitStatus.INCOMPLETE
+    return ExitStatus.OK
 
 
 def _pushed_segments(journal: Journal) -> dict[int, SegmentRow]:
@@ -310,7 +320,7 @@ def _pushed_segments(journal: Journal) -> dict[int, SegmentRow]:
 
 
 def _check_hub(
-    journal: Journal, settings: RunSettings, client: HubClient, committed: list[SegmentRow]
+    journal: Journal, settings: RunSettings, client: PushTarget, committed: list[SegmentRow]
 ) -> tuple[list[SegmentRow], list[SegmentRow]]:
     """Committed segments the Hub does not hold at their path with the recorded size and content: those that
     can be pushed again (their file on disk still has the recorded content), and those that cannot."""
@@ -356,23 +366,8 @@ def _committed_verdict(row: SegmentRow, logdir: Path, remote: dict[str, RemoteFi
 def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverReport, say) -> None:
     """What a real run would push, without changing anything: no journal is created, moved or written, no
     file truncated, nothing pushed. The Hub is only read (to tell what it lacks), and only if reachable."""
-    journal, problem = None, None
-    try:
-        journal = Journal(logdir, create=False)
-    except FileNotFoundError:
-        report.notes.append("no journal: one would be created and the segments on disk registered")
-    except (JournalCorruptError, JournalVersionError) as exc:
-        problem = str(exc)
-    if journal is not None:
-        try:
-            problems = journal.integrity_check()
-        except JournalCorruptError as exc:
-            problems = str(exc)
-        if problems != "ok":
-            journal.close()
-            journal, problem = None, problems.splitlines()[0]
-    if problem is not None:
-        report.notes.append(f"the journal is unusable ({problem}); it would be moved aside and rebuilt from disk")
+    journal, unusable = _open_to_plan(logdir, report)
+    if unusable:
         settings = settings or salvage_settings(journal_path(logdir))
     rows: list[SegmentRow] = []
     on_disk, known = iter_disk_segments(logdir), set()
@@ -391,7 +386,42 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
         raise RecoverError(f"the settings of {logdir} are unknown; pass --repo-id (and --path-in-repo if not the "
                            "default)")
     _describe(report, settings)
-    plan: list[tuple[PlannedPush, tuple[int, str, str] | None]] = []
+    plan = _plan_journal_rows(logdir, rows, writer_alive, report) + [
+        (PlannedPush(repo_path(settings, run, name), end, "on disk, not in the journal"), digests)
+        for run, name, end, digests in _unknown_on_disk(logdir, on_disk, known, settings)
+    ]
+    _plan_against_hub(client_for(settings, token), settings, plan, [r for r in rows if r.state == "committed"], report)
+
+
+def _open_to_plan(logdir: Path, report: RecoverReport) -> tuple[Journal | None, bool]:
+    """The journal, if it is there and sound (read-only use); else ``None``, with a note saying why. And
+    whether it is there but unusable (a real run would move it aside)."""
+    journal, problem = None, None
+    try:
+        journal = Journal(logdir, create=False)
+    except FileNotFoundError:
+        report.notes.append("no journal: one would be created and the segments on disk registered")
+    except (JournalCorruptError, JournalVersionError) as exc:
+        problem = str(exc)
+    if journal is not None:
+        try:
+            problems = journal.integrity_check()
+        except JournalCorruptError as exc:
+            problems = str(exc)
+        if problems != "ok":
+            journal.close()
+            journal, problem = None, problems.splitlines()[0]
+    if problem is not None:
+        report.notes.append(f"the journal is unusable ({problem}); it would be moved aside and rebuilt from disk")
+    return journal, problem is not None
+
+
+_Plan = list[tuple[PlannedPush, tuple[int, str, str] | None]]  # with the digests of a file not in the journal
+
+
+def _plan_journal_rows(logdir: Path, rows: list[SegmentRow], writer_alive, report: RecoverReport) -> _Plan:
+    """The journal's sealed segments, and the open ones of dead writers (their tails sealed first)."""
+    plan: _Plan = []
     for row in rows:
         path = row.local_path(logdir)
         if row.state == "sealed":
@@ -403,17 +433,23 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
         elif row.state == "open" and path.is_file() and (end := last_complete_offset(path)):
             torn = " (a torn record would be cut)" if end != path.stat().st_size else ""
             plan.append((PlannedPush(row.path_in_repo, end, "left open by a dead writer" + torn), None))
+    return plan
+
+
+def _unknown_on_disk(logdir: Path, on_disk, known, settings: RunSettings):
+    """``(run, name, complete size, digests)`` of the segments on disk that the journal does not know."""
     for run, name in on_disk:
         relative = logdir_relative(run, name)
         if (run, name) in known or not path_matches(relative, settings.allow_patterns, settings.ignore_patterns):
             continue
         end = last_complete_offset(logdir / relative)
         if end:
-            digests = file_digests(logdir / relative, end)
-            plan.append((PlannedPush(repo_path(settings, run, name), end, "on disk, not in the journal"), digests))
-    committed = [row for row in rows if row.state == "committed"]
-    client = open_client(repo_id=settings.repo_id, repo_type=settings.repo_type, revision=settings.revision,
-                         endpoint=settings.endpoint, token=token)
+            yield run, name, end, file_digests(logdir / relative, end)
+
+
+def _plan_against_hub(client: PushTarget, settings: RunSettings, plan: _Plan, committed: list[SegmentRow],
+                      report: RecoverReport) -> None:
+    """Keep of ``plan`` what the Hub lacks, and add the committed segments it lacks (or that are lost)."""
     try:
         remote = client.list_files(settings.path_in_repo) if (committed or plan) else {}
     except HubError as exc:
@@ -425,7 +461,7 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
         if digests is None or found is None or not found.holds(*digests):
             report.would_push.append(planned)
     for row in committed:
-        verdict, local_ok = _committed_verdict(row, logdir, remote)
+        verdict, local_ok = _committed_verdict(row, report.logdir, remote)
         if verdict is False:
             if local_ok:
                 report.would_push.append(PlannedPush(row.path_in_repo, row.size or 0, "missing or different on the Hub"))

@@ -19,13 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hf_summary.hub import HubError, MissingRepoError, PathConflictError, RemoteFile, TransientHubError
+from hf_summary.hub import HubError, MissingRepoError, PathConflictError, RemoteFile
 from hf_summary.overflow import OverflowRecord, OverflowRecordError, is_record, target_prefix
 from hf_summary.segments import file_sha256
-
-
-class BudgetSpentError(TransientHubError):
-    """The repo refuses commits for its budget (HTTP 429); ``retry_after`` says when to try again, if known."""
 
 
 @dataclass
@@ -50,9 +46,9 @@ def settle(
     repo, bucket, *, folder: str | None = None, say: Callable[[str], None] = lambda _: None
 ) -> SettleReport:
     """Move every parked file of ``repo``'s branch (of its run folder ``folder`` only, if given) from ``bucket``
-    into the repo. ``repo`` and ``bucket`` are clients with ``hf_summary.hub``'s interface. Raises
-    :class:`BudgetSpentError` when the repo still refuses commits for its budget (nothing is removed then),
-    and ``HubError`` for other failures of the Hub."""
+    into the repo. ``repo`` and ``bucket`` are :class:`~hf_summary.hub.PushTarget` clients. Raises
+    :class:`~hf_summary.hub.RateLimitedError` when the repo still refuses commits for its budget (nothing is
+    removed then), and ``HubError`` for other failures of the Hub."""
     report = SettleReport(bucket=bucket.repo_id)
     prefix = target_prefix(repo.repo_id, repo.repo_type, repo.revision) + (f"/{folder}" if folder else "")
     listing = bucket.list_files(prefix)
@@ -124,10 +120,6 @@ def _commit(repo, files: list[tuple[Path, str]], bucket_id: str, report: SettleR
             report.conflicts += exc.paths
             files = [(src, dest) for src, dest in files if dest not in exc.paths]
             continue
-        except TransientHubError as exc:
-            if "HTTP 429" in str(exc):
-                raise BudgetSpentError(str(exc), retry_after=exc.retry_after) from exc
-            raise
         report.commit = result.oid
         report.committed_files = len(files)
         report.committed_bytes = sum(src.stat().st_size for src, _ in files)

@@ -14,11 +14,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hf_summary.exit_status import ExitStatus
 from hf_summary.journal import JournalError
 from hf_summary.recover import (
-    EXIT_INCOMPLETE,
-    EXIT_OK,
-    EXIT_PERMANENT,
     LeaseBusyError,
     RecoverError,
     RecoverReport,
@@ -45,11 +43,11 @@ class SyncResult:
     runs: list[RunSync] = field(default_factory=list)
 
     @property
-    def exit_status(self) -> int:
+    def exit_status(self) -> ExitStatus:
         """0 when the Hub holds every run; 2 when a run failed and retrying alone will not help; else 1."""
         if self.count("failed"):
-            return EXIT_PERMANENT
-        return EXIT_OK if all(run.outcome == "ok" for run in self.runs) else EXIT_INCOMPLETE
+            return ExitStatus.FAILED
+        return ExitStatus.OK if all(run.outcome == "ok" for run in self.runs) else ExitStatus.INCOMPLETE
 
     def count(self, outcome: str) -> int:
         return sum(1 for run in self.runs if run.outcome == outcome)
@@ -106,8 +104,8 @@ def sync(
 
 
 def _outcome(report: RecoverReport) -> str:
-    if report.exit_status == EXIT_OK:
+    if report.exit_status == ExitStatus.OK:
         return "ok"
-    if report.exit_status == EXIT_INCOMPLETE and report.live_writers:
+    if report.exit_status == ExitStatus.INCOMPLETE and report.live_writers:
         return "writing"
-    return "incomplete" if report.exit_status == EXIT_INCOMPLETE else "failed"
+    return "incomplete" if report.exit_status == ExitStatus.INCOMPLETE else "failed"

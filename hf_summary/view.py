@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hf_summary.hub import BUCKET, HubClient, HubError, MissingRepoError, check_repo_id, open_client
+from hf_summary.hub import BUCKET, HubError, MissingRepoError, PushTarget, check_repo_id, open_client
 from hf_summary.mirror import Mirror
 from hf_summary.segments import is_event_file
 
@@ -153,7 +153,7 @@ class TensorBoard:
             process.wait()
 
 
-def _not_found(target: Target, client: HubClient, token: str | None, exc: MissingRepoError) -> ViewError:
+def _not_found(target: Target, client: PushTarget, token: str | None, exc: MissingRepoError) -> ViewError:
     bucket = target.repo_type == BUCKET
     if exc.what == "folder":
         at = "" if bucket else f" at revision {target.revision!r}"

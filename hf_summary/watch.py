@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import signal
@@ -40,13 +39,16 @@ from typing import Any
 import psutil
 
 from hf_summary import _early_signals
-from hf_summary._arguments import check_grace_period, check_patterns, join_path_in_repo
-from hf_summary._launcher import UploaderProcess
-from hf_summary.hub import HubClient, HubError, PermanentHubError, check_repo_id
+from hf_summary._arguments import check_grace_period, check_minutes, check_seconds, join_path_in_repo
+from hf_summary.exit_status import ExitStatus
+from hf_summary.hub import PermanentHubError, check_repo_id, client_for, probe
 from hf_summary.journal import Journal, RunSettings, journal_path
+from hf_summary.liveness import process_alive
+from hf_summary.patterns import check_patterns
 from hf_summary.reconcile import open_or_rebuild
 from hf_summary.tailcopy import TailCopier
-from hf_summary.uploader import process_alive
+from hf_summary.uploader import protocol
+from hf_summary.uploader.launcher import UploaderProcess, child_environment
 
 __all__ = [
     "DEFAULT_ASSET_PATTERNS",
@@ -61,13 +63,10 @@ __all__ = [
 logger = logging.getLogger("hf_summary")
 
 DEFAULT_ASSET_PATTERNS = ("*.pbtxt", "*.yaml", "*.yml", "*.tsv")
-EXIT_OK, EXIT_PENDING, EXIT_ERROR, EXIT_BUSY = 0, 1, 2, 3
 POLL_INTERVAL_S = 0.5
-ACCESS_CHECK_TIMEOUT_S = 3.0
 _LOCK_FILE = "watch.lock"
 _WATCH_FLAG = "watch"
 _PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 
 
 class WatchError(Exception):
@@ -112,10 +111,8 @@ class Watcher:
         grace_period: float | None = None,
     ) -> None:
         check_repo_id(repo_id)
-        if isinstance(commit_every, bool) or not isinstance(commit_every, (int, float)) or not commit_every > 0:
-            raise ValueError(f"commit_every must be a positive number of minutes, got {commit_every!r}")
-        if isinstance(drain_timeout, bool) or not isinstance(drain_timeout, (int, float)) or not drain_timeout >= 0:
-            raise ValueError(f"drain_timeout must be a number of seconds >= 0, got {drain_timeout!r}")
+        check_minutes("commit_every", commit_every)
+        check_seconds("drain_timeout", drain_timeout)
         self.logdir = Path(logdir).resolve()
         if self.logdir.exists() and not self.logdir.is_dir():
             raise NotADirectoryError(f"logdir {str(self.logdir)!r} exists and is not a directory")
@@ -198,28 +195,13 @@ class Watcher:
     def _check_access(self) -> None:
         """Fail at once when the token cannot write to the repo; a Hub that does not answer within a few seconds
         only delays the pushes (the uploader retries)."""
-        outcome: list[HubError | None] = []
-
-        def attempt() -> None:
-            client = HubClient(repo_id=self.settings.repo_id, repo_type=self.settings.repo_type,
-                               revision=self.settings.revision, endpoint=self.settings.endpoint, token=self.token)
-            try:
-                client.check_write_access()
-                outcome.append(None)
-            except HubError as exc:
-                outcome.append(exc)
-
-        thread = threading.Thread(target=attempt, name="hf-summary-access-check", daemon=True)
-        thread.start()
-        thread.join(ACCESS_CHECK_TIMEOUT_S)
-        if outcome and isinstance(outcome[0], PermanentHubError):
+        try:
+            probe(client_for(self.settings, self.token).check_write_access, doing="watching")
+        except PermanentHubError as exc:
             raise WatchError(
-                f"cannot write to {self.settings.repo_type} repo {self.settings.repo_id!r}: {outcome[0]}. Check the "
+                f"cannot write to {self.settings.repo_type} repo {self.settings.repo_id!r}: {exc}. Check the "
                 "token (HF_TOKEN or `hf auth login`) and that it may write to this namespace"
-            )
-        if not outcome or outcome[0] is not None:
-            logger.warning("the Hub did not answer (%s); watching goes on and the pushes will retry",
-                           outcome[0] if outcome else f"no answer within {ACCESS_CHECK_TIMEOUT_S:.0f} s")
+            ) from None
 
     def _job_gone(self) -> bool:
         return self._job is not None and not process_alive(*self._job)
@@ -291,9 +273,9 @@ class Watcher:
         if pending:
             logger.error("%d copied segment(s) of %s are not on the Hub yet; `hf-summary recover %s` pushes them",
                          len(pending), self.logdir, self.logdir)
-            return EXIT_PENDING
+            return ExitStatus.INCOMPLETE
         logger.info("the Hub holds everything %s logged", self.logdir)
-        return EXIT_OK
+        return ExitStatus.OK
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -421,9 +403,8 @@ def start_watch(
             argv.append(f"--path-in-repo={value or ''}")
         elif value is not None:
             argv.append(f"{flag}={value}")
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, start_new_session=True, env=env, close_fds=True)
-    proc.stdin.write((json.dumps({"token": token}) + "\n").encode())
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, start_new_session=True, env=child_environment(),
+                            close_fds=True)
+    proc.stdin.write(protocol.token_line(token))
     proc.stdin.close()
     return WatchProcess(proc)

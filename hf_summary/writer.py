@@ -24,12 +24,12 @@ from tensorboardX.writer import DummyFileWriter
 from tensorboardX.x2num import make_np
 
 from hf_summary import hub
-from hf_summary._arguments import check_grace_period, check_patterns, join_path_in_repo
+from hf_summary._arguments import check_grace_period, check_minutes, check_seconds, join_path_in_repo
 from hf_summary._events import ScalarEncoder
-from hf_summary._launcher import UploaderProcess
 from hf_summary._summaries import tensor_scalar, tensor_summary, with_discrete_domains
 from hf_summary.journal import Journal, RunSettings
 from hf_summary.liveness import WriterPresence
+from hf_summary.patterns import check_patterns, path_matches
 from hf_summary.reconcile import JOURNAL_DIR, logdir_relative, open_or_rebuild, repo_path
 from hf_summary.segments import (
     SealedFile,
@@ -40,6 +40,7 @@ from hf_summary.segments import (
     seal_tail,
     segment_name,
 )
+from hf_summary.uploader.launcher import UploaderProcess
 
 logger = logging.getLogger("hf_summary")
 
@@ -47,7 +48,6 @@ logger = logging.getLogger("hf_summary")
 class ExistingRunError(FileExistsError):
     """The repo folder already holds another run's event files and ``existing_run="error"`` was asked."""
 
-_STARTUP_HUB_TIMEOUT_S = 3.0
 EXISTING_RUN_CHOICES = ("continue", "error")
 _SIGNAL_LOCK_WAIT_S = 0.5
 _PREPARED_DIR = "prepared"
@@ -229,32 +229,22 @@ class HFSummaryWriter(SummaryWriter):
     def _check_repo_access(self) -> None:
         """Create the repo now, as the original does, so that a bad token or repo fails at once. An unreachable
         Hub only delays the push: the check then gives up after a few seconds and the uploader retries."""
-        outcome: list[BaseException | None] = []
+        client = hub.client_for(self._settings, self._token)
 
-        def attempt() -> None:
-            try:
-                client = self._hub_client()
-                client.ensure_repo(private=self._settings.private)
-                client.check_write_access()
-                outcome.append(client.list_files(self._settings.path_in_repo))
-            except hub.HubError as exc:
-                outcome.append(exc)
+        def attempt() -> dict[str, hub.RemoteFile]:
+            client.ensure_repo(private=self._settings.private)
+            client.check_write_access()
+            return client.list_files(self._settings.path_in_repo)
 
-        thread = threading.Thread(target=attempt, name="hf-summary-repo-check", daemon=True)
-        thread.start()
-        thread.join(_STARTUP_HUB_TIMEOUT_S)
-        if not outcome:
-            logger.warning("the Hub did not answer within %.0f s; logging goes on and pushes will retry",
-                           _STARTUP_HUB_TIMEOUT_S)
-        elif isinstance(outcome[0], hub.PermanentHubError):
+        try:
+            remote = hub.probe(attempt, doing="logging")
+        except hub.PermanentHubError as exc:
             raise PermissionError(
-                f"cannot write to {self._settings.repo_type} repo {self._settings.repo_id!r}: {outcome[0]}. "
+                f"cannot write to {self._settings.repo_type} repo {self._settings.repo_id!r}: {exc}. "
                 "Check the token (HF_TOKEN, `hf auth login` or token=) and that it may write to this namespace."
             ) from None
-        elif isinstance(outcome[0], hub.HubError):
-            logger.warning("the Hub is unreachable (%s); logging goes on and pushes will retry", outcome[0])
-        else:
-            self._check_existing_run(outcome[0])
+        if remote is not None:
+            self._check_existing_run(remote)
 
     def _check_existing_run(self, remote: dict[str, hub.RemoteFile]) -> None:
         """Say so, once, when the repo folder holds event files that another run pushed; continue that run
@@ -288,15 +278,6 @@ class HFSummaryWriter(SummaryWriter):
             "refuses instead.", message,
         )
         self._journal.ensure_sequence_above(highest)
-
-    def _hub_client(self) -> hub.HubClient:
-        return hub.open_client(
-            repo_id=self._settings.repo_id,
-            repo_type=self._settings.repo_type,
-            revision=self._settings.revision,
-            endpoint=self._settings.endpoint,
-            token=self._token,
-        )
 
     def _start_background(self) -> None:
         self._closed = False
@@ -380,7 +361,7 @@ class HFSummaryWriter(SummaryWriter):
         journal = self._journal
         name = segment_name(journal.next_sequence(), self._host, self._filename_suffix, run_id=self._run_id)
         relative = logdir_relative(run, name)
-        uploadable = hub.path_matches(relative, self._settings.allow_patterns, self._settings.ignore_patterns)
+        uploadable = path_matches(relative, self._settings.allow_patterns, self._settings.ignore_patterns)
         row_id = None
         if uploadable:
             row_id = journal.add_open_segment(
@@ -869,21 +850,15 @@ def _session_start():
 
 def _check_arguments(repo_id, commit_every, repo_type, repo_private, token, close_timeout, drain_timeout) -> None:
     hub.check_repo_id(repo_id)
-    if (
-        isinstance(commit_every, bool)
-        or not isinstance(commit_every, (int, float))
-        or not 0 < commit_every * 60 <= threading.TIMEOUT_MAX  # also refuses NaN and inf
-    ):
-        raise ValueError(f"commit_every must be a positive (finite) number of minutes, got {commit_every!r}")
+    check_minutes("commit_every", commit_every)
     if repo_type is not None and repo_type not in hub.TARGET_TYPES:
         raise ValueError(f"repo_type must be one of {', '.join(hub.TARGET_TYPES)}, got {repo_type!r}")
     if repo_private is not None and not isinstance(repo_private, bool):
         raise TypeError(f"repo_private must be True, False or None, got {repo_private!r}")
     if token is not None and not isinstance(token, str):
         raise TypeError(f"token must be a string or None, got a {type(token).__name__}")
-    for name, value in (("close_timeout", close_timeout), ("drain_timeout", drain_timeout)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:  # NaN too
-            raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    check_seconds("close_timeout", close_timeout)
+    check_seconds("drain_timeout", drain_timeout)
 
 
 def _resolve_logdir(logdir, kwargs: dict) -> Path:

@@ -61,7 +61,7 @@ from hf_summary.localhub.testing import LocalHub  # noqa: E402
 from hf_summary.reconcile import iter_logdir_files, logdir_relative, repo_path  # noqa: E402
 from hf_summary.segments import Segment, segment_name  # noqa: E402
 from hf_summary.status import run_status  # noqa: E402
-from hf_summary.uploader import Uploader  # noqa: E402
+from hf_summary.uploader.pusher import Pusher  # noqa: E402
 
 PATTERNS = ["*.tfevents.*", "*.yaml", "*.pbtxt", "*.tsv"]
 EVENTS_PER_SEGMENT = 10
@@ -104,7 +104,7 @@ def _daily_assets(logdir: Path, day: int) -> None:
     )
 
 
-def _find_what_to_push(uploader: Uploader, runs: list[str], *, full: bool = False) -> int:
+def _find_what_to_push(uploader: Pusher, runs: list[str], *, full: bool = False) -> int:
     """What a push looks at before its commit: pending segments, changed assets, merges due. Returns a count."""
     journal = uploader.journal
     pending = uploader.pushable()
@@ -121,7 +121,7 @@ def build(logdir: Path, settings: RunSettings, *, days: int, ticks_per_day: int,
         journal.db.execute("PRAGMA synchronous=OFF")  # building only: the run is made, not protected
         journal.save_settings(settings)
         run_id = journal.run_id()
-        uploader = Uploader(journal, settings, token=token, parent=None, drain_timeout=1.0)
+        uploader = Pusher.open(journal, settings, token)
         plan_s: list[float] = []
         for tick in range(days * ticks_per_day):
             day, tick_of_day = divmod(tick, ticks_per_day)

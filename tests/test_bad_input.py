@@ -28,6 +28,7 @@ from huggingface_hub import HfApi
 from hf_summary import HFSummaryWriter
 from hf_summary.journal import Journal, journal_path
 from hf_summary.segments import last_complete_offset
+from hf_summary.watch import Watcher
 
 # -- constructor arguments ------------------------------------------------------------------------------
 
@@ -70,6 +71,17 @@ BAD_ARGUMENTS = [
     _bad({"repo_type": "modle"}, ValueError, "repo_type"),
     _bad({"repo_private": "yes"}, TypeError, "repo_private"),
 ]
+
+
+WATCHER_NUMBERS = [case for case in BAD_ARGUMENTS if set(case.values[0]) <= {"commit_every", "drain_timeout"}]
+
+
+@pytest.mark.parametrize(("kwargs", "error", "names"), WATCHER_NUMBERS)
+def test_a_watcher_refuses_the_numbers_a_writer_refuses(tmp_path, kwargs, error, names):
+    logdir = tmp_path / "watched"
+    with pytest.raises(error, match=names):
+        Watcher(logdir, "alice/watched", **kwargs)
+    assert not logdir.exists()
 
 
 @pytest.mark.parametrize(("kwargs", "error", "names"), BAD_ARGUMENTS)

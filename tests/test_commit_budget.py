@@ -14,10 +14,10 @@ import pytest
 from helpers import hub_events, uploader_processes, wait_until
 from trainer_kit import Trainer, api, cli, hub_env, pid_gone
 
-from hf_summary.hub import HubClient, RateLimitedError
+from hf_summary.hub import RateLimitedError, RepoClient
 from hf_summary.localhub.testing import LocalHub
 from hf_summary.overflow import overflow_bucket
-from hf_summary.pacing import MAX_GAP_S, CommitPacer
+from hf_summary.uploader.pacing import MAX_GAP_S, CommitPacer
 from hf_summary.verify import event_keys
 
 BUDGET = 3  # commits per rolling hour: the first push, the card's tag, one more push
@@ -129,7 +129,7 @@ def test_a_refused_commit_is_told_apart_with_the_servers_hint(tmp_path, repo_id)
     """huggingface_hub does not retry a commit: the 429 reaches the hub layer as a RateLimitedError that
     carries Retry-After."""
     with LocalHub() as hub:
-        client = HubClient(repo_id=repo_id, endpoint=hub.endpoint, token=hub.token())
+        client = RepoClient(repo_id=repo_id, endpoint=hub.endpoint, token=hub.token())
         client.ensure_repo(private=None)
         hub.set_faults([{"path": "/commit/", "status": 429, "retry_after": 42}])
         (tmp_path / "f.txt").write_text("x")

@@ -259,6 +259,19 @@ def test_status_counts_replaced_rows_and_files_are_matched_against_every_row(jou
     assert journal.values("writer:") == {"writer:h:1": 1}
 
 
+def test_a_refused_change_leaves_none_of_its_rows(journal: Journal) -> None:
+    """One change, one transaction: the rows a change wrote before it was refused go with it (the row writes nest
+    inside the journal's transaction; they do not commit it)."""
+    committed = sealed_segment(journal, "a")
+    journal.mark_committed([committed], "oid", None)
+    sealed = sealed_segment(journal, "b")
+    with pytest.raises(JournalError, match="not all committed"):
+        journal.plan_compaction("", 1, "a-b", "logs/a-b", 200, "ef" * 32, [committed, sealed])
+    assert journal.db.execute("SELECT count(*) FROM compactions").fetchone()[0] == 0
+    assert journal.compactions("planned") == []
+    assert [row.replaced_by for row in journal.segments()] == [None, None]
+
+
 def test_path_in_repo_and_file_are_unique(journal: Journal) -> None:
     journal.add_open_segment("", "seg1", "logs/seg1", writer_pid=1)
     with pytest.raises(JournalError, match="already in the journal"):

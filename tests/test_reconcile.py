@@ -7,9 +7,9 @@ import os
 import psutil
 
 from hf_summary.journal import Journal
+from hf_summary.liveness import process_alive
 from hf_summary.reconcile import seal_abandoned
 from hf_summary.segments import Segment, read_records
-from hf_summary.uploader import process_alive
 
 
 def _open_segment(journal: Journal, name: str, create_time: float) -> int:

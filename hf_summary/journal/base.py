@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import hf_summary.journal.queries as queries
 from hf_summary.journal.connection import (
@@ -44,6 +44,9 @@ from hf_summary.journal.schema import (
     read_header,
 )
 
+if TYPE_CHECKING:
+    import sqlite_utils
+
 _HISTORY_RESERVED = frozenset({"id", "at", "kind", "message"})
 _Self = TypeVar("_Self", bound="JournalBase")
 
@@ -61,6 +64,7 @@ class JournalBase:
         self.logdir = Path(logdir)
         self.path = journal_path(logdir)
         self._lock = threading.RLock()
+        self._tables: sqlite_utils.Database | None = None
         if not self.path.exists():
             if not create:
                 raise FileNotFoundError(errno.ENOENT, "no hf-summary journal", str(self.path))
@@ -148,6 +152,20 @@ class JournalBase:
                     raise os_error from exc
                 raise
 
+    def _insert(self, table: str, row: dict[str, Any], *, replace: bool = False) -> int:
+        """Inside a transaction: write one row through sqlite-utils (``replace``: over the row with the same key);
+        returns its rowid. sqlite-utils >= 4.0 nests its writes in the open transaction as a savepoint (3.x
+        committed it)."""
+        if self._tables is None:  # imported on the first write: `import hf_summary` and `status` never load it
+            import sqlite_utils
+
+            self._tables = sqlite_utils.Database(self.db, recursive_triggers=False, execute_plugins=False)
+        return self._tables.table(table).insert(row, replace=replace).last_rowid
+
+    def _set_flag(self, key: str, value: Any, now: float) -> None:
+        """Inside a transaction: store ``value`` (JSON) under ``key``."""
+        self._insert("flags", {"key": key, "value": json.dumps(value), "updated_at": now}, replace=True)
+
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check``: ``"ok"`` or SQLite's list of problems (slow on big files)."""
         with self._lock:
@@ -168,12 +186,8 @@ class JournalBase:
 
     def set_value(self, key: str, value: Any) -> None:
         """Store a small JSON-serialisable value under ``key``."""
-        text = json.dumps(value)
-        with self._transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO flags (key, value, updated_at) VALUES (?, ?, ?)",
-                [key, text, time.time()],
-            )
+        with self._transaction():
+            self._set_flag(key, value, time.time())
 
     def values(self, prefix: str) -> dict[str, Any]:
         """Every JSON value stored under a key starting with ``prefix``, by key."""
@@ -197,9 +211,10 @@ class JournalBase:
     def _add_history(self, kind: str, message: str, fields: dict[str, Any], at: float | None = None) -> None:
         if clash := _HISTORY_RESERVED & fields.keys():
             raise ValueError(f"history fields may not be named {sorted(clash)}")
-        self.db.execute(
-            "INSERT INTO history (at, kind, message, fields) VALUES (?, ?, ?, ?)",
-            [time.time() if at is None else at, kind, redact(message), redact(json.dumps(fields))],
+        self._insert(
+            "history",
+            {"at": time.time() if at is None else at, "kind": kind, "message": redact(message),
+             "fields": redact(json.dumps(fields))},
         )
         self.db.execute(
             "DELETE FROM history WHERE id <= (SELECT max(id) FROM history) - ? "
@@ -237,10 +252,11 @@ class JournalBase:
                         {"pid": owner.pid, "previous_pid": holder.pid, "previous_host": holder.host},
                         now,
                     )
-            db.execute(
-                "INSERT OR REPLACE INTO lease (id, pid, create_time, host, acquired_at, heartbeat_at) "
-                "VALUES (1, ?, ?, ?, ?, ?)",
-                [owner.pid, owner.create_time, owner.host, acquired_at, now],
+            self._insert(
+                "lease",
+                {"id": 1, "pid": owner.pid, "create_time": owner.create_time, "host": owner.host,
+                 "acquired_at": acquired_at, "heartbeat_at": now},
+                replace=True,
             )
             return True
 

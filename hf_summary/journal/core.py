@@ -42,14 +42,7 @@ from hf_summary.journal.rows import CompactionRow, SegmentRow
 from hf_summary.journal.schema import COMPACTION_STATES, SEGMENT_STATES
 from hf_summary.journal.settings import RunSettings
 
-
-def _insert(db: sqlite3.Connection, table: str, row: dict[str, Any], *, replace: bool = False) -> int:
-    """``INSERT`` (``OR REPLACE``) one row given as a dict (``table`` and the keys are ours, never user input);
-    returns its rowid."""
-    columns = ", ".join(row)
-    marks = ", ".join("?" * len(row))
-    verb = "INSERT OR REPLACE" if replace else "INSERT"
-    return db.execute(f"{verb} INTO {table} ({columns}) VALUES ({marks})", list(row.values())).lastrowid
+_RUN_ID_KEY = "run_id"
 
 
 class Journal(JournalBase):
@@ -59,8 +52,8 @@ class Journal(JournalBase):
 
     def save_settings(self, settings: RunSettings) -> None:
         """Store (replace) the run's settings."""
-        with self._transaction() as db:
-            _insert(db, "settings", {"id": 1, **settings.to_row(), "updated_at": time.time()}, replace=True)
+        with self._transaction():
+            self._insert("settings", {"id": 1, **settings.to_row(), "updated_at": time.time()}, replace=True)
 
     def load_settings(self) -> RunSettings | None:
         """The stored settings, or ``None`` when none were saved."""
@@ -85,12 +78,10 @@ class Journal(JournalBase):
         from hf_summary.segments import new_run_id  # not at the top: `hf-summary status` has no use for it
 
         with self._transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO flags (key, value, updated_at) VALUES ('run_id', ?, ?)",
-                [json.dumps(new_run_id()), time.time()],
-            )
-            (value,) = db.execute("SELECT value FROM flags WHERE key = 'run_id'").fetchone()
-        return json.loads(value)
+            if (run_id := queries.flag(db, _RUN_ID_KEY)) is None:
+                run_id = new_run_id()
+                self._set_flag(_RUN_ID_KEY, run_id, time.time())
+        return run_id
 
     def ensure_sequence_above(self, sequence: int) -> None:
         """Make every later :meth:`next_sequence` return more than ``sequence``."""
@@ -136,8 +127,8 @@ class Journal(JournalBase):
     def _insert_segment(self, row: dict[str, Any], now: float | None = None) -> int:
         row = {**row, "attempts": 0, "created_at": time.time() if now is None else now}
         try:
-            with self._transaction() as db:
-                return _insert(db, "segments", row)
+            with self._transaction():
+                return self._insert("segments", row)
         except sqlite3.IntegrityError as exc:
             raise JournalError(
                 f"segment {row['path_in_repo']!r} ({row['run']!r}/{row['name']!r}) is already in the journal"
@@ -256,8 +247,7 @@ class Journal(JournalBase):
         ids = json.dumps([int(i) for i in member_ids])
         with self._transaction() as db:
             now = time.time()
-            compaction_id = _insert(
-                db,
+            compaction_id = self._insert(
                 "compactions",
                 {"run": run, "level": level, "name": name, "path_in_repo": path_in_repo, "size": size,
                  "sha256": sha256, "state": "planned", "created_at": now},
@@ -307,8 +297,7 @@ class Journal(JournalBase):
         if row is None:
             raise JournalError(f"compaction {compaction_id} is not planned")
         run, level, name, path_in_repo, size, sha256 = row
-        segment_id = _insert(
-            self.db,
+        segment_id = self._insert(
             "segments",
             {"run": run, "name": name, "path_in_repo": path_in_repo, "state": "committed", "size": size,
              "sha256": sha256, "attempts": 0, "created_at": now, "sealed_at": now, "committed_at": now,
@@ -329,10 +318,7 @@ class Journal(JournalBase):
         of counting a long run's compaction history); a journal from before the count is counted once."""
         stored = queries.stored_replaced_count(self.db)
         count = queries.counted_replaced_rows(self.db) if stored is None else stored + added  # counted: includes them
-        self.db.execute(
-            "INSERT OR REPLACE INTO flags (key, value, updated_at) VALUES (?, ?, ?)",
-            [queries.REPLACED_KEY, json.dumps(count), now],
-        )
+        self._set_flag(queries.REPLACED_KEY, count, now)
 
     def abandon_compaction(self, compaction_id: int) -> None:
         """Forget a planned merge the Hub never got; its members are live again."""

@@ -42,8 +42,11 @@ Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_versio
 Schema versions: 1 (no compaction); 2 adds ``segments.level``, ``segments.replaced_by``, the ``replaced`` state
 and ``compactions``. A version-1 journal is migrated in place when opened.
 
-The tables are written out in SQL: sqlite-utils' table API has no CHECK constraints and no AUTOINCREMENT, which
-the journal relies on (a state outside the machine is refused; a segment id is never handed out twice).
+The schema and its migrations are written in SQL, not with sqlite-utils' ``Table.create``/``create_index``/
+``transform`` (which the rows are written with): its table API has no CHECK constraint, no AUTOINCREMENT and no partial
+index, which the journal relies on (a state outside the machine is refused; an id is never handed out twice; live
+files are one short index scan away), and ``transform`` keeps a table's CHECK constraints but cannot change one, which
+is what the migration to version 2 does.
 """
 
 from __future__ import annotations

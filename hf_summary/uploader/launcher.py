@@ -1,26 +1,12 @@
-"""Start the uploader child and own the two pipes between it and the trainer (trainer side).
+"""Start the uploader child and own the two pipes between it and the trainer (trainer side; the words on them
+are :mod:`hf_summary.uploader.protocol`'s).
 
 The child is a fresh interpreter (never a fork of the trainer) in its own session, so a Ctrl-C or a job-wide
-SIGTERM to the trainer's process group does not cut its final push short. The token travels as the first
-line on the child's stdin, never in argv or the environment. Later lines are requests:
-
-- ``push N``: push everything sealed so far; ``preempt N``: the same, urgently, as the first step of a
-  bounded final drain (the trainer got SIGTERM); ``close``: final push, then exit. End of file means the
-  trainer is gone.
-
-The child answers on a second pipe (the reverse channel), which a daemon thread of the trainer reads:
-
-- ``seal``: seal the open segments now (the uploader was preempted, and the trainer may not know it);
-- ``drained N``: nothing is pending any more, counting everything sealed before request ``N``.
-
-Request numbers grow with each request, so a trainer that asked for ``N`` knows that ``drained M`` with
-``M >= N`` covers what it had sealed before asking: it can wait for that on its way out, with no SQLite and
-no lock that the code its signal handler interrupted might hold.
+SIGTERM to the trainer's process group does not cut its final push short.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -32,9 +18,19 @@ from pathlib import Path
 
 import psutil
 
+from hf_summary.uploader import protocol
+
 logger = logging.getLogger("hf_summary")
 
-_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent.parent)
+
+
+def child_environment() -> dict[str, str]:
+    """This process's environment, with this copy of hf_summary first on ``PYTHONPATH``: a child started with
+    ``python -m hf_summary...`` runs the same code as its parent, wherever that was imported from."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
+    return env
 
 
 class UploaderProcess:
@@ -53,8 +49,6 @@ class UploaderProcess:
         on_seal: Callable[[], None],
     ):
         me = psutil.Process()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
         reverse_read, reverse_write = os.pipe()
         try:
             self._proc = subprocess.Popen(
@@ -77,7 +71,7 @@ class UploaderProcess:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 start_new_session=True,
-                env=env,
+                env=child_environment(),
                 close_fds=True,
                 pass_fds=(reverse_write,),
             )
@@ -94,41 +88,41 @@ class UploaderProcess:
         self._drained = 0
         self._listening = True
         self._on_seal = on_seal
-        self._send(json.dumps({"token": token}))
+        self._send(protocol.token_line(token))
         os.set_blocking(self._proc.stdin.fileno(), False)
         threading.Thread(
             target=self._listen, args=(reverse_read,), name="hf-summary-uploader-answers", daemon=True
         ).start()
 
-    def _send(self, line: str) -> bool:
+    def _send(self, line: bytes) -> bool:
         with self._send_lock:
             stdin = self._proc.stdin
             if stdin is None or stdin.closed:
                 return False
             try:
-                os.write(stdin.fileno(), (line + "\n").encode())
+                os.write(stdin.fileno(), line)
                 return True
             except (BlockingIOError, BrokenPipeError, OSError) as exc:
                 logger.debug("uploader %s did not take %r: %s", self.pid, line, exc)
                 return False
 
-    def _request(self, verb: str) -> int | None:
+    def _request(self, word: str) -> int | None:
         with self._send_lock:
             self._requested += 1
             number = self._requested
-            return number if self._send(f"{verb} {number}") else None
+            return number if self._send(protocol.encode(word, number)) else None
 
     def request_push(self) -> int | None:
         """Ask for a push of everything sealed so far. Returns the request's number (``None``: not sent)."""
-        return self._request("push")
+        return self._request(protocol.PUSH)
 
     def request_preempted_push(self) -> int | None:
         """Tell the uploader the trainer is being stopped: push now, and drain within the grace period."""
-        return self._request("preempt")
+        return self._request(protocol.PREEMPT)
 
     def request_close(self) -> None:
         """Ask for a final push, then exit; closes the pipe (end of file is the exit signal too)."""
-        self._send("close")
+        self._send(protocol.encode(protocol.CLOSE))
         with self._send_lock:
             if self._proc.stdin is not None and not self._proc.stdin.closed:
                 self._proc.stdin.close()
@@ -151,15 +145,15 @@ class UploaderProcess:
     def _listen(self, fd: int) -> None:
         with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as answers:
             for line in answers:
-                verb, _, argument = line.strip().partition(" ")
-                if verb == "seal":
+                word, number = protocol.decode(line)
+                if word == protocol.SEAL:
                     try:
                         self._on_seal()
                     except Exception:
                         logger.exception("could not seal the segments the uploader asked for")
-                elif verb == "drained" and argument.isdigit():
+                elif word == protocol.DRAINED and number is not None:
                     with self._answers:
-                        self._drained = max(self._drained, int(argument))
+                        self._drained = max(self._drained, number)
                         self._answers.notify_all()
         with self._answers:
             self._listening = False

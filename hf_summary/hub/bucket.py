@@ -1,4 +1,4 @@
-"""Storage Buckets as a push target: `BucketClient`, with the interface of `hub.HubClient`.
+"""Storage Buckets as a push target: :class:`BucketClient`, a :class:`~hf_summary.hub.target.PushTarget`.
 
 A bucket has no commits and no history. A push is one batch (files go up through Xet, then one `/batch`
 call), and a second one for its deletions (a compaction's), sent only once the first answered; it counts
@@ -17,46 +17,43 @@ import hashlib
 import os
 from pathlib import Path
 
-from huggingface_hub import BucketFile, HfApi
+from huggingface_hub import BucketFile
 from huggingface_hub.errors import BucketNotFoundError
 
 from hf_summary._faults import fault
-from hf_summary.hub import (
-    CommitResult,
-    CommitSummary,
+from hf_summary.hub.api import check_write_access, new_api
+from hf_summary.hub.errors import (
+    HubError,
     MissingRepoError,
     PathConflictError,
-    PermanentHubError,
-    RemoteFile,
     TransientHubError,
-    check_write_access,
     classify,
+    hub_errors,
 )
+from hf_summary.hub.target import CARD_TAG, CommitResult, CommitSummary, RemoteFile
 
 _MAX_LISTED_FAILURES = 3
 
 
 class BucketClient:
-    """One bucket on one Hub. Methods raise only :class:`hub.HubError` subclasses."""
+    """One bucket on one Hub. Methods raise only :class:`~hf_summary.hub.errors.HubError` subclasses."""
 
     repo_type = "bucket"
     revision = "main"  # buckets have no revisions; kept for the settings the journal records
 
     def __init__(self, *, repo_id: str, endpoint: str | None = None, token: str | None = None):
         self.repo_id = repo_id
-        self._api = HfApi(endpoint=endpoint, token=token, library_name="hf-summary")
+        self._api = new_api(endpoint, token)
         self.endpoint = self._api.endpoint
 
     @property
     def url(self) -> str:
         return f"{self._api.endpoint}/buckets/{self.repo_id}"
 
+    @hub_errors()
     def ensure_repo(self, *, private: bool | None) -> str:
         """Create the bucket if missing (an existing bucket keeps its visibility); returns its URL."""
-        try:
-            return self._api.create_bucket(self.repo_id, private=private, exist_ok=True).url
-        except Exception as exc:
-            raise classify(exc) from exc
+        return self._api.create_bucket(self.repo_id, private=private, exist_ok=True).url
 
     def check_write_access(self) -> None:
         check_write_access(self._api, self.repo_id)
@@ -103,12 +100,10 @@ class BucketClient:
             self._raise_missing()
             raise classify(exc) from exc
 
+    @hub_errors()
     def file_info(self, paths: list[str]) -> dict[str, RemoteFile]:
         """The files among ``paths`` that exist in the bucket (one request), keyed by path."""
-        try:
-            return {entry.path: _remote_file(entry) for entry in self._api.get_bucket_paths_info(self.repo_id, paths)}
-        except Exception as exc:
-            raise classify(exc) from exc
+        return {entry.path: _remote_file(entry) for entry in self._api.get_bucket_paths_info(self.repo_id, paths)}
 
     def _raise_missing(self) -> None:
         """After a failed upload (hf_xet reports a refused token only as a connection error): raise
@@ -120,10 +115,11 @@ class BucketClient:
         except Exception:  # the Hub is unreachable too: the upload's own error says more
             return
 
-    def squash(self, message: str) -> None:
-        raise PermanentHubError("buckets have no history to squash")
+    def squash(self, message: str) -> bool:
+        """Buckets have no history: nothing to squash."""
+        return False
 
-    def tag_card(self) -> bool:
+    def tag_card(self, tag: str = CARD_TAG) -> bool:
         """Buckets have no card: nothing to tag."""
         return False
 
@@ -132,8 +128,9 @@ class BucketClient:
         again at each look."""
         return None
 
+    @hub_errors()
     def list_files(
-        self, prefix: str, *, commit: None = None, missing_ok: bool = True
+        self, prefix: str, *, commit: str | None = None, missing_ok: bool = True
     ) -> dict[str, RemoteFile]:
         """Every file under ``prefix`` now, keyed by path (``commit`` is there for the repo interface: a
         bucket has no commits). A missing bucket or folder gives ``{}``, or :class:`MissingRepoError`
@@ -148,13 +145,11 @@ class BucketClient:
             if missing_ok:
                 return {}
             raise MissingRepoError(f"BucketNotFoundError: {self.repo_id}") from exc
-        except Exception as exc:
-            raise classify(exc) from exc
         if not files and prefix and not missing_ok:
             raise MissingRepoError(f"there is no folder {prefix!r} in {self.repo_id}", "folder")
         return files
 
-    def fetch_file(self, file: RemoteFile, *, commit: None, cache_dir: Path) -> Path:
+    def fetch_file(self, file: RemoteFile, *, commit: str | None, cache_dir: Path) -> Path:
         """Download one bucket file into ``cache_dir`` (``buckets--NS--NAME/blobs/XET_HASH``), once: a cached
         file is not fetched again. Returns its path there, which holds the whole file or does not exist:
         hf_xet writes a download in place as it goes, so it goes to a temporary name first."""
@@ -167,21 +162,20 @@ class BucketClient:
         incomplete.unlink(missing_ok=True)
         entry = BucketFile(type="file", path=file.path, size=file.size, xetHash=file.xet_hash)
         try:
-            self._api.download_bucket_files(self.repo_id, [(entry, incomplete)])
-        except Exception as exc:
+            with hub_errors():
+                self._api.download_bucket_files(self.repo_id, [(entry, incomplete)])
+        except HubError:
             incomplete.unlink(missing_ok=True)
-            raise classify(exc) from exc
+            raise
         os.replace(incomplete, cached)
         return cached
 
     def download(self, prefix: str, dest: Path) -> Path:
         """Fetch every file under ``prefix`` into ``dest`` (same layout as the bucket); returns ``dest``."""
         files = self.list_files(prefix)
-        try:
-            if files:
+        if files:
+            with hub_errors():
                 self._api.download_bucket_files(self.repo_id, [(path, str(dest / path)) for path in files])
-        except Exception as exc:
-            raise classify(exc) from exc
         return dest
 
     def commits(self) -> list[CommitSummary]:

@@ -1,0 +1,73 @@
+"""`hf-summary sync`: push every run under some directories (:func:`hf_summary.sync.sync`), one line per run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hf_summary.commands.common import TOKEN_HELP, Commands, fail, say_to_stderr, stderr_log
+from hf_summary.exit_status import ExitStatus
+
+
+def register(commands: Commands) -> None:
+    sync = commands.add_parser(
+        "sync",
+        help="push every run under some directories (offline runs, from a connected machine)",
+        description="Find every run at or under the given logdirs or parent directories (a run is a directory "
+        "with .hf_summary/journal.db; symlinks are not followed) and push each to its own recorded repo, with "
+        "the same verification as `recover`. A run still being written (an offline writer alive on another "
+        "node of a shared filesystem, say) gets what is sealed pushed; its open segments stay with their writer "
+        "and a later sync pushes them. Prints one line per run and a total. Safe to run again and again: what "
+        "the Hub holds is never committed again. Exit status: 0 when the Hub holds every run, 1 when something "
+        "is still missing (being written, pushed by a live uploader, the Hub failing), 2 when a run failed for "
+        "good (token, permissions, unusable journal), no run was found, or HF_HUB_OFFLINE is set.",
+    )
+    sync.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="a logdir, or a directory of runs")
+    sync.add_argument("--token", default=None, help=TOKEN_HELP)
+    sync.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds in all")
+    sync.add_argument(
+        "--take-over", action="store_true",
+        help="take the lease from uploaders on other hosts (whose liveness cannot be checked from here); only "
+        "when those machines are known to be gone",
+    )
+    sync.set_defaults(handler=run)
+
+
+_SYNC_LABELS = {"ok": "OK", "writing": "WRITING", "incomplete": "INCOMPLETE", "busy": "BUSY", "failed": "FAILED"}
+_SYNC_TOTALS = (("writing", "still being written"), ("incomplete", "incomplete"),
+                ("busy", "pushed by a live uploader"), ("failed", "failed"))
+
+
+def run(args: argparse.Namespace) -> ExitStatus:
+    from hf_summary.recover import RecoverError
+    from hf_summary.runs import NoRunsError
+    from hf_summary.sync import sync
+
+    try:
+        with stderr_log("sync"):
+            result = sync(
+                args.paths,
+                token=args.token,
+                timeout=args.timeout,
+                take_over=args.take_over,
+                say=say_to_stderr("sync"),
+            )
+    except (RecoverError, NoRunsError, NotADirectoryError) as exc:
+        return fail("sync", exc)
+    for run in result.runs:
+        line = f"{_SYNC_LABELS[run.outcome]:<10} {run.logdir}"
+        if run.report is not None:
+            report = run.report
+            line += (f"  {report.repo_type} {report.repo_id}:{report.path_in_repo}  pushed {report.pushed_segments} "
+                     f"segment(s), {report.pushed_bytes} bytes in {len(report.commits)} commit(s); "
+                     f"{report.verified_segments} verified on the Hub")
+        if run.outcome == "writing":
+            line += (f"; {run.report.still_open} open segment(s) left to live writer(s) {run.report.live_writers}: "
+                     "sync again once they are sealed")
+        elif run.message:
+            line += f"; {run.message}"
+        print(line)
+    print(f"Total: {len(result.runs)} run(s), {result.count('ok')} on the Hub"
+          + "".join(f", {result.count(o)} {phrase}" for o, phrase in _SYNC_TOTALS if result.count(o))
+          + f"; pushed {result.pushed_segments} segment(s), {result.pushed_bytes} bytes in {result.commits} commit(s)")
+    return result.exit_status

@@ -1,0 +1,89 @@
+"""Hub I/O: the only package that talks to the Hub.
+
+- :mod:`~hf_summary.hub.target`: the :class:`PushTarget` interface and the values it returns;
+- :mod:`~hf_summary.hub.errors`: :class:`HubError` and its kinds, and the one translation of huggingface_hub's
+  exceptions into them;
+- :mod:`~hf_summary.hub.api`: what the clients share of huggingface_hub (write-access check, offline mode,
+  timeouts, repo id rules);
+- :mod:`~hf_summary.hub.repo` and :mod:`~hf_summary.hub.bucket`: the two push targets;
+- :func:`open_client` picks the client for a target (:func:`client_for`: the one a run's settings name);
+- :mod:`~hf_summary.hub.probe`: the first look at a target, bounded in time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hf_summary.hub.api import check_repo_id, check_write_access, offline_mode, use_timeouts
+from hf_summary.hub.errors import (
+    HubError,
+    MissingRepoError,
+    PathConflictError,
+    PermanentHubError,
+    RateLimitedError,
+    TransientHubError,
+    classify,
+    hub_errors,
+)
+from hf_summary.hub.probe import probe
+from hf_summary.hub.repo import RepoClient
+from hf_summary.hub.target import (
+    BUCKET,
+    CARD_TAG,
+    REPO_TYPES,
+    TARGET_TYPES,
+    CommitResult,
+    CommitSummary,
+    PushTarget,
+    RemoteFile,
+    local_xet_hash,
+)
+
+if TYPE_CHECKING:
+    from hf_summary.journal import RunSettings
+
+__all__ = [
+    "BUCKET",
+    "CARD_TAG",
+    "REPO_TYPES",
+    "TARGET_TYPES",
+    "CommitResult",
+    "CommitSummary",
+    "HubError",
+    "MissingRepoError",
+    "PathConflictError",
+    "PermanentHubError",
+    "PushTarget",
+    "RateLimitedError",
+    "RemoteFile",
+    "RepoClient",
+    "TransientHubError",
+    "check_repo_id",
+    "check_write_access",
+    "classify",
+    "client_for",
+    "hub_errors",
+    "local_xet_hash",
+    "offline_mode",
+    "open_client",
+    "probe",
+    "use_timeouts",
+]
+
+
+def open_client(
+    *, repo_id: str, repo_type: str, revision: str = "main", endpoint: str | None = None, token: str | None = None
+) -> PushTarget:
+    """The client for a push target: a :class:`RepoClient` for repos, a :class:`~hf_summary.hub.bucket.BucketClient` for
+    ``repo_type="bucket"`` (imported only then: a trainer that pushes to a repo never loads it)."""
+    if repo_type == BUCKET:
+        from hf_summary.hub.bucket import BucketClient
+
+        return BucketClient(repo_id=repo_id, endpoint=endpoint, token=token)
+    return RepoClient(repo_id=repo_id, repo_type=repo_type, revision=revision, endpoint=endpoint, token=token)
+
+
+def client_for(settings: RunSettings, token: str | None) -> PushTarget:
+    """The client for the target a run's settings name, with ``token`` (``None``: the client's usual lookup)."""
+    return open_client(repo_id=settings.repo_id, repo_type=settings.repo_type, revision=settings.revision,
+                       endpoint=settings.endpoint, token=token)
