@@ -38,6 +38,7 @@ def run_status(logdir: Path) -> dict:
     try:
         with journal_snapshot(logdir) if filesystem_of(logdir).shared else Journal(logdir, create=False) as journal:
             status = journal.status()
+            status.update(budget=_budget(journal), parked=parked_pushes(journal))
             settings = journal.load_settings()
             lease = journal.lease_owner()
             writers = writer_records(journal)
@@ -71,6 +72,32 @@ def run_status(logdir: Path) -> dict:
         endpoint=public_url(settings.endpoint) if settings else None,
     )
     return status
+
+
+def _budget(journal: Journal) -> dict | None:
+    """When the repo's commit budget was last the bottleneck (the Hub refused a commit with 429 and the uploader
+    spaced its commits), and by how much it spaces them; ``None`` when it is not (any more)."""
+    latest = journal.history("budget", limit=1)
+    if not latest or not latest[0].get("gap_s"):
+        return None
+    return {"since": latest[0]["at"], "gap_s": latest[0]["gap_s"], "retry_after": latest[0].get("retry_after")}
+
+
+def parked_pushes(journal: Journal) -> dict | None:
+    """The pushes of this run parked in the overflow bucket since the last settle (from the journal's history):
+    where, since when, how many segments; ``None`` when there are none."""
+    settled = journal.history("settled", limit=1)
+    after = settled[0]["id"] if settled else 0
+    parked = [event for event in journal.history("overflow", limit=1000) if event["id"] > after]
+    if not parked:
+        return None
+    return {
+        "bucket": parked[0]["bucket"],
+        "records": [event["record"] for event in reversed(parked)],
+        "segments": sum(event["segments"] for event in parked),
+        "bytes": sum(event["bytes"] for event in parked),
+        "since": parked[-1]["at"],
+    }
 
 
 def _preempted(writer: WriterRecord | None, preemption: dict | None) -> bool:

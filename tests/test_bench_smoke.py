@@ -135,6 +135,26 @@ def test_preemption_bench_runs_and_ours_loses_nothing(tmp_path: Path) -> None:
     assert "| acknowledged events lost" in result.stdout
 
 
+def test_sweep_bench_runs_and_ours_loses_nothing(tmp_path: Path) -> None:
+    """`scripts/bench_sweep.py --smoke`: every figure for both writers, and ours has every acknowledged event on
+    the Hub in the end."""
+    out = tmp_path / "sweep.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench_sweep.py"), "--smoke", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, f"bench failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
+    rounds = json.loads(out.read_text())["rounds"]
+    for writer in ("ours", "huggingface_hub"):
+        figures = rounds[f"{writer}/2"]
+        for figure in ("commits", "acknowledged_events", "events_on_hub_before_sigkill", "events_on_hub_later",
+                       "seconds_at_risk_per_job", "seconds_lost_per_job"):
+            assert _is_number(figures[figure]), (writer, figure, figures)
+    assert rounds["ours/2"]["events_on_hub_later"] >= rounds["ours/2"]["acknowledged_events"]
+    assert rounds["ours/2"]["seconds_lost_per_job"] == 0
+    assert "| 2 | ratio ours / huggingface_hub |" in result.stdout
+
+
 def test_long_run_bench_runs_and_bounds_files(tmp_path: Path) -> None:
     """`scripts/bench_long_run.py` at minimal size: every figure there for both writers; ours merged files."""
     out = tmp_path / "long_run.json"

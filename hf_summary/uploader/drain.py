@@ -208,8 +208,10 @@ class Uploader:
             self.journal.record_event(
                 "final_push",
                 f"final drain after {self.preemption.cause}: {self._final.segments} segment(s), "
-                f"{self._final.bytes} bytes in {len(self._final.commits)} commit(s); {len(pending)} pending",
+                f"{self._final.bytes} bytes in {len(self._final.commits)} commit(s); "
+                f"{self.pusher.parked_segments} parked in the overflow bucket; {len(pending)} pending",
                 segments=self._final.segments,
+                parked=self.pusher.parked_segments,
                 bytes=self._final.bytes,
                 commits=list(self._final.commits),
                 pending=len(pending),
@@ -331,6 +333,7 @@ class Uploader:
             self._wait(PREEMPTED_POLL_INTERVAL_S / 2)
 
     def _push(self, pending: list[SegmentRow]) -> None:
-        pushed = self.pusher.push(pending, urgent=self.preemption.active, final=self._closing)
+        pushed = self.pusher.push(pending, urgent=self.preemption.active, final=self._closing,
+                                  deadline=self.preemption.deadline)
         if pushed is not None and self.preemption.active:
             self._final.add(pushed)
