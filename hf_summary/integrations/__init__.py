@@ -22,7 +22,7 @@ def writer_class() -> type[HFSummaryWriter]:
     Example:
         ```py
         >>> from hf_summary.integrations import writer_class
-        >>> writer_class().__module__ in ("hf_summary.torch", "hf_summary.writer")
+        >>> writer_class().__module__ in ("hf_summary.torch", "hf_summary.writer.summary_writer")
         True
         ```
     """
