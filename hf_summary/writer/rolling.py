@@ -172,7 +172,10 @@ class SegmentRolling:
         """Forget a prepared segment that got no event: its file and its journal row."""
         opened.segment.discard()
         if opened.row_id is not None:
-            self._journal.drop_segment(opened.row_id)
+            try:
+                self._journal.drop_segment(opened.row_id)
+            except OSError:  # the journal cannot be written now (full...): its row is dropped at the next roll
+                self._unrecorded.append((opened.row_id, opened.segment.path, None))
 
     def _discard_prepared(self) -> None:
         with self._lock:
