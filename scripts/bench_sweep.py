@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import psutil
-from bench_output import emit
+from benchkit.output import emit
 from huggingface_hub import HfApi
 from huggingface_hub.utils import disable_progress_bars
 

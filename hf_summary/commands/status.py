@@ -62,6 +62,10 @@ def run(args: argparse.Namespace) -> ExitStatus:
     if preemption := status["preemption"]:
         print(f"Preempted:  {_when(preemption['at'])} by {preemption['signal']}; "
               + _final_push(preemption, status["pending_segments"]))
+    if disk := status.get("disk"):
+        from hf_summary.backlog import describe_episode
+
+        print(f"Disk:       {describe_episode(disk)}")
     if budget := status["budget"]:
         print(f"Budget:     the repo's commit budget is the bottleneck: the Hub refused commits (429) since "
               f"{_when(budget['since'])}; commits are spaced by {budget['gap_s']:.0f} s")
