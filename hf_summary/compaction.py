@@ -44,6 +44,7 @@ started after the compaction (or on a download of the repo at any commit) sees e
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -168,14 +169,15 @@ def _plan(journal: Journal, settings: RunSettings, run: str) -> CompactionRow | 
     level = group[0].level + 1
     name, path_in_repo, inputs = _merge_inputs(journal, settings, run, group, level)
     staged = staging_path(journal.logdir, run, name)
-    staged.parent.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(staged.parent, 0o700)  # mkdir's mode is subject to the umask
-    staged.unlink(missing_ok=True)  # left by a crash before the plan was recorded
-    try:
+    try:  # a full disk, a quota, an I/O error: abandoned, the next push plans it again
+        staged.parent.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(staged.parent, 0o700)  # mkdir's mode is subject to the umask
+        staged.unlink(missing_ok=True)  # left by a crash before the plan was recorded
         merged, read = concatenate(inputs, staged)
     except OSError as exc:
-        logger.warning("cannot merge %d file(s) of run dir %r: %s", len(group), run, exc)
-        staged.unlink(missing_ok=True)
+        logger.warning("cannot merge %d file(s) of run dir %r now: %s", len(group), run, exc)
+        with contextlib.suppress(OSError):
+            staged.unlink(missing_ok=True)
         return None
     if any((got.size, got.sha256) != (row.size, row.sha256) for got, row in zip(read, group, strict=True)):
         logger.warning("not merging files of run dir %r: one changed on disk since it was committed", run)
@@ -185,9 +187,10 @@ def _plan(journal: Journal, settings: RunSettings, run: str) -> CompactionRow | 
         compaction_id = journal.plan_compaction(
             run, level, name, path_in_repo, merged.size, merged.sha256, [row.id for row in group]
         )
-    except JournalError as exc:  # a member changed state since it was read: plan again at the next push
-        logger.warning("not merging files of run dir %r: %s", run, exc)
-        staged.unlink()
+    except (JournalError, OSError) as exc:  # a member changed state since it was read, or the journal cannot be
+        logger.warning("not merging files of run dir %r: %s", run, exc)  # written: plan again at the next push
+        with contextlib.suppress(OSError):
+            staged.unlink()
         return None
     return next(c for c in journal.compactions("planned") if c.id == compaction_id)
 

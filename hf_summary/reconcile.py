@@ -209,13 +209,16 @@ def _covered_by_merges(files: list[tuple[str, str]]) -> set[tuple[str, str]]:
     return covered
 
 
-def seal_abandoned(journal: Journal, writer_alive: Callable[[int, float | None], bool]) -> list[SegmentRow]:
+def seal_abandoned(
+    journal: Journal, writer_alive: Callable[[int, float | None], bool], *, others_gone: bool = False
+) -> list[SegmentRow]:
     """Seal the open segments whose writer process is gone: cut a torn trailing record, then record the
     size and sha256; a segment whose file never got a record is dropped. Returns the rows sealed.
 
     ``writer_alive`` judges processes of this host; a writer recorded on another host is judged by its
-    heartbeat (:mod:`hf_summary.liveness`), so a live writer's open segment is never sealed from elsewhere."""
-    writer_alive = host_aware(journal, writer_alive)
+    heartbeat (:mod:`hf_summary.liveness`), so a live writer's open segment is never sealed from elsewhere;
+    ``others_gone``: the writers of other hosts are known to be gone."""
+    writer_alive = host_aware(journal, writer_alive, others_gone=others_gone)
     sealed_rows = []
     for row in journal.open_segments():
         if row.writer_pid is not None and writer_alive(row.writer_pid, row.writer_create_time):

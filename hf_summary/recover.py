@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_summary import compaction
+from hf_summary.crosshost import foreign_live_writers, push_foreign
 from hf_summary.exit_status import ExitStatus
-from hf_summary.hub import HubError, PushTarget, RemoteFile, client_for, offline_mode
+from hf_summary.filesystems import filesystem_of
+from hf_summary.hub import HubError, PermanentHubError, PushTarget, RemoteFile, client_for, offline_mode
 from hf_summary.journal import (
     Journal,
     JournalCorruptError,
@@ -21,7 +23,7 @@ from hf_summary.journal import (
     SegmentRow,
     journal_path,
 )
-from hf_summary.liveness import host_aware, lease_owner_alive, process_alive
+from hf_summary.liveness import host_aware, lease_owner_alive, process_alive, record_foreign_writers_lost
 from hf_summary.patterns import path_matches
 from hf_summary.reconcile import (
     iter_disk_segments,
@@ -33,6 +35,7 @@ from hf_summary.reconcile import (
     seal_abandoned,
 )
 from hf_summary.segments import file_digests, file_sha256, last_complete_offset
+from hf_summary.snapshot import SnapshotError, journal_snapshot
 from hf_summary.status import public_url
 from hf_summary.uploader.drain import Uploader, this_lease_owner
 from hf_summary.uploader.pusher import Pusher
@@ -146,6 +149,8 @@ def require_online() -> None:
 
 def _recover(logdir, settings, token, wait, take_over, deadline, report: RecoverReport, say) -> None:
     existed = journal_path(logdir).exists()
+    if existed and filesystem_of(logdir).shared and _push_for_foreign_writer(logdir, token, take_over, report, say):
+        return
     if settings is None and not existed:
         raise RecoverError(f"{logdir} has no journal; pass --repo-id (and --path-in-repo if not the default)")
     try:
@@ -176,11 +181,48 @@ def _recover(logdir, settings, token, wait, take_over, deadline, report: Recover
         owner = this_lease_owner()
         _take_lease(journal, owner, wait=wait, take_over=take_over, deadline=deadline, report=report, say=say)
         try:
-            _recover_locked(pusher, owner, deadline, report, say)
+            _recover_locked(pusher, owner, deadline, take_over, report, say)
         except HubError as exc:
             report.error, report.exit_status = f"the Hub failed: {exc}", ExitStatus.INCOMPLETE
         finally:
             journal.release_lease(owner)
+
+
+def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: RecoverReport, say) -> bool:
+    """A run on a shared filesystem whose writer lives on another host: push what it sealed and this host reads
+    whole, writing nothing the writer's host writes (:mod:`hf_summary.crosshost`). Returns False when no writer of another
+    host lives (then the run is this host's to recover)."""
+    try:
+        with journal_snapshot(logdir) as snapshot:
+            live = foreign_live_writers(snapshot, logdir, others_gone=take_over)
+            settings = snapshot.load_settings()
+            if not live or settings is None:
+                return False
+            lease = snapshot.lease_owner()
+            if lease is not None and lease_owner_alive(lease[0]):
+                raise LeaseBusyError(lease[0].pid, f"an uploader on host {lease[0].host!r} (pid {lease[0].pid}) "
+                                     "pushes this logdir for its live writer")
+            _describe(report, settings)
+            plan = push_foreign(snapshot, logdir, settings, client_for(settings, token))
+    except SnapshotError as exc:
+        raise RecoverError(f"{exc}; try again in a moment") from exc
+    except HubError as exc:
+        report.error = f"the Hub failed: {exc}"
+        report.exit_status = ExitStatus.FAILED if isinstance(exc, PermanentHubError) else ExitStatus.INCOMPLETE
+        return True
+    report.pushed_segments, report.pushed_bytes = len(plan.files), plan.bytes
+    report.commits = [plan.commit] if plan.commit else []
+    report.verified_segments = plan.on_hub + len(plan.files)
+    report.still_open = plan.open
+    report.live_writers = sorted({record.pid for record in live})
+    hosts = ", ".join(sorted({record.host for record in live}))
+    say(f"written on host(s) {hosts}: pushed {len(plan.files)} sealed segment(s); its journal left as it is")
+    report.error = (f"writer(s) {report.live_writers} on host(s) {hosts} still write this run "
+                    f"({plan.open} open segment(s)"
+                    + (f", {plan.unseen} sealed one(s) not yet seen whole from here" if plan.unseen else "")
+                    + "); sync again later, or once they have closed")
+    report.exit_status = ExitStatus.INCOMPLETE
+    return True
 
 
 def _take_lease(journal: Journal, owner: LeaseOwner, *, wait: bool, take_over: bool, deadline: float, report,
@@ -217,12 +259,15 @@ def _take_lease(journal: Journal, owner: LeaseOwner, *, wait: bool, take_over: b
         say("the uploader is done; taking over")
 
 
-def _recover_locked(pusher: Pusher, owner: LeaseOwner, deadline, report, say) -> None:
+def _recover_locked(pusher: Pusher, owner: LeaseOwner, deadline, take_over: bool, report, say) -> None:
     journal, settings, logdir = pusher.journal, pusher.settings, pusher.journal.logdir
     if journal.compactions("planned") or journal.compactions("committed"):
         compaction.settle(journal, pusher.client, abandon=True)
         say("finished the merge(s) of committed segments an interrupted push left")
-    sealed = seal_abandoned(journal, process_alive)
+    if take_over and (lost := record_foreign_writers_lost(journal)):
+        say(f"recorded writer(s) {[record.pid for record in lost]} of host(s) "
+            f"{sorted({record.host for record in lost})} as lost (--take-over)")
+    sealed = seal_abandoned(journal, process_alive, others_gone=take_over)
     report.sealed_tails = len(sealed)
     if sealed:
         say(f"sealed {len(sealed)} segment(s) left open by a dead writer (torn records cut)")

@@ -233,6 +233,27 @@ class Segment:
         self.size += len(record)
         self._sha.update(record)
 
+    def unlinked(self) -> bool:
+        """Whether the file was removed from its directory while open (say, an ``rm -rf`` of the logdir)."""
+        fd = self._fd
+        try:
+            return fd is not None and os.fstat(fd).st_nlink == 0
+        except OSError:  # sealed meanwhile
+            return False
+
+    def salvage(self) -> list[bytes]:
+        """Close a removed segment and return the data of its complete records, read back through the open file
+        (Linux's ``/proc/self/fd``; nothing where that cannot be read)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return []
+        try:
+            return list(read_records(f"/proc/self/fd/{fd}"))
+        except OSError:
+            return []
+        finally:
+            os.close(fd)
+
     def discard(self) -> None:
         """Close and delete the file: for a segment whose very first record could not be written."""
         if self._fd is not None:
@@ -297,7 +318,8 @@ def _scan(
 ) -> Iterator[tuple[int, bytes | None]]:
     """Yield ``(end offset, data)`` for each complete, CRC-valid record from ``start`` (a record boundary).
 
-    Stops at the first incomplete or corrupt record (tfevents-notes §4): a bad length CRC means the
+    Stops at the first incomplete or corrupt record (as TensorBoard's readers do; the TFRecord format:
+    https://www.tensorflow.org/tutorials/load_data/tfrecord): a bad length CRC means the
     length cannot be trusted, so nothing after it is read. Records are read in bounded chunks unless
     ``keep_data`` asks for their bytes.
     """

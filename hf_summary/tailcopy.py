@@ -1,7 +1,7 @@
 """Copy the complete records of event files we do not write (Keras, ``tf.summary``, torch, tensorboardX, CLU) into
 sealed, journaled copies, so that ``hf-summary watch`` pushes each byte once while those files keep growing.
 
-Naming (the design, see the README's "Writers we do not control"). Bytes ``[start, end)`` of foreign file
+Naming (the design, see docs/watch.md). Bytes ``[start, end)`` of foreign file
 ``RUN/SOURCE``, the ``counter``-th copy taken of it, go to the repo as::
 
     PATH_IN_REPO/RUN/SOURCE.<run id>.<counter, 8 digits>.<start, 13 digits>-<end, 13 digits>.hfw

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from bench_long_run import _fmt, _hub_files_per_run
-from bench_output import emit
-from bench_trainer import trainer_env
+from benchkit.output import emit
+from benchkit.trainer import trainer_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))

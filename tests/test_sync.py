@@ -27,7 +27,7 @@ from trainer_kit import (
 )
 
 from hf_summary.journal import Journal
-from hf_summary.liveness import STALE_AFTER_S, WriterRecord, save_record
+from hf_summary.liveness import STALE_AFTER_S, HeartbeatWatch, WriterRecord, save_record
 
 
 def _lines(stdout: str) -> dict[str, str]:
@@ -132,12 +132,12 @@ def test_sync_pushes_a_tree_of_runs_across_two_invocations_while_one_is_still_wr
     assert not api(hub).repo_exists(repo_outside)
 
 
-def test_sync_judges_a_writer_on_another_host_by_its_heartbeat(tmp_path, hub, repo_id):
+def test_sync_judges_a_writer_on_another_host_by_its_heartbeat_counter_on_its_own_clock(tmp_path, hub, repo_id):
     logdir = tmp_path / "remote"
     files = fake_dead_run(logdir, endpoint=hub.endpoint, repo_id=repo_id, writer_pid=4242)
-    now = time.time()
-    record = WriterRecord("node-17", 4242, 1000.0, offline=True, started_at=now, heartbeat_at=now)
-    assert not replace(record, closed_at=now).alive()  # closed: gone, however fresh its heartbeat
+    day_ago = time.time() - 86_400  # that node's clock is a day behind this one's: it does not matter
+    record = WriterRecord("node-17", 4242, 1000.0, offline=True, started_at=day_ago, heartbeat_at=day_ago, beats=5)
+    assert not replace(record, closed_at=day_ago).alive()  # closed: gone, whatever its heartbeat
     with Journal(logdir) as journal:
         save_record(journal, record)  # a writer alive on another node of a shared filesystem
     open_bytes = files[-1].read_bytes()
@@ -150,11 +150,18 @@ def test_sync_judges_a_writer_on_another_host_by_its_heartbeat(tmp_path, hub, re
     assert files[-1].read_bytes() == open_bytes
     with Journal(logdir, create=False) as journal:
         assert [row.name for row in journal.open_segments()] == [files[-1].name]
-        save_record(journal, replace(record, heartbeat_at=now - STALE_AFTER_S - 1))  # then the node is lost
+        save_record(journal, replace(record, beats=6))  # it beats on
 
     second = cli("sync", str(logdir), env=env)
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert second.stdout.startswith("OK") and "pushed 1 segment(s)" in second.stdout
+    assert second.returncode == 1 and second.stdout.startswith("WRITING"), second.stdout + second.stderr
+    watch = HeartbeatWatch(logdir)
+    assert json.loads(watch.path.read_text())[record.key][0] == 6
+    # then the node is lost: its counter stays at 6, which this host first saw STALE_AFTER_S ago by its clock
+    watch.path.write_text(json.dumps({record.key: [6, time.time() - STALE_AFTER_S - 1]}))
+
+    third = cli("sync", str(logdir), env=env)
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert third.stdout.startswith("OK") and "pushed 1 segment(s)" in third.stdout
     assert_repo_matches_logdir(hub, repo_id, logdir, tmp_path / "copy")
     assert_journal_sound(logdir)
 

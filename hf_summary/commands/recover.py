@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hf_summary.commands.common import TOKEN_HELP, Commands, fail, say_to_stderr, stderr_log
+from hf_summary.commands.common import TOKEN_HELP, Commands, add_quiet_option, command_output, fail
 from hf_summary.exit_status import ExitStatus
 
 if TYPE_CHECKING:
@@ -39,7 +39,8 @@ def register(commands: Commands) -> None:
     recover.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds")
     recover.add_argument(
         "--take-over", action="store_true",
-        help="take the lease from an uploader on another host (whose liveness cannot be checked from here); "
+        help="take the run over from other hosts known to be gone: the lease of their uploader, and their writers "
+        "(recorded as lost, their open segments sealed) without waiting for their heartbeats to stop for 5 minutes; "
         "only when that machine is known to be gone",
     )
     rebuild = recover.add_argument_group(
@@ -51,6 +52,7 @@ def register(commands: Commands) -> None:
     rebuild.add_argument("--path-in-repo", default="tensorboard",
                          help="folder in the repo; the logdir's name is appended (default: tensorboard)")
     rebuild.add_argument("--endpoint", default=None, help="Hub URL (default: HF_ENDPOINT or huggingface.co)")
+    add_quiet_option(recover)
     recover.set_defaults(handler=run)
 
 
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
     except ValueError as exc:  # a --path-in-repo that cannot name a folder
         return fail("recover", exc)
     try:
-        with stderr_log("recover"):
+        with command_output("recover", args.quiet) as say:
             report = recover(
                 logdir,
                 token=args.token,
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
                 dry_run=args.dry_run,
                 timeout=args.timeout,
                 take_over=args.take_over,
-                say=say_to_stderr("recover"),
+                say=say,
             )
     except LeaseBusyError as exc:
         return fail("recover", exc, ExitStatus.BUSY)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hf_summary.commands.common import TOKEN_HELP, Commands, fail, say_to_stderr, stderr_log
+from hf_summary.commands.common import TOKEN_HELP, Commands, add_quiet_option, command_output, fail
 from hf_summary.exit_status import ExitStatus
 
 
@@ -27,9 +27,11 @@ def register(commands: Commands) -> None:
     sync.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds in all")
     sync.add_argument(
         "--take-over", action="store_true",
-        help="take the lease from uploaders on other hosts (whose liveness cannot be checked from here); only "
-        "when those machines are known to be gone",
+        help="take runs over from other hosts known to be gone: the lease of their uploaders, and their writers "
+        "(recorded as lost, their open segments sealed) without waiting for their heartbeats to stop for 5 minutes; "
+        "only when those machines are known to be gone",
     )
+    add_quiet_option(sync)
     sync.set_defaults(handler=run)
 
 
@@ -44,13 +46,13 @@ def run(args: argparse.Namespace) -> ExitStatus:
     from hf_summary.sync import sync
 
     try:
-        with stderr_log("sync"):
+        with command_output("sync", args.quiet) as say:
             result = sync(
                 args.paths,
                 token=args.token,
                 timeout=args.timeout,
                 take_over=args.take_over,
-                say=say_to_stderr("sync"),
+                say=say,
             )
     except (RecoverError, NoRunsError, NotADirectoryError) as exc:
         return fail("sync", exc)

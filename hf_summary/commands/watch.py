@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hf_summary.commands.common import Commands, fail, stderr_log
+from hf_summary.commands.common import Commands, add_quiet_option, command_output, fail
 from hf_summary.exit_status import ExitStatus
 
 
@@ -45,6 +45,7 @@ def register(commands: Commands) -> None:
     watch.add_argument("--once", action="store_true",
                        help="copy and push what LOGDIR holds now, then exit (after the job ended or its node was lost)")
     watch.add_argument("--token-from-stdin", action="store_true", help=argparse.SUPPRESS)
+    add_quiet_option(watch)
     watch.set_defaults(handler=run)
 
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
 
     token = read_token(sys.stdin) if args.token_from_stdin else None
     try:
-        with stderr_log("watch"):
+        with command_output("watch", args.quiet):
             return ExitStatus(watch(
                 args.logdir,
                 args.repo_id,

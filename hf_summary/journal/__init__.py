@@ -1,7 +1,8 @@
 """The SQLite journal between the trainer and the uploader: settings, segments, lease, history.
 
 File ``LOGDIR/.hf_summary/journal.db`` (directory 0700, file 0600; SQLite gives the ``-wal``/``-shm``
-files the database file's mode). WAL mode, ``synchronous=FULL``, 30 s busy timeout. Every state change
+files the database file's mode). WAL mode (a rollback journal on a shared filesystem: see
+:mod:`~hf_summary.journal.connection`), ``synchronous=FULL``, 30 s busy timeout. Every state change
 is one ``BEGIN IMMEDIATE`` transaction, so a crash leaves either all of it or none. One :class:`Journal`
 may be shared by several threads (a lock serialises them); several processes may open the same file.
 Times are float epoch seconds. No token is ever stored (and token-like strings are redacted from

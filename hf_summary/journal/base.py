@@ -22,6 +22,7 @@ from hf_summary.journal.connection import (
     journal_path,
     set_durability,
     set_journal_mode,
+    suit_filesystem,
 )
 from hf_summary.journal.errors import (
     JournalCorruptError,
@@ -87,7 +88,7 @@ class JournalBase:
         if is_blank(header):
             if not create:
                 raise FileNotFoundError(errno.ENOENT, "hf-summary journal was never initialised", str(self.path))
-            set_journal_mode(self.db)
+            set_journal_mode(self.db, self.path)
             with self._transaction():
                 if is_blank(read_header(self.db)):  # another process may have won the race
                     create_schema(self.db)
@@ -105,6 +106,7 @@ class JournalBase:
             )
         if missing := TABLES - tables:
             raise JournalCorruptError(f"{self.path} lacks tables {sorted(missing)}")
+        suit_filesystem(self.db, self.path)
         set_durability(self.db)
 
     def _migrate(self) -> None:

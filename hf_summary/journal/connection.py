@@ -1,7 +1,14 @@
 """Where the journal lives and how it is opened: its file, its connection settings, moving a broken one aside.
 
-Every connection to a journal is made here, so the journal mode (WAL), the durability (``synchronous``) and the
-lock wait are chosen in one place: a filesystem that needs another journal mode changes :func:`set_journal_mode`.
+Every connection to a journal is made here, so the journal mode, the durability (``synchronous``) and the
+lock wait are chosen in one place.
+
+Journal mode: WAL on a local disk. On a filesystem other hosts may see (network or FUSE, see
+:mod:`hf_summary.filesystems`; ``HF_SUMMARY_SHARED_FS=1/0`` overrides), a rollback journal (``DELETE``) and no
+mmap: WAL's index is shared memory, an mmap of ``-shm`` that two hosts never share, so a second host would read a
+stale index and could corrupt the file. The design there does not rely on locks reaching across hosts either:
+only the writer's host opens the journal while the writer lives; other hosts read consistent copies of it
+(:mod:`hf_summary.snapshot`) and take it over once the writer has closed or is known to be gone.
 """
 
 from __future__ import annotations
@@ -11,9 +18,12 @@ import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
+from hf_summary.filesystems import filesystem_of
+
 JOURNAL_DIR = ".hf_summary"  # under the logdir: the journal, locks, staging; never uploaded
 JOURNAL_FILE = "journal.db"
-JOURNAL_MODE = "WAL"  # persistent: set once, when the file is created
+JOURNAL_MODE = "WAL"  # persistent: set when the file is created (and left on a shared filesystem, see above)
+SHARED_FS_JOURNAL_MODE = "DELETE"
 SYNCHRONOUS = "FULL"
 BUSY_TIMEOUT_S = 30.0
 _SIDE_FILES = ("-wal", "-shm")  # moved before the main file, so a stale WAL never meets a new database
@@ -48,9 +58,27 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
 
 
-def set_journal_mode(db: sqlite3.Connection) -> None:
+def journal_mode_for(path: Path) -> str:
+    """The journal mode of a journal at ``path``: see the module docstring."""
+    return SHARED_FS_JOURNAL_MODE if filesystem_of(path).shared else JOURNAL_MODE
+
+
+def set_journal_mode(db: sqlite3.Connection, path: Path) -> None:
     """Give a new journal its journal mode (outside any transaction: SQLite cannot change it inside one)."""
-    db.execute(f"PRAGMA journal_mode={JOURNAL_MODE}")
+    db.execute(f"PRAGMA journal_mode={journal_mode_for(path)}")
+
+
+def suit_filesystem(db: sqlite3.Connection, path: Path) -> None:
+    """On a shared filesystem: no mmap, and a WAL journal (made on a local disk and moved, or by an older
+    hf-summary) left for a rollback journal when this is its only connection (else it stays WAL until then)."""
+    if journal_mode_for(path) != SHARED_FS_JOURNAL_MODE:
+        return
+    db.execute("PRAGMA mmap_size=0")
+    if db.execute("PRAGMA journal_mode").fetchone()[0].upper() == JOURNAL_MODE:
+        try:
+            db.execute(f"PRAGMA journal_mode={SHARED_FS_JOURNAL_MODE}")
+        except sqlite3.OperationalError:  # another connection has it open: "database is locked"
+            pass
 
 
 def set_durability(db: sqlite3.Connection) -> None:
