@@ -149,7 +149,8 @@ def require_online() -> None:
 
 def _recover(logdir, settings, token, wait, take_over, deadline, report: RecoverReport, say) -> None:
     existed = journal_path(logdir).exists()
-    if existed and filesystem_of(logdir).shared and _push_for_foreign_writer(logdir, token, take_over, report, say):
+    if (existed and settings is None and filesystem_of(logdir).shared
+            and _push_for_foreign_writer(logdir, token, take_over, report, say)):
         return
     if settings is None and not existed:
         raise RecoverError(f"{logdir} has no journal; pass --repo-id (and --path-in-repo if not the default)")
@@ -190,13 +191,16 @@ def _recover(logdir, settings, token, wait, take_over, deadline, report: Recover
 
 def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: RecoverReport, say) -> bool:
     """A run on a shared filesystem whose writer lives on another host: push what it sealed and this host reads
-    whole, writing nothing the writer's host writes (:mod:`hf_summary.crosshost`). Returns False when no writer of another
-    host lives (then the run is this host's to recover)."""
+    whole, writing nothing the writer's host writes (:mod:`hf_summary.crosshost`); a journal still without its
+    settings (a writer creating it) is left alone too, unless ``take_over``. Returns False when no writer of
+    another host lives (then the run is this host's to recover)."""
     try:
         with journal_snapshot(logdir) as snapshot:
-            live = foreign_live_writers(snapshot, logdir, others_gone=take_over)
             settings = snapshot.load_settings()
-            if not live or settings is None:
+            if settings is None and not take_over:
+                return _still_starting(logdir, report)
+            live = foreign_live_writers(snapshot, logdir, others_gone=take_over)
+            if not live:
                 return False
             lease = snapshot.lease_owner()
             if lease is not None and lease_owner_alive(lease[0]):
@@ -204,6 +208,10 @@ def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: Recov
                                      "pushes this logdir for its live writer")
             _describe(report, settings)
             plan = push_foreign(snapshot, logdir, settings, client_for(settings, token))
+    except FileNotFoundError:  # not even initialised yet
+        if take_over:
+            return False
+        return _still_starting(logdir, report)
     except SnapshotError as exc:
         raise RecoverError(f"{exc}; try again in a moment") from exc
     except HubError as exc:
@@ -221,6 +229,13 @@ def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: Recov
                     f"({plan.open} open segment(s)"
                     + (f", {plan.unseen} sealed one(s) not yet seen whole from here" if plan.unseen else "")
                     + "); sync again later, or once they have closed")
+    report.exit_status = ExitStatus.INCOMPLETE
+    return True
+
+
+def _still_starting(logdir: Path, report: RecoverReport) -> bool:
+    report.error = (f"the journal of {logdir} has no settings yet: a writer is creating it (if it died doing so, "
+                    f"`hf-summary recover {logdir} --repo-id ...` rebuilds it)")
     report.exit_status = ExitStatus.INCOMPLETE
     return True
 
