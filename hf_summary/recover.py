@@ -89,6 +89,7 @@ class RecoverReport:
     verified_bytes: int = 0
     still_open: int = 0
     live_writers: list[int] = field(default_factory=list)  # pids whose open segments were left to them
+    not_seen_whole: int = 0  # sealed segments of a writer of another host not yet read whole from here
     waited_for: int | None = None
     would_push: list[PlannedPush] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -221,7 +222,7 @@ def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: Recov
     report.pushed_segments, report.pushed_bytes = len(plan.files), plan.bytes
     report.commits = [plan.commit] if plan.commit else []
     report.verified_segments = plan.on_hub + len(plan.files)
-    report.still_open = plan.open
+    report.still_open, report.not_seen_whole = plan.open, plan.unseen
     report.live_writers = sorted({record.pid for record in live})
     hosts = ", ".join(sorted({record.host for record in live}))
     say(f"written on host(s) {hosts}: pushed {len(plan.files)} sealed segment(s); its journal left as it is")
