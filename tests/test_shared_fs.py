@@ -183,6 +183,8 @@ def test_a_slurm_array_of_64_writers_starting_at_once_while_another_host_reads_a
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for n in range(ARRAY_SIZE)]
         start.touch()  # every job creates its writer now
+        wait_until(lambda: list((hosts.backing / "array").glob("*/.hf_summary/journal.db")), 120,
+                   message="the first journal")  # before it, status and sync rightly say there is no run
         parent = str(hosts.two.path("array"))
         online = {key: value for key, value in env.items() if key != "HF_HUB_OFFLINE"}
         outputs = []
