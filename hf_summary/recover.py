@@ -23,7 +23,13 @@ from hf_summary.journal import (
     SegmentRow,
     journal_path,
 )
-from hf_summary.liveness import host_aware, lease_owner_alive, process_alive, record_foreign_writers_lost
+from hf_summary.liveness import (
+    host_aware,
+    lease_owner_alive,
+    process_alive,
+    record_foreign_writers_lost,
+    writer_records,
+)
 from hf_summary.patterns import path_matches
 from hf_summary.reconcile import (
     iter_disk_segments,
@@ -200,6 +206,8 @@ def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: Recov
             settings = snapshot.load_settings()
             if settings is None and not take_over:
                 return _still_starting(logdir, report)
+            if not take_over and not snapshot.segments() and not writer_records(snapshot):
+                return _still_starting(logdir, report)  # a writer records itself first, but it may not have yet
             live = foreign_live_writers(snapshot, logdir, others_gone=take_over)
             if not live:
                 return False
@@ -235,8 +243,8 @@ def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: Recov
 
 
 def _still_starting(logdir: Path, report: RecoverReport) -> bool:
-    report.error = (f"the journal of {logdir} has no settings yet: a writer is creating it (if it died doing so, "
-                    f"`hf-summary recover {logdir} --repo-id ...` rebuilds it)")
+    report.error = (f"the journal of {logdir} is being created (no settings, or no writer and no segment yet); if "
+                    f"its writer died doing so, `hf-summary recover {logdir} --take-over` (or --repo-id) finishes it")
     report.exit_status = ExitStatus.INCOMPLETE
     return True
 
