@@ -199,7 +199,7 @@ def test_a_slurm_array_of_64_writers_starting_at_once_while_another_host_reads_a
             stdout, stderr = job.communicate(timeout=60)
             assert job.returncode == 0 and '"closed"' in stdout, stderr
             outputs.append(stderr)
-        final = hosts.two.cli("sync", "--quiet", parent, env=online)
+        final = hosts.two.cli("sync", "--quiet", parent, env=online, timeout=900)  # 64 runs: pushes, verifications
         assert final.returncode == 0, final.stdout + final.stderr
         assert f"Total: {ARRAY_SIZE} run(s), {ARRAY_SIZE} on the Hub" in final.stdout
         assert not [text for text in outputs if "database is locked" in text]
