@@ -21,7 +21,8 @@ _ONE_BYTE = [bytes((n,)) for n in range(128)]
 MAX_CACHED_TAGS = 10_000
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """The protobuf varint of ``n`` (>= 0)."""
     if n < 0x80:
         return _ONE_BYTE[n]
     if n < 0x4000:  # the steps of most runs: two or three bytes, without the loop
@@ -40,15 +41,15 @@ def tag_field(tag: str, *, clean: bool = True) -> bytes:
     """The encoded ``Summary.Value.tag`` field of ``tag``, cleaned as tensorboardX's ``scalar()`` cleans it unless
     ``clean`` is false (torch keeps tags as given)."""
     encoded = (_clean_tag(tag) if clean else tag).encode("utf-8")
-    return b"\x0a" + _varint(len(encoded)) + encoded if encoded else b""  # proto3 leaves out an empty string
+    return b"\x0a" + varint(len(encoded)) + encoded if encoded else b""  # proto3 leaves out an empty string
 
 
 def summary_prefix(field: bytes) -> bytes:
     """The bytes of an Event after its step and before the float of its ``simple_value``: the ``summary`` field's
     key and length, the ``value`` field's key and length, the tag ``field`` (:func:`tag_field`), the float's key."""
     value_length = len(field) + 1 + _FLOAT.size
-    summary_length = 1 + len(_varint(value_length)) + value_length
-    return b"\x2a" + _varint(summary_length) + b"\x0a" + _varint(value_length) + field + b"\x15"
+    summary_length = 1 + len(varint(value_length)) + value_length
+    return b"\x2a" + varint(summary_length) + b"\x0a" + varint(value_length) + field + b"\x15"
 
 
 class ScalarEncoder:
@@ -77,7 +78,7 @@ class ScalarEncoder:
             return (
                 _WALL_TIME.pack(0x09, wall_time)
                 + _STEP_KEY
-                + _varint(step)
+                + varint(step)
                 + prefix
                 + packed
             )

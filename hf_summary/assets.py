@@ -72,6 +72,20 @@ class AssetTracker:
         if full:
             self._known.clear()
         changed: dict[str, dict[str, Any]] = {}
+        for known in self._walk():
+            for relative, path in known.assets:
+                if (record := _changed(path, pushed.get(relative))) is not None:
+                    changed[relative] = record
+        return changed
+
+    def files(self, *, full: bool = False) -> list[str]:
+        """Logdir-relative paths of every asset, found as :meth:`changed` finds them, without reading any."""
+        if full:
+            self._known.clear()
+        return [relative for known in self._walk() for relative, _ in known.assets]
+
+    def _walk(self) -> list[_Known]:
+        """Every directory of the logdir, each listed again only if it changed (see the module docstring)."""
         seen: dict[str, _Known] = {}
         stack = [""]
         while stack:
@@ -81,11 +95,8 @@ class AssetTracker:
                 continue
             seen[run] = known
             stack += known.subdirs
-            for relative, path in known.assets:
-                if (record := _changed(path, pushed.get(relative))) is not None:
-                    changed[relative] = record
         self._known = seen  # directories gone, or now another writer's logdir, are forgotten
-        return changed
+        return list(seen.values())
 
     def _directory(self, run: str) -> _Known | None:
         """What directory ``run`` holds now, listed again only when it changed; ``None`` if it is no directory

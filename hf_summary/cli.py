@@ -1,4 +1,5 @@
-"""The `hf-summary` command line: `hub`, `demo`, `view`, `status`, `recover`, `watch`, `sync`
+"""The `hf-summary` command line: `hub`, `demo`, `view`, `status`, `recover`, `watch`, `sync`,
+`settle`
 (one module each in :mod:`hf_summary.commands`)."""
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ Policy (levels, a base-:data:`FANOUT` counter per run dir). A segment the writer
 of level ``L + 1``; at most one merge per run dir rides in each push. A merged file is the byte concatenation
 of the files it replaces (event files are sequences of whole records), so it holds exactly their records in
 order, and it is named from the first one (:func:`hf_summary.segments.merged_name`), so it sorts where they
-did. Bounds, for ``n`` segments of a run dir:
+did. ``hf-summary watch``'s copies of one foreign file merge alike (:mod:`hf_summary.tailcopy`), by runs of
+contiguous copies, read from the foreign file itself. Bounds, for ``n`` segments of a run dir (or copies of a
+foreign file):
 
 * files: at most ``FANOUT`` per level (``FANOUT - 1`` once merges caught up), levels ``0 .. floor(log_F n)``,
   so at most ``FANOUT * (floor(log_F n) + 1)`` committed files plus the pending ones: 40 for a 30-day run at
@@ -42,6 +44,7 @@ started after the compaction (or on a download of the repo at any commit) sees e
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -53,6 +56,7 @@ from hf_summary.hub import PushTarget
 from hf_summary.journal import CompactionRow, Journal, JournalError, RunSettings, SegmentRow
 from hf_summary.reconcile import JOURNAL_DIR, logdir_relative, repo_path
 from hf_summary.segments import concatenate, fsync_dir, merged_name, segment_span
+from hf_summary.tailcopy import CopyName, copy_range, merged_copy_name
 
 logger = logging.getLogger("hf_summary")
 
@@ -119,17 +123,43 @@ def staging_path(logdir: Path, run: str, name: str) -> Path:
 
 def mergeable(live: list[SegmentRow]) -> list[SegmentRow] | None:
     """The oldest :data:`FANOUT` adjacent files (in name order) that are committed, not being merged, of one
-    level, and segments or merged files (never ``hf-summary watch``'s copies, whose rows tell where copying
-    resumes); ``None`` if there are none."""
+    level, and segments or merged files, or ``hf-summary watch``'s copies of one source that follow each other
+    in one generation of it (:mod:`hf_summary.tailcopy`); ``None`` if there are none."""
     streak: list[SegmentRow] = []
     for row in live:
-        if row.state != "committed" or row.replaced_by is not None or segment_span(row.name) is None:
+        if row.state != "committed" or row.replaced_by is not None or (
+            segment_span(row.name) is None and CopyName.parse(row.name) is None
+        ):
             streak = []
             continue
-        streak = [*streak, row] if streak and streak[-1].level == row.level else [row]
+        streak = [*streak, row] if streak and _continues(streak[-1], row) else [row]
         if len(streak) == FANOUT:
             return streak
     return None
+
+
+def _continues(previous: SegmentRow, row: SegmentRow) -> bool:
+    """Whether ``row`` may follow ``previous`` in one merge: the same level, and for copies the next bytes of the
+    same generation of their source (so the merge is one byte range of it)."""
+    before, after = CopyName.parse(previous.name), CopyName.parse(row.name)
+    if before is None or after is None:
+        return previous.level == row.level and before is after
+    return previous.level == row.level and before.continued_by(after)
+
+
+def _merge_inputs(journal: Journal, settings: RunSettings, run: str, group: list[SegmentRow], level: int) -> tuple[
+    str, str, list[Path | tuple[Path, int, int]]
+]:
+    """Name, path in the repo and the bytes to concatenate of the merge of ``group``: segments' local files, or
+    for copies (whose local files ``hf-summary watch`` removes once pushed, at any moment) their ranges of the
+    foreign file, checked against their sha256 as any member is."""
+    first, last = group[0], group[-1]
+    if CopyName.parse(first.name) is None:
+        name = merged_name(first.name, last.name, level)
+        return name, repo_path(settings, run, name), [row.local_path(journal.logdir) for row in group]
+    name = merged_copy_name(first.name, last.name)
+    inputs = [copy_range(journal.logdir, row) for row in group]
+    return name, first.path_in_repo.removesuffix(first.name) + name, inputs
 
 
 def _plan(journal: Journal, settings: RunSettings, run: str) -> CompactionRow | None:
@@ -137,16 +167,17 @@ def _plan(journal: Journal, settings: RunSettings, run: str) -> CompactionRow | 
     if group is None:
         return None
     level = group[0].level + 1
-    name = merged_name(group[0].name, group[-1].name, level)
+    name, path_in_repo, inputs = _merge_inputs(journal, settings, run, group, level)
     staged = staging_path(journal.logdir, run, name)
-    staged.parent.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(staged.parent, 0o700)  # mkdir's mode is subject to the umask
-    staged.unlink(missing_ok=True)  # left by a crash before the plan was recorded
-    try:
-        merged, read = concatenate([row.local_path(journal.logdir) for row in group], staged)
+    try:  # a full disk, a quota, an I/O error: abandoned, the next push plans it again
+        staged.parent.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(staged.parent, 0o700)  # mkdir's mode is subject to the umask
+        staged.unlink(missing_ok=True)  # left by a crash before the plan was recorded
+        merged, read = concatenate(inputs, staged)
     except OSError as exc:
-        logger.warning("cannot merge %d file(s) of run dir %r: %s", len(group), run, exc)
-        staged.unlink(missing_ok=True)
+        logger.warning("cannot merge %d file(s) of run dir %r now: %s", len(group), run, exc)
+        with contextlib.suppress(OSError):
+            staged.unlink(missing_ok=True)
         return None
     if any((got.size, got.sha256) != (row.size, row.sha256) for got, row in zip(read, group, strict=True)):
         logger.warning("not merging files of run dir %r: one changed on disk since it was committed", run)
@@ -154,11 +185,12 @@ def _plan(journal: Journal, settings: RunSettings, run: str) -> CompactionRow | 
         return None
     try:
         compaction_id = journal.plan_compaction(
-            run, level, name, repo_path(settings, run, name), merged.size, merged.sha256, [row.id for row in group]
+            run, level, name, path_in_repo, merged.size, merged.sha256, [row.id for row in group]
         )
-    except JournalError as exc:  # a member changed state since it was read: plan again at the next push
-        logger.warning("not merging files of run dir %r: %s", run, exc)
-        staged.unlink()
+    except (JournalError, OSError) as exc:  # a member changed state since it was read, or the journal cannot be
+        logger.warning("not merging files of run dir %r: %s", run, exc)  # written: plan again at the next push
+        with contextlib.suppress(OSError):
+            staged.unlink()
         return None
     return next(c for c in journal.compactions("planned") if c.id == compaction_id)
 

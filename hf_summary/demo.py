@@ -52,22 +52,30 @@ def _hub(say: Callable[[str], None]) -> Iterator[tuple[str | None, str | None, s
         yield hub.endpoint, DEMO_TOKEN, DEMO_USER
 
 
-def _train(writer: HFSummaryWriter, steps: int) -> None:
-    """Linear regression by gradient descent, logging scalars, a histogram, an image and text."""
-    rng = np.random.default_rng(0)
-    features = rng.normal(size=(256, 8))
-    target = features @ rng.normal(size=8) + 0.1 * rng.normal(size=256)
-    weights = np.zeros(8)
-    for step in range(steps):
-        error = features @ weights - target
-        weights -= 0.05 * features.T @ error / len(target)
-        writer.add_scalar("train/loss", float(np.mean(error**2)), step)
-        writer.add_scalar("train/weight_norm", float(np.linalg.norm(weights)), step)
-        if step % 20 == 0:
-            writer.add_histogram("weights", weights, step)
-            image = np.clip((weights - weights.min()) / (np.ptp(weights) or 1.0), 0, 1)
-            writer.add_image("weights_image", np.tile(image, (3, 8, 1)), step)
-    writer.add_text("summary", f"final loss {float(np.mean((features @ weights - target) ** 2)):.4f}", steps)
+class _Regression:
+    """Linear regression by gradient descent; its weights carry over from one phase of training to the next."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        self.features = rng.normal(size=(256, 8))
+        self.target = self.features @ rng.normal(size=8) + 0.1 * rng.normal(size=256)
+        self.weights = np.zeros(8)
+
+    def loss(self) -> float:
+        return float(np.mean((self.features @ self.weights - self.target) ** 2))
+
+    def train(self, writer: HFSummaryWriter, steps: range) -> None:
+        """Train over ``steps``, logging scalars, a histogram, an image and text (one series per tag)."""
+        for step in steps:
+            error = self.features @ self.weights - self.target
+            self.weights -= 0.05 * self.features.T @ error / len(self.target)
+            writer.add_scalar("train/loss", float(np.mean(error**2)), step)
+            writer.add_scalar("train/weight_norm", float(np.linalg.norm(self.weights)), step)
+            if step % 20 == 0:
+                writer.add_histogram("weights", self.weights, step)
+                image = np.clip((self.weights - self.weights.min()) / (np.ptp(self.weights) or 1.0), 0, 1)
+                writer.add_image("weights_image", np.tile(image, (3, 8, 1)), step)
+        writer.add_text("summary", f"loss {self.loss():.4f} after step {steps[-1]}", steps[-1])
 
 
 def run_demo(
@@ -76,18 +84,20 @@ def run_demo(
     say: Callable[[str], None] = print,
     then: Callable[[DemoResult], None] | None = None,
 ) -> DemoResult:
-    """Train, push and count. ``then`` is called with the result while the demo's Hub still runs (e.g. to
-    view the run); it may block until the user interrupts it."""
+    """Train for ``2 * steps`` steps in two phases (a push after the first), then count the events on the Hub.
+    ``then`` is called with the result while the demo's Hub still runs (e.g. to view the run); it may block until
+    the user interrupts it."""
     with _hub(say) as (endpoint, token, namespace), tempfile.TemporaryDirectory(prefix="hf-summary-demo-") as tmp:
         if endpoint is not None:
             os.environ["HF_ENDPOINT"] = endpoint
         repo_id = f"{namespace}/hf-summary-demo"
         logdir = Path(tmp) / "demo-run"
-        say(f"Training for {steps} steps, logging to {logdir} and pushing to {repo_id}")
+        say(f"Training for steps 0-{2 * steps - 1} in two phases, logging to {logdir} and pushing to {repo_id}")
+        model = _Regression()
         with HFSummaryWriter(repo_id, logdir=logdir, commit_every=0.05, token=token) as writer:
-            _train(writer, steps)
-            writer.push_to_hub()
-            _train(writer, steps)  # a second phase, pushed on exit
+            model.train(writer, range(steps))
+            writer.push_to_hub()  # the first phase is on the Hub; the second continues its steps
+            model.train(writer, range(steps, 2 * steps))  # pushed on exit
         client = RepoClient(repo_id=repo_id, endpoint=endpoint, token=token)
         downloaded = client.download("tensorboard/demo-run", Path(tmp) / "from-hub")
         result = DemoResult(

@@ -233,6 +233,27 @@ class Segment:
         self.size += len(record)
         self._sha.update(record)
 
+    def unlinked(self) -> bool:
+        """Whether the file was removed from its directory while open (say, an ``rm -rf`` of the logdir)."""
+        fd = self._fd
+        try:
+            return fd is not None and os.fstat(fd).st_nlink == 0
+        except OSError:  # sealed meanwhile
+            return False
+
+    def salvage(self) -> list[bytes]:
+        """Close a removed segment and return the data of its complete records, read back through the open file
+        (Linux's ``/proc/self/fd``; nothing where that cannot be read)."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return []
+        try:
+            return list(read_records(f"/proc/self/fd/{fd}"))
+        except OSError:
+            return []
+        finally:
+            os.close(fd)
+
     def discard(self) -> None:
         """Close and delete the file: for a segment whose very first record could not be written."""
         if self._fd is not None:
@@ -297,7 +318,8 @@ def _scan(
 ) -> Iterator[tuple[int, bytes | None]]:
     """Yield ``(end offset, data)`` for each complete, CRC-valid record from ``start`` (a record boundary).
 
-    Stops at the first incomplete or corrupt record (tfevents-notes §4): a bad length CRC means the
+    Stops at the first incomplete or corrupt record (as TensorBoard's readers do; the TFRecord format:
+    https://www.tensorflow.org/tutorials/load_data/tfrecord): a bad length CRC means the
     length cannot be trusted, so nothing after it is read. Records are read in bounded chunks unless
     ``keep_data`` asks for their bytes.
     """
@@ -383,8 +405,9 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return sha.hexdigest()
 
 
-def concatenate(sources: list[Path], dest: Path) -> tuple[SealedFile, list[SealedFile]]:
-    """Write the bytes of ``sources`` one after another to the new file ``dest`` (``O_EXCL``), fsync it.
+def concatenate(sources: list[Path | tuple[Path, int, int]], dest: Path) -> tuple[SealedFile, list[SealedFile]]:
+    """Write the bytes of ``sources`` (whole files, or ``(file, start, end)`` byte ranges) one after another to
+    the new file ``dest`` (``O_EXCL``), fsync it.
 
     Event files are sequences of whole records, so the result holds exactly their records, in order. Returns
     the new file's summary and each source's (size and sha256 as read), for the caller to check.
@@ -395,16 +418,18 @@ def concatenate(sources: list[Path], dest: Path) -> tuple[SealedFile, list[Seale
     fd = os.open(dest, _OPEN_FLAGS, 0o644)
     try:
         for source in sources:
+            path, start, end = source if isinstance(source, tuple) else (source, 0, None)
             sha, n = hashlib.sha256(), 0
-            with open(source, "rb", buffering=0) as f:
-                while chunk := f.read(_READ_CHUNK):
+            with open(path, "rb", buffering=0) as f:
+                f.seek(start)
+                while chunk := f.read(_READ_CHUNK if end is None else min(_READ_CHUNK, end - start - n)):
                     sha.update(chunk)
                     total.update(chunk)
                     n += len(chunk)
                     view = memoryview(chunk)
                     while view:
                         view = view[os.write(fd, view):]
-            read.append(SealedFile(Path(source), n, sha.hexdigest()))
+            read.append(SealedFile(Path(path), n, sha.hexdigest()))
             size += n
         os.fsync(fd)
     except BaseException:

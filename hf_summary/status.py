@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from hf_summary.backlog import DISK_EPISODE_KEY
 from hf_summary.filesystems import filesystem_of
 from hf_summary.journal import Journal, JournalError, journal_path
 from hf_summary.liveness import HeartbeatWatch, WriterRecord, lease_owner_alive, writer_records
@@ -30,15 +31,18 @@ def run_status(logdir: Path) -> dict:
     writer or uploader is alive and pushes it), ``preempted`` (its latest writer ended without close() or
     interpreter exit: a signal, a kill, a lost node; or a stop signal was recorded since it started), ``closed``
     (closed cleanly) or ``idle`` (no writer recorded, no uploader alive). ``preempted`` is also a flag of its own,
-    for offline runs."""
+    for offline runs. ``disk``: the latest episode of events held in memory because the logdir's filesystem refused
+    them (``since``, ``ended`` or None while it lasts, ``held``, ``written``, ``dropped``, ``lost``), or None."""
     if not journal_path(logdir).exists():
         raise StatusError(f"{logdir} has no hf-summary journal ({journal_path(logdir)} is missing)")
     try:
         with journal_snapshot(logdir) if filesystem_of(logdir).shared else Journal(logdir, create=False) as journal:
             status = journal.status()
+            status.update(budget=_budget(journal), parked=parked_pushes(journal))
             settings = journal.load_settings()
             lease = journal.lease_owner()
             writers = writer_records(journal)
+            disk = journal.get_value(DISK_EPISODE_KEY)
     except SnapshotError as exc:
         raise StatusError(f"{exc}; try again in a moment") from exc
     except FileNotFoundError as exc:  # an empty file: a writer is creating it (or died doing so)
@@ -60,6 +64,7 @@ def run_status(logdir: Path) -> dict:
         writer_alive=writer_alive,
         writer_pid=writer.pid if writer else None,
         writer_host=writer.host if writer else None,
+        disk=disk,
         uploader_alive=alive,
         uploader_pid=lease[0].pid if alive else None,
         uploader_heartbeat_age_s=(max(0.0, time.time() - lease[1])) if alive else None,
@@ -70,6 +75,32 @@ def run_status(logdir: Path) -> dict:
         endpoint=public_url(settings.endpoint) if settings else None,
     )
     return status
+
+
+def _budget(journal: Journal) -> dict | None:
+    """When the repo's commit budget was last the bottleneck (the Hub refused a commit with 429 and the uploader
+    spaced its commits), and by how much it spaces them; ``None`` when it is not (any more)."""
+    latest = journal.history("budget", limit=1)
+    if not latest or not latest[0].get("gap_s"):
+        return None
+    return {"since": latest[0]["at"], "gap_s": latest[0]["gap_s"], "retry_after": latest[0].get("retry_after")}
+
+
+def parked_pushes(journal: Journal) -> dict | None:
+    """The pushes of this run parked in the overflow bucket since the last settle (from the journal's history):
+    where, since when, how many segments; ``None`` when there are none."""
+    settled = journal.history("settled", limit=1)
+    after = settled[0]["id"] if settled else 0
+    parked = [event for event in journal.history("overflow", limit=1000) if event["id"] > after]
+    if not parked:
+        return None
+    return {
+        "bucket": parked[0]["bucket"],
+        "records": [event["record"] for event in reversed(parked)],
+        "segments": sum(event["segments"] for event in parked),
+        "bytes": sum(event["bytes"] for event in parked),
+        "since": parked[-1]["at"],
+    }
 
 
 def _preempted(writer: WriterRecord | None, preemption: dict | None) -> bool:

@@ -1,7 +1,7 @@
 """Copy the complete records of event files we do not write (Keras, ``tf.summary``, torch, tensorboardX, CLU) into
 sealed, journaled copies, so that ``hf-summary watch`` pushes each byte once while those files keep growing.
 
-Naming (the design, see the README's "Writers we do not control"). Bytes ``[start, end)`` of foreign file
+Naming (the design, see docs/watch.md). Bytes ``[start, end)`` of foreign file
 ``RUN/SOURCE``, the ``counter``-th copy taken of it, go to the repo as::
 
     PATH_IN_REPO/RUN/SOURCE.<run id>.<counter, 8 digits>.<start, 13 digits>-<end, 13 digits>.hfw
@@ -21,7 +21,15 @@ Locally the copies live under ``LOGDIR/.hf_summary/watch/RUN/SOURCE/<counter>.<s
 there contains ``tfevents``, so a TensorBoard reading the logdir never sees a record twice. A copy is written at
 its final name, sealed (fsync), then recorded as a sealed segment; after a crash, a copy whose size is not
 ``end - start`` was cut short and is removed (it was never journaled, so never pushed), and a complete one
-that the journal lacks is adopted.
+that the journal lacks is adopted. Once the Hub holds a copy, its local file is removed
+(:meth:`TailCopier.remove_pushed`): its row stays (it tells where copying resumes), and the end of the newest
+copy of each source is kept in memory for the rewrite check (a restarted watcher hashes that range of the source
+once against the row's sha256).
+
+Compaction (:mod:`hf_summary.compaction`) merges ``FANOUT`` committed, contiguous copies of one source (one
+generation) as it merges segments: the merged copy ``<first counter>-<last counter>.<start>-<end>.hfw`` sorts
+where its first copy did and is built from bytes ``[start, end)`` of the source (:func:`copy_range`), checked
+against each member's sha256, so no local copy is needed for it.
 
 Only complete, CRC-valid records are copied (never a torn tail); the scan resumes at the recorded offset, so a
 copy costs what is new, not the size of the file.
@@ -38,6 +46,8 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import os
 import re
@@ -45,8 +55,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hf_summary._faults import fault as _fault
+from hf_summary.assets import AssetTracker
 from hf_summary.journal import Journal, RunSettings, SegmentRow
-from hf_summary.reconcile import JOURNAL_DIR, iter_logdir_files, logdir_relative, repo_path
+from hf_summary.reconcile import JOURNAL_DIR, logdir_relative, repo_path
 from hf_summary.segments import (
     Segment,
     file_sha256,
@@ -56,31 +67,49 @@ from hf_summary.segments import (
     read_records,
 )
 
-__all__ = ["COPY_SUFFIX", "WATCH_DIR", "CopyName", "TailCopier", "parse_repo_copy_name"]
+__all__ = [
+    "COPY_SUFFIX",
+    "WATCH_DIR",
+    "CopyName",
+    "TailCopier",
+    "copy_range",
+    "merged_copy_name",
+    "parse_repo_copy_name",
+]
 
 logger = logging.getLogger("hf_summary")
 
 WATCH_DIR = "watch"
 COPY_SUFFIX = ".hfw"
 _COPY_PREFIX = f"{JOURNAL_DIR}/{WATCH_DIR}/"
+_READ_CHUNK = 1 << 20
 _TAIL_CHECK = 64 * 1024  # bytes of a file's last copy compared with the file before copying what follows
 _STUCK_WARN_BYTES = 64 << 20  # this far past the last complete record, a record still being written is unlikely
-_LOCAL_RE = re.compile(r"^(\d{8})\.(\d{13})-(\d{13})\.hfw$")
-_REPO_RE = re.compile(r"^(.+)\.([0-9a-f]{8})\.(\d{8}\.\d{13}-\d{13}\.hfw)$")
+_LOCAL_RE = re.compile(r"^(\d{8})(?:-(\d{8}))?\.(\d{13})-(\d{13})\.hfw$")
+_REPO_RE = re.compile(r"^(.+)\.([0-9a-f]{8})\.(\d{8}(?:-\d{8})?\.\d{13}-\d{13}\.hfw)$")
 
 
 @dataclass(frozen=True, order=True)
 class CopyName:
-    """Which copy of a source a file is: ``counter``-th copy, bytes ``[start, end)`` of the source."""
+    """Which copy of a source a file is: ``counter``-th copy, bytes ``[start, end)`` of the source; or, with
+    ``last_counter``, the merge (:mod:`hf_summary.compaction`) of copies ``counter .. last_counter``, which are
+    contiguous bytes ``[start, end)`` of one generation of the source."""
 
     counter: int
     start: int
     end: int
+    last_counter: int | None = None
+
+    @property
+    def merged(self) -> bool:
+        return self.last_counter is not None
 
     @property
     def local_name(self) -> str:
-        """The copy's file name under ``.hf_summary/watch/RUN/SOURCE/``."""
-        return f"{self.counter:08d}.{self.start:013d}-{self.end:013d}{COPY_SUFFIX}"
+        """The copy's file name under ``.hf_summary/watch/RUN/SOURCE/``; a merged one's first counter sorts
+        where its first copy did."""
+        counters = f"{self.counter:08d}" + (f"-{self.last_counter:08d}" if self.merged else "")
+        return f"{counters}.{self.start:013d}-{self.end:013d}{COPY_SUFFIX}"
 
     def repo_name(self, source: str, run_id: str) -> str:
         """The copy's file name in the run's folder of the repo."""
@@ -90,7 +119,31 @@ class CopyName:
     def parse(cls, local_name: str) -> CopyName | None:
         """The inverse of :attr:`local_name`; ``None`` for other names."""
         match = _LOCAL_RE.match(local_name)
-        return None if match is None else cls(*(int(group) for group in match.groups()))
+        if match is None:
+            return None
+        counter, last_counter, start, end = match.groups()
+        return cls(int(counter), int(start), int(end), None if last_counter is None else int(last_counter))
+
+    def continued_by(self, other: CopyName) -> bool:
+        """Whether ``other`` holds the bytes that follow this one's in the same generation of the source."""
+        return other.start == self.end and other.counter == (self.last_counter or self.counter) + 1
+
+
+def merged_copy_name(first: str, last: str) -> str:
+    """Local name of the merge of the contiguous copies ``first`` .. ``last`` (local names) of one source."""
+    head, tail = CopyName.parse(first), CopyName.parse(last)
+    if head is None or tail is None:
+        raise ValueError(f"cannot name a merge of {first!r} .. {last!r}")
+    return CopyName(head.counter, head.start, tail.end, tail.last_counter or tail.counter).local_name
+
+
+def copy_range(logdir: Path, row: SegmentRow) -> tuple[Path, int, int] | None:
+    """``(source file, start, end)``: where the bytes of copy (or merged copy) ``row`` are in the foreign file it
+    was taken from, as long as that file was not rewritten since; ``None`` for rows that are no copies."""
+    key, copy = _source_of(row), CopyName.parse(row.name)
+    if key is None or copy is None:
+        return None
+    return logdir / logdir_relative(*key), copy.start, copy.end
 
 
 def parse_repo_copy_name(name: str) -> tuple[str, str, CopyName] | None:
@@ -114,7 +167,8 @@ class _Source:
     name: str
     next_counter: int = 1
     offset: int = 0
-    last: Path | None = None  # the local file of its newest copy, whose bytes end at ``offset`` in the source
+    last: tuple[int, int, str | None] | None = None  # (start, end = offset, sha256) of its newest copy
+    tail: bytes | None = None  # the last bytes of its newest copy (up to _TAIL_CHECK), once read
     identity: tuple[int, int] | None = None  # (st_dev, st_ino) when last looked at
     seen_size: int | None = None  # its size when everything complete in it was last copied
     stuck_warned: bool = False
@@ -134,6 +188,10 @@ class TailCopier:
         self.root = journal.logdir / JOURNAL_DIR / WATCH_DIR
         self.run_id = journal.run_id()
         self._sources: dict[tuple[str, str], _Source] = {}
+        self._removed: set[int] = set()  # committed copies whose local file is gone
+        self._finder = AssetTracker(  # finds event files as the uploader finds assets: no walk of the whole logdir
+            journal.logdir, dataclasses.replace(settings, allow_patterns=["*tfevents*"], ignore_patterns=[])
+        )
         self._resume()
 
     # ---------------------------------------------------------------- resuming
@@ -148,6 +206,8 @@ class TailCopier:
             if (row_run, path.name) in known:
                 continue
             source = self._sources.get(key)
+            if copy.merged:
+                continue  # put there by compaction, whose journal rows know it
             if path.stat().st_size != copy.end - copy.start or last_complete_offset(path) != copy.end - copy.start:
                 logger.info("removing %s: a copy cut short by a crash (never pushed)", path)
                 path.unlink()
@@ -165,9 +225,9 @@ class TailCopier:
     def _remember(self, key: tuple[str, str], row: SegmentRow) -> None:
         copy = CopyName.parse(row.name)
         source = self._sources.setdefault(key, _Source(*key))
-        if copy is not None and copy.counter >= source.next_counter:
+        if copy is not None and not copy.merged and copy.counter >= source.next_counter:
             source.next_counter, source.offset = copy.counter + 1, copy.end
-            source.last = row.local_path(self.journal.logdir)
+            source.last, source.tail = (copy.start, copy.end, row.sha256), None
 
     def _files_on_disk(self) -> list[tuple[tuple[str, str], Path, CopyName]]:
         found = []
@@ -183,22 +243,25 @@ class TailCopier:
 
     # ---------------------------------------------------------------- copying
 
-    def sources(self) -> list[tuple[str, str]]:
+    @property
+    def listings(self) -> int:
+        """Directories listed so far to find the event files (for benchmarks and tests)."""
+        return self._finder.listings
+
+    def sources(self, *, full: bool = False) -> list[tuple[str, str]]:
         """``(run, name)`` of every foreign event file in the logdir, in name order: files whose name contains
         ``tfevents`` except hf-summary's own segments, the journal's directory and nested logdirs that have a
-        journal of their own."""
-        return sorted(
-            (run, name)
-            for run, name in iter_logdir_files(self.journal.logdir)
-            if is_event_file(name) and parse_segment_sequence(name) is None
-        )
+        journal of their own. A directory is listed again only when it changed (:class:`AssetTracker`), or with
+        ``full`` (a final copy: whatever a filesystem's clock says)."""
+        found = (relative.rpartition("/")[::2] for relative in self._finder.files(full=full))
+        return sorted((run, name) for run, name in found if is_event_file(name) and parse_segment_sequence(name) is None)
 
-    def copy_new_records(self) -> list[int]:
+    def copy_new_records(self, *, full: bool = False) -> list[int]:
         """Copy the new complete records of every foreign event file into one sealed segment per file that grew;
         returns the new segment ids. A file that cannot be read now (gone, permissions) is skipped and retried
-        at the next call."""
+        at the next call. ``full`` lists every directory again (see :meth:`sources`)."""
         added = []
-        for key in self.sources():
+        for key in self.sources(full=full):
             source = self._sources.setdefault(key, _Source(*key))
             try:
                 row_id = self._copy(source)
@@ -219,7 +282,7 @@ class TailCopier:
             return None  # unchanged since the last look (say, a torn tail its dead writer left)
         if self._replaced(source, path, stat.st_size, identity):
             logger.warning("%s shrank, was replaced or rewritten; copying it again from its start", path)
-            source.offset, source.last = 0, None
+            source.offset, source.last, source.tail = 0, None, None
         source.identity = identity
         end = last_complete_offset(path, source.offset)
         if end == source.offset:
@@ -254,29 +317,53 @@ class TailCopier:
             _row_run(source.run, source.name), copy.local_name,
             repo_path(self.settings, source.run, copy.repo_name(source.name, self.run_id)), sealed.size, sealed.sha256,
         )
-        source.offset, source.next_counter, source.last = end, copy.counter + 1, target
+        source.offset, source.next_counter = end, copy.counter + 1
+        source.last, source.tail = (copy.start, end, sealed.sha256), _read_tail(target, sealed.size)
         source.seen_size = stat.st_size  # only now: a copy that failed is tried again even if the file stays put
         return row_id
 
     def _replaced(self, source: _Source, path: Path, size: int, identity: tuple[int, int]) -> bool:
         """Whether the file no longer holds what was copied: it shrank, it is another file than the one last
         looked at, or the bytes just before the offset are not the end of its last copy (rewritten in place:
-        tensorboardX truncates a same-second name, and the new file may outgrow the offset before we look)."""
+        tensorboardX truncates a same-second name, and the new file may outgrow the offset before we look).
+        The local copies are gone once pushed, so the end of the last copy is kept in memory; a restarted
+        watcher checks the whole last copy's range against its sha256 once, then keeps its end."""
         if source.offset == 0:
             return False
         if size < source.offset or (source.identity is not None and identity != source.identity):
             return True
         if source.last is None:
             return False
-        try:
-            with open(source.last, "rb") as copy:
-                copy_size = os.fstat(copy.fileno()).st_size
-                length = min(_TAIL_CHECK, copy_size, source.offset)
-                ours = os.pread(copy.fileno(), length, copy_size - length)
-        except FileNotFoundError:  # the local copy was deleted: nothing to compare with
-            return False
+        if source.tail is None:
+            start, end, sha256 = source.last
+            if sha256 is not None and range_sha256(path, start, end) != sha256:
+                return True
+            source.tail = _read_tail(path, end, start)
         with open(path, "rb") as f:
-            return os.pread(f.fileno(), length, source.offset - length) != ours
+            return os.pread(f.fileno(), len(source.tail), source.offset - len(source.tail)) != source.tail
+
+    # ---------------------------------------------------------------- disk
+
+    def remove_pushed(self) -> int:
+        """Remove the local copies (and merged copies) that the Hub holds: the journal keeps their rows (where
+        copying resumes), compaction reads their bytes from the foreign files, so the logdir holds each event
+        once plus only what is not pushed yet. Returns how many were removed; one query of the committed rows
+        (bounded by compaction) and one unlink per copy, once."""
+        removed = 0
+        committed = [row for row in self.journal.segments("committed") if _source_of(row) is not None]
+        self._removed &= {row.id for row in committed}  # merged away: no longer committed rows
+        # a merge committed but not applied yet: compaction still has to move it here (and needs it there to finish)
+        unapplied = {compaction.segment_id for compaction in self.journal.compactions("committed")}
+        for row in committed:
+            if row.id in self._removed or row.id in unapplied:
+                continue
+            try:
+                row.local_path(self.journal.logdir).unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+            self._removed.add(row.id)
+        return removed
 
 
 def _row_run(run: str, source: str) -> str:
@@ -290,3 +377,21 @@ def _source_of(row: SegmentRow) -> tuple[str, str] | None:
         return None
     run, _, source = row.run[len(_COPY_PREFIX):].rpartition("/")
     return run, source
+
+
+def _read_tail(path: Path, end: int, start: int = 0) -> bytes:
+    """The last bytes (up to :data:`_TAIL_CHECK`) of ``path``'s range ``[start, end)``."""
+    length = min(_TAIL_CHECK, end - start)
+    with open(path, "rb") as f:
+        return os.pread(f.fileno(), length, end - length)
+
+
+def range_sha256(path: Path, start: int, end: int) -> str:
+    """sha256 of bytes ``[start, end)`` of ``path`` (fewer if it is shorter)."""
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as f:
+        f.seek(start)
+        while start < end and (chunk := f.read(min(_READ_CHUNK, end - start))):
+            digest.update(chunk)
+            start += len(chunk)
+    return digest.hexdigest()

@@ -2,8 +2,9 @@
 
 The two ``SummaryWriter`` families share a surface but not every result. This one does what torch's does where
 they differ: ``add_scalars`` names its sub-runs ``main_tag_tag`` (``/`` in ``main_tag`` becomes ``_``) instead of
-tensorboardX's ``main_tag/tag``, and keeps tags as given (tensorboardX cleans them). ``HFSummaryWriter`` itself
-keeps tensorboardX's behaviour. The plug-ins in ``hf_summary.integrations`` pick this flavour whenever
+tensorboardX's ``main_tag/tag``, keeps tags as given (tensorboardX cleans them), and makes image pixels as torch
+does (in float32, clipped to 0..255; tensorboardX wraps integer images around). ``HFSummaryWriter`` itself keeps
+tensorboardX's behaviour. The plug-ins in ``hf_summary.integrations`` pick this flavour whenever
 ``torch.utils.tensorboard`` is importable, as the frameworks' own TensorBoard loggers do.
 
 Example:
@@ -21,6 +22,7 @@ import time
 from tensorboardX.proto.summary_pb2 import Summary
 from tensorboardX.x2num import make_np
 
+from hf_summary._tensors import numpy_arguments, scalar_number, torch_pixels
 from hf_summary.writer import HFSummaryWriter
 
 __all__ = ["SummaryWriter"]
@@ -44,9 +46,25 @@ class SummaryWriter(HFSummaryWriter):
         walltime = time.time() if walltime is None else walltime
         fw_logdir = self._get_file_writer().get_logdir()
         for tag, scalar_value in tag_scalar_dict.items():
+            value = scalar_number(scalar_value)
             writer = self._sub_run_writer(f"{fw_logdir}/{main_tag.replace('/', '_')}_{tag}")
-            if not self._add_lean_scalar(writer, main_tag, scalar_value, global_step, walltime):
-                writer.add_summary(_simple_value(main_tag, scalar_value), global_step, walltime)
+            if not self._add_lean_scalar(writer, main_tag, value, global_step, walltime):
+                writer.add_summary(_simple_value(main_tag, value), global_step, walltime)
+
+    @numpy_arguments
+    def add_image(self, tag: str, img_tensor, *args, **kwargs) -> None:
+        """Pixels as torch makes them (:func:`torch_pixels`)."""
+        super().add_image(tag, torch_pixels(img_tensor), *args, **kwargs)
+
+    @numpy_arguments
+    def add_images(self, tag: str, img_tensor, *args, **kwargs) -> None:
+        """Pixels as torch makes them (:func:`torch_pixels`)."""
+        super().add_images(tag, torch_pixels(img_tensor), *args, **kwargs)
+
+    @numpy_arguments
+    def add_image_with_boxes(self, tag: str, img_tensor, *args, **kwargs) -> None:
+        """Pixels as torch makes them (:func:`torch_pixels`)."""
+        super().add_image_with_boxes(tag, torch_pixels(img_tensor), *args, **kwargs)
 
 
 def _simple_value(tag: str, value: object) -> Summary:

@@ -86,7 +86,8 @@ class TensorBoard:
 
     It uses TensorBoard's Python loader (``--load_fast=false``): after a compaction the merged file sorts before
     the file being read, and the Python loader skips it, keeping every event once, while rustboard's step
-    preemption would hide every step logged after the merged range until a restart (tfevents-notes.md §3).
+    preemption would hide every step logged after the merged range until a restart (see TensorBoard's
+    ``directory_watcher.py`` and rustboard's ``reservoir.rs`` in https://github.com/tensorflow/tensorboard).
     """
 
     def __init__(self, logdir: Path, *, host: str = "127.0.0.1", port: int | None = None, reload_s: float = 2.0):

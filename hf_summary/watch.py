@@ -4,11 +4,15 @@ logger, tensorboardX or torch's own ``SummaryWriter``) with the guarantees of ``
 Every ``commit_every`` minutes the watcher copies the new complete records of each foreign event file into a
 sealed, journaled segment (:mod:`hf_summary.tailcopy`) and wakes its uploader child (the same one
 ``HFSummaryWriter`` starts), which pushes them in one commit together with the other matching files that changed
-(``hparams.yaml``, ``projector_config.pbtxt``...). It runs until SIGINT, :meth:`Watcher.stop` or the end of the watched job's process
-(``pid``), then copies every complete record left and pushes it within ``drain_timeout``; or until SIGTERM or
-SIGHUP (preemption), then does the uploader's urgent final drain: for ``grace_period`` seconds it goes on copying
-what the job still writes on its way out and pushes it at once, and leaves as soon as the job (``pid``) is gone
-and everything is pushed. A second stop signal leaves at once. One watcher per logdir at a time (a lock in
+(``hparams.yaml``, ``projector_config.pbtxt``...). For month-long runs the copies behave as the writer's
+segments: compaction merges them on the Hub (a bounded number of files per run folder), and each tick removes
+the local copies the Hub holds, so the logdir holds the run once plus what is not pushed yet. A tick lists only
+the directories that changed and reads only what each event file gained.
+
+It runs until SIGINT, :meth:`Watcher.stop` or the end of the watched job's process (``pid``), then copies every
+complete record left and pushes it within ``drain_timeout``; or until SIGTERM or SIGHUP (preemption), then does
+the uploader's urgent final drain: for ``grace_period`` seconds it goes on copying what the job still writes on
+its way out and pushes it at once, and leaves as soon as the job (``pid``) is gone and everything is pushed. A second stop signal leaves at once. One watcher per logdir at a time (a lock in
 ``LOGDIR/.hf_summary``); a restarted one resumes where the journal says.
 
 Example:
@@ -188,9 +192,13 @@ class Watcher:
                     next_tick = time.monotonic() + self.settings.commit_every_s
                 self._sleep(next_tick - time.monotonic())
             if self._preempted:
-                return self._preempted_drain(journal, copier)
-            self._copy(journal, copier)
-            return self._final_drain(journal)
+                status = self._preempted_drain(journal, copier)
+                self._remove_pushed(copier)
+                return status
+            self._copy(journal, copier, full=True)
+            status = self._final_drain(journal)
+            self._remove_pushed(copier)
+            return status
 
     def _check_access(self) -> None:
         """Fail at once when the token cannot write to the repo; a Hub that does not answer within a few seconds
@@ -211,16 +219,24 @@ class Watcher:
         self._wake.wait(max(0.0, min(POLL_INTERVAL_S, timeout)))
         self._wake.clear()
 
-    def _copy(self, journal: Journal, copier: TailCopier) -> bool:
-        """Copy what is new; returns whether anything is pending."""
+    def _copy(self, journal: Journal, copier: TailCopier, *, full: bool = False) -> bool:
+        """Remove the local copies the Hub holds, copy what is new (``full``: listing every directory again);
+        returns whether anything is pending."""
         try:
-            if copied := copier.copy_new_records():
+            copier.remove_pushed()
+            if copied := copier.copy_new_records(full=full):
                 logger.debug("copied the new records of %d file(s)", len(copied))
             return bool(journal.pending_segments())
         except (OSError, sqlite3.OperationalError) as exc:  # disk full, I/O error, a journal locked too long:
             # the foreign files keep their records, copied the next time
             logger.warning("could not copy the new records of %s (%s); retrying", self.logdir, exc)
             return False
+
+    def _remove_pushed(self, copier: TailCopier) -> None:
+        try:
+            copier.remove_pushed()
+        except (OSError, sqlite3.OperationalError) as exc:  # they go at the next watcher's first tick
+            logger.warning("could not remove the pushed copies of %s (%s)", self.logdir, exc)
 
     def _ensure_uploader(self) -> UploaderProcess:
         if self._uploader is None or not self._uploader.is_running():

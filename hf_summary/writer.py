@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import psutil
 from tensorboardX import SummaryWriter
 from tensorboardX.proto.event_pb2 import Event
@@ -27,7 +29,9 @@ from hf_summary import hub
 from hf_summary._arguments import check_grace_period, check_minutes, check_seconds, join_path_in_repo
 from hf_summary._events import ScalarEncoder
 from hf_summary._summaries import tensor_scalar, tensor_summary, with_discrete_domains
-from hf_summary.journal import Journal, RunSettings
+from hf_summary._tensors import hparam_value, numpy_arguments, scalar_number, tensor_array
+from hf_summary.backlog import DEFAULT_LIMIT_BYTES, DISK_EPISODE_KEY, Backlog, Episode, is_storage_error
+from hf_summary.journal import Journal, JournalError, RunSettings
 from hf_summary.liveness import WriterPresence
 from hf_summary.patterns import check_patterns, path_matches
 from hf_summary.reconcile import JOURNAL_DIR, logdir_relative, open_or_rebuild, repo_path
@@ -55,6 +59,8 @@ _PLAIN_NUMBERS = (float, int)
 _time = time.time
 _COMMIT_EVERY_MIN = 5
 _BUCKET_COMMIT_EVERY_MIN = 1  # no commit budget: push sooner
+_HELD_RETRY_S = 1.0  # while events are held, the ticker tries to write them out this often
+_HELD_CHUNK_BYTES = 1 << 20  # written out per turn of the writer's lock, so that add_* never waits long
 
 
 class HFSummaryWriter(SummaryWriter):
@@ -89,6 +95,10 @@ class HFSummaryWriter(SummaryWriter):
             interpreter exit without ``close()``) and the uploader's final drain after a stop signal
             (default ``HF_SUMMARY_GRACE_PERIOD``, else 8: inside ``docker stop``'s 10 s). Set it a little
             below the time your scheduler leaves between SIGTERM and SIGKILL.
+        held_events_limit: bytes of events kept in memory while the logdir's filesystem refuses writes (full,
+            over quota, I/O errors, removed; default 32 MiB). They are written out, in order, once it takes
+            them again; events past the limit are dropped and counted (the oldest are kept). ``add_*`` never
+            raises for such an error; a warning says when it starts and ends, and ``hf-summary status`` shows it.
         existing_run: what to do when the repo folder already holds event files of another run (a
             requeued job on a new node, whose fresh logdir has the same name; or another experiment):
             ``"continue"`` (default) logs on into it as the same TensorBoard run, after a warning;
@@ -132,6 +142,7 @@ class HFSummaryWriter(SummaryWriter):
         grace_period: float | None = None,
         existing_run: str = "continue",
         offline: bool = False,
+        held_events_limit: int = DEFAULT_LIMIT_BYTES,
         **kwargs,
     ):
         if commit_every is None:
@@ -141,6 +152,8 @@ class HFSummaryWriter(SummaryWriter):
             raise ValueError(f"existing_run must be one of {', '.join(EXISTING_RUN_CHOICES)}, got {existing_run!r}")
         if repo_type == hub.BUCKET and (squash_history or repo_revision not in (None, "main")):
             raise ValueError("a bucket has no history and no branches: squash_history and repo_revision do not apply")
+        if isinstance(held_events_limit, bool) or not isinstance(held_events_limit, int) or held_events_limit < 0:
+            raise ValueError(f"held_events_limit must be a number of bytes >= 0, got {held_events_limit!r}")
         resolved_logdir = _resolve_logdir(logdir, kwargs)
         self._token = token
         self._close_timeout = float(close_timeout)
@@ -179,6 +192,10 @@ class HFSummaryWriter(SummaryWriter):
         # full...): (row id, path, summary, or None to re-scan the file). Retried at each roll and in close().
         self._unrecorded: list[tuple[int, Path, SealedFile | None]] = []
         self._record_lock = threading.Lock()
+        # Events the logdir's filesystem refused, in order; while it holds any (``_holding``), add_* only appends.
+        self._backlog = Backlog(held_events_limit)
+        self._holding = False
+        self._episode_recorded = False  # the current episode's start is in the journal's history
         self._uploader: UploaderProcess | None = None
         self._ticker: threading.Thread | None = None
         self._stop_ticking = threading.Event()
@@ -343,18 +360,37 @@ class HFSummaryWriter(SummaryWriter):
         return _RunWriter(self, run_logdir, "" if run == "." else run)
 
     def _write(self, run: str, data: bytes) -> None:
+        """One event to ``run``'s segment; held in memory, in order, while the logdir's storage refuses writes."""
         with self._lock:
-            current = self._segments.get(run)
-            for _ in range(2):
-                if current is None:
-                    current = self._take_prepared(run) or self._start_segment(run)
-                try:
-                    current.segment.write_record(data)
-                    return
-                except ValueError:  # a SIGTERM handler sealed this segment between our lookup and the write
-                    self._segments.pop(run, None)
-                    current = None
-            raise RuntimeError("could not write the event: segments keep being sealed under the writer")
+            if self._holding:  # the ticker writes the backlog out: no retry storm on the training thread
+                self._backlog.hold(run, data)
+                return
+            try:
+                self._write_now(run, data)
+            except (OSError, sqlite3.OperationalError) as exc:
+                if not is_storage_error(exc):
+                    raise
+                self._backlog.hold(run, data, exc)
+                self._holding = True
+                logger.warning(
+                    "cannot write to %s (%s): events are held in memory (up to %d bytes) and written out, in "
+                    "order, as soon as it takes them again; training goes on", self.logdir, exc,
+                    self._backlog.limit_bytes,
+                )
+
+    def _write_now(self, run: str, data: bytes) -> None:
+        """Under the lock: write one event, starting the run's segment if needed."""
+        current = self._segments.get(run)
+        for _ in range(2):
+            if current is None:
+                current = self._take_prepared(run) or self._start_segment(run)
+            try:
+                current.segment.write_record(data)
+                return
+            except ValueError:  # a SIGTERM handler sealed this segment between our lookup and the write
+                self._segments.pop(run, None)
+                current = None
+        raise RuntimeError("could not write the event: segments keep being sealed under the writer")
 
     def _start_segment(self, run: str) -> _OpenSegment:
         opened = self._segments[run] = self._new_segment(run, staged=False)
@@ -375,18 +411,20 @@ class HFSummaryWriter(SummaryWriter):
                 run, name, repo_path(self._settings, run, name), os.getpid(), self._create_time
             )
         path = self._logdir_path / relative
-        if staged:
-            target, path = path, self._logdir_path / JOURNAL_DIR / _PREPARED_DIR / name
-            if not path.parent.is_dir():
-                path.parent.mkdir(mode=0o700, exist_ok=True)
-                os.chmod(path.parent, 0o700)  # mkdir's mode is subject to the umask
-        elif not path.parent.is_dir():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        segment = Segment(path)
+        segment = None
         try:
+            if staged:
+                target, path = path, self._logdir_path / JOURNAL_DIR / _PREPARED_DIR / name
+                if not path.parent.is_dir():
+                    path.parent.mkdir(mode=0o700, exist_ok=True)
+                    os.chmod(path.parent, 0o700)  # mkdir's mode is subject to the umask
+            elif not path.parent.is_dir():
+                path.parent.mkdir(parents=True, exist_ok=True)
+            segment = Segment(path)
             segment.write_record(Event(wall_time=time.time(), file_version="brain.Event:2").SerializeToString())
-        except BaseException:  # e.g. disk full: leave no empty segment behind
-            segment.discard()
+        except BaseException:  # e.g. disk full, or the logdir removed: leave no empty segment behind
+            if segment is not None:
+                segment.discard()
             if row_id is not None:
                 self._unrecorded.append((row_id, path, None))  # no file left: its row gets dropped
                 with contextlib.suppress(OSError):
@@ -432,7 +470,10 @@ class HFSummaryWriter(SummaryWriter):
         """Forget a prepared segment that got no event: its file and its journal row."""
         opened.segment.discard()
         if opened.row_id is not None:
-            self._journal.drop_segment(opened.row_id)
+            try:
+                self._journal.drop_segment(opened.row_id)
+            except OSError:  # the journal cannot be written now (full...): its row is dropped at the next roll
+                self._unrecorded.append((opened.row_id, opened.segment.path, None))
 
     def _discard_prepared(self) -> None:
         with self._lock:
@@ -490,27 +531,206 @@ class HFSummaryWriter(SummaryWriter):
                 row_id, path, sealed = self._unrecorded[0]
                 if sealed is None and path.exists():
                     sealed = seal_tail(path)
-                if sealed is None or sealed.size == 0:
-                    self._journal.drop_segment(row_id)
-                else:
-                    self._journal.mark_sealed(row_id, sealed.size, sealed.sha256)
-                    recorded += 1
+                try:
+                    if sealed is None or sealed.size == 0:
+                        self._journal.drop_segment(row_id)
+                    else:
+                        self._journal.mark_sealed(row_id, sealed.size, sealed.sha256)
+                        recorded += 1
+                except JournalError:  # no longer open: an earlier attempt's commit took, though it reported an
+                    pass  # I/O error (SQLite can, on a failing disk); nothing is left to record for this one
                 self._unrecorded.pop(0)
         finally:
             self._record_lock.release()
         return recorded
 
     def _tick(self) -> None:
-        while not self._stop_ticking.wait(self._settings.commit_every_s):
+        """Ticker thread: roll and ask for a push every ``commit_every``; while events are held, try to write
+        them out every ``_HELD_RETRY_S`` in between."""
+        next_roll = time.monotonic() + self._settings.commit_every_s
+        while not self._stop_ticking.wait(self._until_next_turn(next_roll)):
+            if self._logdir_removed() and not self._recreate_logdir():
+                continue  # nothing is written into the removed journal meanwhile: the events are held
+            self._write_out_held()
+            if time.monotonic() < next_roll:
+                continue
+            next_roll = time.monotonic() + self._settings.commit_every_s
+            self._roll_and_push()
+
+    def _logdir_removed(self) -> bool:
+        """Whether the journal, or the file of an open segment, was removed under the writer (``rm -rf``)."""
+        return not self._journal.path.exists() or any(o.segment.unlinked() for o in list(self._segments.values()))
+
+    def _recreate_logdir(self) -> bool:
+        """Ticker: the logdir (or part of it) was removed while the writer ran. Read back what the removed open
+        segments held and hold it ahead of any held event (written out again next); if the journal went too, make
+        the logdir again with a fresh journal (which adopts the segments still on disk) and restart the uploader
+        on it. What was pushed stays on the Hub; the run goes on there under the same run id, with later
+        sequences. Returns whether it could."""
+        journal_gone = not self._journal.path.exists()
+        with self._lock:
+            self._holding = True  # add_* only appends meanwhile
+            removed = {run: o for run, o in self._segments.items() if journal_gone or o.segment.unlinked()}
+            for run in removed:
+                del self._segments[run]
+            prepared, self._prepared = (list(self._prepared.values()), {}) if journal_gone else ([], self._prepared)
+            if journal_gone:
+                self._unrecorded.clear()  # rows of the lost journal; files still on disk are adopted anew
+        salvaged: list[tuple[str, bytes]] = []
+        last_sequence = 0
+        for run, opened in removed.items():
+            last_sequence = max(last_sequence, parse_segment_sequence(opened.segment.path.name) or 0)
+            if opened.segment.unlinked():
+                salvaged.extend((run, data) for data in opened.segment.salvage()[1:])  # not its header record
+                if not journal_gone and opened.row_id is not None:
+                    self._unrecorded.append((opened.row_id, opened.segment.path, None))  # its row gets dropped
+            else:
+                with contextlib.suppress(OSError):
+                    opened.segment.seal()
+        for opened in prepared:
+            with contextlib.suppress(OSError):
+                opened.segment.discard()
+        cause = f"{self.logdir} was removed"
+        if journal_gone and not self._replace_journal(last_sequence, len(salvaged)):
+            with self._lock:
+                self._backlog.put_first(salvaged, cause)
+            return False
+        with self._lock:
+            self._backlog.put_first(salvaged, cause)
+        self._episode_recorded = False
+        logger.warning("%s (or part of it) was removed while the writer ran: %s; %d event(s) of the removed open "
+                       "segments are written out again", self.logdir,
+                       "made it again with a new journal" if journal_gone else "its journal is intact", len(salvaged))
+        return True
+
+    def _replace_journal(self, last_sequence: int, salvaged: int) -> bool:
+        """The journal was removed: stop its uploader and presence, and go on with a new one (False: not yet)."""
+        if self._uploader is not None and self._uploader.is_running():  # it drains the removed journal
+            os.kill(self._uploader.pid, signal.SIGKILL)
+            self._uploader.wait(_SIGNAL_LOCK_WAIT_S)
+        self._uploader = None
+        self._presence.stop()
+        # Closed before the new one opens: closing SQLite's last connection deletes its WAL file by path, which
+        # would then be the new journal's.
+        with contextlib.suppress(Exception):
+            self._journal.close()
+        try:
+            journal = self._new_journal(last_sequence, salvaged)
+        except (OSError, sqlite3.Error) as exc:  # e.g. the disk is full too: held, and tried again next turn
+            logger.warning("%s was removed and cannot be made again yet (%s); retrying", self.logdir, exc)
+            return False
+        with self._lock:
+            self._journal = journal
+        with contextlib.suppress(OSError, sqlite3.Error):
+            self._presence.start(journal)
+        return True
+
+    def _new_journal(self, last_sequence: int, salvaged: int) -> Journal:
+        """The logdir made again, with a journal that goes on with this run (its run id, later sequences)."""
+        _prepare_logdir(Path(self.logdir))
+        journal, _ = open_or_rebuild(self._logdir_path, self._settings)
+        try:
+            journal.set_value("run_id", self._run_id)
+            journal.ensure_sequence_above(last_sequence)
+            journal.record_event("disk", f"{self.logdir} was removed while the writer ran: made it again; "
+                                         f"{salvaged} event(s) of its open segments written out again",
+                                 salvaged=salvaged)
+        except BaseException:
+            journal.close()
+            raise
+        return journal
+
+    def _until_next_turn(self, next_roll: float) -> float:
+        wait = max(0.0, next_roll - time.monotonic())
+        return min(wait, _HELD_RETRY_S) if self._holding else wait
+
+    def _roll_and_push(self) -> None:
+        """One tick. A storage error (disk full, journal full...) skips only the step it hit: what was not
+        sealed or recorded is retried at the next tick, so the journal's states stay exact."""
+        try:
+            self._prepare_next(list(self._segments))
+        except Exception as exc:  # the next segments are then started the slow way, on the first event
+            self._log_tick_failure("prepare the next segments of", exc)
+        try:
+            self._roll()
+            if not self._offline and self._journal.pending_segments():
+                with self._lock:  # _start_segment may be starting one too
+                    self._ensure_uploader()  # a new one if the last died
+                self._uploader.request_push()
+        except Exception as exc:
+            self._log_tick_failure("seal the event segments of", exc)
+
+    def _log_tick_failure(self, what: str, exc: Exception) -> None:
+        if is_storage_error(exc):  # expected on a full disk: no traceback every tick
+            logger.warning("could not %s %s (%s); retrying at the next tick", what, self.logdir, exc)
+        else:
+            logger.exception("could not %s %s", what, self.logdir)
+
+    def _write_out_held(self, lock_timeout: float = -1) -> None:
+        """Write the held events out, oldest first, a chunk per turn of the lock; end the episode once none is
+        left, and keep the journal's record of it current. Stops at the first refused write (retried later)."""
+        if not self._holding:
+            return
+        refused: BaseException | None = None
+        while refused is None:
+            if not self._lock.acquire(timeout=lock_timeout):
+                return
             try:
-                self._prepare_next(list(self._segments))
-                self._roll()
-                if not self._offline and self._journal.pending_segments():
-                    with self._lock:  # _start_segment may be starting one too
-                        self._ensure_uploader()  # a new one if the last died
-                    self._uploader.request_push()
-            except Exception:
-                logger.exception("could not seal the event segments of %s", self.logdir)
+                refused = self._write_out_chunk()
+                if refused is None and not self._backlog:
+                    self._holding = False
+                    episode = self._backlog.end()
+                    break
+            finally:
+                self._lock.release()
+        if refused is not None:
+            self._record_episode(self._backlog.episode, ended=False)
+            return
+        logger.warning("%s can be written again: %s", self.logdir, episode.describe())
+        self._record_episode(episode, ended=True)
+
+    def _write_out_chunk(self) -> BaseException | None:
+        """Under the lock: up to ``_HELD_CHUNK_BYTES`` of held events; the error that stopped it, if any."""
+        written = 0
+        while self._backlog and written < _HELD_CHUNK_BYTES:
+            run, data = self._backlog.peek()
+            try:
+                self._write_now(run, data)
+            except (OSError, sqlite3.OperationalError) as exc:
+                if not is_storage_error(exc):
+                    logger.exception("could not write a held event of %s", self.logdir)
+                return exc
+            self._backlog.pop()
+            written += len(data)
+        return None
+
+    def _record_episode(self, episode: Episode | None, *, ended: bool) -> None:
+        """Keep the journal's record of a disk episode current (for ``status``); the history gets its start and
+        its end. The journal may sit on the full disk too: a failure here is retried at the next turn."""
+        if episode is None or self._journal is None:
+            return
+        try:
+            self._journal.set_value(DISK_EPISODE_KEY, episode.as_dict())
+            if not self._episode_recorded:
+                self._journal.record_event("disk", f"{self.logdir}: writes refused ({episode.cause})",
+                                           **episode.as_dict())
+                self._episode_recorded = True
+            if ended:
+                self._journal.record_event("disk", f"{self.logdir}: {episode.describe()}", **episode.as_dict())
+                self._episode_recorded = False
+        except (OSError, sqlite3.Error) as exc:
+            logger.debug("could not record the disk episode of %s in its journal: %s", self.logdir, exc)
+
+    def _give_up_held(self) -> None:
+        """On the way out (close, exit, a fatal signal): the events still held could not be written. Say how
+        many were lost, in the log and (if it can be written) the journal."""
+        if not self._holding:
+            return
+        self._holding = False
+        episode = self._backlog.abandon()
+        logger.error("%s: %d held event(s) could not be written before the writer closed and are lost (%s)",
+                     self.logdir, episode.lost, episode.describe())
+        self._record_episode(episode, ended=True)
 
     def push_to_hub(self, *, blocking: bool = True, timeout: float | None = None) -> bool:
         """Seal what was logged so far and push it now instead of at the next tick.
@@ -559,11 +779,18 @@ class HFSummaryWriter(SummaryWriter):
         self._stop_ticking.set()
         if self._ticker is not None and self._ticker is not threading.current_thread():
             self._ticker.join()
-        failure: OSError | None = None
+        if self._logdir_removed() and not self._recreate_logdir():  # no journal to close with: end here
+            self._give_up_held()
+            super().close()
+            self._restore_sigterm()
+            atexit.unregister(self._at_exit)
+            logger.error("%s was removed and cannot be made again; what it held on disk is lost", self.logdir)
+            return
+        self._write_out_held()
+        self._give_up_held()
         try:
             self._roll()
         except OSError as exc:  # e.g. disk full: the files are sealed on disk; still stop the uploader cleanly
-            failure = exc
             logger.error(
                 "could not record %d sealed segment(s) of %s in its journal (%s); they are safe on disk, and "
                 "`hf-summary recover %s` pushes them once the journal can be written",
@@ -588,8 +815,6 @@ class HFSummaryWriter(SummaryWriter):
             self._uploader = None
         self._presence.stop()
         self._journal.close()
-        if failure is not None:
-            raise failure
 
     def _reopen(self) -> None:
         """tensorboardX lets ``add_*`` go on after ``close()``: reopen the journal, ticker and uploader."""
@@ -604,6 +829,9 @@ class HFSummaryWriter(SummaryWriter):
         request's number, for ``_wait_for_push``. When this process ends, its pipe closes and the uploader
         drains on its own."""
         sealed = 0
+        if not (interrupting and self._lock._is_owned()):  # never write into a record we interrupted
+            with contextlib.suppress(Exception):
+                self._write_out_held(lock_timeout=_SIGNAL_LOCK_WAIT_S if interrupting else -1)
         with contextlib.suppress(Exception):
             sealed = self._roll(interrupting=interrupting)
         if self._offline:
@@ -625,7 +853,9 @@ class HFSummaryWriter(SummaryWriter):
 
     def _at_exit(self) -> None:
         """Interpreter exit without close() (the end of the script, sys.exit, an uncaught exception)."""
-        self._wait_for_push(self._seal_and_hand_over(interrupting=False))
+        request = self._seal_and_hand_over(interrupting=False)
+        self._give_up_held()
+        self._wait_for_push(request)
         self._presence.stop()
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
@@ -637,6 +867,7 @@ class HFSummaryWriter(SummaryWriter):
         if previous == signal.SIG_IGN:
             return
         self._wait_for_push(request)  # the default action ends the process: not before the push
+        self._give_up_held()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
         # Still here: PID 1 of a PID namespace, where the default action of SIGTERM is to ignore it (as plain
@@ -685,27 +916,29 @@ class HFSummaryWriter(SummaryWriter):
         double_precision: bool = False,
     ) -> None:
         """tensorboardX's ``add_scalar``, plus torch's ``new_style`` tensor scalars (``double_precision`` applies
-        to those only, as in torch: without ``new_style`` the value is a float32 ``simple_value``)."""
+        to those only, as in torch: without ``new_style`` the value is a float32 ``simple_value``). Takes what
+        torch's takes: a number, a numpy scalar or array, a tensor of any dtype, ``bfloat16`` included."""
+        value = scalar_value if type(scalar_value) in _PLAIN_NUMBERS else scalar_number(scalar_value)
         if not (new_style or display_name or summary_description) and self._add_lean_scalar(
-            self.file_writer, tag, scalar_value, global_step, walltime
+            self.file_writer, tag, value, global_step, walltime
         ):
             if self._comet_on:
                 self._get_comet_logger().log_metric(tag, "", scalar_value, global_step)
             return
         if new_style:
-            self._get_file_writer().add_summary(
-                tensor_scalar(tag, scalar_value, double_precision), global_step, walltime
-            )
+            self._get_file_writer().add_summary(tensor_scalar(tag, value, double_precision), global_step, walltime)
             return
-        self._add_simple_scalar(tag, scalar_value, global_step, walltime, display_name, summary_description)
+        self._add_simple_scalar(tag, value, global_step, walltime, display_name, summary_description)
 
     def _add_simple_scalar(self, tag: str, value, global_step, walltime, display_name: str, description: str) -> None:
-        """A ``simple_value`` scalar the lean path left (a NaN, a numpy or torch value, a display name...)."""
+        """A ``simple_value`` scalar the lean path left (a NaN, a display name...), ``value`` converted by
+        :func:`scalar_number`."""
         SummaryWriter.add_scalar(self, tag, value, global_step, walltime, display_name, description)
 
     def _add_lean_scalar(self, writer: object, tag: str, value, step, walltime) -> bool:
-        """``add_scalar``'s hot path into ``writer`` (a run dir's): a Python float/int, its Event encoded directly
-        (the same bytes protobuf writes) and written. Returns False, having done nothing, for anything else."""
+        """``add_scalar``'s hot path into ``writer`` (a run dir's): a Python float/int (numpy and torch scalars
+        are made one by :func:`scalar_number` first), its Event encoded directly (the same bytes protobuf writes)
+        and written. Returns False, having done nothing, for anything else."""
         if (
             type(value) not in _PLAIN_NUMBERS
             or (step is not None and type(step) is not int)
@@ -723,9 +956,29 @@ class HFSummaryWriter(SummaryWriter):
         self._write(writer._run, data)
         return True
 
+    # tensorboardX's, taking torch tensors of any dtype (its own conversion has no bfloat16)
+    add_histogram = numpy_arguments(SummaryWriter.add_histogram)
+    add_histogram_raw = numpy_arguments(SummaryWriter.add_histogram_raw)
+    add_image = numpy_arguments(SummaryWriter.add_image)
+    add_images = numpy_arguments(SummaryWriter.add_images)
+    add_image_with_boxes = numpy_arguments(SummaryWriter.add_image_with_boxes)
+    add_video = numpy_arguments(SummaryWriter.add_video)
+    add_embedding = numpy_arguments(SummaryWriter.add_embedding, keep=("metadata",))
+    add_pr_curve = numpy_arguments(SummaryWriter.add_pr_curve)
+    add_pr_curve_raw = numpy_arguments(SummaryWriter.add_pr_curve_raw)
+    add_mesh = numpy_arguments(SummaryWriter.add_mesh)
+
+    @numpy_arguments
+    def add_audio(self, tag: str, snd_tensor, *args, **kwargs) -> None:
+        """tensorboardX's ``add_audio``, taking ``float16`` (and ``bfloat16``) sound too, as ``float32``, which
+        holds it exactly (tensorboardX's WAV encoder has no ``float16``)."""
+        if getattr(snd_tensor, "dtype", None) == np.float16:
+            snd_tensor = snd_tensor.astype(np.float32)
+        SummaryWriter.add_audio(self, tag, snd_tensor, *args, **kwargs)
+
     def add_tensor(self, tag: str, tensor, global_step: int | None = None, walltime: float | None = None) -> None:
-        """torch's ``add_tensor``: a float tensor as a TensorProto."""
-        self._get_file_writer().add_summary(tensor_summary(tag, tensor), global_step, walltime)
+        """torch's ``add_tensor``: a tensor (or numpy array) of any dtype torch's takes, as a TensorProto."""
+        self._get_file_writer().add_summary(tensor_summary(tag, *tensor_array(tensor)), global_step, walltime)
 
     def add_scalars(self, main_tag: str, tag_scalar_dict: dict, global_step=None, walltime=None) -> None:
         """Each tag goes to its own sub-run ``logdir/main_tag/tag``, which rolls like the main run. As in
@@ -734,7 +987,8 @@ class HFSummaryWriter(SummaryWriter):
         full collections ever longer in a long run)."""
         walltime = _time() if walltime is None else walltime
         fw_logdir = str(self._get_file_writer().get_logdir())
-        for tag, value in tag_scalar_dict.items():
+        for tag, scalar_value in tag_scalar_dict.items():
+            value = scalar_number(scalar_value)
             run_logdir = os.path.join(fw_logdir, main_tag, tag)
             writer = self._sub_run_writer(run_logdir)
             if not self._add_lean_scalar(writer, main_tag, value, global_step, walltime):
@@ -764,6 +1018,8 @@ class HFSummaryWriter(SummaryWriter):
         """tensorboardX's ``add_hparams`` (a sub-run ``logdir/name``), plus torch's keyword arguments."""
         if type(hparam_dict) is not dict or type(metric_dict) is not dict:
             raise TypeError("hparam_dict and metric_dict should be dictionary.")
+        hparam_dict = {key: hparam_value(value) for key, value in hparam_dict.items()}
+        metric_dict = {key: scalar_number(value) for key, value in metric_dict.items()}
         experiment, start, end = hparams(hparam_dict, metric_dict)
         if hparam_domain_discrete:
             experiment = with_discrete_domains(experiment, hparam_domain_discrete)

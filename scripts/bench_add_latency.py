@@ -1,7 +1,9 @@
 """Benchmark ``add_latency``: how long each ``add_scalar`` / ``add_scalars`` call keeps the training thread, over a
 paced run with rolls and pushes going on, for no writer (the loop and the machine alone), tensorboardX's
-``SummaryWriter``, hf-summary's ``HFSummaryWriter`` rolling every ``--tick-s`` (and the same without a roll during the
-run), side by side in one run.
+``SummaryWriter``, torch's (``torch.utils.tensorboard``, where torch is installed), hf-summary's ``HFSummaryWriter``
+rolling every ``--tick-s`` (and the same without a roll during the run), side by side in one run. Each logs Python
+floats; tensorboardX, torch and ours also log each other kind of value of ``--values`` (a numpy scalar, a 0-d numpy
+array, 0-d float32 and bfloat16 tensors: ``scripts/benchkit/values.py``) in runs of their own.
 
 Per writer, the median over rounds of p50 / p99 / p99.9 / max (µs) of every call (the first step of the run
 excluded: it opens the first file), the calls over 1 ms and 5 ms, and, for the calls over ``--slow-us``, where they
@@ -27,21 +29,26 @@ import argparse
 import array
 import gc
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-from bench_output import emit
-from bench_trainer import trainer_env
+from benchkit.output import emit
+from benchkit.stats import median, percentile, spread
+from benchkit.trainer import trainer_env
+from benchkit.values import KINDS, LABELS, available_kinds, maker
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO_ROOT = SCRIPTS.parent
-WRITERS = ("none", "tensorboardX", "ours", "ours_no_roll")
+WRITERS = ("none", "tensorboardX", "torch", "ours", "ours_no_roll") if find_spec("torch") else (
+    "none", "tensorboardX", "ours", "ours_no_roll")
+KIND_WRITERS = ("tensorboardX", "torch", "ours")  # the writers timed with the other kinds of value than float
+REFUSED = {"tensorboardX/bfloat16"}  # tensorboardX's conversion has no bfloat16: it raises
 SCALAR_TAGS = ("train/loss", "train/lr", "train/grad_norm")
 NEAR_ROLL_MS = 20.0
 NO_ROLL_MINUTES = 60.0
@@ -68,6 +75,10 @@ def _open(kind: str, config: dict[str, Any]) -> Any:
         from tensorboardX import SummaryWriter
 
         return SummaryWriter(logdir=config["logdir"])
+    if kind == "torch":
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(config["logdir"])
     from hf_summary import HFSummaryWriter
 
     minutes = NO_ROLL_MINUTES if kind == "ours_no_roll" else config["tick_s"] / 60
@@ -94,20 +105,23 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
     starts, walls, cpus, kinds = array.array("q"), array.array("q"), array.array("q"), array.array("b")
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     add_scalar, add_scalars = writer.add_scalar, writer.add_scalars
+    value = maker(config.get("value", "float"))
     period = 1.0 / config["steps_per_s"]
     start = time.monotonic()
     step = 0
     while time.monotonic() - start < config["duration_s"]:
         for tag in SCALAR_TAGS:
+            scalar = value(1.0 / (step + 1))
             c0 = cpu_clock()
             t0 = clock()
-            add_scalar(tag, 1.0 / (step + 1), step)
+            add_scalar(tag, scalar, step)
             t1 = clock()
             c1 = cpu_clock()
             starts.append(t0), walls.append(t1 - t0), cpus.append(c1 - c0), kinds.append(0)
+        pair = {"a": value(step * 0.5), "b": value(-step * 0.5)}
         c0 = cpu_clock()
         t0 = clock()
-        add_scalars("pair", {"a": step * 0.5, "b": -step * 0.5}, step)
+        add_scalars("pair", pair, step)
         t1 = clock()
         c1 = cpu_clock()
         starts.append(t0), walls.append(t1 - t0), cpus.append(c1 - c0), kinds.append(1)
@@ -131,10 +145,6 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- the parent
 
 
-def _percentile(ordered: list[int], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1e3
-
-
 def _overlaps(start: int, end: int, spans: list[int]) -> bool:
     return any(a < end and start < b for a, b in zip(spans[::2], spans[1::2], strict=True))
 
@@ -152,7 +162,7 @@ def summarise(raw: dict[str, Any], slow_us: float) -> dict[str, Any]:
     for name, selected in (("all", calls), ("add_scalar", [c for c in calls if c[3] == 0]),
                            ("add_scalars", [c for c in calls if c[3] == 1])):
         ordered = sorted(wall for _, wall, _, _ in selected)
-        figures = {key: _percentile(ordered, q) for key, q in PERCENTILES}
+        figures = {key: percentile(ordered, q) / 1e3 for key, q in PERCENTILES}
         figures["max"] = ordered[-1] / 1e3
         figures["over_1ms"] = sum(1 for wall in ordered if wall > 1_000_000)
         figures["over_5ms"] = sum(1 for wall in ordered if wall > 5_000_000)
@@ -167,9 +177,12 @@ def summarise(raw: dict[str, Any], slow_us: float) -> dict[str, Any]:
     return out
 
 
-def run_worker(hub: Any, kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    name = f"{kind}-{uuid.uuid4().hex[:6]}"
-    config = {"writer": kind, "logdir": str(tmp / name), "repo_id": f"alice/add-latency-{name.replace('_', '-')}",
+def run_worker(hub: Any, variant: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """One trainer: ``variant`` is a writer (logging floats) or ``writer/kind`` (:mod:`benchkit.values`)."""
+    kind, _, value = variant.partition("/")
+    name = f"{variant.replace('/', '-')}-{uuid.uuid4().hex[:6]}"
+    config = {"writer": kind, "value": value or "float", "logdir": str(tmp / name),
+              "repo_id": f"alice/add-latency-{name.replace('_', '-')}",
               "tick_s": args.tick_s, "steps_per_s": args.steps_per_s, "duration_s": args.duration_s}
     env = trainer_env(hub)
     out_path = tmp / f"{name}.json"
@@ -186,25 +199,23 @@ def run_worker(hub: Any, kind: str, args: argparse.Namespace, tmp: Path) -> dict
     return summarise(json.loads(out_path.read_text()), args.slow_us)
 
 
-def _median(rounds: list[dict], *keys: str) -> float | None:
-    values = []
-    for result in rounds:
-        value: Any = result
-        for key in keys:
-            value = value[key]
-        if value is not None:
-            values.append(value)
-    return statistics.median(values) if values else None
-
-
-def _spread(rounds: list[dict], *keys: str) -> str:
+def _figures(rounds: list[dict], *keys: str) -> list[Any]:
+    """The figure at ``keys`` of each round."""
     values = []
     for result in rounds:
         value: Any = result
         for key in keys:
             value = value[key]
         values.append(value)
-    return f"{min(values):.0f}–{max(values):.0f}" if len(values) > 1 else ""
+    return values
+
+
+def _median(rounds: list[dict], *keys: str) -> float | None:
+    return median(_figures(rounds, *keys))
+
+
+def _spread(rounds: list[dict], *keys: str) -> str:
+    return spread(_figures(rounds, *keys))
 
 
 def render(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
@@ -241,7 +252,28 @@ def render(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
                 ours, theirs = _median(results["ours"], "add_scalar", key), _median(results[baseline], "add_scalar", key)
                 parts.append(f"{key} {ours / theirs:.2f}×" if theirs else f"{key} n/a")
             lines.append(f"- `add_scalar`, ours / {baseline}: " + ", ".join(parts))
-    return head + "\n".join(lines) + "\n"
+    return head + "\n".join(lines) + "\n" + _render_kinds(results)
+
+
+def _render_kinds(results: dict[str, list[dict]]) -> str:
+    """``add_scalar``'s p50 and p99 per kind of value (the runs ``writer/kind``), and the ratios to ours."""
+    kinds = ["float", *sorted({v.partition("/")[2] for v in results if "/" in v}, key=KINDS.index)]
+    writers = [w for w in KIND_WRITERS if results.get(w)]
+    if len(kinds) < 2 or "ours" not in writers:
+        return ""
+    others = [w for w in writers if w != "ours"]
+    lines = ["", "`add_scalar` per kind of value (p50 / p99, µs; ×: the other writer's p50 / ours):", "",
+             "| value | " + " | ".join(writers) + " | " + " | ".join(f"{w} / ours" for w in others) + " |",
+             "|---|" + "--:|" * (len(writers) + len(others))]
+    for kind in kinds:
+        p50 = {w: _median(results.get(w if kind == "float" else f"{w}/{kind}", []), "add_scalar", "p50")
+               for w in writers}
+        p99 = {w: _median(results.get(w if kind == "float" else f"{w}/{kind}", []), "add_scalar", "p99")
+               for w in writers}
+        cells = ["refused" if p50[w] is None else f"{p50[w]:.1f} / {p99[w]:.1f}" for w in writers]
+        cells += ["n/a" if not (p50[w] and p50["ours"]) else f"{p50[w] / p50['ours']:.1f}×" for w in others]
+        lines.append(f"| {LABELS[kind]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps-per-s", type=float, default=500.0)
     parser.add_argument("--slow-us", type=float, default=200.0, help="a call slower than this is counted as slow")
     parser.add_argument("--only", choices=WRITERS, action="append")
+    parser.add_argument("--values", default=",".join(available_kinds()),
+                        help=f"kinds of value to log, among {', '.join(available_kinds())} (default: all); "
+                        f"the kinds but float are timed with {', '.join(KIND_WRITERS)} only")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--markdown", type=Path)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -264,11 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     from hf_summary.localhub.testing import LocalHub
 
     writers = tuple(args.only or WRITERS)
-    results: dict[str, list[dict]] = {writer: [] for writer in writers}
+    values = [kind for kind in args.values.split(",") if kind != "float"]
+    variants = (*writers, *(f"{writer}/{kind}" for kind in values for writer in KIND_WRITERS
+                            if writer in writers and f"{writer}/{kind}" not in REFUSED))
+    results: dict[str, list[dict]] = {variant: [] for variant in variants}
     with tempfile.TemporaryDirectory(prefix="bench-add-latency-") as tmp, LocalHub(commit_limit=10_000_000) as hub:
         for round_number in range(args.rounds):
-            shift = round_number % len(writers)
-            for kind in writers[shift:] + writers[:shift]:
+            shift = round_number % len(variants)
+            for kind in variants[shift:] + variants[:shift]:
                 print(f"add_latency: round {round_number + 1}/{args.rounds}, {kind} ...", file=sys.stderr, flush=True)
                 results[kind].append(run_worker(hub, kind, args, Path(tmp)))
     emit(render(results, args), results, json_path=args.json, markdown_path=args.markdown)

@@ -34,8 +34,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench_output import emit
-from bench_trainer import trainer_env
+from benchkit.output import emit
+from benchkit.stats import percentile
+from benchkit.trainer import trainer_env
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO_ROOT = SCRIPTS.parent
@@ -80,6 +81,58 @@ def _rolls(logdir: Path) -> int:
     return count
 
 
+def _paced_loop(writer, steps_per_s: float, told_to_stop: threading.Event, duration: float | None) -> dict[str, Any]:
+    """``add_scalar`` and ``add_scalars`` once a step, each timed, until told to stop (or for ``duration`` s);
+    the garbage collections meanwhile (any thread's)."""
+    gc_spans: list[tuple[float, float]] = []  # (start, end) of each garbage collection, any thread
+    gc_started: list[float] = []
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_started.append(time.monotonic())
+        elif gc_started:
+            gc_spans.append((gc_started.pop(), time.monotonic()))
+
+    gc.callbacks.append(on_gc)
+    latencies: list[tuple[float, int]] = []
+    start = time.monotonic()
+    step = 0
+    period = 1.0 / steps_per_s
+    while not told_to_stop.is_set() if duration is None else (time.monotonic() - start < duration):
+        now = time.monotonic()
+        t0 = time.perf_counter_ns()
+        writer.add_scalar("loss", 1.0 / (step + 1), step)
+        t1 = time.perf_counter_ns()
+        writer.add_scalars("pair", {"a": step * 0.5, "b": -step * 0.5}, step)
+        latencies += [(now, t1 - t0), (now, time.perf_counter_ns() - t1)]
+        step += 1
+        time.sleep(max(0.0, start + step * period - time.monotonic()))
+    end = time.monotonic()
+    gc.callbacks.remove(on_gc)
+    return {"start": start, "end": end, "steps": step, "latencies": latencies, "gc": gc_spans}
+
+
+def _our_run(logdir: Path) -> dict[str, Any]:
+    """Our writer's pushes, bytes, segments and files per run dir from the journal; then ``recover``'s time."""
+    from hf_summary.journal import Journal
+    from hf_summary.recover import recover
+
+    result: dict[str, Any] = {}
+    with Journal(logdir, create=False) as journal:
+        rows = [row for row in journal.segments() if row.level == 0 and row.committed_at and row.sealed_at]
+        result["pushes"] = [(row.sealed_at - time.time() + time.monotonic(), row.committed_at - row.sealed_at)
+                            for row in rows]
+        result["logged_bytes"] = sum(row.size or 0 for row in rows)
+        result["segments"] = len(rows)
+        result["files_in_logdir"] = max(Counter(row.run for row in journal.segments("committed")).values(), default=0)
+    started = time.perf_counter()
+    report = recover(logdir)
+    result["recover_s"] = time.perf_counter() - started
+    result["recover_commits"] = len(report.commits)
+    result["recover_status"] = report.exit_status
+    return result
+
+
 def worker(config: dict[str, Any]) -> dict[str, Any]:
     """The trainer: nothing runs in it but the loop and the writer's own threads (the parent samples the Hub and
     ``status``, and tells it on stdin when the run has rolled enough)."""
@@ -94,77 +147,24 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
     told_to_stop = threading.Event()  # set when the parent says "stop" (blocked in a read until then)
     threading.Thread(target=lambda: (sys.stdin.readline(), told_to_stop.set()), daemon=True).start()
     hfh_pushes: list[tuple[float, float]] = []
-    threads = []
+    pusher = None
     if kind == "huggingface_hub":
-        threads.append(threading.Thread(target=_hfh_push_times, args=(writer, stop, hfh_pushes), daemon=True))
-    for thread in threads:
-        thread.start()
-    gc_spans: list[tuple[float, float]] = []  # (start, end) of each garbage collection, any thread
-    gc_started: list[float] = []
-
-    def on_gc(phase: str, info: dict) -> None:
-        if phase == "start":
-            gc_started.append(time.monotonic())
-        elif gc_started:
-            gc_spans.append((gc_started.pop(), time.monotonic()))
-
-    gc.callbacks.append(on_gc)
-    latencies: list[tuple[float, int]] = []
-    start = time.monotonic()
-    step = 0
-    period = 1.0 / config["steps_per_s"]
-    while not told_to_stop.is_set() if duration is None else (time.monotonic() - start < duration):
-        now = time.monotonic()
-        t0 = time.perf_counter_ns()
-        writer.add_scalar("loss", 1.0 / (step + 1), step)
-        t1 = time.perf_counter_ns()
-        writer.add_scalars("pair", {"a": step * 0.5, "b": -step * 0.5}, step)
-        latencies += [(now, t1 - t0), (now, time.perf_counter_ns() - t1)]
-        step += 1
-        time.sleep(max(0.0, start + step * period - time.monotonic()))
-    end = time.monotonic()
-    gc.callbacks.remove(on_gc)
+        pusher = threading.Thread(target=_hfh_push_times, args=(writer, stop, hfh_pushes), daemon=True)
+        pusher.start()
+    result = _paced_loop(writer, config["steps_per_s"], told_to_stop, duration)
     if kind == "ours":
         writer.close()
-    else:
-        writer.scheduler.trigger().result()
-        writer.scheduler.stop()
+        return {**result, **_our_run(logdir)}
+    writer.scheduler.trigger().result()
+    writer.scheduler.stop()
     stop.set()
-    for thread in threads:
-        thread.join(30)
-    result: dict[str, Any] = {"start": start, "end": end, "steps": step, "latencies": latencies, "gc": gc_spans}
-    if kind == "ours":
-        from hf_summary.journal import Journal
-        from hf_summary.recover import recover
-
-        with Journal(logdir, create=False) as journal:
-            rows = [row for row in journal.segments() if row.level == 0 and row.committed_at and row.sealed_at]
-            result["pushes"] = [(row.sealed_at - time.time() + time.monotonic(), row.committed_at - row.sealed_at)
-                                for row in rows]
-            result["logged_bytes"] = sum(row.size or 0 for row in rows)
-            result["segments"] = len(rows)
-            result["files_in_logdir"] = max(
-                Counter(row.run for row in journal.segments("committed")).values(), default=0
-            )
-        started = time.perf_counter()
-        report = recover(logdir)
-        result["recover_s"] = time.perf_counter() - started
-        result["recover_commits"] = len(report.commits)
-        result["recover_status"] = report.exit_status
-    else:
-        result["pushes"] = hfh_pushes
-        result["logged_bytes"] = sum(p.stat().st_size for p in logdir.rglob("*tfevents*"))
-    return result
+    if pusher is not None:
+        pusher.join(30)
+    return {**result, "pushes": hfh_pushes,
+            "logged_bytes": sum(p.stat().st_size for p in logdir.rglob("*tfevents*"))}
 
 
 # ---------------------------------------------------------------- the parent
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _window(points: list[tuple[float, float]], start: float, end: float, last: bool) -> list[float]:
@@ -188,8 +188,8 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
             "push_ms_median": statistics.median(pushes) * 1e3 if pushes else None,
             "push_ms_mean": statistics.mean(pushes) * 1e3 if pushes else None,
             "status_ms_median": statistics.median(status) * 1e3 if status else None,
-            "add_ms_p50": _percentile(lat, 0.5),
-            "add_ms_p99": _percentile(lat, 0.99),
+            "add_ms_p50": percentile(lat, 0.5),
+            "add_ms_p99": percentile(lat, 0.99),
             "add_ms_max": max(lat, default=None),
             "add_over_5ms": len(stalls),
             "add_over_5ms_in_gc": sum(1 for t, ms in stalls

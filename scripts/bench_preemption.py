@@ -26,18 +26,12 @@ import time
 from pathlib import Path
 
 import psutil
-from bench import PROFILES as BENCH_PROFILES
-from bench import (
-    WRITERS,
-    Bench,
-    HubWatch,
-    Worker,
-    _interleaved,
-    _watch_hub,
-    max_or_none,
-    per_writer,
-    scalar_steps,
-)
+from bench import PROFILES as BENCH_PROFILES  # first: puts this checkout on sys.path
+from bench_scenarios.crash import HubWatch, watch_hub
+from bench_workers import WRITERS
+from benchkit.harness import Bench, Worker, interleaved, per_writer
+from benchkit.hub import scalar_steps
+from benchkit.stats import max_or_none
 
 KILL_AFTER_S = 10.0
 LOG_FOR_S = (1.0, 3.0)
@@ -72,14 +66,14 @@ def _round(bench: Bench, writer: str) -> dict:
         if writer == "tensorboardX":
             watch = HubWatch(len(set(range(acknowledged)) - scalar_steps(Path(process.config["logdir"]))))
         else:
-            watch = _watch_hub(bench, process, acknowledged, sent)
+            watch = watch_hub(bench, process, acknowledged, sent)
     return {"acknowledged": acknowledged, "lost": watch.missing, "seconds": watch.seconds}
 
 
 def run(rounds: int, seed: int) -> dict:
     with contextlib.ExitStack() as stack:
         bench = Bench(BENCH_PROFILES["full"], stack, seed)
-        samples = _interleaved(bench, "preemption", WRITERS, rounds, _round)
+        samples = interleaved(bench, "preemption", WRITERS, rounds, _round)
         return {
             "lost_events": per_writer(samples, lambda s: s["lost"]),
             "lost_events_max": per_writer(samples, lambda s: s["lost"], max_or_none),

@@ -43,7 +43,7 @@ SCRIPTS = Path(__file__).resolve().parent
 REPO_ROOT = SCRIPTS.parent
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests"), str(SCRIPTS)]
 
-from bench_output import emit  # noqa: E402
+from benchkit.output import emit  # noqa: E402
 from twohosts import SKIP_REASON, two_hosts  # noqa: E402
 
 from hf_summary.localhub.testing import LocalHub  # noqa: E402

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import psutil
+from benchkit.values import available_kinds, maker
 
 WRITERS = ("tensorboardX", "huggingface_hub", "ours")
 
@@ -110,14 +111,18 @@ def import_writer(kind: str) -> type:
         from hf_summary import HFSummaryWriter
 
         return HFSummaryWriter
+    if kind == "torch":
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter
     raise ValueError(f"unknown writer {kind!r}")
 
 
 def open_writer(kind: str, config: dict) -> Any:
     """A writer of ``kind`` on ``config["logdir"]``; Hub writers push to ``config["repo_id"]``."""
     cls = import_writer(kind)
-    if kind == "tensorboardX":
-        return cls(logdir=config["logdir"])
+    if kind in ("tensorboardX", "torch"):
+        return cls(config["logdir"])
     return cls(config["repo_id"], logdir=config["logdir"], commit_every=config.get("commit_every", 5))
 
 
@@ -227,10 +232,33 @@ def scenario_logging_cost(config: dict) -> None:
     mixed_close_s = timed(lambda: close_writer(kind, writer, push=False))
     say(
         "result",
+        kinds_us=_per_kind_us(kind, {**config, "logdir": config["logdir"] + "-kinds",
+                                     "repo_id": config["repo_id"] + "-kinds"}),
         scalar_s=scalar_s, scalar_close_s=scalar_close_s, scalar_buffered_bytes=scalar_buffered,
         mixed_s=mixed_s, mixed_close_s=mixed_close_s,
         mixed_buffered_bytes=event_bytes(mixed_config["logdir"]) - mixed_on_disk,
     )
+
+
+def _per_kind_us(kind: str, config: dict) -> dict[str, float | None]:
+    """µs per ``add_scalar`` call of each kind of value (:mod:`benchkit.values`) on a settled writer, the best of
+    three runs of ``n_kinds`` calls after as many to warm up; None where the writer refuses the kind."""
+    writer = open_writer(kind, config)
+    wait_for_quiet_children()
+    add, n = writer.add_scalar, config["n_kinds"]
+    figures: dict[str, float | None] = {}
+    for value_kind in available_kinds():
+        value = maker(value_kind)(0.25)
+        try:
+            for step in range(n):
+                add(value_kind, value, step)
+        except Exception:  # noqa: BLE001 - tensorboardX refuses bfloat16: no figure
+            figures[value_kind] = None
+            continue
+        runs = [timed(lambda: [add(value_kind, value, step) for step in range(n)]) for _ in range(3)]  # noqa: B023
+        figures[value_kind] = min(runs) / n * 1e6
+    close_writer(kind, writer, push=False)
+    return figures
 
 
 class LoggedLoop:

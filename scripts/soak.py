@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchkit.stats import percentile
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMMIT_PREFIX = "hf-summary:"
 
@@ -73,6 +75,73 @@ PHASES: list[tuple[str, list[dict], int | None]] = [
 # ------------------------------------------------------------------------------------------- trainer side
 
 
+class _CallTimes:
+    """The trainer's ``add_*`` calls: each one's latency by kind, the ten slowest, and the errors it would see."""
+
+    def __init__(self) -> None:
+        self.latencies: dict[str, list[float]] = {"scalar": [], "histogram": [], "image": []}
+        self.slowest: list[tuple[float, float, str]] = []  # (latency, seconds since start, kind)
+        self.errors: list[str] = []
+        self.started = time.monotonic()
+
+    def timed(self, kind: str, call, *call_args) -> None:
+        t0 = time.perf_counter()
+        try:
+            call(*call_args)
+        except Exception as exc:  # the trainer would see it: count it, keep going
+            self.errors.append(f"{kind}: {type(exc).__name__}: {exc}")
+            return
+        elapsed = time.perf_counter() - t0
+        self.latencies[kind].append(elapsed)
+        if len(self.slowest) < 10 or elapsed > self.slowest[-1][0]:
+            self.slowest.append((elapsed, time.monotonic() - self.started, kind))
+            self.slowest.sort(reverse=True)
+            del self.slowest[10:]
+
+    def figures(self) -> dict[str, Any]:
+        latencies = self.latencies
+        return {
+            "acknowledged": {kind: len(values) for kind, values in latencies.items()},
+            "latency": {"all": _latency_figures([v for values in latencies.values() for v in values]),
+                        **{kind: _latency_figures(values) for kind, values in latencies.items()}},
+            "slowest": [{"ms": lat * 1e3, "at_s": at, "kind": kind} for lat, at, kind in self.slowest],
+            "errors": self.errors[:20],
+            "error_count": len(self.errors),
+        }
+
+
+def _latency_figures(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"count": 0}
+    return {"count": len(values), "max_ms": max(values) * 1e3, "p99_ms": percentile(values, 0.99) * 1e3,
+            "p50_ms": percentile(values, 0.5) * 1e3}
+
+
+def _log_until(stop: threading.Event, writer, calls: _CallTimes, steps_per_s: float, seed: int) -> int:
+    """The paced loop: two scalars a step, a histogram every 10 steps, an image every 100; returns the steps."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    period = 1.0 / steps_per_s
+    next_step = time.monotonic()
+    step = 0
+    while not stop.is_set():
+        calls.timed("scalar", writer.add_scalar, "train/loss", float(1.0 / (1 + step)), step)
+        calls.timed("scalar", writer.add_scalar, "train/lr", float(1e-3 * 0.999 ** (step // 100)), step)
+        if step % 10 == 0:
+            calls.timed("histogram", writer.add_histogram, "weights", rng.normal(size=1000), step)
+        if step % 100 == 0:
+            calls.timed("image", writer.add_image, "sample", rng.integers(0, 255, (3, 32, 32), dtype=np.uint8), step)
+        step += 1
+        next_step += period
+        delay = next_step - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -1.0:  # fell far behind (a slow machine): do not try to catch up in a burst
+            next_step = time.monotonic()
+    return step
+
+
 def trainer_main(argv: list[str]) -> int:
     """The trainer: log until a line arrives on stdin, then close; print one JSON line with the results."""
     parser = argparse.ArgumentParser(prog="soak.py trainer")
@@ -84,8 +153,6 @@ def trainer_main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    import numpy as np
-
     from hf_summary import HFSummaryWriter
 
     stop = threading.Event()
@@ -94,71 +161,14 @@ def trainer_main(argv: list[str]) -> int:
         args.repo_id, logdir=args.logdir, commit_every=args.commit_every, close_timeout=args.close_timeout,
         drain_timeout=args.close_timeout + 60,
     )
-    rng = np.random.default_rng(args.seed)
-    latencies: dict[str, list[float]] = {"scalar": [], "histogram": [], "image": []}
-    slowest: list[tuple[float, float, str]] = []  # (latency, seconds since start, kind)
-    errors: list[str] = []
-    started = time.monotonic()
-
-    def timed(kind: str, call, *call_args) -> None:
-        t0 = time.perf_counter()
-        try:
-            call(*call_args)
-        except Exception as exc:  # the trainer would see it: count it, keep going
-            errors.append(f"{kind}: {type(exc).__name__}: {exc}")
-            return
-        elapsed = time.perf_counter() - t0
-        latencies[kind].append(elapsed)
-        if len(slowest) < 10 or elapsed > slowest[-1][0]:
-            slowest.append((elapsed, time.monotonic() - started, kind))
-            slowest.sort(reverse=True)
-            del slowest[10:]
-
+    calls = _CallTimes()
     print(json.dumps({"ready": True, "pid": os.getpid()}), flush=True)
-    period = 1.0 / args.steps_per_s
-    next_step = time.monotonic()
-    step = 0
-    while not stop.is_set():
-        timed("scalar", writer.add_scalar, "train/loss", float(1.0 / (1 + step)), step)
-        timed("scalar", writer.add_scalar, "train/lr", float(1e-3 * 0.999 ** (step // 100)), step)
-        if step % 10 == 0:
-            timed("histogram", writer.add_histogram, "weights", rng.normal(size=1000), step)
-        if step % 100 == 0:
-            timed("image", writer.add_image, "sample", rng.integers(0, 255, (3, 32, 32), dtype=np.uint8), step)
-        step += 1
-        next_step += period
-        delay = next_step - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        elif delay < -1.0:  # fell far behind (a slow machine): do not try to catch up in a burst
-            next_step = time.monotonic()
-    logging_s = time.monotonic() - started
+    steps = _log_until(stop, writer, calls, args.steps_per_s, args.seed)
+    logging_s = time.monotonic() - calls.started
     t0 = time.monotonic()
     writer.close()
     close_s = time.monotonic() - t0
-
-    def stats(values: list[float]) -> dict[str, float]:
-        if not values:
-            return {"count": 0}
-        array = np.asarray(values)
-        return {
-            "count": int(array.size),
-            "max_ms": float(array.max() * 1e3),
-            "p99_ms": float(np.percentile(array, 99) * 1e3),
-            "p50_ms": float(np.percentile(array, 50) * 1e3),
-        }
-
-    print(json.dumps({
-        "steps": step,
-        "logging_s": logging_s,
-        "close_s": close_s,
-        "acknowledged": {kind: len(values) for kind, values in latencies.items()},
-        "latency": {"all": stats([v for values in latencies.values() for v in values]),
-                    **{kind: stats(values) for kind, values in latencies.items()}},
-        "slowest": [{"ms": lat * 1e3, "at_s": at, "kind": kind} for lat, at, kind in slowest],
-        "errors": errors[:20],
-        "error_count": len(errors),
-    }), flush=True)
+    print(json.dumps({"steps": steps, "logging_s": logging_s, "close_s": close_s, **calls.figures()}), flush=True)
     return 0
 
 
@@ -329,59 +339,69 @@ class Soak:
 
     # -- the report -------------------------------------------------------------------------------------
 
-    def report(self, trainer: dict[str, Any], uploader_left: list[int], wall_s: float) -> dict[str, Any]:
+    def _hub_events(self) -> tuple[set, set, list[str]]:
+        """The events in the logdir, those in the repo (downloaded with the real client), the commit titles."""
         from huggingface_hub import HfApi
 
-        from hf_summary.journal import Journal
-        from hf_summary.journal import journal_path as _journal_path
         from hf_summary.verify import event_keys
 
         api = HfApi(endpoint=self.hub.endpoint, token=self.hub.token("alice"))
         folder = f"tensorboard/{self.logdir.name}"
         download = self.work / "hub"
         api.snapshot_download(self.repo_id, local_dir=download, allow_patterns=f"{folder}/*")
-        local = event_keys(self.logdir)
         on_hub = event_keys(download / folder) if (download / folder).exists() else set()
-        commits = api.list_repo_commits(self.repo_id)
-        titles = [c.title for c in commits]
-        push_commits = sum(1 for t in titles if t.startswith(COMMIT_PREFIX))
+        return event_keys(self.logdir), on_hub, [c.title for c in api.list_repo_commits(self.repo_id)]
+
+    def _journal_figures(self) -> dict[str, Any]:
+        """What the journal and the uploader's log say: status, segments, errors and commits, pending ages."""
+        from hf_summary.journal import Journal
+        from hf_summary.journal import journal_path as _journal_path
 
         with Journal(self.logdir, create=False) as journal:
             status = journal.status()
             rows = journal.segments()
             errors_in_history = journal.history("error", limit=100_000)
             commits_in_history = journal.history("commit", limit=100_000)
-        delays = [r.committed_at - r.sealed_at for r in rows if r.committed_at and r.sealed_at]
         log_path = _journal_path(self.logdir).parent / "uploader.log"
         log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
-        failed_attempts = len(re.findall(r"push failed \(attempt \d+\)", log_text))
-        error_lines = [line for line in log_text.splitlines() if " ERROR " in line]
+        return {
+            "status": status, "segments": len(rows), "errors_in_history": len(errors_in_history),
+            "commits_in_history": len(commits_in_history),
+            "delays": [r.committed_at - r.sealed_at for r in rows if r.committed_at and r.sealed_at],
+            "failed_attempts": len(re.findall(r"push failed \(attempt \d+\)", log_text)),
+            "error_lines": [line for line in log_text.splitlines() if " ERROR " in line],
+        }
 
-        logging_s = trainer["logging_s"]
-        ticks = int(logging_s // (self.args.commit_every * 60)) + 1  # + 1: the final push of close()
-        retries = max(failed_attempts, len(errors_in_history))
-        rss = self.samples.rss
+    def _rss_quarters(self) -> tuple[float, float, float]:
+        """The uploader's median RSS over the first and the last quarter of the samples, and its peak (bytes)."""
+        rss = [r[2] for r in self.samples.rss]
         quarter = max(1, len(rss) // 4)
-        first_q = statistics.median(r[2] for r in rss[:quarter]) if rss else 0
-        last_q = statistics.median(r[2] for r in rss[-quarter:]) if rss else 0
-        peak = max((r[2] for r in rss), default=0)
-        max_age_sampled = max((a for _, a in self.samples.pending_age), default=0.0)
-        scalar_keys = sum(1 for k in local if k[0] == "" and k[1] in ("train/loss", "train/lr"))
-        lat = trainer["latency"]["all"]
-        mb = 1024 * 1024
+        if not rss:
+            return 0, 0, 0
+        return statistics.median(rss[:quarter]), statistics.median(rss[-quarter:]), max(rss)
 
+    def report(self, trainer: dict[str, Any], uploader_left: list[int], wall_s: float) -> dict[str, Any]:
+        local, on_hub, titles = self._hub_events()
+        push_commits = sum(1 for t in titles if t.startswith(COMMIT_PREFIX))
+        j = self._journal_figures()
+        status = j["status"]
+        ticks = int(trainer["logging_s"] // (self.args.commit_every * 60)) + 1  # + 1: the final push of close()
+        retries = max(j["failed_attempts"], j["errors_in_history"])
+        first_q, last_q, peak = self._rss_quarters()
+        scalar_keys = sum(1 for k in local if k[0] == "" and k[1] in ("train/loss", "train/lr"))
+        mb = 1024 * 1024
         checks = {
             "every logged event is on the Hub": local == on_hub and bool(local),
             "every acknowledged scalar is in the logdir": scalar_keys == trainer["acknowledged"]["scalar"],
             "add_* never failed": trainer["error_count"] == 0,
             "commits within one per tick plus retries": push_commits <= ticks + retries,
             "uploader memory flat": last_q <= first_q * (1 + self.args.rss_growth) + self.args.rss_slack_mb * mb,
-            "add_* never waited on the network": lat.get("max_ms", 0) <= self.args.max_latency_ms,
+            "add_* never waited on the network": trainer["latency"]["all"].get("max_ms", 0) <= self.args.max_latency_ms,
             "one uploader for the whole run": len(self.samples.uploader_pids) == 1,
             "nothing pending at the end": status["pending_segments"] == 0 and status["open_segments"] == 0,
             "no uploader left": not uploader_left,
         }
-        result = {
+        return {
             "config": {
                 "minutes": self.args.minutes, "commit_every_min": self.args.commit_every,
                 "steps_per_s": self.args.steps_per_s, "phases": [p["name"] for p in self.phase_log],
@@ -391,21 +411,22 @@ class Soak:
             "trainer": trainer,
             "events": {"logged": len(local), "on_hub": len(on_hub), "missing_on_hub": len(local - on_hub),
                        "extra_on_hub": len(on_hub - local)},
-            "commits": {"push_commits": push_commits, "all_commits": len(commits), "ticks": ticks,
-                        "journal_commits": len(commits_in_history),
-                        "segments": len(rows), "segments_committed": status["committed_segments"]},
-            "retries": {"failed_attempts_logged": failed_attempts, "errors_in_journal_history": len(errors_in_history),
-                        "last_error": status["last_error"], "uploader_error_lines": error_lines[-5:]},
-            "pending": {"max_age_s": max(delays, default=0.0), "max_age_sampled_s": max_age_sampled,
-                        "median_age_s": statistics.median(delays) if delays else 0.0},
-            "uploader": {"pids": self.samples.uploader_pids, "samples": len(rss), "peak_rss_mb": peak / mb,
+            "commits": {"push_commits": push_commits, "all_commits": len(titles), "ticks": ticks,
+                        "journal_commits": j["commits_in_history"],
+                        "segments": j["segments"], "segments_committed": status["committed_segments"]},
+            "retries": {"failed_attempts_logged": j["failed_attempts"],
+                        "errors_in_journal_history": j["errors_in_history"],
+                        "last_error": status["last_error"], "uploader_error_lines": j["error_lines"][-5:]},
+            "pending": {"max_age_s": max(j["delays"], default=0.0),
+                        "max_age_sampled_s": max((a for _, a in self.samples.pending_age), default=0.0),
+                        "median_age_s": statistics.median(j["delays"]) if j["delays"] else 0.0},
+            "uploader": {"pids": self.samples.uploader_pids, "samples": len(self.samples.rss), "peak_rss_mb": peak / mb,
                          "first_quarter_rss_mb": first_q / mb, "last_quarter_rss_mb": last_q / mb,
                          "left_running": uploader_left},
             "phases": self.phase_log,
             "checks": checks,
             "ok": all(checks.values()),
         }
-        return result
 
     def say(self, message: str) -> None:
         if not self.args.quiet:

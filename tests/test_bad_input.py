@@ -1,12 +1,11 @@
 """Bad input gets a clear error before anything starts, and nothing is lost.
 
-Constructor arguments, unusable logdirs, a journal written by another program, a disk that fills up while
-logging, and malformed requests to the local Hub.
+Constructor arguments, unusable logdirs, a journal written by another program, a file size limit while
+logging, and malformed requests to the local Hub (a disk that fills up while logging: tests/test_disk_full.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import hashlib
 import json
@@ -17,13 +16,12 @@ import signal
 import sqlite3
 import subprocess
 import threading
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from helpers import event_keys, hub_events, kill_uploaders, run_script, uploader_processes
 from huggingface_hub import HfApi
+from storage_kit import tmpfs
 
 from hf_summary import HFSummaryWriter
 from hf_summary.journal import Journal, journal_path
@@ -112,23 +110,6 @@ def test_bad_arguments_fail_before_anything_starts(tmp_path, hub, writer_env, re
 # -- unusable logdirs -----------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _tmpfs(path: Path, options: str):
-    """Mount a tmpfs at ``path`` (root with CAP_SYS_ADMIN only; the test is skipped otherwise)."""
-    path.mkdir(parents=True, exist_ok=True)
-    if shutil.which("mount") is None or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root and mount(8)")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode(errors='replace').strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], capture_output=True)
-        if os.path.ismount(path):
-            subprocess.run(["umount", "-l", str(path)], capture_output=True)
-
-
 def test_logdir_that_is_a_file(tmp_path, writer_env, repo_id):
     afile = tmp_path / "afile"
     afile.write_text("not a directory")
@@ -145,7 +126,7 @@ def test_logdir_where_nothing_can_be_created(writer_env, repo_id):
 
 
 def test_logdir_on_a_read_only_filesystem(tmp_path, writer_env, repo_id):
-    with _tmpfs(tmp_path / "ro", "ro,size=64k") as readonly:
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as readonly:
         with pytest.raises(PermissionError, match="not writable"):
             HFSummaryWriter(repo_id, logdir=readonly)  # exists, but nothing can be written in it
         with pytest.raises(OSError, match="cannot create logdir") as caught:
@@ -303,89 +284,6 @@ def test_file_size_limit_raises_oserror_and_what_was_logged_is_pushed(tmp_path, 
             proc.kill()
             proc.wait()
         kill_uploaders(logdir)
-
-
-def _fill(path: Path) -> None:
-    """Write zeros to ``path`` until the filesystem is full."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        chunk = b"\0" * 65536
-        while True:
-            try:
-                os.write(fd, chunk)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                if len(chunk) == 1:
-                    return
-                chunk = chunk[: len(chunk) // 8 or 1]
-    finally:
-        os.close(fd)
-
-
-def _log_through_a_full_disk(tmp_path, hub, repo_id, commit_every: float, full_for_s: float):
-    """Log while a tmpfs is filled, then freed, then close(). Returns the event keys in the logdir and on the Hub,
-    the steps add_* acknowledged, the exceptions it raised, and whether close() ended with the journal drained
-    and the uploader gone (rather than by its timeout)."""
-    with _tmpfs(tmp_path / "fs", "size=16m") as fs:
-        logdir = fs / "run"
-        ballast = fs / "ballast"
-        writer = HFSummaryWriter(repo_id, logdir=logdir, commit_every=commit_every, close_timeout=10, drain_timeout=5)
-        acknowledged: list[int] = []
-        errors: list[BaseException] = []
-        rng = np.random.default_rng(0)
-        try:
-            step, phase_end, phase = 0, time.monotonic() + 1.0, "before"
-            while phase != "done":
-                try:
-                    writer.add_scalar("loss", float(step), step)
-                    acknowledged.append(step)
-                    if step % 20 == 0:
-                        writer.add_histogram("weights", rng.normal(size=200), step)
-                except Exception as exc:
-                    errors.append(exc)
-                step += 1
-                time.sleep(0.001)
-                if time.monotonic() >= phase_end:
-                    if phase == "before":
-                        _fill(ballast)
-                        phase, phase_end = "full", time.monotonic() + full_for_s
-                    elif phase == "full":
-                        ballast.unlink()
-                        phase, phase_end = "after", time.monotonic() + 1.0
-                    else:
-                        phase = "done"
-            writer.close()
-            with Journal(logdir, create=False) as journal:
-                status = journal.status()
-            drained = not uploader_processes(logdir) and status["pending_segments"] == status["open_segments"] == 0
-            local = event_keys(logdir)
-            on_hub = hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/run")
-            return local, on_hub, acknowledged, errors, drained
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
-            kill_uploaders(logdir)
-
-
-def test_disk_full_raises_oserror_and_everything_logged_is_pushed(tmp_path, hub, writer_env, repo_id):
-    """ENOSPC on a real (tmpfs) filesystem between two ticks: add_* raises OSError while the disk is full;
-    once space is back, logging goes on and close() pushes every event that add_* acknowledged."""
-    local, on_hub, acknowledged, errors, drained = _log_through_a_full_disk(tmp_path, hub, repo_id, 60, 0.5)
-    assert errors, "the disk never filled up"
-    assert all(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in errors), {repr(e) for e in errors}
-    assert {k[2] for k in local if k[1] == "loss"} == set(acknowledged)
-    assert drained
-    assert on_hub == local
-
-
-def test_disk_full_across_ticks_raises_oserror_and_everything_logged_is_pushed(tmp_path, hub, writer_env, repo_id):
-    local, on_hub, acknowledged, errors, drained = _log_through_a_full_disk(tmp_path, hub, repo_id, 0.01, 2.0)
-    assert errors, "the disk never filled up"
-    assert all(isinstance(e, OSError) for e in errors), {repr(e) for e in errors}
-    assert {k[2] for k in local if k[1] == "loss"} == set(acknowledged)
-    assert drained  # close() ended because everything was pushed, not by its timeout
-    assert on_hub == local
 
 
 # -- the local Hub answers malformed requests with 4xx and stores nothing ---------------------------------

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -91,6 +94,17 @@ def test_every_figure_is_a_number(smoke: tuple[dict, str], scenario: str) -> Non
         assert _is_number(document[scenario][key]), (scenario, key)
 
 
+def test_logging_cost_times_each_kind_of_scalar(smoke: tuple[dict, str]) -> None:
+    """Floats, numpy scalars and arrays (and tensors where torch is) per writer; bfloat16 only where it is taken."""
+    document, stdout = smoke
+    per_kind = document["logging_cost"]["add_scalar_us_per_kind"]
+    assert {"float", "numpy", "numpy_0d"} <= set(per_kind)
+    for kind, figures in per_kind.items():
+        assert _is_number(figures["ours"]) and _is_number(figures["ratio_tensorboardX_vs_ours"]) != (
+            kind == "bfloat16"), (kind, figures)
+    assert "| `numpy.float32` |" in stdout
+
+
 def test_machine_facts_errors_and_table(smoke: tuple[dict, str]) -> None:
     document, stdout = smoke
     machine = document["machine"]
@@ -119,6 +133,26 @@ def test_preemption_bench_runs_and_ours_loses_nothing(tmp_path: Path) -> None:
     assert document["lost_events_max"]["ours"] == 0
     assert _is_number(document["seconds_to_hub"]["ours"])
     assert "| acknowledged events lost" in result.stdout
+
+
+def test_sweep_bench_runs_and_ours_loses_nothing(tmp_path: Path) -> None:
+    """`scripts/bench_sweep.py --smoke`: every figure for both writers, and ours has every acknowledged event on
+    the Hub in the end."""
+    out = tmp_path / "sweep.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench_sweep.py"), "--smoke", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, f"bench failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
+    rounds = json.loads(out.read_text())["rounds"]
+    for writer in ("ours", "huggingface_hub"):
+        figures = rounds[f"{writer}/2"]
+        for figure in ("commits", "acknowledged_events", "events_on_hub_before_sigkill", "events_on_hub_later",
+                       "seconds_at_risk_per_job", "seconds_lost_per_job"):
+            assert _is_number(figures[figure]), (writer, figure, figures)
+    assert rounds["ours/2"]["events_on_hub_later"] >= rounds["ours/2"]["acknowledged_events"]
+    assert rounds["ours/2"]["seconds_lost_per_job"] == 0
+    assert "| 2 | ratio ours / huggingface_hub |" in result.stdout
 
 
 def test_long_run_bench_runs_and_bounds_files(tmp_path: Path) -> None:
@@ -191,7 +225,10 @@ def test_add_latency_bench_runs_every_writer(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, f"bench failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
     document = json.loads(out.read_text())
-    assert set(document) == {"none", "tensorboardX", "ours", "ours_no_roll"}
+    writers = {"none", "tensorboardX", "ours", "ours_no_roll"} | ({"torch"} if find_spec("torch") else set())
+    kinds = ["numpy", "numpy_0d", *(["tensor", "bfloat16"] if find_spec("torch") else [])]
+    variants = {f"{writer}/{kind}" for kind in kinds for writer in ("tensorboardX", "torch", "ours") if writer in writers}
+    assert set(document) == writers | variants - {"tensorboardX/bfloat16"}
     for writer, rounds in document.items():
         (figures,) = rounds
         for method in ("add_scalar", "add_scalars", "all"):
@@ -199,6 +236,49 @@ def test_add_latency_bench_runs_every_writer(tmp_path: Path) -> None:
         assert figures["steps"] > 100, writer
     assert document["ours"][0]["rolls"] >= 3
     assert "| `add_scalar` p99 |" in result.stdout and "ours / tensorboardX" in result.stdout
+    assert "| `numpy.float32` |" in result.stdout
+
+
+def test_disk_full_bench_runs_and_ours_survives(tmp_path: Path) -> None:
+    """`scripts/bench_disk_full.py`, a 2 s episode: every writer has its row; ours raised nothing, lost nothing,
+    survived and did not hang."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("bench_disk_full mounts a tmpfs per writer: needs root and mount(8)")
+    out = tmp_path / "disk_full.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench_disk_full.py"), "--before-s", "1", "--full-s", "2",
+         "--after-s", "1", "--hang-s", "20", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, f"bench failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
+    document = json.loads(out.read_text())
+    assert set(document) == set(WRITERS)
+    for writer, figures in document.items():
+        assert isinstance(figures["survived"], bool) and isinstance(figures["hung"], bool), writer
+    ours = document["ours"]
+    assert ours["survived"] and not ours["hung"] and ours["raised"] == 0 and ours["lost"] == 0, ours
+    assert _is_number(ours["longest_add_s"]) and ours["acknowledged"] > 0
+    assert "| exceptions raised into the loop |" in result.stdout
+
+
+def test_watch_long_run_bench_runs_and_bounds_files_and_disk(tmp_path: Path) -> None:
+    """`scripts/bench_watch_long_run.py` at minimal size, tensorboardX's writer through basic LFS and Xet: every
+    figure there; the copies merged on the Hub and none left on disk once pushed."""
+    out = tmp_path / "watch_long_run.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench_watch_long_run.py"), "--ticks", "40", "--tick-s", "0.1",
+         "--only", "tbx", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, f"bench failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
+    document = json.loads(out.read_text())
+    assert set(document) == {"tbx/lfs", "tbx/xet"}
+    for name, figures in document.items():
+        assert figures["ticks"] >= 40 and _is_number(figures["bytes_received_per_logged"]), name
+        assert _is_number(figures["last"]["push_ms_median"]), name
+        assert figures["final_hub_files_per_run"] < figures["ticks"] - 2 * 7, name  # copies merged (2 of 8 at least)
+        assert figures["disk_beyond_sources_final"] == 0, name
+    assert "| tbx/lfs | " in result.stdout
 
 
 def test_shared_fs_bench_runs_both_sides(tmp_path: Path) -> None:

@@ -80,10 +80,20 @@ def _records_by_run(logdir) -> dict[str, list[bytes]]:
     return runs
 
 
+# numpy scalars and one-element arrays take the lean path too (each kind under a tag of its own, to check it did)
+NUMPY_VALUES = [np.float32(2.5), np.float16(-0.1), np.float64(0.1), np.float64(3.5e38), np.int64(-3), np.uint8(200),
+                np.bool_(True), np.longdouble(0.3), np.array(0.25, dtype=np.float32), np.array(1e-3),
+                np.array(7, dtype=np.int32), np.float32("nan"), np.array(np.inf)]
+
+
+def _kind(value) -> str:
+    return f"{type(value).__name__}{np.ndim(value)}"
+
+
 def test_lean_scalars_write_tensorboardxs_records_byte_for_byte(tmp_path, writer_env, repo_id):
     def log(writer) -> None:
-        for step, value in enumerate([0.5, 7, -1e-3, float("nan"), np.float32(2.5), 3.5e38, 1e-40]):
-            writer.add_scalar("a b/loss", value, step * 9000, walltime=1733100000.25 + step)
+        for step, value in enumerate([0.5, 7, -1e-3, float("nan"), np.float32(2.5), 3.5e38, 1e-40, *NUMPY_VALUES]):
+            writer.add_scalar(f"a b/{_kind(value)}", value, step * 9000, walltime=1733100000.25 + step)
             writer.add_scalars("pair", {"x": value, "y/z": -1.0}, step * 9000, walltime=1733100000.5 + step)
         writer.add_scalar("no step", 1.0, walltime=1733100100.0)
 
@@ -94,6 +104,8 @@ def test_lean_scalars_write_tensorboardxs_records_byte_for_byte(tmp_path, writer
     with HFSummaryWriter(repo_id, logdir=tmp_path / "ours", commit_every=60) as writer:
         log(writer)
         writer.export_scalars_to_json(str(tmp_path / "ours.json"))
+        lean = set(writer._scalar_encoder._prefixes)
+    assert {f"a b/{_kind(value)}" for value in NUMPY_VALUES if abs(float(value)) < 3.4e38} <= lean
     theirs, ours = _records_by_run(tmp_path / "tbx"), _records_by_run(tmp_path / "ours")
     assert set(ours) == {".", "pair/x", "pair/y/z"} and ours == theirs
     exported = {Path(run).name: values for run, values in json.loads((tmp_path / "ours.json").read_text()).items()}

@@ -76,7 +76,7 @@ def test_a_short_commit_window_frees_slots(repo_id: str) -> None:
 
 
 def test_preupload_429_is_retried_after_retry_after(limited_hub: LocalHub, repo_id: str) -> None:
-    """preupload goes through the client's backoff, which waits Retry-After + 1 s (hub-api.md §1.5)."""
+    """preupload goes through the client's backoff (`http_backoff`), which waits Retry-After + 1 s."""
     api = HfApi(endpoint=limited_hub.endpoint, token=limited_hub.token())
     api.create_repo(repo_id)
     limited_hub.set_faults(

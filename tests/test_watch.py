@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -16,8 +17,10 @@ import pytest
 from helpers import REPO_ROOT, download_repo, kill_uploaders, run_script, uploader_processes, wait_until
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.summary import scalar
-from trainer_kit import api, commit_titles, fake_dead_run, hub_env, pid_gone
+from trainer_kit import api, cli, commit_titles, fake_dead_run, hub_env, pid_gone
 
+from hf_summary.assets import RACY_MARGIN_S
+from hf_summary.compaction import FANOUT
 from hf_summary.journal import Journal, RunSettings
 from hf_summary.segments import frame_record, last_complete_offset
 from hf_summary.tailcopy import CopyName, TailCopier, parse_repo_copy_name
@@ -101,7 +104,7 @@ def _copies(logdir: Path) -> list[tuple[str, CopyName]]:
     with Journal(logdir, create=False) as journal:
         paths = [row.path_in_repo for row in journal.segments()]
     copies = [(path, parse_repo_copy_name(path)) for path in paths]
-    return [(f"{os.path.dirname(path)}/{source}", copy) for path, (source, _, copy) in copies]
+    return [(f"{os.path.dirname(path)}/{source}", copy) for path, (source, _, copy) in copies if not copy.merged]
 
 
 def _events(root: Path) -> list[tuple[str, bytes]]:
@@ -262,6 +265,29 @@ def test_a_source_that_shrinks_or_is_replaced_or_rewritten_starts_a_new_generati
     assert sorted(name.repo_name(SOURCE, "1a2b3c4d") for name in copies) == [
         name.repo_name(SOURCE, "1a2b3c4d") for name in copies
     ]
+
+
+def test_a_tick_lists_only_the_directories_that_changed(tmp_path):
+    logdir = tmp_path / "logs"
+    for run in ("train", "validation", "train/inner"):
+        (logdir / run).mkdir(parents=True)
+        (logdir / run / SOURCE).write_bytes(_record(0))
+    with Journal(logdir) as journal:
+        copier = TailCopier(journal, _settings(logdir))
+        (logdir / ".hf_summary" / "watch").mkdir()
+        settled = max(path.stat().st_ctime for path in (logdir, *logdir.rglob("*"))) + RACY_MARGIN_S
+        wait_until(lambda: time.time() > settled, timeout=10, message="listings that can be trusted")
+        assert len(copier.copy_new_records()) == 3
+        listed = copier.listings
+        with (logdir / "train" / SOURCE).open("ab") as f:
+            f.write(_record(1))
+        assert len(copier.copy_new_records()) == 1
+        assert copier.listings == listed  # an appended file changes no directory
+        (logdir / "validation" / "events.out.tfevents.2.vm").write_bytes(_record(2))
+        assert len(copier.copy_new_records()) == 1
+        assert copier.listings == listed + 1  # only the directory that got a new file
+        assert len(copier.copy_new_records(full=True)) == 0
+        assert copier.listings == listed + 1 + 4  # a final copy lists all four (the journal's own dir aside)
 
 
 def test_a_copy_that_failed_is_tried_again_though_the_file_stays_put(tmp_path):
@@ -532,3 +558,106 @@ def test_start_watch_then_stop_pushes_everything(tmp_path, hub, writer_env, repo
             os.kill(watcher.pid, signal.SIGKILL)
     copy = _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
     assert (copy / "hparams.yaml").read_text() == "lr: 0.1\n"  # written before step 300 rewrites it
+
+
+def test_a_long_watch_keeps_files_bounded_on_the_hub_and_no_second_copy_on_disk(tmp_path, hub, writer_env, repo_id):
+    """Tick after tick a foreign file grows: its copies are merged as segments are (FANOUT contiguous copies into
+    one, riding in a push), the Hub holds each record once at every commit, and the logdir keeps no copy the Hub
+    holds. A restarted watcher resumes exactly, though the copies it would compare with are gone."""
+    logdir = tmp_path / "long"
+    source = logdir / "train" / SOURCE
+    source.parent.mkdir(parents=True)
+    source.write_bytes(b"")
+    step = 0
+
+    def watch_ticks(ticks: int) -> None:
+        nonlocal step
+        watcher = Watcher(logdir, repo_id, commit_every=0.002, assets=[])
+        thread = threading.Thread(target=watcher.run)
+        thread.start()
+        try:
+            for tick in range(ticks):
+                with source.open("ab") as f:
+                    f.write(b"".join(_record(step + i) for i in range(3)))
+                step += 3
+                size = source.stat().st_size
+                wait_until(lambda size=size: _pushed_up_to(logdir) == size, timeout=60, message=f"offset {size}")
+                on_hub = _hub_copy(hub, repo_id, logdir, tmp_path) if tick % 5 == 4 else None
+                if on_hub is not None:
+                    assert _events(on_hub) == _events(logdir)  # once, in order, between two ticks
+        finally:
+            watcher.stop()
+            thread.join(120)
+
+    watch_ticks(2 * FANOUT + 3)
+    watch_ticks(FANOUT)  # restarted: resumes at the journaled offset, checks the source against the last copy
+    on_hub = _hub_copy(hub, repo_id, logdir, tmp_path)
+    assert _events(on_hub) == _events(logdir)
+    assert [event.step for _, event in iter_events(on_hub)] == list(range(step))
+    names = sorted(path.name for path in (on_hub / "train").iterdir())
+    assert len(names) < 2 * FANOUT, names  # 27 copies: 3 merged copies of 8 and the last few
+    assert sum(parse_repo_copy_name(name)[2].merged for name in names) >= 2, names
+    left = [path for path in (logdir / ".hf_summary" / "watch").rglob("*") if path.is_file()]
+    assert left == [], left  # everything is pushed: no second copy of the run on disk
+
+
+def _pushed_up_to(logdir: Path) -> int:
+    """The offset of the source up to which the Hub holds the copies (-1 while some are pending)."""
+    try:
+        with Journal(logdir, create=False) as journal:
+            if journal.pending_segments():
+                return -1
+            ends = [copy.end for row in journal.segments("committed") if (copy := CopyName.parse(row.name))]
+    except FileNotFoundError:  # the watcher is still creating its journal
+        return -1
+    return max(ends, default=0)
+
+
+@pytest.mark.parametrize("then", ["recover", "restart"])
+@pytest.mark.parametrize("point", ["after_compaction_planned", "after_compaction_commit", "during_compaction_swap"])
+def test_an_uploader_killed_while_merging_copies_loses_and_doubles_nothing(tmp_path, hub, repo_id, processes, point,
+                                                                          then):
+    """The watcher's uploader dies in the push that merges copies; `recover` or a restarted watcher finishes the
+    merge (or abandons it) and goes on: the Hub holds every record once, the logdir no pushed copy."""
+    logdir = tmp_path / "merging"
+    logdir.mkdir()
+    source = logdir / SOURCE
+    source.write_bytes(b"")
+    steps = iter(range(10**6))
+
+    def grow() -> int:
+        with source.open("ab") as f:
+            f.write(b"".join(_record(next(steps)) for _ in range(3)))
+        return source.stat().st_size
+
+    def merging() -> bool:
+        try:
+            with Journal(logdir, create=False) as journal:
+                return bool(journal.compactions("planned" if point != "during_compaction_swap" else "committed"))
+        except FileNotFoundError:
+            return False
+
+    watcher = WatcherProcess(logdir, repo_id, hub, "--commit-every", "0.005", "--no-assets",
+                             env={"HF_SUMMARY_FAULT_POINT": point})
+    processes.append(watcher.proc)
+    while not merging():
+        size = grow()
+        wait_until(lambda size=size: merging() or _pushed_up_to(logdir) == size, timeout=60, message="a push")
+    watcher.proc.send_signal(signal.SIGKILL)
+    watcher.wait(10)
+    kill_uploaders(logdir)
+    if then == "recover":
+        result = cli("recover", str(logdir), env=hub_env(hub))
+        assert result.returncode == 0, result.stderr
+    restarted = WatcherProcess(logdir, repo_id, hub, "--commit-every", "0.005", "--no-assets")
+    processes.append(restarted.proc)
+    for _ in range(FANOUT + 2):
+        size = grow()
+        wait_until(lambda size=size: _pushed_up_to(logdir) == size, timeout=60, message="a push")
+    restarted.proc.send_signal(signal.SIGINT)
+    assert restarted.wait(120) == 0, restarted.log()
+    _assert_hub_holds_every_record_once(hub, repo_id, logdir, tmp_path)
+    with Journal(logdir, create=False) as journal:
+        assert not journal.compactions("planned") and not journal.compactions("committed")
+        assert journal.compactions("applied")
+    assert [path for path in (logdir / ".hf_summary" / "watch").rglob("*") if path.is_file()] == []

@@ -62,6 +62,17 @@ def run(args: argparse.Namespace) -> ExitStatus:
     if preemption := status["preemption"]:
         print(f"Preempted:  {_when(preemption['at'])} by {preemption['signal']}; "
               + _final_push(preemption, status["pending_segments"]))
+    if disk := status.get("disk"):
+        from hf_summary.backlog import describe_episode
+
+        print(f"Disk:       {describe_episode(disk)}")
+    if budget := status["budget"]:
+        print(f"Budget:     the repo's commit budget is the bottleneck: the Hub refused commits (429) since "
+              f"{_when(budget['since'])}; commits are spaced by {budget['gap_s']:.0f} s")
+    if parked := status["parked"]:
+        print(f"Parked:     {parked['segments']} segment(s), {parked['bytes']} bytes, in bucket {parked['bucket']} "
+              f"since {_when(parked['since'])} (the commit budget was spent at the final push); `hf-summary settle "
+              f"{status['repo_id']}` moves them into the repo")
     print(f"State:      {_state(status)}")
     if status["pending_segments"] and not status["uploader_alive"]:
         print(f"Next:       hf-summary {'sync' if status['offline'] else 'recover'} {args.logdir}")

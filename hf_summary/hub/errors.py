@@ -8,6 +8,7 @@ no write access, missing repo or revision, rejected input).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 
 import httpx2
@@ -18,6 +19,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+_RATELIMIT_RESET = re.compile(r"\bt=(\d+)")
 _TRANSIENT_STATUSES = {408, 409, 412, 423, 425, 429, 500, 502, 503, 504}
 
 
@@ -31,6 +33,10 @@ class TransientHubError(HubError):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimitedError(TransientHubError):
+    """The Hub refused the request for a rate limit (HTTP 429): for a commit, the repo's commit budget."""
 
 
 class PermanentHubError(HubError):
@@ -67,6 +73,8 @@ def classify(exc: BaseException) -> HubError:
         return MissingRepoError(f"{type(exc).__name__}: {first_line(exc)}", what)
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else None
+        if status == 429:
+            return RateLimitedError(f"HTTP 429: {first_line(exc)}", retry_after=_retry_after(exc))
         if status is None or status in _TRANSIENT_STATUSES:
             return TransientHubError(f"HTTP {status}: {first_line(exc)}", retry_after=_retry_after(exc))
         return PermanentHubError(f"HTTP {status}: {first_line(exc)}")
@@ -93,7 +101,12 @@ def first_line(exc: BaseException) -> str:
 
 
 def _retry_after(exc: HfHubHTTPError) -> float | None:
-    value = exc.response.headers.get("Retry-After") if exc.response is not None else None
+    """The server's hint of when to try again, in seconds: ``Retry-After``, else the reset time ``t`` of a
+    ``RateLimit: "api";r=0;t=55`` header (as huggingface_hub's own backoff reads them)."""
+    headers = exc.response.headers if exc.response is not None else {}
+    value = headers.get("Retry-After")
+    if value is None and (match := _RATELIMIT_RESET.search(headers.get("RateLimit", ""))):
+        value = match.group(1)
     try:
         return float(value) if value is not None else None
     except ValueError:

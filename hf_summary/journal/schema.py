@@ -32,7 +32,11 @@ Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_versio
     heartbeat_at.
 ``history``   recent events for ``status``: at, kind (``commit``, ``error``, ``requeue``, ``lease``, ``compaction``,
     ``preemption`` (field ``signal``), ``final_push`` (``segments``, ``bytes``, ``commits``: what the
-    pushes of the final drain after a preemption carried; ``pending`` after it, ``last_commit``), ...), message,
+    pushes of the final drain after a preemption carried; ``parked`` in the overflow bucket, ``pending`` after
+    it, ``last_commit``), ``budget`` (``gap_s``, ``retry_after``: the Hub refused a commit for the repo's commit
+    budget and commits are spaced by ``gap_s``; 0 once they are not), ``overflow`` (``bucket``, ``record``,
+    ``segments``, ``bytes``: a push parked in the overflow bucket), ``settled`` (``bucket``, ``records``,
+    ``commit``: parked pushes moved into the repo), ...), message,
     fields (JSON object). Trimmed to the last :data:`HISTORY_KEEP` rows, always keeping the newest row of each kind.
 
 Schema versions: 1 (no compaction); 2 adds ``segments.level``, ``segments.replaced_by``, the ``replaced`` state

@@ -1,4 +1,4 @@
-"""Handlers for the `/api/...` endpoints (hub-api.md §2.1–2.7, §2.10–2.15).
+"""Handlers for the `/api/...` endpoints (https://huggingface.co/docs/hub/api, as `huggingface_hub.HfApi` calls them).
 
 Each handler takes a `Call` (see app.py) and returns a Response; errors are raised as `HubError`.
 """

@@ -1,7 +1,8 @@
 """The ASGI application: URL routing for the Hub API, downloads, LFS, the CAS and buckets.
 
 Handlers get a `Call` (call.py: the request type every handler module shares). Routing works on the *raw* path, split on `/` before percent-decoding each segment, because the
-client sends revisions as one encoded segment (`dev%2Fx`, `refs%2Fpr%2F1`; hub-api.md §1.1).
+client sends revisions as one encoded segment (`dev%2Fx`, `refs%2Fpr%2F1`: `huggingface_hub` quotes them with
+`safe=""`).
 Handlers are plain functions `handler(call) -> Response` run in a worker thread after the body has
 been read (with a size cap); the few that stream (LFS PUT) are coroutines and read the body themselves.
 """

@@ -1,4 +1,5 @@
-"""Storage Buckets (xet-notes.md, "Buckets"): `/api/buckets/...` and `HEAD|GET /buckets/{ns}/{name}/resolve/{path}`.
+"""Storage Buckets (https://huggingface.co/docs/hub/storage-buckets): `/api/buckets/...` and
+`HEAD|GET /buckets/{ns}/{name}/resolve/{path}`.
 
 Buckets share the users, privacy rules and fault injection of repos; they have no commits and no history.
 Files arrive through the CAS (their shard makes the content an object of the bucket, see cas.py) and become

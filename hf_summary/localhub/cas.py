@@ -1,4 +1,4 @@
-"""The CAS routes hf_xet calls, under `/_localhub/cas/<id>/` (xet-notes.md, steps 3 and "Download").
+"""The CAS routes hf_xet calls, under `/_localhub/cas/<id>/` (https://huggingface.co/docs/xet/api).
 
 - `GET v1/chunks/default/{chunk}`: the global-dedup query. Always 404 ("not known"): this CAS offers no
   global dedup, so the client dedups only against what it uploaded itself.

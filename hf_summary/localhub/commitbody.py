@@ -1,4 +1,4 @@
-"""Parsing and validation of `/commit` request bodies (NDJSON, hub-api.md §2.7) and repo paths.
+"""Parsing and validation of `/commit` request bodies (the NDJSON `HfApi.create_commit` sends) and repo paths.
 
 Everything is checked here, before anything is stored: a malformed body raises `HubError(400)`.
 """

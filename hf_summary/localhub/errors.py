@@ -1,6 +1,7 @@
 """Hub-style error responses.
 
-The client maps errors by the `X-Error-Code` header (see hub-api.md §1.4); the message travels both
+The client maps errors by the `X-Error-Code` header (huggingface_hub's `hf_raise_for_status`, in
+https://github.com/huggingface/huggingface_hub/blob/main/src/huggingface_hub/utils/_http.py); the message travels both
 in `X-Error-Message` and in the JSON body `{"error": ...}`.
 """
 

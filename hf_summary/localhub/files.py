@@ -1,4 +1,5 @@
-"""`HEAD`/`GET /[datasets/|spaces/]{ns}/{name}/resolve/{rev}/{path}` (hub-api.md §2.16).
+"""`HEAD`/`GET /[datasets/|spaces/]{ns}/{name}/resolve/{rev}/{path}`: what `hf_hub_download` and `file_exists` call
+(https://huggingface.co/docs/huggingface_hub/package_reference/file_download).
 
 Served directly (no redirect) with the headers the client's metadata step needs on the final
 response: `X-Repo-Commit`, a quoted `ETag` (git blob SHA-1 for regular files, SHA-256 for LFS files,

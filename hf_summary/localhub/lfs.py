@@ -1,4 +1,5 @@
-"""Basic Git LFS (hub-api.md §2.8): which files are LFS, the batch endpoint, signed PUT, verify.
+"""Basic Git LFS (https://github.com/git-lfs/git-lfs/blob/main/docs/api/batch.md): which files are LFS, the batch
+endpoint, signed PUT, verify.
 
 The client PUTs LFS content without an Authorization header, so upload URLs authorise themselves:
 `/_localhub/lfs/upload/{type}/{ns}/{name}/{oid}?size=&expires=&signature=` where the signature is

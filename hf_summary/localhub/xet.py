@@ -86,6 +86,6 @@ def read_token_url(call: Call, repo: Repo, revision: str | None) -> str:
 
 
 def file_headers(call: Call, repo: Repo, revision: str | None, xet_file: XetFile) -> dict[str, str]:
-    """What a `/resolve` HEAD carries so the client downloads through Xet (hub-api.md §2.9)."""
+    """What a `/resolve` HEAD carries so the client downloads through Xet (https://huggingface.co/docs/xet/download-protocol)."""
     route = read_token_url(call, repo, revision)
     return {"X-Xet-Hash": xet_file.hash, "X-Xet-Refresh-Route": route, "Link": f'<{route}>; rel="xet-auth"'}

@@ -1,4 +1,5 @@
-"""Xet wire formats (xet-notes.md, "Formats"): hash strings, xorb chunk headers and decoding, shard file info.
+"""Xet wire formats (https://huggingface.co/docs/xet/xorb, /shard and /hashing): hash strings, xorb chunk headers
+and decoding, shard file info.
 
 Everything is little-endian. A malformed input raises `XetFormatError` with what was wrong and where.
 Hashes are not verified (that needs the keyed BLAKE3 Merkle tree); the CAS proves integrity instead by

@@ -13,21 +13,25 @@ if __name__ == "__main__":
     _early_signals.hold()
 
 import argparse
+import contextlib
 import logging
 import queue
 import shutil
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 from hf_summary._arguments import DEFAULT_GRACE_PERIOD_S
 from hf_summary.exit_status import ExitStatus
-from hf_summary.journal import Journal, JournalError
+from hf_summary.hub import BUCKET
+from hf_summary.journal import Journal, JournalError, LeaseOwner
 from hf_summary.uploader import protocol
 from hf_summary.uploader.drain import EOF, Uploader
 from hf_summary.uploader.environment import configure_logging, prepare_process
+from hf_summary.uploader.hostshare import HostShare, shared_pushes_enabled
 from hf_summary.uploader.preemption import Preemption
 from hf_summary.uploader.pusher import Pusher
 
@@ -42,6 +46,27 @@ def _read_requests(stream: IO[str], wakeups: queue.Queue, closing: threading.Eve
             closing.set()
     closing.set()
     wakeups.put(EOF)
+
+
+@contextlib.contextmanager
+def sharing(pusher: Pusher, owner: LeaseOwner) -> Iterator[None]:
+    """Share pushes with this host's other uploaders to the same repo branch (see
+    :mod:`~hf_summary.uploader.hostshare`) while the block runs, unless turned off or pushing to a bucket."""
+    if pusher.settings.repo_type == BUCKET or not shared_pushes_enabled():
+        yield
+        return
+    share = HostShare(pusher.settings, owner, pusher.journal.logdir)
+    try:
+        share.join()
+    except OSError as exc:
+        logger.warning("cannot share pushes with this host's other uploaders (%s); pushing alone", exc)
+        yield
+        return
+    pusher.share = share
+    try:
+        yield
+    finally:
+        share.leave()
 
 
 def main(argv: list[str] | None = None) -> ExitStatus:
@@ -69,8 +94,9 @@ def main(argv: list[str] | None = None) -> ExitStatus:
             if settings is None:
                 logger.error("journal of %s has no settings; nothing to push", args.logdir)
                 return ExitStatus.FAILED
+            pusher = Pusher.open(journal, settings, token)
             uploader = Uploader(
-                Pusher.open(journal, settings, token),
+                pusher,
                 parent=(args.parent_pid, args.parent_create_time),
                 drain_timeout=args.drain_timeout,
                 wakeups=wakeups,
@@ -78,7 +104,8 @@ def main(argv: list[str] | None = None) -> ExitStatus:
                 preemption=preemption,
                 reverse_fd=args.reverse_fd,
             )
-            return uploader.run()
+            with sharing(pusher, uploader.owner):
+                return uploader.run()
     except JournalError as exc:
         logger.error("cannot use the journal of %s: %s", args.logdir, exc)
         return ExitStatus.FAILED

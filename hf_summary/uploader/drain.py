@@ -107,10 +107,16 @@ class Uploader:
     # ---------------------------------------------------------------- lifecycle
 
     def run(self) -> ExitStatus:
-        """Take the lease (waiting while another live drainer holds it), drain until done; exit status."""
+        """Take the lease (waiting while another live drainer holds it), drain until done; exit status.
+
+        Several writers may share one logdir (nested or concurrent in one process, or a train and an eval
+        process): the lease holder pushes every writer's segments, so an uploader told to close that waits
+        for the lease is done as soon as none of its trainer's sealed segments is left to push."""
         while not self.journal.acquire_lease(self.owner, lease_owner_alive):
             self._wait(POLL_INTERVAL_S)
-            if (self._closing or self.preemption.active) and not self._parent_alive():
+            if (self._closing or self.preemption.active) and (
+                not self._parent_alive() or (self._closing and not self._parent_pending())
+            ):
                 logger.info("another uploader holds the lease of %s and will drain it", self.journal.logdir)
                 return ExitStatus.OK
         try:
@@ -167,7 +173,10 @@ class Uploader:
         """The exit status once the drain is over, ``None`` while it goes on."""
         if not (self._closing or self.preemption.active):
             return None
-        trainer_logging = self._parent_alive() and (self.preemption.active or self._parent_open_segments())
+        # Preempted, the trainer may still log (a checkpoint handler): keep taking its seals until the deadline.
+        # Told to close, its writer sealed all it wrote: open segments of the same process are another writer's
+        # on this logdir, whose own uploader takes the lease once this one is gone.
+        trainer_logging = self.preemption.active and self._parent_alive()
         if not pending and not trainer_logging:
             return self._finish(ExitStatus.OK)
         if self.pusher.permanent_error is not None and not trainer_logging:
@@ -199,8 +208,10 @@ class Uploader:
             self.journal.record_event(
                 "final_push",
                 f"final drain after {self.preemption.cause}: {self._final.segments} segment(s), "
-                f"{self._final.bytes} bytes in {len(self._final.commits)} commit(s); {len(pending)} pending",
+                f"{self._final.bytes} bytes in {len(self._final.commits)} commit(s); "
+                f"{self.pusher.parked_segments} parked in the overflow bucket; {len(pending)} pending",
                 segments=self._final.segments,
+                parked=self.pusher.parked_segments,
                 bytes=self._final.bytes,
                 commits=list(self._final.commits),
                 pending=len(pending),
@@ -268,6 +279,12 @@ class Uploader:
             return self._parent_alive()
         return process_alive(pid, create_time)
 
+    def _parent_pending(self) -> bool:
+        """Whether a segment its trainer sealed is still to be pushed."""
+        return self.parent is not None and any(
+            row.writer_pid == self.parent[0] for row in self.journal.pending_segments()
+        )
+
     def _parent_open_segments(self) -> list[SegmentRow]:
         if self.parent is None or not self._parent_alive():
             return []
@@ -316,6 +333,7 @@ class Uploader:
             self._wait(PREEMPTED_POLL_INTERVAL_S / 2)
 
     def _push(self, pending: list[SegmentRow]) -> None:
-        pushed = self.pusher.push(pending, urgent=self.preemption.active, final=self._closing)
+        pushed = self.pusher.push(pending, urgent=self.preemption.active, final=self._closing,
+                                  deadline=self.preemption.deadline)
         if pushed is not None and self.preemption.active:
             self._final.add(pushed)

@@ -88,13 +88,15 @@ class UploaderProcess:
         self._drained = 0
         self._listening = True
         self._on_seal = on_seal
-        self._send(protocol.token_line(token))
+        self._send(protocol.token_line(token), "the token")
         os.set_blocking(self._proc.stdin.fileno(), False)
         threading.Thread(
             target=self._listen, args=(reverse_read,), name="hf-summary-uploader-answers", daemon=True
         ).start()
 
-    def _send(self, line: bytes) -> bool:
+    def _send(self, line: bytes, what: str) -> bool:
+        """Write ``line`` without blocking; ``what`` names it in the debug log (never the line: it may hold the
+        token)."""
         with self._send_lock:
             stdin = self._proc.stdin
             if stdin is None or stdin.closed:
@@ -103,14 +105,14 @@ class UploaderProcess:
                 os.write(stdin.fileno(), line)
                 return True
             except (BlockingIOError, BrokenPipeError, OSError) as exc:
-                logger.debug("uploader %s did not take %r: %s", self.pid, line, exc)
+                logger.debug("uploader %s did not take %s: %s", self.pid, what, exc)
                 return False
 
     def _request(self, word: str) -> int | None:
         with self._send_lock:
             self._requested += 1
             number = self._requested
-            return number if self._send(protocol.encode(word, number)) else None
+            return number if self._send(protocol.encode(word, number), f"{word} {number}") else None
 
     def request_push(self) -> int | None:
         """Ask for a push of everything sealed so far. Returns the request's number (``None``: not sent)."""
@@ -122,7 +124,7 @@ class UploaderProcess:
 
     def request_close(self) -> None:
         """Ask for a final push, then exit; closes the pipe (end of file is the exit signal too)."""
-        self._send(protocol.encode(protocol.CLOSE))
+        self._send(protocol.encode(protocol.CLOSE), protocol.CLOSE)
         with self._send_lock:
             if self._proc.stdin is not None and not self._proc.stdin.closed:
                 self._proc.stdin.close()

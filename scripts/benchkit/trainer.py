@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def trainer_env(hub: Any, user: str = "alice") -> dict[str, str]:
