@@ -22,6 +22,20 @@ from hf_summary.localhub.testing import LocalHub
 CLIENT_TIMEOUT_S = 120
 
 
+@pytest.fixture(scope="session", autouse=True)
+def runtime_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where the uploaders of this test session meet to share pushes (hf_summary/uploader/hostshare.py): a
+    temporary folder, not the host's /tmp/hf-summary-<uid>. Every process the tests start inherits it."""
+    folder = tmp_path_factory.mktemp("runtime")
+    previous = os.environ.get("HF_SUMMARY_RUNTIME_DIR")
+    os.environ["HF_SUMMARY_RUNTIME_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        del os.environ["HF_SUMMARY_RUNTIME_DIR"]
+    else:
+        os.environ["HF_SUMMARY_RUNTIME_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def local_hub() -> Iterator[LocalHub]:
     """A default local Hub shared by tests that don't change server-wide state (faults, restarts)."""

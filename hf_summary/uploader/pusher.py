@@ -74,6 +74,7 @@ class Pusher:
         self.share: HostShare | None = None  # set (and joined) by the uploader child that shares pushes
         self.parked_segments = 0
         self._parked: set[int] = set()  # segment ids parked in the overflow bucket by this pusher
+        self._to_park: tuple[list[SegmentRow], HubError] | None = None
         self._settle_due = settings.repo_type != BUCKET  # parked pushes of this run folder: moved in first
         self.assets = AssetTracker(journal.logdir, settings)
         self.may_replace: set[str] = set()  # paths of our own committed files found damaged on the Hub
@@ -110,8 +111,17 @@ class Pusher:
         ``urgent`` (a preempted drain, to end by ``deadline``, monotonic): no compaction, no card tag or squash
         after it, a backoff of a second at most, and a push refused for the commit budget is parked. ``final``
         (a final drain): every asset is looked at, interrupted merges are finished and no new one is planned."""
-        if self.share is None:
-            return self._push(pending, [], urgent=urgent, final=final, deadline=deadline)
+        pushed = self._push_shared(urgent, final, deadline) if self.share is not None else self._push(
+            pending, [], urgent=urgent, final=final, deadline=deadline)
+        if self._to_park is not None:  # after the host's lock is released: the others park theirs meanwhile
+            rows, exc = self._to_park
+            self._to_park = None
+            if not self.park(rows, exc):
+                self.next_attempt = time.monotonic() + URGENT_BACKOFF_CAP_S
+        return pushed
+
+    def _push_shared(self, urgent: bool, final: bool, deadline: float | None) -> Pushed | None:
+        """One push holding this host's lock for the target, carrying the other members' sealed segments too."""
         with self.share.pushing(timeout=SHARE_LOCK_WAIT_S) as held:
             if not held:
                 return None
@@ -272,8 +282,8 @@ class Pusher:
             left = (deadline - time.monotonic()) if deadline is not None else 0.0
             if exc.retry_after is not None and exc.retry_after + PARK_TIME_S < left:
                 self.next_attempt = time.monotonic() + exc.retry_after
-            elif not self.park(rows, exc):
-                self.next_attempt = time.monotonic() + URGENT_BACKOFF_CAP_S
+            else:
+                self._to_park = (rows, exc)  # by push(), once the host's lock is released
             return
         refusal = self.pacer.refused(exc.retry_after)
         self.next_attempt = time.monotonic() + refusal.delay_s

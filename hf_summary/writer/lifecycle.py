@@ -56,8 +56,7 @@ class Lifecycle:
         self._closed = True
 
     def _open_journal(self) -> None:
-        self._journal = open_journal(self._logdir_path, self._settings)
-        self._run_id = self._journal.run_id()
+        self._journal, self._run_id = open_journal(self._logdir_path, self._settings, self._presence)
 
     def _start_background(self) -> None:
         self._closed = False

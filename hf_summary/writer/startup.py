@@ -12,6 +12,7 @@ from pathlib import Path
 from hf_summary import hub
 from hf_summary._arguments import check_minutes, check_seconds, join_path_in_repo
 from hf_summary.journal import Journal, RunSettings
+from hf_summary.liveness import WriterPresence
 from hf_summary.patterns import check_patterns
 from hf_summary.reconcile import open_or_rebuild
 from hf_summary.segments import is_event_file, parse_segment_run_id, parse_segment_sequence
@@ -121,21 +122,29 @@ def prepare_logdir(logdir: Path) -> None:
         raise PermissionError(f"logdir {str(logdir)!r} is not writable")
 
 
-def open_journal(logdir: Path, settings: RunSettings) -> Journal:
-    """The logdir's journal (rebuilt from disk if needed), with ``settings`` recorded; refuses to switch a logdir
-    whose segments are still pending for another destination."""
+def open_journal(logdir: Path, settings: RunSettings, presence: WriterPresence) -> tuple[Journal, str]:
+    """The logdir's journal (rebuilt from disk if needed) with ``settings`` recorded, and the run's id; this writer
+    is announced in it first. Refuses to switch a logdir whose segments are still pending for another destination
+    (the presence stopped and the journal closed again)."""
     journal, _ = open_or_rebuild(logdir, settings)
-    previous = journal.load_settings()
-    if previous is not None and previous.destination != settings.destination:
-        if journal.pending_segments() or journal.open_segments():
-            journal.close()
+    try:
+        presence.announce(journal)  # first: another host seeing this journal must know it is written
+        previous = journal.load_settings()
+        if previous is not None and previous.destination != settings.destination and (
+            journal.pending_segments() or journal.open_segments()
+        ):
             raise ValueError(
                 f"{logdir} has segments pending for {previous.repo_type} {previous.repo_id!r} "
                 f"(path {previous.path_in_repo!r}); push them first with `hf-summary recover "
                 f"{logdir}`, or log to another logdir"
             )
-    journal.save_settings(settings)
-    return journal
+        journal.save_settings(settings)
+        run_id = journal.run_id()
+    except BaseException:
+        presence.stop()
+        journal.close()
+        raise
+    return journal, run_id
 
 
 def check_repo_access(settings: RunSettings, token: str | None) -> dict[str, hub.RemoteFile] | None:

@@ -180,6 +180,7 @@ class HFSummaryWriter(Lifecycle, Ticker, LogdirRecovery, HeldEvents, SegmentRoll
             super().__init__(logdir=str(logdir), **kwargs)
             self._start_background()
         except BaseException:
+            self._presence.stop()
             self._journal.close()
             raise
 
