@@ -192,11 +192,16 @@ class WriterPresence:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, journal: Journal) -> None:
-        """Record the writer as open in ``journal`` (the writer's current one) and start heartbeating."""
+    def announce(self, journal: Journal) -> None:
+        """Record the writer as open in ``journal`` at once, before its other start-up writes: another host that
+        sees the journal then knows it has a live writer (:mod:`hf_summary.crosshost`). :meth:`start` follows."""
         self._journal = journal
         self._record = replace(self._record, heartbeat_at=time.time(), closed_at=None)
         save_record(journal, self._record)
+
+    def start(self, journal: Journal) -> None:
+        """Record the writer as open in ``journal`` (the writer's current one) and start heartbeating."""
+        self.announce(journal)
         self._stop.clear()
         self._thread = threading.Thread(target=self._beat, name="hf-summary-heartbeat", daemon=True)
         self._thread.start()

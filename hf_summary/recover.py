@@ -23,7 +23,13 @@ from hf_summary.journal import (
     SegmentRow,
     journal_path,
 )
-from hf_summary.liveness import host_aware, lease_owner_alive, process_alive, record_foreign_writers_lost
+from hf_summary.liveness import (
+    host_aware,
+    lease_owner_alive,
+    process_alive,
+    record_foreign_writers_lost,
+    writer_records,
+)
 from hf_summary.patterns import path_matches
 from hf_summary.reconcile import (
     iter_disk_segments,
@@ -89,6 +95,7 @@ class RecoverReport:
     verified_bytes: int = 0
     still_open: int = 0
     live_writers: list[int] = field(default_factory=list)  # pids whose open segments were left to them
+    not_seen_whole: int = 0  # sealed segments of a writer of another host not yet read whole from here
     waited_for: int | None = None
     would_push: list[PlannedPush] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -149,7 +156,8 @@ def require_online() -> None:
 
 def _recover(logdir, settings, token, wait, take_over, deadline, report: RecoverReport, say) -> None:
     existed = journal_path(logdir).exists()
-    if existed and filesystem_of(logdir).shared and _push_for_foreign_writer(logdir, token, take_over, report, say):
+    if (existed and settings is None and filesystem_of(logdir).shared
+            and _push_for_foreign_writer(logdir, token, take_over, report, say)):
         return
     if settings is None and not existed:
         raise RecoverError(f"{logdir} has no journal; pass --repo-id (and --path-in-repo if not the default)")
@@ -190,13 +198,18 @@ def _recover(logdir, settings, token, wait, take_over, deadline, report: Recover
 
 def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: RecoverReport, say) -> bool:
     """A run on a shared filesystem whose writer lives on another host: push what it sealed and this host reads
-    whole, writing nothing the writer's host writes (:mod:`hf_summary.crosshost`). Returns False when no writer of another
-    host lives (then the run is this host's to recover)."""
+    whole, writing nothing the writer's host writes (:mod:`hf_summary.crosshost`); a journal still without its
+    settings (a writer creating it) is left alone too, unless ``take_over``. Returns False when no writer of
+    another host lives (then the run is this host's to recover)."""
     try:
         with journal_snapshot(logdir) as snapshot:
-            live = foreign_live_writers(snapshot, logdir, others_gone=take_over)
             settings = snapshot.load_settings()
-            if not live or settings is None:
+            if settings is None and not take_over:
+                return _still_starting(logdir, report)
+            if not take_over and not snapshot.segments() and not writer_records(snapshot):
+                return _still_starting(logdir, report)  # a writer records itself first, but it may not have yet
+            live = foreign_live_writers(snapshot, logdir, others_gone=take_over)
+            if not live:
                 return False
             lease = snapshot.lease_owner()
             if lease is not None and lease_owner_alive(lease[0]):
@@ -204,6 +217,10 @@ def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: Recov
                                      "pushes this logdir for its live writer")
             _describe(report, settings)
             plan = push_foreign(snapshot, logdir, settings, client_for(settings, token))
+    except FileNotFoundError:  # not even initialised yet
+        if take_over:
+            return False
+        return _still_starting(logdir, report)
     except SnapshotError as exc:
         raise RecoverError(f"{exc}; try again in a moment") from exc
     except HubError as exc:
@@ -213,7 +230,7 @@ def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: Recov
     report.pushed_segments, report.pushed_bytes = len(plan.files), plan.bytes
     report.commits = [plan.commit] if plan.commit else []
     report.verified_segments = plan.on_hub + len(plan.files)
-    report.still_open = plan.open
+    report.still_open, report.not_seen_whole = plan.open, plan.unseen
     report.live_writers = sorted({record.pid for record in live})
     hosts = ", ".join(sorted({record.host for record in live}))
     say(f"written on host(s) {hosts}: pushed {len(plan.files)} sealed segment(s); its journal left as it is")
@@ -221,6 +238,13 @@ def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: Recov
                     f"({plan.open} open segment(s)"
                     + (f", {plan.unseen} sealed one(s) not yet seen whole from here" if plan.unseen else "")
                     + "); sync again later, or once they have closed")
+    report.exit_status = ExitStatus.INCOMPLETE
+    return True
+
+
+def _still_starting(logdir: Path, report: RecoverReport) -> bool:
+    report.error = (f"the journal of {logdir} is being created (no settings, or no writer and no segment yet); if "
+                    f"its writer died doing so, `hf-summary recover {logdir} --take-over` (or --repo-id) finishes it")
     report.exit_status = ExitStatus.INCOMPLETE
     return True
 

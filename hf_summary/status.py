@@ -45,7 +45,10 @@ def run_status(logdir: Path) -> dict:
             disk = journal.get_value(DISK_EPISODE_KEY)
     except SnapshotError as exc:
         raise StatusError(f"{exc}; try again in a moment") from exc
-    except (JournalError, FileNotFoundError) as exc:
+    except FileNotFoundError as exc:  # an empty file: a writer is creating it (or died doing so)
+        raise StatusError(f"the journal of {logdir} is not initialised ({exc.strerror}): a writer starting? Look "
+                          "again in a moment") from exc
+    except JournalError as exc:
         raise StatusError(
             f"the journal of {logdir} is unusable ({exc}); `hf-summary recover {logdir}` moves it aside and "
             "rebuilds it from the segments on disk"

@@ -223,6 +223,7 @@ class HFSummaryWriter(SummaryWriter):
             super().__init__(logdir=str(resolved_logdir), **kwargs)
             self._start_background()
         except BaseException:
+            self._presence.stop()
             self._journal.close()
             raise
 
@@ -230,17 +231,23 @@ class HFSummaryWriter(SummaryWriter):
 
     def _open_journal(self) -> None:
         journal, _ = open_or_rebuild(self._logdir_path, self._settings)
-        previous = journal.load_settings()
-        if previous is not None and previous.destination != self._settings.destination:
-            if journal.pending_segments() or journal.open_segments():
-                journal.close()
+        try:
+            self._presence.announce(journal)  # first: another host seeing this journal must know it is written
+            previous = journal.load_settings()
+            if previous is not None and previous.destination != self._settings.destination and (
+                journal.pending_segments() or journal.open_segments()
+            ):
                 raise ValueError(
                     f"{self._logdir_path} has segments pending for {previous.repo_type} {previous.repo_id!r} "
                     f"(path {previous.path_in_repo!r}); push them first with `hf-summary recover "
                     f"{self._logdir_path}`, or log to another logdir"
                 )
-        journal.save_settings(self._settings)
-        self._run_id = journal.run_id()
+            journal.save_settings(self._settings)
+            self._run_id = journal.run_id()
+        except BaseException:
+            self._presence.stop()
+            journal.close()
+            raise
         self._journal = journal
 
     def _check_repo_access(self) -> None:
@@ -463,7 +470,10 @@ class HFSummaryWriter(SummaryWriter):
         """Forget a prepared segment that got no event: its file and its journal row."""
         opened.segment.discard()
         if opened.row_id is not None:
-            self._journal.drop_segment(opened.row_id)
+            try:
+                self._journal.drop_segment(opened.row_id)
+            except OSError:  # the journal cannot be written now (full...): its row is dropped at the next roll
+                self._unrecorded.append((opened.row_id, opened.segment.path, None))
 
     def _discard_prepared(self) -> None:
         with self._lock:

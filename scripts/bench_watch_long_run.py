@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         for writer in writers:
             for transport in args.transport or TRANSPORTS:
                 print(f"watch_long_run: {writer} / {transport} ...", file=sys.stderr, flush=True)
-                results[f"{writer}/{transport}"] = run_one(hub, writer, transport, args, Path(tmp))
+                results[f"{writer}/{transport}"] = result = run_one(hub, writer, transport, args, Path(tmp))
+                print(f"watch_long_run: {writer} / {transport}: {result}", file=sys.stderr, flush=True)
     emit(render(results, args), results, json_path=args.json, markdown_path=args.markdown)
     return 0
 

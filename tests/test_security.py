@@ -185,8 +185,9 @@ def _strace_options() -> list[str]:
 
 def test_uploader_writes_nothing_outside_the_logdir_and_the_temp_dir(tmp_path, hub, repo_id):
     """The trainer starts its uploader through a wrapper that runs it under ``strace -ff``; every call the
-    uploader (any of its threads) makes that could change a file must be in the logdir or the temp dir."""
-    dirs = {name: tmp_path / name for name in ("cwd", "tmp", "home", "trace")}
+    uploader (any of its threads) makes that could change a file must be in the logdir, the temp dir or the
+    host's rendezvous of uploaders sharing pushes (``HF_SUMMARY_RUNTIME_DIR``)."""
+    dirs = {name: tmp_path / name for name in ("cwd", "tmp", "home", "trace", "runtime")}
     for path in dirs.values():
         path.mkdir()
     logdir = tmp_path / "run"
@@ -205,7 +206,8 @@ def test_uploader_writes_nothing_outside_the_logdir_and_the_temp_dir(tmp_path, h
                 time.sleep(0.01)
     """
     env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": hub.token(), "REPO": repo_id, "LOGDIR": str(logdir),
-           "TMPDIR": str(dirs["tmp"]), "HOME": str(dirs["home"]), "HF_HOME": str(dirs["home"] / "hf"),
+           "TMPDIR": str(dirs["tmp"]), "HF_SUMMARY_RUNTIME_DIR": str(dirs["runtime"]), "HOME": str(dirs["home"]),
+           "HF_HOME": str(dirs["home"] / "hf"),
            "XDG_CACHE_HOME": str(dirs["home"] / "cache"), "PYTHONPATH": str(REPO_ROOT),
            "TRACED_PYTHON": str(wrapper)}
     try:
@@ -213,7 +215,7 @@ def test_uploader_writes_nothing_outside_the_logdir_and_the_temp_dir(tmp_path, h
                                 capture_output=True, text=True, timeout=240)
         assert result.returncode == 0, result.stderr[-3000:]
         writes = _uploader_writes(prefix, dirs["cwd"])
-        allowed = (str(logdir.resolve()), str(dirs["tmp"]), "/dev/null")
+        allowed = (str(logdir.resolve()), str(dirs["tmp"]), str(dirs["runtime"]), "/dev/null")
         outside = sorted({(name, path) for name, path in writes
                           if not any(path == root or path.startswith(root + os.sep) for root in allowed)})
         assert not outside, outside

@@ -26,7 +26,7 @@ from trainer_kit import (
     sha256_of,
 )
 
-from hf_summary.journal import Journal
+from hf_summary.journal import Journal, journal_path
 from hf_summary.liveness import STALE_AFTER_S, HeartbeatWatch, WriterRecord, save_record
 
 
@@ -216,3 +216,28 @@ def test_sync_again_and_again_while_an_offline_writer_rolls_pushes_each_segment_
     assert_repo_matches_logdir(hub, repo_id, logdir, tmp_path / "copy")
     assert set(range(trainer.acked + 1)) <= loss_steps(logdir)
     assert_journal_sound(logdir)
+
+
+def test_sync_from_another_host_pushes_a_sealed_segment_only_once_it_reads_it_whole(tmp_path, hub, repo_id):
+    logdir = tmp_path / "remote"
+    files = fake_dead_run(logdir, endpoint=hub.endpoint, repo_id=repo_id, writer_pid=4242)
+    now = time.time()
+    with Journal(logdir) as journal:  # a writer alive on another node of a shared filesystem
+        save_record(journal, WriterRecord("node-17", 4242, 1000.0, offline=True, started_at=now, heartbeat_at=now))
+    whole = files[1].read_bytes()
+    files[1].write_bytes(whole[: len(whole) // 2])  # this host's cache has not caught up with that node's writes
+    env = {**hub_env(hub), "HF_SUMMARY_SHARED_FS": "1"}
+    journal_before = journal_path(logdir).read_bytes()
+
+    first = cli("sync", str(logdir), env=env)
+    assert first.returncode == 1 and first.stdout.startswith("WRITING"), first.stdout + first.stderr
+    assert "pushed 1 segment(s)" in first.stdout and "1 sealed segment(s) not yet seen whole" in first.stdout
+    assert {entry.path for entry in api(hub).list_repo_tree(repo_id, "tensorboard/remote")} == {
+        f"tensorboard/remote/{files[0].name}"}
+    assert journal_path(logdir).read_bytes() == journal_before  # the writer's journal is left as it is
+
+    files[1].write_bytes(whole)  # now seen whole
+    second = cli("sync", str(logdir), env=env)
+    assert second.returncode == 1 and "pushed 1 segment(s)" in second.stdout, second.stdout + second.stderr
+    third = cli("sync", str(logdir), env=env)
+    assert third.returncode == 1 and "pushed 0 segment(s)" in third.stdout, third.stdout + third.stderr

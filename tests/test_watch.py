@@ -21,7 +21,7 @@ from trainer_kit import api, cli, commit_titles, fake_dead_run, hub_env, pid_gon
 
 from hf_summary.assets import RACY_MARGIN_S
 from hf_summary.compaction import FANOUT
-from hf_summary.journal import Journal, RunSettings
+from hf_summary.journal import Journal, JournalCorruptError, RunSettings
 from hf_summary.segments import frame_record, last_complete_offset
 from hf_summary.tailcopy import CopyName, TailCopier, parse_repo_copy_name
 from hf_summary.verify import iter_events
@@ -608,7 +608,7 @@ def _pushed_up_to(logdir: Path) -> int:
             if journal.pending_segments():
                 return -1
             ends = [copy.end for row in journal.segments("committed") if (copy := CopyName.parse(row.name))]
-    except FileNotFoundError:  # the watcher is still creating its journal
+    except (FileNotFoundError, JournalCorruptError):  # the watcher is still creating its journal (no header yet)
         return -1
     return max(ends, default=0)
 
@@ -631,15 +631,13 @@ def test_an_uploader_killed_while_merging_copies_loses_and_doubles_nothing(tmp_p
         return source.stat().st_size
 
     def merging() -> bool:
-        try:
-            with Journal(logdir, create=False) as journal:
-                return bool(journal.compactions("planned" if point != "during_compaction_swap" else "committed"))
-        except FileNotFoundError:
-            return False
+        with Journal(logdir, create=False) as journal:
+            return bool(journal.compactions("planned" if point != "during_compaction_swap" else "committed"))
 
     watcher = WatcherProcess(logdir, repo_id, hub, "--commit-every", "0.005", "--no-assets",
                              env={"HF_SUMMARY_FAULT_POINT": point})
     processes.append(watcher.proc)
+    wait_until(lambda: "watching" in watcher.log(), timeout=60, message="the watcher's journal")
     while not merging():
         size = grow()
         wait_until(lambda size=size: merging() or _pushed_up_to(logdir) == size, timeout=60, message="a push")

@@ -64,8 +64,10 @@ def run(args: argparse.Namespace) -> ExitStatus:
                      f"segment(s), {report.pushed_bytes} bytes in {len(report.commits)} commit(s); "
                      f"{report.verified_segments} verified on the Hub")
         if run.outcome == "writing":
-            line += (f"; {run.report.still_open} open segment(s) left to live writer(s) {run.report.live_writers}: "
-                     "sync again once they are sealed")
+            line += (f"; {run.report.still_open} open segment(s) left to live writer(s) {run.report.live_writers}"
+                     + (f", {run.report.not_seen_whole} sealed segment(s) not yet seen whole from here"
+                        if run.report.not_seen_whole else "")
+                     + ": sync again once they are sealed")
         elif run.message:
             line += f"; {run.message}"
         print(line)
