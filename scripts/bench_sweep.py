@@ -1,10 +1,12 @@
 """Sweep benchmark: N jobs log into one repo (a folder each) on a Hub whose commit budget is scaled down, then
 the whole partition is preempted (SIGTERM to every process of every job, SIGKILL 10 s later) and the nodes are
-gone; ours side by side with huggingface_hub's ``HFSummaryWriter``.
+gone; ours (the jobs of the one node sharing their pushes), ours with each job pushing on its own (as jobs on
+separate nodes do: the overflow bucket takes the refused final pushes) and huggingface_hub's
+``HFSummaryWriter``, side by side.
 
 Usage::
 
-    python scripts/bench_sweep.py                       # 8 and 32 jobs, a 40-commit budget, ~6 minutes
+    python scripts/bench_sweep.py                       # 8 and 32 jobs, a 40-commit budget, ~10 minutes
     python scripts/bench_sweep.py --jobs 8 --budget 40 --json sweep.json
     python scripts/bench_sweep.py --smoke               # 2 jobs, 5 s of logging
 
@@ -42,14 +44,15 @@ sys.path.insert(0, str(REPO_ROOT))
 from hf_summary.localhub.testing import LocalHub  # noqa: E402
 from hf_summary.verify import iter_events  # noqa: E402
 
-WRITERS = ("ours", "huggingface_hub")
+# "ours_alone": ours with each job pushing on its own (HF_SUMMARY_SHARED_PUSHES=0), as jobs on separate nodes do
+WRITERS = ("ours", "ours_alone", "huggingface_hub")
 KILL_AFTER_S = 10.0
 REPO_ID = "alice/sweep"
 
 JOB = """
     import json, os, time
     name, writer_kind = os.environ["JOB_NAME"], os.environ["WRITER"]
-    if writer_kind == "ours":
+    if writer_kind.startswith("ours"):
         from hf_summary import HFSummaryWriter
         writer = HFSummaryWriter(os.environ["REPO"], logdir=os.environ["LOGDIR"], commit_every=0.05)
     else:
@@ -78,7 +81,8 @@ class Job:
         self.last: tuple[int, float] = (-1, 0.0)
         self.proc = subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(JOB)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True, env={**env, "WRITER": writer, "JOB_NAME": name, "LOGDIR": str(root / name)},
+            text=True, env={**env, "WRITER": writer, "JOB_NAME": name, "LOGDIR": str(root / name),
+                            "HF_SUMMARY_SHARED_PUSHES": "0" if writer == "ours_alone" else "1"},
         )
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -162,7 +166,7 @@ def _round(writer: str, jobs_count: int, budget: int, log_for_s: float, work: Pa
         hub.stop()
         hub.commit_limit = 100 * budget  # later: the budget is back
         hub.start()
-        if writer == "ours":
+        if writer.startswith("ours"):
             subprocess.run([sys.executable, "-m", "hf_summary", "settle", REPO_ID], cwd=work, env=env,
                            capture_output=True, timeout=600, check=True)
         after = _hub_steps(hub, work / "after")

@@ -287,8 +287,8 @@ def test_file_size_limit_raises_oserror_and_what_was_logged_is_pushed(tmp_path, 
 
 
 # -- the local Hub answers malformed requests with 4xx and stores nothing ---------------------------------
-# (commit bodies, preupload samples and sizes, oversize preupload/commit bodies: tests/test_localhub_commits.py;
-#  LFS signatures and content: tests/test_localhub_lfs.py)
+# (commit bodies, preupload samples and sizes, oversize preupload/commit bodies: tests/localhub/test_localhub_commits.py;
+#  LFS signatures and content: tests/localhub/test_localhub_lfs.py)
 
 
 def _stored_files(hub) -> set[str]:

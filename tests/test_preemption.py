@@ -191,8 +191,9 @@ def test_a_slow_hub_still_gets_everything_within_the_grace(tmp_path, repo_id):
     with LocalHub() as hub, _start(tmp_path, hub, repo_id) as trainer:
         hub.set_faults([{"path": "^/(?!_localhub/cas/)", "delay_s": 2.0}])
         pids = _job_processes(trainer)
-        _stop_like_a_scheduler(pids, trainer, signal_to=pids)
+        took = _stop_like_a_scheduler(pids, trainer, signal_to=pids)
         hub.clear_faults()
+        assert took is not None, "the job was still running when the SIGKILL came"
         _assert_hub_holds_every_logged_event(hub, repo_id, tmp_path, trainer)
 
 

@@ -1,5 +1,5 @@
 """Security: where the token goes (and does not), file modes, what the uploader writes and uploads, and the
-local Hub's auth on the endpoints tests/test_localhub_auth.py does not cover."""
+local Hub's auth on the endpoints tests/localhub/test_localhub_auth.py does not cover."""
 
 from __future__ import annotations
 

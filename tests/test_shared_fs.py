@@ -189,8 +189,8 @@ def test_a_slurm_array_of_64_writers_starting_at_once_while_another_host_reads_a
         online = {key: value for key, value in env.items() if key != "HF_HUB_OFFLINE"}
         outputs = []
         while any(job.poll() is None for job in jobs):
-            status = hosts.two.cli("status", parent, "--json", env={})
-            sync = hosts.two.cli("sync", "--quiet", parent, env=online)
+            status = hosts.two.cli("status", parent, "--json", env={}, timeout=900)  # 64 runs, a loaded machine
+            sync = hosts.two.cli("sync", "--quiet", parent, env=online, timeout=900)
             outputs += [status.stdout + status.stderr, sync.stdout + sync.stderr]
             errors = [run["error"] for run in json.loads(status.stdout) if "error" in run]
             assert all("is not initialised" in error for error in errors), errors  # only writers just starting

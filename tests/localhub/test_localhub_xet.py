@@ -243,6 +243,6 @@ def test_cas_persists_across_restarts(tmp_path: Path) -> None:
 def test_tested_hf_xet_version_is_within_the_pins() -> None:
     """One smoke test per hf_xet upgrade: setup.cfg pins the versions the local Hub was checked against."""
     config = configparser.ConfigParser()
-    config.read(Path(__file__).resolve().parent.parent / "setup.cfg")
+    config.read(Path(__file__).resolve().parents[2] / "setup.cfg")
     pin = next(r for r in config["options"]["install_requires"].split("\n") if r.strip().startswith("hf_xet"))
     assert importlib.metadata.version("hf_xet") in SpecifierSet(pin.strip().removeprefix("hf_xet"))
