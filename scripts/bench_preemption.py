@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from bench_workers import WRITERS
 from benchkit.harness import Bench, Worker, interleaved, per_writer
 from benchkit.hub import scalar_steps
 from benchkit.stats import max_or_none
+from benchkit.stop import stop_like_a_scheduler
 
 KILL_AFTER_S = 10.0
 LOG_FOR_S = (1.0, 3.0)
@@ -45,13 +45,7 @@ def _stop_job(process: Worker) -> tuple[float, float]:
     with contextlib.suppress(psutil.Error):
         job += [p for p in process.process.children(recursive=True) if p not in job]
     sent = (time.monotonic(), time.time())
-    for member in job:
-        with contextlib.suppress(psutil.Error):
-            member.send_signal(signal.SIGTERM)
-    _, alive = psutil.wait_procs(job, timeout=KILL_AFTER_S)
-    for member in alive:
-        with contextlib.suppress(psutil.Error):
-            member.kill()
+    stop_like_a_scheduler(job, KILL_AFTER_S)
     process.proc.wait()
     return sent
 

@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import psutil
 from benchkit.output import emit
+from benchkit.stop import stop_like_a_scheduler
 from huggingface_hub import HfApi
 from huggingface_hub.utils import disable_progress_bars
 
@@ -103,14 +103,7 @@ class Job:
 
 def _preempt(jobs: list[Job]) -> None:
     """SIGTERM to every process of every job at once; SIGKILL to what is left KILL_AFTER_S later."""
-    processes = [process for job in jobs for process in job.processes()]
-    for process in processes:
-        with contextlib.suppress(psutil.Error):
-            process.send_signal(signal.SIGTERM)
-    _, alive = psutil.wait_procs(processes, timeout=KILL_AFTER_S)
-    for process in alive:
-        with contextlib.suppress(psutil.Error):
-            process.kill()
+    stop_like_a_scheduler([process for job in jobs for process in job.processes()], KILL_AFTER_S)
     for job in jobs:
         job.proc.wait()
 
