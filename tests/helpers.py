@@ -92,14 +92,15 @@ def run_script(
     )
 
 
-def require_frameworks(*modules: str) -> None:
-    """Skip the calling test module when a framework is missing (the plain ``py`` env); where the frameworks
-    must be there (``tox -e frameworks`` sets ``HF_SUMMARY_REQUIRE_FRAMEWORKS``), fail instead of skipping."""
+def require_frameworks(*modules: str, env: str = "frameworks") -> None:
+    """Skip the calling test module when a framework is missing (the plain ``py`` env); in the tox env that
+    runs it (``HF_SUMMARY_REQUIRE_FRAMEWORKS`` names that env: ``frameworks`` or ``foreign``), fail instead of
+    skipping. Another env collects the module without running it, so it skips there."""
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if not missing:
         return
-    message = f"needs {', '.join(missing)} (the plug-in tests run in `tox -e frameworks`)"
-    if os.environ.get("HF_SUMMARY_REQUIRE_FRAMEWORKS"):
+    message = f"needs {', '.join(missing)} (these tests run in `tox -e {env}`)"
+    if os.environ.get("HF_SUMMARY_REQUIRE_FRAMEWORKS") == env:
         raise ImportError(message)
     pytest.skip(message, allow_module_level=True)
 

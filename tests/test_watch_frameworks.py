@@ -24,7 +24,7 @@ from helpers import (
 )
 from trainer_kit import hub_env, pid_gone
 
-require_frameworks("tensorflow", "keras", "jax", "flax", "clu", "tensorboard")
+require_frameworks("tensorflow", "keras", "jax", "flax", "clu", "tensorboard", env="foreign")
 
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer  # noqa: E402
 
