@@ -368,7 +368,9 @@ class Soak:
             "status": status, "segments": len(rows), "errors_in_history": len(errors_in_history),
             "commits_in_history": len(commits_in_history),
             "delays": [r.committed_at - r.sealed_at for r in rows if r.committed_at and r.sealed_at],
-            "failed_attempts": len(re.findall(r"push failed \(attempt \d+\)", log_text)),
+            # a transient failure, or a commit refused with 429 (the uploader then spaces its commits)
+            "failed_attempts": len(re.findall(r"push failed \(attempt \d+\)|the repo's commit budget is spent",
+                                              log_text)),
             "error_lines": [line for line in log_text.splitlines() if " ERROR " in line],
         }
 
