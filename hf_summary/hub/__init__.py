@@ -7,6 +7,7 @@
   timeouts, repo id rules);
 - :mod:`~hf_summary.hub.repo` and :mod:`~hf_summary.hub.bucket`: the two push targets;
 - :func:`open_client` picks the client for a target (:func:`client_for`: the one a run's settings name);
+  :func:`commit_or_create` commits, creating the repo only when the Hub says it is missing;
 - :mod:`~hf_summary.hub.probe`: the first look at a target, bounded in time.
 """
 
@@ -40,6 +41,8 @@ from hf_summary.hub.target import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from hf_summary.journal import RunSettings
 
 __all__ = [
@@ -62,6 +65,7 @@ __all__ = [
     "check_write_access",
     "classify",
     "client_for",
+    "commit_or_create",
     "hub_errors",
     "local_xet_hash",
     "offline_mode",
@@ -87,3 +91,21 @@ def client_for(settings: RunSettings, token: str | None) -> PushTarget:
     """The client for the target a run's settings name, with ``token`` (``None``: the client's usual lookup)."""
     return open_client(repo_id=settings.repo_id, repo_type=settings.repo_type, revision=settings.revision,
                        endpoint=settings.endpoint, token=token)
+
+
+def commit_or_create(
+    client: PushTarget,
+    files: list[tuple[Path, str]],
+    message: str,
+    *,
+    private: bool | None,
+    never_replace: frozenset[str] = frozenset(),
+    deletions: list[str] = (),
+) -> CommitResult:
+    """``client.commit_files``; the repo (or branch) is created, with ``private``, only when the Hub says it is
+    missing: the writer made it at start-up (unless offline), and a push under preemption has no request to spare."""
+    try:
+        return client.commit_files(files, message, never_replace=never_replace, deletions=deletions)
+    except MissingRepoError:
+        client.ensure_repo(private=private)
+        return client.commit_files(files, message, never_replace=never_replace, deletions=deletions)

@@ -17,6 +17,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hf_summary import compaction
 from hf_summary._faults import fault
@@ -25,12 +26,12 @@ from hf_summary.hub import (
     BUCKET,
     CommitResult,
     HubError,
-    MissingRepoError,
     PathConflictError,
     PermanentHubError,
     PushTarget,
     RateLimitedError,
     client_for,
+    commit_or_create,
     open_client,
 )
 from hf_summary.journal import Journal, RunSettings, SegmentRow
@@ -147,11 +148,8 @@ class Pusher:
             return None
         files += [(row.local_path(journal.logdir), row.path_in_repo) for journal, theirs in others for row in theirs]
         never_replace = frozenset(dest for _, dest in files) - self.may_replace
-        pushed_assets = self.journal.get_value("assets", {})
-        assets = self.assets.changed(pushed_assets, full=final)
-        for relative in assets:
-            run, _, name = relative.rpartition("/")
-            files.append((self.journal.logdir / relative, repo_path(self.settings, run, name)))
+        assets, asset_files = self.changed_assets(full=final)
+        files += asset_files
         size = sum(row.size or 0 for row in rows)
         try:
             # -- compaction rides in this commit (hf_summary/compaction.py)
@@ -162,7 +160,7 @@ class Pusher:
             result = self._commit(files + ride.additions, _message(rows, size, ride, others), never_replace,
                                   ride.deletions)
         except PathConflictError as exc:
-            self._on_conflict([row for row in rows if row.path_in_repo in exc.paths], exc)
+            self.set_aside([row for row in rows if row.path_in_repo in exc.paths], exc)
             return None
         except HubError as exc:
             for journal, theirs in others:
@@ -176,15 +174,33 @@ class Pusher:
             journal.mark_committed([row.id for row in theirs], result.oid, result.url)
         self.journal.mark_committed([row.id for row in rows], result.oid, result.url, ride.compaction_ids)
         compaction.apply(self.journal)  # -- end of compaction
-        if assets:
-            self.journal.set_value("assets", {**pushed_assets, **assets})
+        self.assets_pushed(assets)
         logger.info("pushed %d segment(s), %d bytes, in commit %s", len(rows), size, result.oid)
         self._failures = 0
         self.permanent_error = None
         self.next_attempt = time.monotonic() + self._paced(urgent or final)
         if not urgent:  # the card tag and the squash wait for a later, unhurried push
-            self._after_commit()
+            self.after_commit()
         return Pushed(len(rows), size, result.oid)
+
+    def changed_assets(self, *, full: bool) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
+        """The assets changed since they were last pushed (every one looked at when ``full``), and their
+        ``(local path, path in repo)``; once committed, :meth:`assets_pushed` records them."""
+        assets = self.assets.changed(self.journal.get_value("assets", {}), full=full)
+        files = []
+        for relative in assets:
+            run, _, name = relative.rpartition("/")
+            files.append((self.journal.logdir / relative, repo_path(self.settings, run, name)))
+        return assets, files
+
+    def assets_pushed(self, assets: dict[str, Any]) -> None:
+        if assets:
+            self.journal.set_value("assets", {**self.journal.get_value("assets", {}), **assets})
+
+    def settle_first(self) -> bool:
+        """Before the first unhurried push: move this run folder's parked pushes into the repo (see
+        :meth:`_settle_parked`); whether a push may go on."""
+        return not self._settle_due or self._settle_parked(self.pushable())
 
     def _on_disk(self, pending: list[SegmentRow]) -> tuple[list[SegmentRow], list[tuple[Path, str]]]:
         """The segments of ``pending`` whose file is there, with their files; the others are recorded as lost."""
@@ -203,15 +219,11 @@ class Pusher:
     def _commit(
         self, files: list[tuple[Path, str]], message: str, never_replace: frozenset[str], deletions: list[str]
     ) -> CommitResult:
-        """Commit; create the repo (or branch) only when the Hub says it is missing: the writer made it at
-        start-up, and a push under preemption has no request to spare."""
-        try:
-            return self.client.commit_files(files, message, never_replace=never_replace, deletions=deletions)
-        except MissingRepoError:
-            self.client.ensure_repo(private=self.settings.private)
-            return self.client.commit_files(files, message, never_replace=never_replace, deletions=deletions)
+        return commit_or_create(self.client, files, message, private=self.settings.private,
+                                never_replace=never_replace, deletions=deletions)
 
-    def _after_commit(self) -> None:
+    def after_commit(self) -> None:
+        """After an unhurried commit: squash the history if the run asks for it; tag the repo card once."""
         if self.settings.squash_history:
             fault("during_squash")
             try:
@@ -226,7 +238,7 @@ class Pusher:
             except HubError as exc:
                 logger.warning("could not tag the repo card (will try after the next commit): %s", exc)
 
-    def _on_conflict(self, rows: list[SegmentRow], exc: PathConflictError) -> None:
+    def set_aside(self, rows: list[SegmentRow], exc: PathConflictError) -> None:
         """Segments whose path on the Hub holds another run's file: never pushed (the Hub's file stays), kept
         on disk and in the journal, and left out of later pushes so the rest of the run goes on."""
         self.journal.record_failure([row.id for row in rows], str(exc), permanent=True)
