@@ -20,6 +20,7 @@ of its batch.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -227,7 +228,8 @@ class SharedCommits:
         while batch.parts:
             files = batch.files
             size = sum(file.size for file in files)
-            message = f"hf-summary sync: {len(files)} file(s), {size} bytes of {len(batch.parts)} run(s)"
+            message = (f"hf-summary: {len(files)} file(s), {size} bytes of {len(batch.parts)} run(s) (synced from "
+                       f"{socket.gethostname()})")
             try:
                 result = commit_or_create(self.client, [(f.path, f.path_in_repo) for f in files], message,
                                           private=batch.parts[0][0].settings.private,
