@@ -8,8 +8,9 @@ does the same work on a local directory, from one host.
 Figures, local and shared side by side with the ratio shared / local:
 
 - ``sync PARENT`` of ``--runs`` closed offline runs (3 sealed segments each, written by real offline writers on
-  node-one, each to a repo of its own), from login-two: seconds, requests the Hub received, commits; then the
-  same sync again, with nothing new to push;
+  node-one, all to one repo: a sweep's), from login-two: seconds, requests the Hub received, commits (the runs
+  share them: one per batch of at most 100 files, plus the repo's creation and its card tag); then the same sync
+  again, with nothing new to push;
 - ``status PARENT`` over ``--status-runs`` runs (copies of the synced ones), a fresh process from login-two:
   seconds, median of ``--reps`` (target: at most 2 s on the shared side);
 - one online writer on node-one: the p99 of ``add_scalar`` over ``--steps`` steps, and the seconds of the blocking
@@ -50,14 +51,14 @@ from hf_summary.localhub.testing import LocalHub  # noqa: E402
 
 STATUS_TARGET_S = 2.0
 
-# Writes ARGV[3] closed offline runs under ARGV[1], each with 3 sealed segments of ARGV[4] steps in all, each to a
-# repo of its own (ARGV[2]-N: the Hub takes about 128 commits an hour per repo, and sync makes one per run).
+# Writes ARGV[3] closed offline runs under ARGV[1], each with 3 sealed segments of ARGV[4] steps in all, all to the
+# repo ARGV[2] (each in a folder of its own), as a sweep's runs.
 BUILD = """
     import os, sys
     from hf_summary import HFSummaryWriter
     parent, repo, count, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     for n in range(count):
-        writer = HFSummaryWriter(f"{repo}-{n:04d}", logdir=os.path.join(parent, f"run-{n:04d}"), commit_every=60,
+        writer = HFSummaryWriter(repo, logdir=os.path.join(parent, f"run-{n:04d}"), commit_every=60,
                                  offline=True)
         for step in range(steps):
             writer.add_scalar("loss", step * 0.5, step)
@@ -110,9 +111,8 @@ def _timed_sync(hub: LocalHub, repo_id: str, parent: Path, env: dict[str, str], 
     seconds = time.monotonic() - started
     after = hub.stats()
 
-    def commits(stats: dict) -> int:  # of the runs' repos (repo_id-N)
-        return sum(repo.get("commits", 0) for name, repo in stats["repos"].items()
-                   if name.startswith(f"model/{repo_id}-"))
+    def commits(stats: dict) -> int:  # of the runs' repo
+        return stats["repos"].get(f"model/{repo_id}", {}).get("commits", 0)
 
     return {"seconds": seconds, "requests": after["requests"] - before["requests"],
             "commits": commits(after) - commits(before)}
