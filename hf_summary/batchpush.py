@@ -190,7 +190,12 @@ def push_together(shares: list[Share], client: PushTarget, *, deadline: float, m
     pushing = [share for share in shares if share.files]
     committer = SharedCommits(client, tick_s=min((share.settings.commit_every_s for share in pushing), default=0.0),
                               deadline=deadline, say=say)
-    for batch in batches(pushing, max_files=max_files):
+    found = batches(pushing, max_files=max_files)
+    if found:
+        settings = pushing[0].settings
+        say(f"{settings.repo_type} {settings.repo_id} ({settings.revision}): pushing {sum(len(s.files) for s in pushing)} "
+            f"file(s) of {len(pushing)} run(s) in {len(found)} shared commit(s)")
+    for batch in found:
         committer.push(batch)
     if committer.commits:
         _after_commits([share for share in pushing if isinstance(share, JournalShare)])

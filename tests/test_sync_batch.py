@@ -23,6 +23,14 @@ from hf_summary.verify import iter_events
 STEPS = 60  # fake_dead_run's 3 segments (2 sealed, 1 left open by a dead writer) of 20 steps each
 
 
+def _dead_runs(parent: Path, count: int, hub, repo_id: str, **kwargs) -> list[Path]:
+    """``count`` runs under ``parent`` as dead writers leave them (see ``fake_dead_run``), all to ``repo_id``."""
+    logdirs = [parent / f"run-{n:02d}" for n in range(count)]
+    for logdir in logdirs:
+        fake_dead_run(logdir, endpoint=hub.endpoint, repo_id=repo_id, **kwargs)
+    return logdirs
+
+
 def _pushes(hub, repo_id: str) -> int:
     """The commits of hf-summary's pushes in the repo (its creation's commit is not one)."""
     return sum(1 for title in commit_titles(hub, repo_id) if title.startswith("hf-summary:"))
@@ -56,12 +64,8 @@ def _assert_all_committed(logdirs: list[Path]) -> None:
 def test_sync_of_many_runs_into_one_repo_makes_one_commit_per_batch(tmp_path, hub, repo_name):
     sweep, other = f"alice/{repo_name}-sweep", f"alice/{repo_name}-other"
     root = tmp_path / "runs"
-    in_sweep = [root / f"run-{n:02d}" for n in range(12)]
-    in_other = [root / "other" / f"job-{n}" for n in range(3)]
-    for logdir in in_sweep:
-        fake_dead_run(logdir, endpoint=hub.endpoint, repo_id=sweep)
-    for logdir in in_other:
-        fake_dead_run(logdir, endpoint=hub.endpoint, repo_id=other)
+    in_sweep = _dead_runs(root, 12, hub, sweep)
+    in_other = _dead_runs(root / "other", 3, hub, other)
     env = hub_env(hub)
 
     first = cli("sync", str(root), "--files-per-commit", "9", env=env)  # 3 runs of 3 segments per commit
@@ -84,9 +88,7 @@ def test_sync_of_many_runs_into_one_repo_makes_one_commit_per_batch(tmp_path, hu
 
 def test_sync_killed_after_a_shared_commit_pushes_nothing_twice_when_run_again(tmp_path, hub, repo_id):
     root = tmp_path / "runs"
-    logdirs = [root / f"run-{n}" for n in range(6)]
-    for logdir in logdirs:
-        fake_dead_run(logdir, endpoint=hub.endpoint, repo_id=repo_id)
+    logdirs = _dead_runs(root, 6, hub, repo_id)
     env = hub_env(hub)
 
     killed = cli("sync", str(root), "--files-per-commit", "9",
@@ -107,10 +109,9 @@ def test_sync_killed_after_a_shared_commit_pushes_nothing_twice_when_run_again(t
 
 def test_sync_spaces_its_commits_when_the_repo_commit_budget_is_spent(tmp_path, repo_id):
     root = tmp_path / "runs"
-    logdirs = [root / f"run-{n}" for n in range(5)]
     with LocalHub(commit_limit=2, commit_window_s=2.0) as hub:
+        logdirs = _dead_runs(root, 5, hub, repo_id)
         for logdir in logdirs:
-            fake_dead_run(logdir, endpoint=hub.endpoint, repo_id=repo_id)
             with Journal(logdir, create=False) as journal:  # the gap after a refusal starts at the run's tick
                 journal.save_settings(replace(journal.load_settings(), commit_every_s=1.0))
         started = time.monotonic()
@@ -125,10 +126,8 @@ def test_sync_spaces_its_commits_when_the_repo_commit_budget_is_spent(tmp_path, 
 
 def test_sync_gives_up_within_its_timeout_on_a_spent_budget_and_leaves_the_runs_pending(tmp_path, repo_id):
     root = tmp_path / "runs"
-    logdirs = [root / f"run-{n}" for n in range(3)]
     with LocalHub(commit_limit=1, commit_window_s=600.0) as hub:
-        for logdir in logdirs:
-            fake_dead_run(logdir, endpoint=hub.endpoint, repo_id=repo_id)
+        logdirs = _dead_runs(root, 3, hub, repo_id)
         result = cli("sync", str(root), "--files-per-commit", "3", "--timeout", "20", env=hub_env(hub))
         assert result.returncode == 1, result.stdout + result.stderr
         lines = _lines(result.stdout)
@@ -142,10 +141,8 @@ def test_sync_gives_up_within_its_timeout_on_a_spent_budget_and_leaves_the_runs_
 
 def test_sync_from_another_host_pushes_many_live_runs_sealed_segments_in_one_commit(tmp_path, hub, repo_id):
     root = tmp_path / "runs"
-    logdirs = [root / f"run-{n}" for n in range(4)]
     now = time.time()
-    for logdir in logdirs:
-        fake_dead_run(logdir, endpoint=hub.endpoint, repo_id=repo_id, writer_pid=4242)
+    for logdir in _dead_runs(root, 4, hub, repo_id, writer_pid=4242):
         with Journal(logdir) as journal:  # a writer alive on another node of a shared filesystem
             save_record(journal, WriterRecord("node-17", 4242, 1000.0, offline=True, started_at=now, heartbeat_at=now))
     env = {**hub_env(hub), "HF_SUMMARY_SHARED_FS": "1"}
