@@ -68,19 +68,18 @@ class JournalShare:
         self._rows: dict[str, SegmentRow] = {}
         self._assets: dict[str, Any] = {}
         self.files: list[File] = []
-        if recovery.report.error is not None or not pusher.settle_first():
-            return  # not pushed here: its own recovery pushes it (or says why not)
-        logdir = pusher.journal.logdir
-        for row in pusher.pushable():
-            path = row.local_path(logdir)
-            if path.is_file() and not path.is_symlink():  # the others are recover's to record as lost
-                self._rows[row.path_in_repo] = row
-                self.files.append(File(path, row.path_in_repo, row.size or 0))
         self._asset_of: dict[str, str] = {}  # path in repo -> the asset's path in the logdir
-        if self._rows:  # assets ride with segments, as in a push of the run's own
-            self._assets, asset_files = pusher.changed_assets(full=True)
-            self._asset_of = {dest: relative for relative, (_, dest) in zip(self._assets, asset_files, strict=True)}
-            self.files += [File(path, dest, _size(path)) for path, dest in asset_files]
+        logdir = pusher.journal.logdir
+        rows = [] if recovery.report.error is not None else [
+            row for row in pusher.pushable()  # those not on disk are recover's to record as lost
+            if row.local_path(logdir).is_file() and not row.local_path(logdir).is_symlink()]
+        if not rows or not pusher.settle_first():
+            return  # nothing to push here: its own recovery pushes what is left (or says why not)
+        self._rows = {row.path_in_repo: row for row in rows}
+        self.files = [File(row.local_path(logdir), row.path_in_repo, row.size or 0) for row in rows]
+        self._assets, asset_files = pusher.changed_assets(full=True)  # assets ride with segments, as on its own
+        self._asset_of = {dest: relative for relative, (_, dest) in zip(self._assets, asset_files, strict=True)}
+        self.files += [File(path, dest, _size(path)) for path, dest in asset_files]
 
     @property
     def settings(self) -> RunSettings:
