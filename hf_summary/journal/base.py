@@ -10,7 +10,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import hf_summary.journal.queries as queries
 from hf_summary.journal.connection import (
     connect,
+    connect_immutable,
     create_private_file,
     journal_path,
     set_durability,
@@ -55,8 +56,12 @@ _Self = TypeVar("_Self", bound="JournalBase")
 class JournalBase:
     """An open journal connection. Thread-safe (a lock serialises the threads); close it (or use ``with``) when done."""
 
-    def __init__(self, logdir: str | os.PathLike[str], *, create: bool = True) -> None:
+    def __init__(self, logdir: str | os.PathLike[str], *, create: bool = True, immutable: bool = False) -> None:
         """Open the journal of ``logdir``, creating it when ``create`` and it is absent.
+
+        ``immutable``: open it read-only, without locks or a look for a hot rollback journal, as a file no one
+        changes while it is open; the caller checks that (see :func:`hf_summary.snapshot.read_journal`). A journal
+        of an older schema version then raises :class:`JournalVersionError` (migrating it needs a writable open).
 
         Raises ``FileNotFoundError`` (``create=False`` and no journal), :class:`JournalCorruptError`,
         :class:`JournalVersionError`. Only quick checks run here (application_id, user_version, tables);
@@ -66,14 +71,15 @@ class JournalBase:
         self.path = journal_path(logdir)
         self._lock = threading.RLock()
         self._tables: sqlite_utils.Database | None = None
+        self._immutable = immutable
         if not self.path.exists():
-            if not create:
+            if not create or immutable:
                 raise FileNotFoundError(errno.ENOENT, "no hf-summary journal", str(self.path))
             create_private_file(self.path)
-        conn = connect(self.path)
+        conn = connect_immutable(self.path) if immutable else connect(self.path)
         try:
             self.db = conn
-            self._open(create)
+            self._open(create and not immutable)
         except sqlite3.DatabaseError as exc:
             conn.close()
             if is_corruption(exc):
@@ -97,6 +103,9 @@ class JournalBase:
         if app_id != APPLICATION_ID:
             raise JournalCorruptError(f"{self.path} is an SQLite database but not an hf-summary journal")
         if migrates_from(version):
+            if self._immutable:
+                raise JournalVersionError(f"{self.path} has the older journal schema version {version}: open it "
+                                          "writable to migrate it")
             self._migrate()
             app_id, version, tables = read_header(self.db)
         if version != SCHEMA_VERSION:
@@ -106,6 +115,8 @@ class JournalBase:
             )
         if missing := TABLES - tables:
             raise JournalCorruptError(f"{self.path} lacks tables {sorted(missing)}")
+        if self._immutable:
+            return
         suit_filesystem(self.db, self.path)
         set_durability(self.db)
 
@@ -228,6 +239,11 @@ class JournalBase:
         """Newest-first history entries as ``{"id", "at", "kind", "message", **fields}``."""
         with self._lock:
             return queries.history(self.db, kind, limit)
+
+    def latest_history(self, kinds: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The newest history entry of each of ``kinds`` that has one, by kind."""
+        with self._lock:
+            return queries.latest_history(self.db, kinds)
 
     # -- lease --------------------------------------------------------------------------------------
 

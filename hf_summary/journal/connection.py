@@ -58,6 +58,13 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
 
 
+def connect_immutable(path: Path) -> sqlite3.Connection:
+    """A read-only connection that takes no lock and never looks for a hot rollback journal: SQLite's
+    ``immutable`` mode, for reading a journal another host may write while the caller checks that no transaction
+    ran meanwhile (see :func:`hf_summary.snapshot.read_journal`)."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, isolation_level=None)
+
+
 def journal_mode_for(path: Path) -> str:
     """The journal mode of a journal at ``path``: see the module docstring."""
     return SHARED_FS_JOURNAL_MODE if filesystem_of(path).shared else JOURNAL_MODE

@@ -51,7 +51,21 @@ def history(db: sqlite3.Connection, kind: str | None = None, limit: int = 20) ->
     rows = db.execute(
         f"SELECT id, at, kind, message, fields FROM history {where} ORDER BY id DESC LIMIT ?", [*params, limit]
     ).fetchall()
-    return [{**json.loads(fields), "id": id_, "at": at, "kind": k, "message": m} for id_, at, k, m, fields in rows]
+    return [_history_entry(row) for row in rows]
+
+
+def latest_history(db: sqlite3.Connection, kinds: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The newest entry (as :func:`history` gives it) of each of ``kinds`` that has one, by kind: one query."""
+    rows = db.execute(
+        "SELECT id, at, kind, message, fields FROM history WHERE id IN "
+        f"(SELECT max(id) FROM history WHERE kind IN ({', '.join('?' * len(kinds))}) GROUP BY kind)", list(kinds)
+    ).fetchall()
+    return {row[2]: _history_entry(row) for row in rows}
+
+
+def _history_entry(row: tuple) -> dict[str, Any]:
+    id_, at, kind, message, fields = row
+    return {**json.loads(fields), "id": id_, "at": at, "kind": kind, "message": message}
 
 
 def stored_replaced_count(db: sqlite3.Connection) -> int | None:
@@ -80,8 +94,8 @@ def run_summary(db: sqlite3.Connection) -> dict[str, Any]:
         )
     }
     unfinished = db.execute("SELECT count(*) FROM compactions WHERE state IN ('planned', 'committed')").fetchone()[0]
-    last_commit = history(db, "commit", limit=1)
-    last_error = history(db, "error", limit=1)
+    latest = latest_history(db, ("commit", "error", "preemption", "final_push"))
+    last_commit, last_error = latest.get("commit"), latest.get("error")
     pending, pending_bytes, oldest = by_state.get("sealed", (0, 0, None))
     return {
         "pending_segments": pending,
@@ -94,31 +108,25 @@ def run_summary(db: sqlite3.Connection) -> dict[str, Any]:
         "replaced_segments": replaced_count(db),
         "unfinished_compactions": unfinished,
         "last_commit": (
-            {"oid": last_commit[0]["oid"], "at": last_commit[0]["at"], "url": last_commit[0]["url"]}
-            if last_commit
-            else None
+            {"oid": last_commit["oid"], "at": last_commit["at"], "url": last_commit["url"]} if last_commit else None
         ),
-        "preemption": _preemption_summary(history(db, "preemption", limit=1), history(db, "final_push", limit=1)),
+        "preemption": _preemption_summary(latest.get("preemption"), latest.get("final_push")),
         "last_error": (
-            {
-                "message": last_error[0]["message"],
-                "at": last_error[0]["at"],
-                "permanent": last_error[0].get("permanent", False),
-            }
+            {"message": last_error["message"], "at": last_error["at"], "permanent": last_error.get("permanent", False)}
             if last_error
             else None
         ),
     }
 
 
-def _preemption_summary(preemption: list[dict[str, Any]], final_push: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _preemption_summary(preemption: dict[str, Any] | None, final_push: dict[str, Any] | None) -> dict[str, Any] | None:
     """The last preemption (when, which signal) and, if it ended in order, what its final push carried."""
-    if not preemption:
+    if preemption is None:
         return None
-    final = final_push[0] if final_push and final_push[0]["id"] > preemption[0]["id"] else None
+    final = final_push if final_push is not None and final_push["id"] > preemption["id"] else None
     return {
-        "at": preemption[0]["at"],
-        "signal": preemption[0].get("signal"),
+        "at": preemption["at"],
+        "signal": preemption.get("signal"),
         "final_push": None if final is None else {
             key: final.get(key) for key in ("at", "segments", "bytes", "commits", "pending", "last_commit")
         },

@@ -51,6 +51,7 @@ is what the migration to version 2 does.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 SCHEMA_VERSION = 2
@@ -168,10 +169,11 @@ TABLES = frozenset({"settings", "flags", "sequence", "segments", "compactions", 
 
 def read_header(db: sqlite3.Connection) -> tuple[int, int, set[str]]:
     """``(application_id, user_version, table names)`` of the database."""
-    app_id = db.execute("PRAGMA application_id").fetchone()[0]
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    return app_id, version, tables - {"sqlite_sequence"}
+    app_id, version, names = db.execute(
+        "SELECT (SELECT application_id FROM pragma_application_id), (SELECT user_version FROM pragma_user_version), "
+        "(SELECT json_group_array(name) FROM sqlite_master WHERE type = 'table')"
+    ).fetchone()
+    return app_id, version, set(json.loads(names)) - {"sqlite_sequence"}
 
 
 def is_blank(header: tuple[int, int, set[str]]) -> bool:
