@@ -2,13 +2,13 @@
 
 A logdir on a network filesystem (NFS, Lustre, GPFS, WekaFS, CephFS, BeeGFS, SMB, ...) or on FUSE (which may be
 any of those, or a bind of one) can be read and written by two hosts at once. What works between processes of
-one host does not between hosts there: SQLite's WAL index is shared memory (an mmap of ``-shm``), two hosts'
-page caches disagree, and byte-range locks may be local only (Lustre ``localflock``, NFS ``nolock``).
-:func:`filesystem_of` tells which case a path is in:
+one host does not between hosts there: SQLite's WAL index is shared memory (an mmap of `-shm`), two hosts'
+page caches disagree, and byte-range locks may be local only (Lustre `localflock`, NFS `nolock`).
+`filesystem_of` tells which case a path is in:
 
-1. ``HF_SUMMARY_SHARED_FS=1`` (or ``0``) in the environment decides, for users who know their filesystem better;
-2. else the mount table (``/proc/self/mountinfo``): the mount whose device is the path's;
-3. else (no mount table) ``statfs(2)``'s filesystem magic number, on Linux.
+1. `HF_SUMMARY_SHARED_FS=1` (or `0`) in the environment decides, for users who know their filesystem better;
+2. else the mount table (`/proc/self/mountinfo`): the mount whose device is the path's;
+3. else (no mount table) `statfs(2)`'s filesystem magic number, on Linux.
 
 A path that does not exist yet is judged by its nearest existing parent.
 """
@@ -40,8 +40,8 @@ _MAGIC_TYPES = {
 
 @dataclass(frozen=True)
 class Filesystem:
-    """``type``: the mount table's name for it (``nfs4``, ``fuse.sshfs``, ``ext4``...) or ``unknown``;
-    ``shared``: whether another host may see it too; ``why``: how that was decided, for messages."""
+    """`type`: the mount table's name for it (`nfs4`, `fuse.sshfs`, `ext4`...) or `unknown`;
+    `shared`: whether another host may see it too; `why`: how that was decided, for messages."""
 
     type: str
     shared: bool
@@ -56,7 +56,7 @@ def is_shared_type(fs_type: str) -> bool:
 
 
 def filesystem_of(path: str | os.PathLike[str]) -> Filesystem:
-    """The filesystem ``path`` is on; see the module docstring for how it is decided."""
+    """The filesystem `path` is on; see the module docstring for how it is decided."""
     existing = _nearest_existing(Path(path))
     fs_type = _type_from_mount_table(existing) or _type_from_statfs(existing) or "unknown"
     override = os.environ.get(SHARED_FS_ENV, "").strip()
@@ -73,7 +73,7 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def _type_from_mount_table(path: Path) -> str | None:
-    """The type of the mount whose device (``major:minor``) is ``path``'s; several mounts of one device (bind
+    """The type of the mount whose device (`major:minor`) is `path`'s; several mounts of one device (bind
     mounts) share its type."""
     try:
         device = os.stat(path).st_dev

@@ -1,8 +1,8 @@
 """A private, consistent copy of a journal that another host may be writing (the logdir on a shared
 filesystem): taken when neither the file nor its side files changed while they were copied, so no lock of the
-shared file is needed and what is read is the journal as it was at one instant (see :func:`_copy_if_quiet`).
+shared file is needed and what is read is the journal as it was at one instant (see `_copy_if_quiet`).
 
-Imports only the journal (``status`` uses it and must start fast).
+Imports only the journal (`status` uses it and must start fast).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _side_state(path: str) -> tuple[int, int] | None:
 
 def _fingerprint(path: Path) -> tuple:
     """What changes when a transaction writes: the file's size, mtime and change counter, and the size and mtime
-    of its side files (a rollback ``-journal``, or a ``-wal`` for a WAL journal made on a local disk or with
+    of its side files (a rollback `-journal`, or a `-wal` for a WAL journal made on a local disk or with
     HF_SUMMARY_SHARED_FS=0)."""
     stat = os.stat(path)
     with open(path, "rb") as f:
@@ -46,10 +46,10 @@ def _fingerprint(path: Path) -> tuple:
 
 
 def _copy_if_quiet(source: Path, dest: Path) -> bool:
-    """Copy ``source`` and its side files to ``dest``; whether nothing changed meanwhile. The copy is then the
+    """Copy `source` and its side files to `dest`; whether nothing changed meanwhile. The copy is then the
     journal as it was at one instant, as a crash would have left it: opening it rolls back a transaction that was
-    under way (a hot ``-journal``, which a writer killed mid-transaction leaves for good) or ignores a torn end
-    of a ``-wal`` (its frames are checksummed)."""
+    under way (a hot `-journal`, which a writer killed mid-transaction leaves for good) or ignores a torn end
+    of a `-wal` (its frames are checksummed)."""
     before = _fingerprint(source)
     shutil.copyfile(source, dest)
     for suffix, state in zip(_SIDE_FILES, before[3], strict=True):
@@ -64,11 +64,11 @@ def _copy_if_quiet(source: Path, dest: Path) -> bool:
 
 @contextmanager
 def journal_snapshot(logdir: Path, timeout: float = SNAPSHOT_TIMEOUT_S) -> Iterator[Journal]:
-    """A :class:`Journal` open on a private, consistent copy of ``logdir``'s journal (deleted on exit). Its
-    ``logdir`` is the copy's: read segment files with ``row.local_path(logdir)`` of the real one.
+    """A `Journal` open on a private, consistent copy of `logdir`'s journal (deleted on exit). Its
+    `logdir` is the copy's: read segment files with `row.local_path(logdir)` of the real one.
 
-    Raises ``FileNotFoundError`` (no journal), :class:`SnapshotError` (it kept changing for ``timeout``) and
-    :class:`~hf_summary.journal.JournalCorruptError` (copies taken while it did not change were unusable).
+    Raises `FileNotFoundError` (no journal), `SnapshotError` (it kept changing for `timeout`) and
+    `JournalCorruptError` (copies taken while it did not change were unusable).
     """
     source = journal_path(logdir)
     deadline = time.monotonic() + timeout

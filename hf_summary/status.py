@@ -1,8 +1,8 @@
 """`hf-summary status`: where a run stands, from its journal alone (never the Hub).
 
-Kept apart from ``recover`` so that the command imports only the journal and the process checks (sqlite3 and
-psutil), not huggingface_hub: ``hf-summary status`` answers in a fraction of a second on a month-long run. On a
-shared filesystem it reads a consistent copy of the journal (:mod:`hf_summary.snapshot`): the writer's host may
+Kept apart from `recover` so that the command imports only the journal and the process checks (sqlite3 and
+psutil), not huggingface_hub: `hf-summary status` answers in a fraction of a second on a month-long run. On a
+shared filesystem it reads a consistent copy of the journal (`hf_summary.snapshot`): the writer's host may
 be writing it, and locks may not reach across hosts.
 """
 
@@ -27,12 +27,12 @@ def run_status(logdir: Path) -> dict:
     """Where a run stands: pending work, last commit and error, the uploader, its latest writer and the run's
     state, the settings. Reads only the journal (never the Hub) and changes nothing.
 
-    ``state``: ``offline`` (its latest writer runs or ran offline: `hf-summary sync` pushes it), ``live`` (a
-    writer or uploader is alive and pushes it), ``preempted`` (its latest writer ended without close() or
-    interpreter exit: a signal, a kill, a lost node; or a stop signal was recorded since it started), ``closed``
-    (closed cleanly) or ``idle`` (no writer recorded, no uploader alive). ``preempted`` is also a flag of its own,
-    for offline runs. ``disk``: the latest episode of events held in memory because the logdir's filesystem refused
-    them (``since``, ``ended`` or None while it lasts, ``held``, ``written``, ``dropped``, ``lost``), or None."""
+    `state`: `offline` (its latest writer runs or ran offline: `hf-summary sync` pushes it), `live` (a
+    writer or uploader is alive and pushes it), `preempted` (its latest writer ended without close() or
+    interpreter exit: a signal, a kill, a lost node; or a stop signal was recorded since it started), `closed`
+    (closed cleanly) or `idle` (no writer recorded, no uploader alive). `preempted` is also a flag of its own,
+    for offline runs. `disk`: the latest episode of events held in memory because the logdir's filesystem refused
+    them (`since`, `ended` or None while it lasts, `held`, `written`, `dropped`, `lost`), or None."""
     if not journal_path(logdir).exists():
         raise StatusError(f"{logdir} has no hf-summary journal ({journal_path(logdir)} is missing)")
     try:
@@ -79,7 +79,7 @@ def run_status(logdir: Path) -> dict:
 
 def _budget(journal: Journal) -> dict | None:
     """When the repo's commit budget was last the bottleneck (the Hub refused a commit with 429 and the uploader
-    spaced its commits), and by how much it spaces them; ``None`` when it is not (any more)."""
+    spaced its commits), and by how much it spaces them; `None` when it is not (any more)."""
     latest = journal.history("budget", limit=1)
     if not latest or not latest[0].get("gap_s"):
         return None
@@ -88,7 +88,7 @@ def _budget(journal: Journal) -> dict | None:
 
 def parked_pushes(journal: Journal) -> dict | None:
     """The pushes of this run parked in the overflow bucket since the last settle (from the journal's history):
-    where, since when, how many segments; ``None`` when there are none."""
+    where, since when, how many segments; `None` when there are none."""
     settled = journal.history("settled", limit=1)
     after = settled[0]["id"] if settled else 0
     parked = [event for event in journal.history("overflow", limit=1000) if event["id"] > after]
@@ -121,7 +121,7 @@ def _run_state(writer: WriterRecord | None, writer_alive: bool, uploader_alive: 
 
 
 def public_url(url: str | None) -> str | None:
-    """``url`` without any ``user:password@`` part."""
+    """`url` without any `user:password@` part."""
     if not url:
         return url
     parts = urlsplit(url)

@@ -1,15 +1,15 @@
-"""Benchmark ``add_latency``: how long each ``add_scalar`` / ``add_scalars`` call keeps the training thread, over a
+"""Benchmark `add_latency`: how long each `add_scalar` / `add_scalars` call keeps the training thread, over a
 paced run with rolls and pushes going on, for no writer (the loop and the machine alone), tensorboardX's
-``SummaryWriter``, torch's (``torch.utils.tensorboard``, where torch is installed), hf-summary's ``HFSummaryWriter``
-rolling every ``--tick-s`` (and the same without a roll during the run), side by side in one run. Each logs Python
-floats; tensorboardX, torch and ours also log each other kind of value of ``--values`` (a numpy scalar, a 0-d numpy
-array, 0-d float32 and bfloat16 tensors: ``scripts/benchkit/values.py``) in runs of their own.
+`SummaryWriter`, torch's (`torch.utils.tensorboard`, where torch is installed), hf-summary's `HFSummaryWriter`
+rolling every `--tick-s` (and the same without a roll during the run), side by side in one run. Each logs Python
+floats; tensorboardX, torch and ours also log each other kind of value of `--values` (a numpy scalar, a 0-d numpy
+array, 0-d float32 and bfloat16 tensors: `scripts/benchkit/values.py`) in runs of their own.
 
 Per writer, the median over rounds of p50 / p99 / p99.9 / max (µs) of every call (the first step of the run
-excluded: it opens the first file), the calls over 1 ms and 5 ms, and, for the calls over ``--slow-us``, where they
-come from: the share that overlapped a garbage collection (any thread's, seen by a ``gc.callbacks`` hook), that
-came within ``NEAR_ROLL_MS`` of a segment being sealed (hf-summary only: the journal's ``sealed_at``), and the share
-of their time the training thread spent off the CPU (waiting for the GIL, or descheduled: ``thread_time`` against
+excluded: it opens the first file), the calls over 1 ms and 5 ms, and, for the calls over `--slow-us`, where they
+come from: the share that overlapped a garbage collection (any thread's, seen by a `gc.callbacks` hook), that
+came within `NEAR_ROLL_MS` of a segment being sealed (hf-summary only: the journal's `sealed_at`), and the share
+of their time the training thread spent off the CPU (waiting for the GIL, or descheduled: `thread_time` against
 the wall clock). Ratios against tensorboardX and against no writer are printed alongside.
 
 Usage::
@@ -17,7 +17,7 @@ Usage::
     python scripts/bench_add_latency.py                      # 3 rounds of 20 s per writer, a roll every 0.25 s
     python scripts/bench_add_latency.py --rounds 1 --duration-s 3 --json out.json
 
-Each trainer is a fresh interpreter (``--worker``) with ``HF_ENDPOINT``/``HF_TOKEN``/``HF_HUB_DISABLE_XET`` set
+Each trainer is a fresh interpreter (`--worker`) with `HF_ENDPOINT`/`HF_TOKEN`/`HF_HUB_DISABLE_XET` set
 before huggingface_hub is imported; writers are interleaved over rounds (A B C, B C A, ...); hf-summary pushes to
 the local Hub. Nothing in the timed process runs but the loop and the writer's own threads. Every process started
 here is ended by its own pid.
@@ -86,7 +86,7 @@ def _open(kind: str, config: dict[str, Any]) -> Any:
 
 
 def worker(config: dict[str, Any]) -> dict[str, Any]:
-    """The paced loop: each step calls ``add_scalar`` per tag and one ``add_scalars``, each call timed alone."""
+    """The paced loop: each step calls `add_scalar` per tag and one `add_scalars`, each call timed alone."""
     import tensorboardX  # noqa: F401  (every variant pays the same imports, torch included when installed)
 
     kind = config["writer"]
@@ -178,7 +178,7 @@ def summarise(raw: dict[str, Any], slow_us: float) -> dict[str, Any]:
 
 
 def run_worker(hub: Any, variant: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    """One trainer: ``variant`` is a writer (logging floats) or ``writer/kind`` (:mod:`benchkit.values`)."""
+    """One trainer: `variant` is a writer (logging floats) or `writer/kind` (`benchkit.values`)."""
     kind, _, value = variant.partition("/")
     name = f"{variant.replace('/', '-')}-{uuid.uuid4().hex[:6]}"
     config = {"writer": kind, "value": value or "float", "logdir": str(tmp / name),
@@ -200,7 +200,7 @@ def run_worker(hub: Any, variant: str, args: argparse.Namespace, tmp: Path) -> d
 
 
 def _figures(rounds: list[dict], *keys: str) -> list[Any]:
-    """The figure at ``keys`` of each round."""
+    """The figure at `keys` of each round."""
     values = []
     for result in rounds:
         value: Any = result
@@ -256,7 +256,7 @@ def render(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
 
 
 def _render_kinds(results: dict[str, list[dict]]) -> str:
-    """``add_scalar``'s p50 and p99 per kind of value (the runs ``writer/kind``), and the ratios to ours."""
+    """`add_scalar`'s p50 and p99 per kind of value (the runs `writer/kind`), and the ratios to ours."""
     kinds = ["float", *sorted({v.partition("/")[2] for v in results if "/" in v}, key=KINDS.index)]
     writers = [w for w in KIND_WRITERS if results.get(w)]
     if len(kinds) < 2 or "ours" not in writers:
