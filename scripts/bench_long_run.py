@@ -21,7 +21,6 @@ set before huggingface_hub is imported; every process started here is ended by i
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchkit.gcpauses import GCPauses, overlaps
 from benchkit.output import emit
 from benchkit.stats import percentile
 from benchkit.trainer import trainer_env
@@ -84,32 +84,22 @@ def _rolls(logdir: Path) -> int:
 def _paced_loop(writer, steps_per_s: float, told_to_stop: threading.Event, duration: float | None) -> dict[str, Any]:
     """`add_scalar` and `add_scalars` once a step, each timed, until told to stop (or for `duration` s);
     the garbage collections meanwhile (any thread's)."""
-    gc_spans: list[tuple[float, float]] = []  # (start, end) of each garbage collection, any thread
-    gc_started: list[float] = []
-
-    def on_gc(phase: str, info: dict) -> None:
-        if phase == "start":
-            gc_started.append(time.monotonic())
-        elif gc_started:
-            gc_spans.append((gc_started.pop(), time.monotonic()))
-
-    gc.callbacks.append(on_gc)
     latencies: list[tuple[float, int]] = []
     start = time.monotonic()
     step = 0
     period = 1.0 / steps_per_s
-    while not told_to_stop.is_set() if duration is None else (time.monotonic() - start < duration):
-        now = time.monotonic()
-        t0 = time.perf_counter_ns()
-        writer.add_scalar("loss", 1.0 / (step + 1), step)
-        t1 = time.perf_counter_ns()
-        writer.add_scalars("pair", {"a": step * 0.5, "b": -step * 0.5}, step)
-        latencies += [(now, t1 - t0), (now, time.perf_counter_ns() - t1)]
-        step += 1
-        time.sleep(max(0.0, start + step * period - time.monotonic()))
-    end = time.monotonic()
-    gc.callbacks.remove(on_gc)
-    return {"start": start, "end": end, "steps": step, "latencies": latencies, "gc": gc_spans}
+    with GCPauses(time.monotonic_ns) as gc_pauses:
+        while not told_to_stop.is_set() if duration is None else (time.monotonic() - start < duration):
+            now = time.monotonic()
+            t0 = time.perf_counter_ns()
+            writer.add_scalar("loss", 1.0 / (step + 1), step)
+            t1 = time.perf_counter_ns()
+            writer.add_scalars("pair", {"a": step * 0.5, "b": -step * 0.5}, step)
+            latencies += [(now, t1 - t0), (now, time.perf_counter_ns() - t1)]
+            step += 1
+            time.sleep(max(0.0, start + step * period - time.monotonic()))
+        end = time.monotonic()
+    return {"start": start, "end": end, "steps": step, "latencies": latencies, "gc": gc_pauses.spans()}
 
 
 def _our_run(logdir: Path) -> dict[str, Any]:
@@ -192,8 +182,7 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
             "add_ms_p99": percentile(lat, 0.99),
             "add_ms_max": max(lat, default=None),
             "add_over_5ms": len(stalls),
-            "add_over_5ms_in_gc": sum(1 for t, ms in stalls
-                                      if any(a <= t + ms / 1e3 and t <= b for a, b in raw["gc"])),
+            "add_over_5ms_in_gc": sum(1 for t, ms in stalls if overlaps(t * 1e9, t * 1e9 + ms * 1e6, raw["gc"])),
             "hub_files_per_run_max": max(files, default=None),
         }
     out["final_hub_files_per_run"] = raw["final_files"]
