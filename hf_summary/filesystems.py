@@ -2,13 +2,13 @@
 
 A logdir on a network filesystem (NFS, Lustre, GPFS, WekaFS, CephFS, BeeGFS, SMB, ...) or on FUSE (which may be
 any of those, or a bind of one) can be read and written by two hosts at once. What works between processes of
-one host does not between hosts there: SQLite's WAL index is shared memory (an mmap of ``-shm``), two hosts'
-page caches disagree, and byte-range locks may be local only (Lustre ``localflock``, NFS ``nolock``).
-:func:`filesystem_of` tells which case a path is in:
+one host does not between hosts there: SQLite's WAL index is shared memory (an mmap of `-shm`), two hosts'
+page caches disagree, and byte-range locks may be local only (Lustre `localflock`, NFS `nolock`).
+`filesystem_of` tells which case a path is in:
 
-1. ``HF_SUMMARY_SHARED_FS=1`` (or ``0``) in the environment decides, for users who know their filesystem better;
-2. else the mount table (``/proc/self/mountinfo``): the mount whose device is the path's;
-3. else (no mount table) ``statfs(2)``'s filesystem magic number, on Linux.
+1. `HF_SUMMARY_SHARED_FS=1` (or `0`) in the environment decides, for users who know their filesystem better;
+2. else the mount table (`/proc/self/mountinfo`): the mount whose device is the path's;
+3. else (no mount table) `statfs(2)`'s filesystem magic number, on Linux.
 
 A path that does not exist yet is judged by its nearest existing parent.
 """
@@ -43,8 +43,8 @@ _MAGIC_TYPES = {
 
 @dataclass(frozen=True)
 class Filesystem:
-    """``type``: the mount table's name for it (``nfs4``, ``fuse.sshfs``, ``ext4``...) or ``unknown``;
-    ``shared``: whether another host may see it too; ``why``: how that was decided, for messages."""
+    """`type`: the mount table's name for it (`nfs4`, `fuse.sshfs`, `ext4`...) or `unknown`;
+    `shared`: whether another host may see it too; `why`: how that was decided, for messages."""
 
     type: str
     shared: bool
@@ -59,7 +59,7 @@ def is_shared_type(fs_type: str) -> bool:
 
 
 def filesystem_of(path: str | os.PathLike[str]) -> Filesystem:
-    """The filesystem ``path`` is on; see the module docstring for how it is decided."""
+    """The filesystem `path` is on; see the module docstring for how it is decided."""
     existing, device = _nearest_existing(Path(path))
     fs_type = _type_from_mount_table(device) or _type_from_statfs(existing) or "unknown"
     override = os.environ.get(SHARED_FS_ENV, "").strip()
@@ -69,7 +69,7 @@ def filesystem_of(path: str | os.PathLike[str]) -> Filesystem:
 
 
 def _nearest_existing(path: Path) -> tuple[Path, int | None]:
-    """The path itself or its nearest existing parent, and its device (None when even ``/`` cannot be stat'ed)."""
+    """The path itself or its nearest existing parent, and its device (None when even `/` cannot be stat'ed)."""
     path = path.absolute()
     while True:
         try:
@@ -83,7 +83,7 @@ def _nearest_existing(path: Path) -> tuple[Path, int | None]:
 
 
 def _type_from_mount_table(device: int | None) -> str | None:
-    """The type of the mount of ``device``; several mounts of one device (bind mounts) share its type."""
+    """The type of the mount of `device`; several mounts of one device (bind mounts) share its type."""
     if device is None:
         return None
     try:
@@ -95,8 +95,8 @@ def _type_from_mount_table(device: int | None) -> str | None:
 
 class _MountTable:
     """The mount table's types by device, read again only when a mount or unmount changed it: the kernel marks
-    an open ``/proc/self/mountinfo`` with a priority event then (proc(5)), so a check costs one ``poll(2)``, and
-    ``status`` over a thousand runs reads the table once."""
+    an open `/proc/self/mountinfo` with a priority event then (proc(5)), so a check costs one `poll(2)`, and
+    `status` over a thousand runs reads the table once."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

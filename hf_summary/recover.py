@@ -119,11 +119,12 @@ def recover(
     Hub (size and content) and push again what is missing. Safe to run any number of times: when the Hub
     holds everything, no commit is made.
 
-    Holds the journal's lease throughout (waiting for a live uploader unless ``wait`` is false, then
-    :class:`LeaseBusyError`); an uploader on another host cannot be checked, so its lease is taken only with
-    ``take_over`` (when that machine is known to be gone). ``settings`` are needed only when the journal is missing, or unusable and its
-    settings unreadable (it is then moved aside and rebuilt from the segments on disk). ``dry_run`` lists
-    what would be pushed and changes nothing (neither the journal nor the files nor the Hub).
+    Holds the journal's lease throughout (waiting for a live uploader unless `wait` is false, then
+    [`LeaseBusyError`][hf_summary.recover.LeaseBusyError]); an uploader on another host cannot be checked, so
+    its lease is taken only with `take_over` (when that machine is known to be gone). `settings` are needed
+    only when the journal is missing, or unusable and its settings unreadable (it is then moved aside and
+    rebuilt from the segments on disk). `dry_run` lists what would be pushed and changes nothing (neither the
+    journal nor the files nor the Hub).
     """
     started = time.monotonic()
     deadline = started + timeout
@@ -143,7 +144,8 @@ def recover(
 
 
 def require_online() -> None:
-    """Raise :class:`RecoverError` when huggingface_hub is in offline mode: every push would be refused."""
+    """Raise [`RecoverError`][hf_summary.recover.RecoverError] when huggingface_hub is in offline mode: every
+    push would be refused."""
     if offline_mode():
         raise RecoverError(
             "HF_HUB_OFFLINE is set, so huggingface_hub refuses every request from here; run this where the Hub is "
@@ -198,8 +200,8 @@ def _recover(logdir, settings, token, wait, take_over, deadline, report: Recover
 
 def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: RecoverReport, say) -> bool:
     """A run on a shared filesystem whose writer lives on another host: push what it sealed and this host reads
-    whole, writing nothing the writer's host writes (:mod:`hf_summary.crosshost`); a journal still without its
-    settings (a writer creating it) is left alone too, unless ``take_over``. Returns False when no writer of
+    whole, writing nothing the writer's host writes (`hf_summary.crosshost`); a journal still without its
+    settings (a writer creating it) is left alone too, unless `take_over`. Returns False when no writer of
     another host lives (then the run is this host's to recover)."""
     try:
         with journal_snapshot(logdir) as snapshot:
@@ -356,7 +358,7 @@ def _conclude(journal: Journal, report: RecoverReport) -> None:
 
 
 def _drain(pusher: Pusher, owner: LeaseOwner, deadline: float, report: RecoverReport, say) -> ExitStatus:
-    """Push every pending segment with the lease already held (by ``owner``); retry until ``deadline``."""
+    """Push every pending segment with the lease already held (by `owner`); retry until `deadline`."""
     journal = pusher.journal
     pending = journal.pending_segments()
     if not pending:
@@ -414,7 +416,7 @@ def _check_hub(
 
 
 def _committed_verdict(row: SegmentRow, logdir: Path, remote: dict[str, RemoteFile]) -> tuple[bool | None, bool]:
-    """For a committed segment: whether the Hub holds it (``None``: only downloading it can tell), and whether
+    """For a committed segment: whether the Hub holds it (`None`: only downloading it can tell), and whether
     its file on disk still has the recorded content, so it can be pushed again (read only when that matters:
     not when the Hub's LFS sha256 already says it holds it)."""
     found = remote.get(row.path_in_repo)
@@ -463,7 +465,7 @@ def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverRepo
 
 
 def _open_to_plan(logdir: Path, report: RecoverReport) -> tuple[Journal | None, bool]:
-    """The journal, if it is there and sound (read-only use); else ``None``, with a note saying why. And
+    """The journal, if it is there and sound (read-only use); else `None`, with a note saying why. And
     whether it is there but unusable (a real run would move it aside)."""
     journal, problem = None, None
     try:
@@ -506,7 +508,7 @@ def _plan_journal_rows(logdir: Path, rows: list[SegmentRow], writer_alive, repor
 
 
 def _unknown_on_disk(logdir: Path, on_disk, known, settings: RunSettings):
-    """``(run, name, complete size, digests)`` of the segments on disk that the journal does not know."""
+    """`(run, name, complete size, digests)` of the segments on disk that the journal does not know."""
     for run, name in on_disk:
         relative = logdir_relative(run, name)
         if (run, name) in known or not path_matches(relative, settings.allow_patterns, settings.ignore_patterns):
@@ -518,7 +520,7 @@ def _unknown_on_disk(logdir: Path, on_disk, known, settings: RunSettings):
 
 def _plan_against_hub(client: PushTarget, settings: RunSettings, plan: _Plan, committed: list[SegmentRow],
                       report: RecoverReport) -> None:
-    """Keep of ``plan`` what the Hub lacks, and add the committed segments it lacks (or that are lost)."""
+    """Keep of `plan` what the Hub lacks, and add the committed segments it lacks (or that are lost)."""
     try:
         remote = client.list_files(settings.path_in_repo) if (committed or plan) else {}
     except HubError as exc:

@@ -1,13 +1,13 @@
 """Consistent reads of a journal that another host may be writing (the logdir on a shared filesystem), with no
 lock of the shared file: locks may not reach across hosts.
 
-- :func:`read_journal` runs a short read in place, and keeps its result when no transaction was under way
+- `read_journal` runs a short read in place, and keeps its result when no transaction was under way
   before it nor ran during it (no side file, the same size, mtime and change counter after as before); else it
-  reads a copy. ``status`` reads a thousand runs this way.
-- :func:`journal_snapshot` gives a private copy to keep for a long while (``recover`` pushes from it), taken when
-  neither the file nor its side files changed while they were copied (see :func:`_copy_if_quiet`).
+  reads a copy. `status` reads a thousand runs this way.
+- `journal_snapshot` gives a private copy to keep for a long while (`recover` pushes from it), taken when
+  neither the file nor its side files changed while they were copied (see `_copy_if_quiet`).
 
-Either way what is read is the journal as it was at one instant. Imports only the journal (``status`` uses it and
+Either way what is read is the journal as it was at one instant. Imports only the journal (`status` uses it and
 must start fast).
 """
 
@@ -46,7 +46,7 @@ def _side_state(path: str) -> tuple[int, int] | None:
 
 def _fingerprint(path: Path) -> tuple:
     """What changes when a transaction writes: the file's size, mtime and change counter, and the size and mtime
-    of its side files (a rollback ``-journal``, or a ``-wal`` for a WAL journal made on a local disk or with
+    of its side files (a rollback `-journal`, or a `-wal` for a WAL journal made on a local disk or with
     HF_SUMMARY_SHARED_FS=0)."""
     stat = os.stat(path)
     with open(path, "rb") as f:
@@ -56,10 +56,10 @@ def _fingerprint(path: Path) -> tuple:
 
 
 def _copy_if_quiet(source: Path, dest: Path) -> bool:
-    """Copy ``source`` and its side files to ``dest``; whether nothing changed meanwhile. The copy is then the
+    """Copy `source` and its side files to `dest`; whether nothing changed meanwhile. The copy is then the
     journal as it was at one instant, as a crash would have left it: opening it rolls back a transaction that was
-    under way (a hot ``-journal``, which a writer killed mid-transaction leaves for good) or ignores a torn end
-    of a ``-wal`` (its frames are checksummed)."""
+    under way (a hot `-journal`, which a writer killed mid-transaction leaves for good) or ignores a torn end
+    of a `-wal` (its frames are checksummed)."""
     before = _fingerprint(source)
     shutil.copyfile(source, dest)
     for suffix, state in zip(_SIDE_FILES, before[3], strict=True):
@@ -74,11 +74,11 @@ def _copy_if_quiet(source: Path, dest: Path) -> bool:
 
 @contextmanager
 def journal_snapshot(logdir: Path, timeout: float = SNAPSHOT_TIMEOUT_S) -> Iterator[Journal]:
-    """A :class:`Journal` open on a private, consistent copy of ``logdir``'s journal (deleted on exit). Its
-    ``logdir`` is the copy's: read segment files with ``row.local_path(logdir)`` of the real one.
+    """A `Journal` open on a private, consistent copy of `logdir`'s journal (deleted on exit). Its
+    `logdir` is the copy's: read segment files with `row.local_path(logdir)` of the real one.
 
-    Raises ``FileNotFoundError`` (no journal), :class:`SnapshotError` (it kept changing for ``timeout``) and
-    :class:`~hf_summary.journal.JournalCorruptError` (copies taken while it did not change were unusable).
+    Raises `FileNotFoundError` (no journal), `SnapshotError` (it kept changing for `timeout`) and
+    `JournalCorruptError` (copies taken while it did not change were unusable).
     """
     source = journal_path(logdir)
     deadline = time.monotonic() + timeout
@@ -103,12 +103,12 @@ def journal_snapshot(logdir: Path, timeout: float = SNAPSHOT_TIMEOUT_S) -> Itera
 
 
 def read_journal(logdir: Path, read: Callable[[Journal], T], timeout: float = SNAPSHOT_TIMEOUT_S) -> T:
-    """``read(journal)`` on ``logdir``'s journal as it was at one instant; ``read`` must only read, and be short.
+    """`read(journal)` on `logdir`'s journal as it was at one instant; `read` must only read, and be short.
 
     In place (no copy, no lock) when the journal has no side file (no transaction under way, no WAL) and is the
-    same after ``read`` as before it; a read torn by a transaction meanwhile is thrown away and made again. A
+    same after `read` as before it; a read torn by a transaction meanwhile is thrown away and made again. A
     journal with a side file (a transaction under way, or a hot rollback journal its killed writer left for good)
-    or of an older schema version is read from a :func:`journal_snapshot`. Raises as :func:`journal_snapshot`.
+    or of an older schema version is read from a `journal_snapshot`. Raises as `journal_snapshot`.
     """
     source = journal_path(logdir)
     deadline = time.monotonic() + timeout

@@ -1,9 +1,9 @@
 """`hf-summary status`: where a run stands, from its journal alone (never the Hub).
 
-Kept apart from ``recover`` so that the command imports only the journal and the process checks (sqlite3 and
-psutil), not huggingface_hub: ``hf-summary status`` answers in a fraction of a second on a month-long run. On a
-shared filesystem it reads the journal as it was at one instant (:func:`hf_summary.snapshot.read_journal`): the writer's host may
-be writing it, and locks may not reach across hosts.
+Kept apart from `recover` so that the command imports only the journal and the process checks (sqlite3 and
+psutil), not huggingface_hub: `hf-summary status` answers in a fraction of a second on a month-long run. On a
+shared filesystem it reads the journal as it was at one instant (`hf_summary.snapshot.read_journal`): the
+writer's host may be writing it, and locks may not reach across hosts.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ def run_status(logdir: Path) -> dict:
     """Where a run stands: pending work, last commit and error, the uploader, its latest writer and the run's
     state, the settings. Reads only the journal (never the Hub) and changes nothing.
 
-    ``state``: ``offline`` (its latest writer runs or ran offline: `hf-summary sync` pushes it), ``live`` (a
-    writer or uploader is alive and pushes it), ``preempted`` (its latest writer ended without close() or
-    interpreter exit: a signal, a kill, a lost node; or a stop signal was recorded since it started), ``closed``
-    (closed cleanly) or ``idle`` (no writer recorded, no uploader alive). ``preempted`` is also a flag of its own,
-    for offline runs. ``disk``: the latest episode of events held in memory because the logdir's filesystem refused
-    them (``since``, ``ended`` or None while it lasts, ``held``, ``written``, ``dropped``, ``lost``), or None."""
+    `state`: `offline` (its latest writer runs or ran offline: `hf-summary sync` pushes it), `live` (a
+    writer or uploader is alive and pushes it), `preempted` (its latest writer ended without close() or
+    interpreter exit: a signal, a kill, a lost node; or a stop signal was recorded since it started), `closed`
+    (closed cleanly) or `idle` (no writer recorded, no uploader alive). `preempted` is also a flag of its own,
+    for offline runs. `disk`: the latest episode of events held in memory because the logdir's filesystem refused
+    them (`since`, `ended` or None while it lasts, `held`, `written`, `dropped`, `lost`), or None."""
     if not journal_path(logdir).exists():
         raise StatusError(f"{logdir} has no hf-summary journal ({journal_path(logdir)} is missing)")
     try:
@@ -75,7 +75,7 @@ def run_status(logdir: Path) -> dict:
 
 
 def _read(journal: Journal) -> tuple[dict, RunSettings | None, tuple[LeaseOwner, float] | None, list[WriterRecord]]:
-    """What :func:`run_status` needs of the journal, read in one go."""
+    """What `run_status` needs of the journal, read in one go."""
     status = journal.status()
     latest = journal.latest_history(("budget", "settled", "overflow"))
     status.update(budget=_budget(latest.get("budget")), parked=parked_pushes(journal, latest),
@@ -85,7 +85,7 @@ def _read(journal: Journal) -> tuple[dict, RunSettings | None, tuple[LeaseOwner,
 
 def _budget(latest: dict | None) -> dict | None:
     """When the repo's commit budget was last the bottleneck (the Hub refused a commit with 429 and the uploader
-    spaced its commits), and by how much it spaces them, from the latest ``budget`` history entry; ``None`` when it
+    spaced its commits), and by how much it spaces them, from the latest `budget` history entry; `None` when it
     is not (any more)."""
     if not latest or not latest.get("gap_s"):
         return None
@@ -94,8 +94,8 @@ def _budget(latest: dict | None) -> dict | None:
 
 def parked_pushes(journal: Journal, latest: dict[str, dict] | None = None) -> dict | None:
     """The pushes of this run parked in the overflow bucket since the last settle (from the journal's history):
-    where, since when, how many segments; ``None`` when there are none. ``latest``: the journal's
-    :meth:`~hf_summary.journal.Journal.latest_history` of ``settled`` and ``overflow``, when already read."""
+    where, since when, how many segments; `None` when there are none. `latest`: the journal's
+    `latest_history` of `settled` and `overflow`, when already read."""
     if latest is None:
         latest = journal.latest_history(("settled", "overflow"))
     after = latest["settled"]["id"] if "settled" in latest else 0
@@ -129,7 +129,7 @@ def _run_state(writer: WriterRecord | None, writer_alive: bool, uploader_alive: 
 
 
 def public_url(url: str | None) -> str | None:
-    """``url`` without any ``user:password@`` part."""
+    """`url` without any `user:password@` part."""
     if not url:
         return url
     parts = urlsplit(url)

@@ -2,7 +2,7 @@
 own recorded destination, with `recover`'s push and verification.
 
 A run whose writer is still alive (offline on a compute node, say, with the logdir on a shared filesystem) gets
-what is sealed pushed; its open segments stay with their writer (see :mod:`hf_summary.liveness` for how a
+what is sealed pushed; its open segments stay with their writer (see `hf_summary.liveness` for how a
 writer on another host is judged alive) and a later sync pushes them. A run whose live uploader holds the
 journal's lease is left to it. Running sync again is safe: what the Hub holds is never committed again.
 """
@@ -30,7 +30,7 @@ OUTCOMES = ("ok", "writing", "incomplete", "busy", "failed")
 
 @dataclass
 class RunSync:
-    """How one run fared: ``outcome`` is one of :data:`OUTCOMES`."""
+    """How one run fared: `outcome` is one of `OUTCOMES`."""
 
     logdir: Path
     outcome: str
@@ -73,11 +73,11 @@ def sync(
     take_over: bool = False,
     say: Callable[[str], None] = lambda _: None,
 ) -> SyncResult:
-    """Push every run at or under ``paths``, one after the other, within ``timeout`` seconds in all.
+    """Push every run at or under `paths`, one after the other, within `timeout` seconds in all.
 
-    Raises :class:`~hf_summary.recover.RecoverError` in offline mode, ``NotADirectoryError`` for a path that
-    is not a directory and :class:`~hf_summary.runs.NoRunsError` when no run is found. ``take_over`` is
-    ``recover``'s: take the lease of an uploader on another host that is known to be gone.
+    Raises [`RecoverError`][hf_summary.recover.RecoverError] in offline mode, `NotADirectoryError` for a path
+    that is not a directory and `NoRunsError` when no run is found. `take_over` is `recover`'s: take the lease
+    of an uploader on another host that is known to be gone.
     """
     require_online()
     runs = find_runs(paths)

@@ -1,7 +1,7 @@
 """The journal's read-only queries, the ones `hf-summary status` runs among them, in plain SQL on a connection.
 
-Plain ``sqlite3`` on purpose: `hf-summary status` answers in a fraction of a second on a month-long run, so it imports
-nothing heavier than sqlite3 and reads each figure with an index lookup or one row (see ``scripts/bench_status.py``).
+Plain `sqlite3` on purpose: `hf-summary status` answers in a fraction of a second on a month-long run, so it imports
+nothing heavier than sqlite3 and reads each figure with an index lookup or one row (see `scripts/bench_status.py`).
 The caller holds the connection's lock, and a transaction when several reads must agree.
 """
 
@@ -21,32 +21,32 @@ REPLACED_KEY = "replaced_segments"
 
 
 def query(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-    """The rows of ``sql`` as dicts keyed by column name."""
+    """The rows of `sql` as dicts keyed by column name."""
     cursor = db.execute(sql, params)
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor]
 
 
 def flag(db: sqlite3.Connection, key: str, default: Any = None) -> Any:
-    """The JSON value stored under ``key`` in ``flags``, or ``default``."""
+    """The JSON value stored under `key` in `flags`, or `default`."""
     row = db.execute("SELECT value FROM flags WHERE key = ?", [key]).fetchone()
     return default if row is None else json.loads(row[0])
 
 
 def run_settings(db: sqlite3.Connection) -> RunSettings | None:
-    """The stored run settings, or ``None`` when none were saved."""
+    """The stored run settings, or `None` when none were saved."""
     rows = query(db, "SELECT * FROM settings WHERE id = 1")
     return RunSettings.from_row(rows[0]) if rows else None
 
 
 def lease_owner(db: sqlite3.Connection) -> tuple[LeaseOwner, float] | None:
-    """The lease holder and its last heartbeat time, or ``None`` when the lease is free."""
+    """The lease holder and its last heartbeat time, or `None` when the lease is free."""
     row = db.execute("SELECT pid, create_time, host, heartbeat_at FROM lease WHERE id = 1").fetchone()
     return None if row is None else (LeaseOwner(row[0], row[1], row[2]), row[3])
 
 
 def history(db: sqlite3.Connection, kind: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-    """Newest-first history entries as ``{"id", "at", "kind", "message", **fields}``."""
+    """Newest-first history entries as `{"id", "at", "kind", "message", **fields}`."""
     where, params = ("WHERE kind = ?", [kind]) if kind is not None else ("", [])
     rows = db.execute(
         f"SELECT id, at, kind, message, fields FROM history {where} ORDER BY id DESC LIMIT ?", [*params, limit]
@@ -55,7 +55,7 @@ def history(db: sqlite3.Connection, kind: str | None = None, limit: int = 20) ->
 
 
 def latest_history(db: sqlite3.Connection, kinds: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The newest entry (as :func:`history` gives it) of each of ``kinds`` that has one, by kind: one query."""
+    """The newest entry (as `history` gives it) of each of `kinds` that has one, by kind: one query."""
     rows = db.execute(
         "SELECT id, at, kind, message, fields FROM history WHERE id IN "
         f"(SELECT max(id) FROM history WHERE kind IN ({', '.join('?' * len(kinds))}) GROUP BY kind)", list(kinds)
@@ -69,17 +69,17 @@ def _history_entry(row: tuple) -> dict[str, Any]:
 
 
 def stored_replaced_count(db: sqlite3.Connection) -> int | None:
-    """The count of ``replaced`` rows each compaction's commit keeps, or ``None`` in a journal from before it."""
+    """The count of `replaced` rows each compaction's commit keeps, or `None` in a journal from before it."""
     return flag(db, REPLACED_KEY)
 
 
 def counted_replaced_rows(db: sqlite3.Connection) -> int:
-    """How many rows are ``replaced``, counted (a scan of the compaction history)."""
+    """How many rows are `replaced`, counted (a scan of the compaction history)."""
     return db.execute("SELECT count(*) FROM segments WHERE state = 'replaced'").fetchone()[0]
 
 
 def replaced_count(db: sqlite3.Connection) -> int:
-    """How many rows are ``replaced``: the stored count, counted once in a journal from before it."""
+    """How many rows are `replaced`: the stored count, counted once in a journal from before it."""
     stored = stored_replaced_count(db)
     return counted_replaced_rows(db) if stored is None else stored
 
