@@ -48,9 +48,12 @@ def _fingerprint(path: Path) -> tuple:
     """What changes when a transaction writes: the file's size, mtime and change counter, and the size and mtime
     of its side files (a rollback `-journal`, or a `-wal` for a WAL journal made on a local disk or with
     HF_SUMMARY_SHARED_FS=0)."""
-    stat = os.stat(path)
-    with open(path, "rb") as f:
-        header = f.read(100)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        stat = os.fstat(fd)
+        header = os.pread(fd, 100, 0)
+    finally:
+        os.close(fd)
     sides = tuple(_side_state(f"{path}{suffix}") for suffix in _SIDE_FILES)
     return stat.st_size, stat.st_mtime_ns, header[_CHANGE_COUNTER], sides
 

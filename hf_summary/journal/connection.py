@@ -62,7 +62,7 @@ def connect_immutable(path: Path) -> sqlite3.Connection:
     """A read-only connection that takes no lock and never looks for a hot rollback journal: SQLite's
     `immutable` mode, for reading a journal another host may write while the caller checks that no transaction
     ran meanwhile (see `hf_summary.snapshot.read_journal`)."""
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, isolation_level=None)
+    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True, isolation_level=None)
 
 
 def journal_mode_for(path: Path) -> str:
