@@ -1,18 +1,18 @@
-"""Shared commits for many runs that push to one target (endpoint, repo type, repo and branch): ``sync`` of a
+"""Shared commits for many runs that push to one target (endpoint, repo type, repo and branch): `sync` of a
 sweep's runs makes one commit per batch of runs instead of one per run, so that it stays within the repo's commit
 budget (about 128 commits an hour) and spends one upload and one commit request per batch.
 
-A batch holds at most :data:`MAX_FILES_PER_COMMIT` files (the Hub advises commits of at most 100 files) and
-:data:`MAX_BYTES_PER_COMMIT` bytes; a run's files go in one commit when they fit in one. What goes in is what
-each run would push on its own (:class:`JournalShare`: its sealed segments and changed assets, after its run
-folder's parked pushes were moved in; :class:`ForeignShare`: the sealed segments of a live writer of another
+A batch holds at most `MAX_FILES_PER_COMMIT` files (the Hub advises commits of at most 100 files) and
+`MAX_BYTES_PER_COMMIT` bytes; a run's files go in one commit when they fit in one. What goes in is what
+each run would push on its own (`JournalShare`: its sealed segments and changed assets, after its run
+folder's parked pushes were moved in; `ForeignShare`: the sealed segments of a live writer of another
 host that this host reads whole), and each run learns of a commit only once it is made: a journal marks its
 segments committed after the commit that carried them. A crash between the two leaves them sealed; the next push
 carries them again and the client skips the files the Hub already holds (the same content at the same path), so
 nothing is committed twice.
 
 A commit refused for the repo's commit budget (HTTP 429) is tried again, spaced as the uploader spaces its own
-(:mod:`~hf_summary.uploader.pacing`), until the time allowed runs out: then the runs not pushed stay pending
+(`pacing`), until the time allowed runs out: then the runs not pushed stay pending
 (incomplete, not failed). Other transient errors back off and retry the same way; a permanent one fails the runs
 of its batch.
 """
@@ -59,7 +59,7 @@ class File:
 
 
 class JournalShare:
-    """The part of a run of this host (a :class:`~hf_summary.recover.Recovery`, its lease held) in the shared
+    """The part of a run of this host (a `Recovery`, its lease held) in the shared
     commits: its sealed segments on disk and its changed assets."""
 
     def __init__(self, recovery: Recovery):
@@ -100,7 +100,7 @@ class JournalShare:
             self.recovery.pusher.set_aside(rows, exc)
 
     def refused(self, files: list[File], exc: HubError) -> None:
-        """The Hub did not take ``files`` in the time allowed: recorded in the journal and the report."""
+        """The Hub did not take `files` in the time allowed: recorded in the journal and the report."""
         rows = [self._rows[file.path_in_repo] for file in files if file.path_in_repo in self._rows]
         permanent = isinstance(exc, PermanentHubError)
         self.recovery.journal.record_failure([row.id for row in rows], str(exc), permanent=permanent)
@@ -109,12 +109,12 @@ class JournalShare:
         report.exit_status = ExitStatus.FAILED if permanent else ExitStatus.INCOMPLETE
 
     def conclude(self) -> None:
-        """Verify on the Hub and push what is left, as ``recover`` does (nothing, usually)."""
+        """Verify on the Hub and push what is left, as `recover` does (nothing, usually)."""
         self.recovery.finish()
 
 
 class ForeignShare:
-    """The part of a run whose writer lives on another host (a :class:`~hf_summary.recover.ForeignRun`): the
+    """The part of a run whose writer lives on another host (a `ForeignRun`): the
     sealed segments this host reads whole and the Hub lacks; nothing is recorded in its journal."""
 
     def __init__(self, run: ForeignRun):
@@ -163,7 +163,7 @@ class _Batch:
 
 def batches(shares: list[Share], *, max_files: int = MAX_FILES_PER_COMMIT,
             max_bytes: int = MAX_BYTES_PER_COMMIT) -> list[_Batch]:
-    """The shares' files in batches of at most ``max_files`` files and ``max_bytes`` bytes (a file bigger than
+    """The shares' files in batches of at most `max_files` files and `max_bytes` bytes (a file bigger than
     that alone); a share's files start a new batch when they fit in one but not in the current one."""
     found: list[_Batch] = [_Batch()]
 
@@ -184,8 +184,8 @@ def batches(shares: list[Share], *, max_files: int = MAX_FILES_PER_COMMIT,
 
 def push_together(shares: list[Share], client: PushTarget, *, deadline: float, max_files: int = MAX_FILES_PER_COMMIT,
                   say: Callable[[str], None] = lambda _: None) -> list[str]:
-    """Push the files of ``shares`` (runs of one target, ``client``'s) in shared commits; the commits made. Each
-    share then needs its :meth:`~JournalShare.conclude`."""
+    """Push the files of `shares` (runs of one target, `client`'s) in shared commits; the commits made. Each
+    share then needs its `conclude`."""
     pushing = [share for share in shares if share.files]
     committer = SharedCommits(client, tick_s=min((share.settings.commit_every_s for share in pushing), default=0.0),
                               deadline=deadline, say=say)
@@ -216,7 +216,7 @@ def _after_commits(shares: list[JournalShare]) -> None:
 
 class SharedCommits:
     """Commits batches of files for one target, one after the other, spacing them while the repo's commit
-    budget is spent; ``deadline`` (monotonic) bounds the waits. ``commits`` lists what was committed."""
+    budget is spent; `deadline` (monotonic) bounds the waits. `commits` lists what was committed."""
 
     def __init__(self, client: PushTarget, *, tick_s: float, deadline: float,
                  say: Callable[[str], None] = lambda _: None):
@@ -228,7 +228,7 @@ class SharedCommits:
         self._failures = 0
 
     def push(self, batch: _Batch) -> None:
-        """Commit ``batch`` (retrying within the deadline); each share hears of its files' fate."""
+        """Commit `batch` (retrying within the deadline); each share hears of its files' fate."""
         while batch.parts:
             files = batch.files
             size = sum(file.size for file in files)

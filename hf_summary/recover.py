@@ -63,11 +63,12 @@ def recover(
     Hub (size and content) and push again what is missing. Safe to run any number of times: when the Hub
     holds everything, no commit is made.
 
-    Holds the journal's lease throughout (waiting for a live uploader unless ``wait`` is false, then
-    :class:`LeaseBusyError`); an uploader on another host cannot be checked, so its lease is taken only with
-    ``take_over`` (when that machine is known to be gone). ``settings`` are needed only when the journal is missing, or unusable and its
-    settings unreadable (it is then moved aside and rebuilt from the segments on disk). ``dry_run`` lists
-    what would be pushed and changes nothing (neither the journal nor the files nor the Hub).
+    Holds the journal's lease throughout (waiting for a live uploader unless `wait` is false, then
+    [`LeaseBusyError`][hf_summary.recover_report.LeaseBusyError]); an uploader on another host cannot be checked, so
+    its lease is taken only with `take_over` (when that machine is known to be gone). `settings` are needed
+    only when the journal is missing, or unusable and its settings unreadable (it is then moved aside and
+    rebuilt from the segments on disk). `dry_run` lists what would be pushed and changes nothing (neither the
+    journal nor the files nor the Hub).
     """
     started = time.monotonic()
     deadline = started + timeout
@@ -87,7 +88,8 @@ def recover(
 
 
 def require_online() -> None:
-    """Raise :class:`RecoverError` when huggingface_hub is in offline mode: every push would be refused."""
+    """Raise [`RecoverError`][hf_summary.recover_report.RecoverError] when huggingface_hub is in offline mode: every
+    push would be refused."""
     if offline_mode():
         raise RecoverError(
             "HF_HUB_OFFLINE is set, so huggingface_hub refuses every request from here; run this where the Hub is "
@@ -120,11 +122,11 @@ def open_recovery(
     deadline: float,
     say: Callable[[str], None] = lambda _: None,
 ) -> Iterator[Recovery | ForeignRun | None]:
-    """A run ready to recover in steps: a :class:`Recovery` (its journal open, its lease held until the
-    block ends), a :class:`ForeignRun` (a live writer of another host writes it), or ``None`` when ``report``
-    already says all (a journal still being created). ``recover`` takes the steps one run at a time; ``sync``
-    pushes many runs' segments in shared commits between them. Raises :class:`RecoverError` (and
-    :class:`LeaseBusyError`) as :func:`recover` does."""
+    """A run ready to recover in steps: a `Recovery` (its journal open, its lease held until the
+    block ends), a `ForeignRun` (a live writer of another host writes it), or `None` when `report`
+    already says all (a journal still being created). `recover` takes the steps one run at a time; `sync`
+    pushes many runs' segments in shared commits between them. Raises `RecoverError` (and
+    `LeaseBusyError`) as `recover` does."""
     existed = journal_path(logdir).exists()
     if existed and settings is None and filesystem_of(logdir).shared:
         foreign = _foreign_run(logdir, token, take_over, report, say)
@@ -153,7 +155,7 @@ def open_recovery(
 
 def _settle_settings(journal: Journal, settings: RunSettings | None, existed: bool, report: RecoverReport,
                      say) -> RunSettings:
-    """The run's settings (the journal's, else ``settings``, then saved), after saying how the journal came."""
+    """The run's settings (the journal's, else `settings`, then saved), after saying how the journal came."""
     if report.moved_journal is not None:
         report.found_on_disk = len(journal.pending_segments())
         say(f"the journal was unusable: moved it to {report.moved_journal} and rebuilt it from "
@@ -176,7 +178,7 @@ def _settle_settings(journal: Journal, settings: RunSettings | None, existed: bo
 @dataclass
 class ForeignRun:
     """A run on a shared filesystem whose writer lives on another host: the sealed segments this host reads whole
-    and the Hub lacks (:mod:`hf_summary.crosshost`), to push without writing anything that host writes (its
+    and the Hub lacks (`hf_summary.crosshost`), to push without writing anything that host writes (its
     journal records nothing of the push)."""
 
     settings: RunSettings
@@ -196,7 +198,7 @@ class ForeignRun:
         self.pushed([self.plan.commit] if self.plan.commit else [])
 
     def pushed(self, commits: list[str]) -> None:
-        """The plan's files are on the Hub, carried by ``commits``: fill the report (the run stays incomplete)."""
+        """The plan's files are on the Hub, carried by `commits`: fill the report (the run stays incomplete)."""
         plan, report = self.plan, self.report
         report.pushed_segments, report.pushed_bytes = len(plan.files), plan.bytes
         report.commits = commits
@@ -221,9 +223,9 @@ def _hub_failed(report: RecoverReport, exc: HubError) -> None:
 
 
 def _foreign_run(logdir: Path, token, take_over: bool, report: RecoverReport, say) -> ForeignRun | None | bool:
-    """A run on a shared filesystem whose writer lives on another host, with what to push of it; ``None`` when
-    ``report`` says all (the Hub failed, or a journal still without its settings, as a writer creating it leaves
-    it, unless ``take_over``); False when no writer of another host lives (the run is this host's to recover)."""
+    """A run on a shared filesystem whose writer lives on another host, with what to push of it; `None` when
+    `report` says all (the Hub failed, or a journal still without its settings, as a writer creating it leaves
+    it, unless `take_over`); False when no writer of another host lives (the run is this host's to recover)."""
     try:
         with journal_snapshot(logdir) as snapshot:
             settings = snapshot.load_settings()
@@ -293,10 +295,10 @@ def _take_lease(journal: Journal, owner: LeaseOwner, *, wait: bool, take_over: b
 
 @dataclass
 class Recovery:
-    """A run of this host's with its journal's lease held, recovered in two steps: :meth:`prepare` (finish
+    """A run of this host's with its journal's lease held, recovered in two steps: `prepare` (finish
     interrupted merges, seal what dead writers left open, register what the journal did not know), then
-    :meth:`finish` (push what is pending, verify every committed segment on the Hub, push again what it lacks).
-    ``sync`` pushes the pending segments of many runs in shared commits between the two steps."""
+    `finish` (push what is pending, verify every committed segment on the Hub, push again what it lacks).
+    `sync` pushes the pending segments of many runs in shared commits between the two steps."""
 
     pusher: Pusher
     owner: LeaseOwner
@@ -312,7 +314,7 @@ class Recovery:
 
     def prepare(self) -> None:
         """Get every segment that can be pushed sealed and known to the journal; on a failure of the Hub, the
-        report says so (:meth:`finish` then does nothing)."""
+        report says so (`finish` then does nothing)."""
         journal, report, say = self.journal, self.report, self.say
         self.first_history = max((e["id"] for e in journal.history(limit=1)), default=0)
         try:
@@ -401,7 +403,7 @@ def _conclude(journal: Journal, report: RecoverReport) -> None:
 
 
 def _drain(pusher: Pusher, owner: LeaseOwner, deadline: float, report: RecoverReport, say) -> ExitStatus:
-    """Push every pending segment with the lease already held (by ``owner``); retry until ``deadline``."""
+    """Push every pending segment with the lease already held (by `owner`); retry until `deadline`."""
     journal = pusher.journal
     pending = journal.pending_segments()
     if not pending:

@@ -1,4 +1,4 @@
-"""``hf-summary recover --dry-run``: what a real recovery would push, changing nothing; and the verdict on a
+"""`hf-summary recover --dry-run`: what a real recovery would push, changing nothing; and the verdict on a
 committed segment that both the dry run and the real recovery reach by comparing it with the Hub's listing."""
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def plan_recovery(logdir: Path, settings: RunSettings | None, token, report: Rec
 
 
 def _open_to_plan(logdir: Path, report: RecoverReport) -> tuple[Journal | None, bool]:
-    """The journal, if it is there and sound (read-only use); else ``None``, with a note saying why. And
+    """The journal, if it is there and sound (read-only use); else `None`, with a note saying why. And
     whether it is there but unusable (a real run would move it aside)."""
     journal, problem = None, None
     try:
@@ -95,7 +95,7 @@ def _plan_journal_rows(logdir: Path, rows: list[SegmentRow], writer_alive, repor
 
 
 def _unknown_on_disk(logdir: Path, on_disk, known, settings: RunSettings):
-    """``(run, name, complete size, digests)`` of the segments on disk that the journal does not know."""
+    """`(run, name, complete size, digests)` of the segments on disk that the journal does not know."""
     for run, name in on_disk:
         relative = logdir_relative(run, name)
         if (run, name) in known or not path_matches(relative, settings.allow_patterns, settings.ignore_patterns):
@@ -107,7 +107,7 @@ def _unknown_on_disk(logdir: Path, on_disk, known, settings: RunSettings):
 
 def _plan_against_hub(client: PushTarget, settings: RunSettings, plan: _Plan, committed: list[SegmentRow],
                       report: RecoverReport) -> None:
-    """Keep of ``plan`` what the Hub lacks, and add the committed segments it lacks (or that are lost)."""
+    """Keep of `plan` what the Hub lacks, and add the committed segments it lacks (or that are lost)."""
     try:
         remote = client.list_files(settings.path_in_repo) if (committed or plan) else {}
     except HubError as exc:
@@ -128,7 +128,7 @@ def _plan_against_hub(client: PushTarget, settings: RunSettings, plan: _Plan, co
 
 
 def committed_verdict(row: SegmentRow, logdir: Path, remote: dict[str, RemoteFile]) -> tuple[bool | None, bool]:
-    """For a committed segment: whether the Hub holds it (``None``: only downloading it can tell), and whether
+    """For a committed segment: whether the Hub holds it (`None`: only downloading it can tell), and whether
     its file on disk still has the recorded content, so it can be pushed again (read only when that matters:
     not when the Hub's LFS sha256 already says it holds it)."""
     found = remote.get(row.path_in_repo)

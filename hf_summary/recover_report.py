@@ -1,4 +1,4 @@
-"""What ``hf-summary recover`` reports of a run, and the errors that stop it from starting."""
+"""What `hf-summary recover` reports of a run, and the errors that stop it from starting."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ class RecoverReport:
 
 
 def describe(report: RecoverReport, settings: RunSettings) -> None:
-    """Fill in where ``settings`` push to."""
+    """Fill in where `settings` push to."""
     report.repo_id = settings.repo_id
     report.repo_type = settings.repo_type
     report.revision = settings.revision

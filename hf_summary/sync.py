@@ -2,12 +2,12 @@
 own recorded destination, with `recover`'s push and verification.
 
 Runs that push to the same target (endpoint, repo type, repo and branch: a sweep's runs in one repo) share their
-commits: one commit per batch of runs (:mod:`hf_summary.batchpush`), so that syncing 200 runs into one repo makes
-a few commits, not 200, and stays within the repo's commit budget. Runs are taken :data:`RUNS_AT_ONCE` at a time
+commits: one commit per batch of runs (`hf_summary.batchpush`), so that syncing 200 runs into one repo makes
+a few commits, not 200, and stays within the repo's commit budget. Runs are taken `RUNS_AT_ONCE` at a time
 (their journals open and leases held until their commits are made and verified).
 
 A run whose writer is still alive (offline on a compute node, say, with the logdir on a shared filesystem) gets
-what is sealed pushed; its open segments stay with their writer (see :mod:`hf_summary.liveness` for how a
+what is sealed pushed; its open segments stay with their writer (see `hf_summary.liveness` for how a
 writer on another host is judged alive) and a later sync pushes them. A run whose live uploader holds the
 journal's lease is left to it. Running sync again is safe: what the Hub holds is never committed again.
 """
@@ -41,7 +41,7 @@ RUNS_AT_ONCE = 128
 
 @dataclass
 class RunSync:
-    """How one run fared: ``outcome`` is one of :data:`OUTCOMES`."""
+    """How one run fared: `outcome` is one of `OUTCOMES`."""
 
     logdir: Path
     outcome: str
@@ -86,12 +86,12 @@ def sync(
     files_per_commit: int = MAX_FILES_PER_COMMIT,
     say: Callable[[str], None] = lambda _: None,
 ) -> SyncResult:
-    """Push every run at or under ``paths``, within ``timeout`` seconds in all; runs to the same target in shared
-    commits of at most ``files_per_commit`` files.
+    """Push every run at or under `paths`, within `timeout` seconds in all; runs to the same target in shared
+    commits of at most `files_per_commit` files.
 
-    Raises :class:`~hf_summary.recover.RecoverError` in offline mode, ``NotADirectoryError`` for a path that
-    is not a directory and :class:`~hf_summary.runs.NoRunsError` when no run is found. ``take_over`` is
-    ``recover``'s: take the lease of an uploader on another host that is known to be gone.
+    Raises [`RecoverError`][hf_summary.recover_report.RecoverError] in offline mode, `NotADirectoryError` for a path
+    that is not a directory and `NoRunsError` when no run is found. `take_over` is `recover`'s: take the lease
+    of an uploader on another host that is known to be gone.
     """
     require_online()
     runs = find_runs(paths)
@@ -105,7 +105,7 @@ def sync(
 
 def _sync_some(logdirs: list[Path], *, token, deadline: float, take_over: bool, files_per_commit: int,
                say) -> list[RunSync]:
-    """Open every run of ``logdirs`` (leases held to the end), push them by target in shared commits, conclude."""
+    """Open every run of `logdirs` (leases held to the end), push them by target in shared commits, conclude."""
     synced: list[tuple[RunSync, Share | None]] = []
     targets: dict[tuple, list[Share]] = {}
     with contextlib.ExitStack() as stack:

@@ -1,10 +1,10 @@
-"""Benchmark ``watch_long_run``: ``hf-summary watch`` on a foreign writer rolling for thousands of ticks, against
+"""Benchmark `watch_long_run`: `hf-summary watch` on a foreign writer rolling for thousands of ticks, against
 the local Hub, through basic LFS and through Xet.
 
-The foreign trainer (a fresh interpreter) logs without hf-summary: tensorboardX's own ``SummaryWriter`` (``tbx``),
-and Keras 3's ``TensorBoard`` callback in ``model.fit`` (``keras``, when Keras is installed), each into ``train/``
-and ``validation/``, flushing as often as the watcher ticks, so both run dirs grow at every tick. Beside it runs
-``hf-summary watch`` (its own process and uploader, as a user starts it) with a tick of ``--tick-s``.
+The foreign trainer (a fresh interpreter) logs without hf-summary: tensorboardX's own `SummaryWriter` (`tbx`),
+and Keras 3's `TensorBoard` callback in `model.fit` (`keras`, when Keras is installed), each into `train/`
+and `validation/`, flushing as often as the watcher ticks, so both run dirs grow at every tick. Beside it runs
+`hf-summary watch` (its own process and uploader, as a user starts it) with a tick of `--tick-s`.
 
 Reported: for the first and the last 10% of the ticks, the push time of each copy (copied to committed) and the
 event files per run folder on the Hub; for the whole run, the most files any run folder held on the Hub, the
@@ -127,7 +127,7 @@ def _window(points: list[tuple[float, float]], last: bool) -> list[float]:
 
 
 def run_one(hub, writer: str, transport: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    """One foreign trainer and its watcher, sampled from here until the watcher ticked ``args.ticks`` times."""
+    """One foreign trainer and its watcher, sampled from here until the watcher ticked `args.ticks` times."""
     from huggingface_hub import HfApi
 
     repo_id = f"alice/watch-long-{writer}-{transport}-{uuid.uuid4().hex[:6]}"

@@ -1,4 +1,5 @@
-"""`hf-summary sync`: push every run under some directories (:func:`hf_summary.sync.sync`), one line per run."""
+"""`hf-summary sync`: push every run under some directories ([`hf_summary.sync.sync`][hf_summary.sync.sync]),
+one line per run."""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """One push: every pending segment (with the assets that changed, and the compaction riding along) in one
 commit, the journal told of the outcome, and the backoff before the next attempt after a failure. The
-uploader's drain loop and ``hf-summary recover`` both push through a :class:`Pusher`.
+uploader's drain loop and `hf-summary recover` both push through a `Pusher`.
 
 The repo's commit budget (HTTP 429 on a commit): an unhurried push spaces the next ones
-(:mod:`~hf_summary.uploader.pacing`); an urgent one (preempted) that the Hub will not take within the grace
-period is parked in the overflow bucket (:mod:`hf_summary.overflow`). Before its first unhurried push a pusher
-moves its run folder's parked pushes into the repo (:mod:`hf_summary.settle`). With a
-:class:`~hf_summary.uploader.hostshare.HostShare`, a push also carries the sealed segments of the host's other
+(`pacing`); an urgent one (preempted) that the Hub will not take within the grace
+period is parked in the overflow bucket (`hf_summary.overflow`). Before its first unhurried push a pusher
+moves its run folder's parked pushes into the repo (`hf_summary.settle`). With a
+`HostShare`, a push also carries the sealed segments of the host's other
 uploaders to the same target."""
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ class Pushed:
 
 
 class Pusher:
-    """Pushes one journal's pending segments to its target, one commit per :meth:`push`. Keeps the backoff
-    between failed attempts (:meth:`due`), the last permanent error, and the segments left out because their
+    """Pushes one journal's pending segments to its target, one commit per `push`. Keeps the backoff
+    between failed attempts (`due`), the last permanent error, and the segments left out because their
     path on the Hub holds another run's file."""
 
     def __init__(self, journal: Journal, settings: RunSettings, client: PushTarget, token: str | None = None):
@@ -86,7 +86,7 @@ class Pusher:
 
     @classmethod
     def open(cls, journal: Journal, settings: RunSettings, token: str | None) -> Pusher:
-        """A pusher to the target ``settings`` name, with ``token`` (``None``: the client's usual lookup)."""
+        """A pusher to the target `settings` name, with `token` (`None`: the client's usual lookup)."""
         return cls(journal, settings, client_for(settings, token), token)
 
     def pushable(self) -> list[SegmentRow]:
@@ -105,12 +105,12 @@ class Pusher:
     def push(
         self, pending: list[SegmentRow], *, urgent: bool = False, final: bool = False, deadline: float | None = None
     ) -> Pushed | None:
-        """One commit carrying every segment of ``pending`` still on disk (and, when sharing, the host's other
-        uploaders' sealed segments for the target); what it carried, or ``None`` when the Hub did not take it
+        """One commit carrying every segment of `pending` still on disk (and, when sharing, the host's other
+        uploaders' sealed segments for the target); what it carried, or `None` when the Hub did not take it
         (then the journal records the failure and the next attempt waits its backoff).
 
-        ``urgent`` (a preempted drain, to end by ``deadline``, monotonic): no compaction, no card tag or squash
-        after it, a backoff of a second at most, and a push refused for the commit budget is parked. ``final``
+        `urgent` (a preempted drain, to end by `deadline`, monotonic): no compaction, no card tag or squash
+        after it, a backoff of a second at most, and a push refused for the commit budget is parked. `final`
         (a final drain): every asset is looked at, interrupted merges are finished and no new one is planned."""
         pushed = self._push_shared(urgent, final, deadline) if self.share is not None else self._push(
             pending, [], urgent=urgent, final=final, deadline=deadline)
@@ -184,8 +184,8 @@ class Pusher:
         return Pushed(len(rows), size, result.oid)
 
     def changed_assets(self, *, full: bool) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
-        """The assets changed since they were last pushed (every one looked at when ``full``), and their
-        ``(local path, path in repo)``; once committed, :meth:`assets_pushed` records them."""
+        """The assets changed since they were last pushed (every one looked at when `full`), and their
+        `(local path, path in repo)`; once committed, `assets_pushed` records them."""
         assets = self.assets.changed(self.journal.get_value("assets", {}), full=full)
         files = []
         for relative in assets:
@@ -199,11 +199,11 @@ class Pusher:
 
     def settle_first(self) -> bool:
         """Before the first unhurried push: move this run folder's parked pushes into the repo (see
-        :meth:`_settle_parked`); whether a push may go on."""
+        `_settle_parked`); whether a push may go on."""
         return not self._settle_due or self._settle_parked(self.pushable())
 
     def _on_disk(self, pending: list[SegmentRow]) -> tuple[list[SegmentRow], list[tuple[Path, str]]]:
-        """The segments of ``pending`` whose file is there, with their files; the others are recorded as lost."""
+        """The segments of `pending` whose file is there, with their files; the others are recorded as lost."""
         rows, files = [], []
         for row in pending:
             path = row.local_path(self.journal.logdir)
@@ -276,7 +276,7 @@ class Pusher:
     # ---------------------------------------------------------------- the commit budget
 
     def _paced(self, hurried: bool) -> float:
-        """After an accepted commit: the wait before the next one (see :mod:`~hf_summary.uploader.pacing`)."""
+        """After an accepted commit: the wait before the next one (see `pacing`)."""
         was_bound = self.pacer.budget_bound
         gap = self.pacer.committed()
         if was_bound and not self.pacer.budget_bound:
@@ -286,7 +286,7 @@ class Pusher:
     def _on_budget_spent(self, rows: list[SegmentRow], exc: RateLimitedError, *, urgent: bool,
                          deadline: float | None) -> None:
         """A commit refused for the repo's commit budget. Unhurried: space the commits (the segments wait and
-        ride together in the next one). Urgent: wait for the Hub's hint if it falls before ``deadline``, else
+        ride together in the next one). Urgent: wait for the Hub's hint if it falls before `deadline`, else
         park the push in the overflow bucket, where no commit is needed."""
         if rows:
             self.journal.record_failure([row.id for row in rows], str(exc), permanent=False)
@@ -312,7 +312,7 @@ class Pusher:
                            endpoint=self.settings.endpoint, token=self.token)
 
     def park(self, rows: list[SegmentRow], exc: HubError) -> bool:
-        """Put ``rows`` in the overflow bucket with the record a later settle needs; returns whether the bucket
+        """Put `rows` in the overflow bucket with the record a later settle needs; returns whether the bucket
         took them. They stay pending in the journal (a surviving logdir pushes them as usual; settle then finds
         them in the repo and only removes the bucket's copies), but this pusher pushes them no more."""
         if not rows:
