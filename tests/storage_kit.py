@@ -92,17 +92,31 @@ class FaultFS:
         os.replace(staged, self.rules)
 
 
+class FaultFSUnavailable(Exception):
+    """The fault-injecting filesystem cannot be mounted here; the message says why."""
+
+
 @contextlib.contextmanager
 def fault_fs(base: Path) -> Iterator[FaultFS]:
-    """Mount a fault-injecting FUSE passthrough of ``base/root`` at ``base/mount`` (skipped without FUSE, root or
-    mfusepy); unmounted, and its process ended, after."""
+    """`mounted_fault_fs`, skipping the test when it cannot be mounted here."""
+    try:
+        with mounted_fault_fs(base) as fs:
+            yield fs
+    except FaultFSUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@contextlib.contextmanager
+def mounted_fault_fs(base: Path) -> Iterator[FaultFS]:
+    """Mount a fault-injecting FUSE passthrough of `base/root` at `base/mount`; unmounted, and its process ended,
+    after. Raises `FaultFSUnavailable` without FUSE, root or mfusepy."""
     if importlib.util.find_spec("mfusepy") is None:
-        pytest.skip("the fault-injecting filesystem needs mfusepy (the test extra)")
+        raise FaultFSUnavailable("the fault-injecting filesystem needs mfusepy (the test extra)")
     if not os.path.exists("/dev/fuse") or os.geteuid() != 0 or not (shutil.which("fusermount3") or
                                                                    shutil.which("fusermount")):
-        pytest.skip("the fault-injecting filesystem needs root, /dev/fuse and fusermount")
+        raise FaultFSUnavailable("the fault-injecting filesystem needs root, /dev/fuse and fusermount")
     fs = FaultFS(base / "root", base / "mount", base / "rules.json")
-    fs.root.mkdir(parents=True)
+    fs.root.mkdir(parents=True, exist_ok=True)
     fs.mount.mkdir()
     fs.clear()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -112,7 +126,9 @@ def fault_fs(base: Path) -> Iterator[FaultFS]:
         deadline = time.monotonic() + MOUNT_TIMEOUT_S
         while not os.path.ismount(fs.mount):
             if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.skip(f"cannot mount the fault-injecting filesystem: {proc.stderr.read().decode()[-500:]}")
+                proc.kill()  # (when it is still trying) so that its stderr ends
+                _, stderr = proc.communicate()
+                raise FaultFSUnavailable(f"cannot mount the fault-injecting filesystem: {stderr.decode()[-500:]}")
             time.sleep(0.05)
         yield fs
     finally:

@@ -303,3 +303,20 @@ def test_shared_fs_bench_runs_both_sides(tmp_path: Path) -> None:
         assert _is_number(figures["status_s"]) and _is_number(figures["writer"]["add_p99_us"])
         assert figures["writer"]["ok"] is True
     assert "| status over 4 runs" in result.stdout
+
+
+def test_status_latency_bench_runs_both_sides(tmp_path: Path) -> None:
+    """`scripts/bench_status_latency.py` at minimal size: status one journal at a time and several at once, on the
+    slow FUSE passthrough (skipped where it cannot be mounted: the bench exits 2 and says why)."""
+    out = tmp_path / "status_latency.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench_status_latency.py"), "--runs", "6", "--latency-ms", "0.2",
+         "--reps", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+    )
+    if result.returncode == 2:
+        pytest.skip(result.stderr.strip())
+    assert result.returncode == 0, f"bench failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-5000:]}"
+    document = json.loads(out.read_text())
+    assert _is_number(document["one_at_a_time_s"]) and _is_number(document["at_once_s"]), document
+    assert "| status over 6 runs, 0.2 ms a call |" in result.stdout
