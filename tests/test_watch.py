@@ -644,6 +644,8 @@ def test_an_uploader_killed_while_merging_copies_loses_and_doubles_nothing(tmp_p
     watcher.proc.send_signal(signal.SIGKILL)
     watcher.wait(10)
     kill_uploaders(logdir)
+    staged = [path for path in (logdir / ".hf_summary").glob("compaction/*") if path.is_file()]
+    assert staged == []  # a merge of copies is pushed as a byte range of the source: never a copy on disk
     if then == "recover":
         result = cli("recover", str(logdir), env=hub_env(hub))
         assert result.returncode == 0, result.stderr

@@ -7,7 +7,8 @@
   timeouts, repo id rules);
 - :mod:`~hf_summary.hub.repo` and :mod:`~hf_summary.hub.bucket`: the two push targets;
 - :func:`open_client` picks the client for a target (:func:`client_for`: the one a run's settings name);
-- :mod:`~hf_summary.hub.probe`: the first look at a target, bounded in time.
+- :mod:`~hf_summary.hub.probe`: the first look at a target, bounded in time;
+- :mod:`~hf_summary.hub.ranges`: a byte range of a local file pushed as a file, without a copy.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from hf_summary.hub.errors import (
     hub_errors,
 )
 from hf_summary.hub.probe import probe
+from hf_summary.hub.ranges import FileRange, RangeChangedError
 from hf_summary.hub.repo import RepoClient
 from hf_summary.hub.target import (
     BUCKET,
@@ -49,11 +51,13 @@ __all__ = [
     "TARGET_TYPES",
     "CommitResult",
     "CommitSummary",
+    "FileRange",
     "HubError",
     "MissingRepoError",
     "PathConflictError",
     "PermanentHubError",
     "PushTarget",
+    "RangeChangedError",
     "RateLimitedError",
     "RemoteFile",
     "RepoClient",
