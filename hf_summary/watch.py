@@ -187,7 +187,7 @@ class Watcher:
             while not (self.stopping or self._job_gone()):
                 if self._copy_requested or time.monotonic() >= next_tick:
                     self._copy_requested = False
-                    if self._copy(journal, copier):
+                    if self._copy(journal, copier) or self.settings.allow_patterns:  # an asset alone may change
                         self._ensure_uploader().request_push()
                     next_tick = time.monotonic() + self.settings.commit_every_s
                 self._sleep(next_tick - time.monotonic())

@@ -14,7 +14,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, download_repo, kill_uploaders, run_script, uploader_processes, wait_until
+from helpers import (
+    REPO_ROOT,
+    download_repo,
+    hub_text,
+    kill_uploaders,
+    run_script,
+    uploader_processes,
+    wait_until,
+)
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.summary import scalar
 from trainer_kit import api, cli, commit_titles, fake_dead_run, hub_env, pid_gone
@@ -599,6 +607,27 @@ def test_a_long_watch_keeps_files_bounded_on_the_hub_and_no_second_copy_on_disk(
     assert sum(parse_repo_copy_name(name)[2].merged for name in names) >= 2, names
     left = [path for path in (logdir / ".hf_summary" / "watch").rglob("*") if path.is_file()]
     assert left == [], left  # everything is pushed: no second copy of the run on disk
+
+
+def test_an_asset_that_changes_alone_is_pushed_at_the_next_tick(tmp_path, hub, writer_env, repo_id):
+    """Only ``hparams.yaml`` changes, no event file grows: the next tick pushes it (not the next copy of events,
+    nor the watcher's end)."""
+    logdir = tmp_path / "assets"
+    (logdir / "train").mkdir(parents=True)
+    (logdir / "train" / SOURCE).write_bytes(_record(0))
+    watcher = Watcher(logdir, repo_id, commit_every=0.005)  # the default assets: *.yaml among them
+    thread = threading.Thread(target=watcher.run)
+    thread.start()
+    try:
+        wait_until(lambda: _pushed_up_to(logdir) == len(_record(0)), timeout=60, message="the first copy pushed")
+        for lr in ("0.1", "0.01"):  # a new file, then the same file rewritten
+            (logdir / "hparams.yaml").write_text(f"lr: {lr}\n")
+            wait_until(lambda lr=lr: hub_text(hub, repo_id, "tensorboard/assets/hparams.yaml") == f"lr: {lr}\n",
+                       timeout=30, interval=0.3, message=f"hparams.yaml with lr {lr} on the Hub")
+        assert thread.is_alive()  # pushed by a tick, not by the final push
+    finally:
+        watcher.stop()
+        thread.join(120)
 
 
 def _pushed_up_to(logdir: Path) -> int:

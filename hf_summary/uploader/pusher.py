@@ -137,18 +137,32 @@ class Pusher:
                 self.share.note_commit()
             return pushed
 
+    def push_assets(self, *, urgent: bool = False, final: bool = False, deadline: float | None = None) -> bool:
+        """With no segment pending: one commit carrying the assets that changed since they were pushed (none when
+        none did). Whether the Hub holds them as they are now; ``False`` when it did not take the commit (the
+        next attempt then waits its backoff). Options as for :meth:`push`."""
+        assets = self.assets.changed(self.journal.get_value("assets", {}), full=final)
+        if not assets:
+            return True
+        if self._push([], [], urgent=urgent, final=final, deadline=deadline, assets=assets) is not None:
+            return True
+        self._to_park = None  # only segments are parked: the assets wait for the next push
+        self.next_attempt = max(self.next_attempt, time.monotonic() + URGENT_BACKOFF_CAP_S)
+        return False
+
     def _push(self, pending: list[SegmentRow], others: list[tuple[Journal, list[SegmentRow]]], *, urgent: bool,
-              final: bool, deadline: float | None) -> Pushed | None:
+              final: bool, deadline: float | None, assets: dict[str, dict] | None = None) -> Pushed | None:
         fault("after_claim")
         rows, files = self._on_disk(pending)
-        if not rows and not others:
+        if not rows and not others and not assets:
             return None
         if self._settle_due and not urgent and not self._settle_parked(rows):
             return None
         files += [(row.local_path(journal.logdir), row.path_in_repo) for journal, theirs in others for row in theirs]
         never_replace = frozenset(dest for _, dest in files) - self.may_replace
         pushed_assets = self.journal.get_value("assets", {})
-        assets = self.assets.changed(pushed_assets, full=final)
+        if assets is None:
+            assets = self.assets.changed(pushed_assets, full=final)
         for relative in assets:
             run, _, name = relative.rpartition("/")
             files.append((self.journal.logdir / relative, repo_path(self.settings, run, name)))
@@ -159,8 +173,8 @@ class Pusher:
                 self.journal, self.settings, self.client, {row.run for row in rows}, plan=not final
             )
             fault("during_upload")
-            result = self._commit(files + ride.additions, _message(rows, size, ride, others), never_replace,
-                                  ride.deletions)
+            result = self._commit(files + ride.additions, _message(rows, size, ride, others, len(assets)),
+                                  never_replace, ride.deletions)
         except PathConflictError as exc:
             self._on_conflict([row for row in rows if row.path_in_repo in exc.paths], exc)
             return None
@@ -360,9 +374,10 @@ class Pusher:
 
 
 def _message(rows: list[SegmentRow], size: int, ride: compaction.Ride,
-             others: list[tuple[Journal, list[SegmentRow]]]) -> str:
+             others: list[tuple[Journal, list[SegmentRow]]], assets: int) -> str:
     return (
         f"hf-summary: {len(rows)} segment(s), {size} bytes"
+        + (f", {assets} other file(s)" if assets else "")
         + (f", {len(ride.compaction_ids)} merge(s)" if ride.compaction_ids else "")
         + (f", and {sum(len(theirs) for _, theirs in others)} of {len(others)} other run(s) of this host"
            if others else "")
