@@ -23,13 +23,16 @@ Each step is crash-safe (a crash between two steps leaves a state the next push,
    a ``planned`` merge whose file the Hub holds was committed (atomically with its deletions in a repo; in a
    bucket, deletions the push did not get to are sent now); one it lacks
    rides again (``recover`` abandons it instead); ``committed`` ones are applied to the logdir. Then plan: write the merged file to ``LOGDIR/.hf_summary/compaction/`` (not a ``tfevents``
-   name, so no reader sees it), fsync, and record it ``planned`` with the files it replaces.
+   name, so no reader sees it), fsync, and record it ``planned`` with the files it replaces. A merge of
+   ``watch``'s copies is not written: it is a byte range of the foreign file, hashed and recorded, pushed from
+   there (:func:`merged_source`) and checked again as it is read; one whose range no longer hashes to the
+   record is abandoned by the next push.
 2. The push's one commit adds the merged file and deletes the files it replaces (a reader of the repo sees
    either the old files or the merged one, each event once). A bucket push sends the deletions in a second
    batch, once the first answered (between the two, a reader of the bucket may see those events twice).
 3. ``journal.mark_committed(..., compactions=...)`` records both in one transaction.
-4. :func:`apply`: in the logdir, rename the merged file into its run dir, then unlink the files it replaces,
-   then mark it ``applied``. (A directory has no atomic multi-file swap: a reader that lists the run dir
+4. :func:`apply`: in the logdir, rename the merged file into its run dir (a merge of copies has none), then
+   unlink the files it replaces, then mark it ``applied``. (A directory has no atomic multi-file swap: a reader that lists the run dir
    between the rename and the unlinks, microseconds, may see those events twice.)
 
 TensorBoard running on the logdir during a compaction: the Python loader never reads a file that sorts

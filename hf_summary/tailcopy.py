@@ -29,7 +29,8 @@ once against the row's sha256).
 Compaction (:mod:`hf_summary.compaction`) merges ``FANOUT`` committed, contiguous copies of one source (one
 generation) as it merges segments: the merged copy ``<first counter>-<last counter>.<start>-<end>.hfw`` sorts
 where its first copy did and is built from bytes ``[start, end)`` of the source (:func:`copy_range`), checked
-against each member's sha256, so no local copy is needed for it.
+against each member's sha256, and pushed from there as a byte range (:mod:`hf_summary.hub.ranges`): no local
+copy is needed for it, and none is written.
 
 Only complete, CRC-valid records are copied (never a torn tail); the scan resumes at the recorded offset, so a
 copy costs what is new, not the size of the file.

@@ -10,7 +10,9 @@ and no commit carries it).
 How the client uploads each (huggingface_hub 2.4, hf_xet 1.8): ``bytes`` go through Xet like a path (chunks the
 Hub holds are not sent again), held in memory; a file object is not supported by Xet, so the client uploads the
 whole commit's file objects by basic LFS, streamed (sha256 by 1 MiB reads, the upload by the HTTP client's
-chunks). :func:`upload_sources` picks bytes up to :data:`IN_MEMORY_BYTES` per commit, views beyond.
+chunks). :func:`upload_sources` picks bytes up to :data:`IN_MEMORY_BYTES` per commit, views beyond. A Storage
+Bucket takes no file objects either (Xet only): a range goes to a bucket as its bytes, whatever its size
+(``hf-summary watch``, the only one to push ranges, does not push to buckets).
 """
 
 from __future__ import annotations
