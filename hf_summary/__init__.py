@@ -1,6 +1,6 @@
 """hf-summary: crash-safe TensorBoard logging to the Hugging Face Hub.
 
-``HFSummaryWriter`` is a drop-in tensorboardX ``SummaryWriter`` whose event files reach a Hub repo through a
+`HFSummaryWriter` is a drop-in tensorboardX `SummaryWriter` whose event files reach a Hub repo through a
 journaled uploader process that survives crashes of the training process.
 """
 

@@ -1,9 +1,9 @@
-"""``add_scalar``'s hot path: the Event record encoded directly, byte for byte what protobuf serialises.
+"""`add_scalar`'s hot path: the Event record encoded directly, byte for byte what protobuf serialises.
 
-``Event{wall_time=1 (double), step=2 (int64), summary=5 {value=1 {tag=1 (string), simple_value=2 (float)}}}``,
-fields in number order; proto3 leaves out a zero ``step``; ``simple_value`` is in a oneof, so it is always
+`Event{wall_time=1 (double), step=2 (int64), summary=5 {value=1 {tag=1 (string), simple_value=2 (float)}}}`,
+fields in number order; proto3 leaves out a zero `step`; `simple_value` is in a oneof, so it is always
 written. Everything after the step depends on the tag alone but for the 4 bytes of the value, so
-:class:`ScalarEncoder` builds those bytes once per tag. Special cases (a zero wall time, NaN, infinities, values
+`ScalarEncoder` builds those bytes once per tag. Special cases (a zero wall time, NaN, infinities, values
 beyond float32's range) are left to tensorboardX.
 """
 
@@ -22,7 +22,7 @@ MAX_CACHED_TAGS = 10_000
 
 
 def varint(n: int) -> bytes:
-    """The protobuf varint of ``n`` (>= 0)."""
+    """The protobuf varint of `n` (>= 0)."""
     if n < 0x80:
         return _ONE_BYTE[n]
     if n < 0x4000:  # the steps of most runs: two or three bytes, without the loop
@@ -38,29 +38,29 @@ def varint(n: int) -> bytes:
 
 
 def tag_field(tag: str, *, clean: bool = True) -> bytes:
-    """The encoded ``Summary.Value.tag`` field of ``tag``, cleaned as tensorboardX's ``scalar()`` cleans it unless
-    ``clean`` is false (torch keeps tags as given)."""
+    """The encoded `Summary.Value.tag` field of `tag`, cleaned as tensorboardX's `scalar()` cleans it unless
+    `clean` is false (torch keeps tags as given)."""
     encoded = (_clean_tag(tag) if clean else tag).encode("utf-8")
     return b"\x0a" + varint(len(encoded)) + encoded if encoded else b""  # proto3 leaves out an empty string
 
 
 def summary_prefix(field: bytes) -> bytes:
-    """The bytes of an Event after its step and before the float of its ``simple_value``: the ``summary`` field's
-    key and length, the ``value`` field's key and length, the tag ``field`` (:func:`tag_field`), the float's key."""
+    """The bytes of an Event after its step and before the float of its `simple_value`: the `summary` field's
+    key and length, the `value` field's key and length, the tag `field` (`tag_field`), the float's key."""
     value_length = len(field) + 1 + _FLOAT.size
     summary_length = 1 + len(varint(value_length)) + value_length
     return b"\x2a" + varint(summary_length) + b"\x0a" + varint(value_length) + field + b"\x15"
 
 
 class ScalarEncoder:
-    """Encodes scalar events, keeping the :func:`summary_prefix` of up to :data:`MAX_CACHED_TAGS` tags."""
+    """Encodes scalar events, keeping the `summary_prefix` of up to `MAX_CACHED_TAGS` tags."""
 
     def __init__(self, *, clean_tags: bool = True) -> None:
         self._clean = clean_tags
         self._prefixes: dict[str, bytes] = {}
 
     def encode(self, tag: str, value: float, step: int | None, wall_time: float) -> bytes | None:
-        """The serialised ``Event`` of one ``simple_value`` scalar; ``None`` when the slow path should handle it
+        """The serialised `Event` of one `simple_value` scalar; `None` when the slow path should handle it
         (zero wall time, NaN or infinity, a value beyond float32's range)."""
         if not wall_time or value - value:  # zero wall time; NaN and infinities (tensorboardX warns of them)
             return None

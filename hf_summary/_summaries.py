@@ -1,4 +1,4 @@
-"""Summaries of the ``torch.utils.tensorboard`` surface that tensorboardX does not build itself."""
+"""Summaries of the `torch.utils.tensorboard` surface that tensorboardX does not build itself."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ _TENSOR_METADATA = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin
 
 
 def tensor_scalar(tag: str, value: object, double_precision: bool = False) -> Summary:
-    """A scalar stored as a rank-0 tensor (torch's ``add_scalar(new_style=True)``, byte for byte)."""
+    """A scalar stored as a rank-0 tensor (torch's `add_scalar(new_style=True)`, byte for byte)."""
     number = float(make_np(value).squeeze())
     if double_precision:
         tensor = TensorProto(dtype=_DT_DOUBLE, double_val=[number])
@@ -45,8 +45,8 @@ def tensor_scalar(tag: str, value: object, double_precision: bool = False) -> Su
 
 
 def tensor_summary(tag: str, array: np.ndarray, dtype: str) -> Summary:
-    """torch's ``add_tensor``, byte for byte: ``array`` (elements from :func:`hf_summary._tensors.tensor_array`)
-    as a TensorProto of torch's ``dtype`` name, its elements in that dtype's repeated field."""
+    """torch's `add_tensor`, byte for byte: `array` (elements from `hf_summary._tensors.tensor_array`)
+    as a TensorProto of torch's `dtype` name, its elements in that dtype's repeated field."""
     if dtype not in _TENSOR_FIELDS:
         raise ValueError(f"{tag} has unsupported tensor dtype {dtype}; add_tensor takes {', '.join(_TENSOR_FIELDS)}")
     if array.nbytes >= 1 << 31:
@@ -69,7 +69,7 @@ def tensor_summary(tag: str, array: np.ndarray, dtype: str) -> Summary:
 
 
 def with_discrete_domains(experiment: Summary, domains: dict[str, Sequence[object]]) -> Summary:
-    """Add torch's ``hparam_domain_discrete`` to a tensorboardX hparams experiment summary."""
+    """Add torch's `hparam_domain_discrete` to a tensorboardX hparams experiment summary."""
     value = experiment.value[0]
     data = HParamsPluginData.FromString(value.metadata.plugin_data.content)
     exp: Experiment = data.experiment

@@ -1,8 +1,8 @@
-"""What training loops log, turned into Python numbers and numpy arrays as ``torch.utils.tensorboard`` turns it.
+"""What training loops log, turned into Python numbers and numpy arrays as `torch.utils.tensorboard` turns it.
 
-torch tensors of any dtype (``bfloat16``, which numpy lacks, becomes ``float16`` first, as torch's writer does;
+torch tensors of any dtype (`bfloat16`, which numpy lacks, becomes `float16` first, as torch's writer does;
 detached; copied to the host once), numpy scalars and arrays. torch is never imported here: a value can only be a
-torch tensor if the program imported torch, so ``sys.modules`` tells.
+torch tensor if the program imported torch, so `sys.modules` tells.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ _Method = TypeVar("_Method", bound=Callable)
 
 
 def _torch():
-    """The torch module if the program imported it (and its ``Tensor`` is defined yet), else None."""
+    """The torch module if the program imported it (and its `Tensor` is defined yet), else None."""
     torch = sys.modules.get("torch")
     return torch if torch is not None and hasattr(torch, "Tensor") else None
 
 
 def to_numpy(value: object) -> object:
-    """``value`` as torch's writer hands it to numpy: a torch tensor becomes a numpy array (detached, on the
-    host, ``bfloat16`` as ``float16``); anything else comes back as it is."""
+    """`value` as torch's writer hands it to numpy: a torch tensor becomes a numpy array (detached, on the
+    host, `bfloat16` as `float16`); anything else comes back as it is."""
     torch = _torch()
     if torch is None or not isinstance(value, torch.Tensor):
         return value
@@ -44,8 +44,8 @@ def to_numpy(value: object) -> object:
 
 
 def scalar_number(value: object) -> object:
-    """A one-element ``value`` (a numpy scalar or array, a torch tensor of a real dtype) as the Python number
-    the writers would make of it, with one device-to-host copy; anything else as :func:`to_numpy` gives it (for
+    """A one-element `value` (a numpy scalar or array, a torch tensor of a real dtype) as the Python number
+    the writers would make of it, with one device-to-host copy; anything else as `to_numpy` gives it (for
     the writer's own path to take or refuse)."""
     kind = type(value)
     if kind in _PLAIN_NUMBERS:
@@ -64,7 +64,7 @@ def scalar_number(value: object) -> object:
 
 
 def _bfloat16_as_float16(number: float) -> float:
-    """A bfloat16 value rounded to float16 as torch's ``.to(torch.float16)`` rounds it (to nearest, ties to even;
+    """A bfloat16 value rounded to float16 as torch's `.to(torch.float16)` rounds it (to nearest, ties to even;
     beyond float16's range, infinity), here on the host rather than in another call into torch."""
     magnitude = abs(number)
     if _FLOAT16_SMALLEST_NORMAL <= magnitude < _FLOAT16_OVERFLOW:
@@ -83,8 +83,8 @@ def hparam_value(value: object) -> object:
 
 
 def tensor_array(value: object) -> tuple[np.ndarray, str]:
-    """``add_tensor``'s view of ``value``: its elements as a numpy array, and the name of its dtype as torch names
-    it (``bfloat16`` and ``complex32`` come as ``float32`` and ``complex64``, which hold them exactly)."""
+    """`add_tensor`'s view of `value`: its elements as a numpy array, and the name of its dtype as torch names
+    it (`bfloat16` and `complex32` come as `float32` and `complex64`, which hold them exactly)."""
     torch = _torch()
     if torch is None or not isinstance(value, torch.Tensor):
         array = np.asarray(value)
@@ -98,17 +98,17 @@ def tensor_array(value: object) -> tuple[np.ndarray, str]:
 
 
 def torch_pixels(image: object) -> object:
-    """An image array as torch's writer turns it into pixels: ``uint8`` as it is, any other dtype scaled by 255,
-    in ``float32``, clipped to 0..255 (tensorboardX neither clips nor computes in ``float32``)."""
+    """An image array as torch's writer turns it into pixels: `uint8` as it is, any other dtype scaled by 255,
+    in `float32`, clipped to 0..255 (tensorboardX neither clips nor computes in `float32`)."""
     if not isinstance(image, np.ndarray) or image.dtype == np.uint8:
         return image
     return (image.astype(np.float32) * 255).clip(0, 255).astype(np.uint8)
 
 
 def numpy_arguments(method: _Method, *, keep: tuple[str, ...] = ()) -> _Method:
-    """``method`` taking torch tensors of any dtype as arguments: each becomes a numpy array (:func:`to_numpy`)
-    before tensorboardX sees it (its own conversion has no ``bfloat16``), but for the parameters named in ``keep``
-    (``add_embedding``'s ``metadata``, whose labels are written as ``str()`` makes them)."""
+    """`method` taking torch tensors of any dtype as arguments: each becomes a numpy array (`to_numpy`)
+    before tensorboardX sees it (its own conversion has no `bfloat16`), but for the parameters named in `keep`
+    (`add_embedding`'s `metadata`, whose labels are written as `str()` makes them)."""
     names = list(inspect.signature(method).parameters)[1:]  # after self
     kept = {names.index(name) for name in keep}
 

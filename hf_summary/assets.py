@@ -1,9 +1,9 @@
 """Which assets changed since they were last pushed, without walking the whole logdir at every push.
 
-Assets are the files other than segments that match the upload patterns: ``add_embedding``'s projector files, a
-trainer's ``hparams.yaml``, another writer's event files. Any code may write them, at any time, anywhere under the
+Assets are the files other than segments that match the upload patterns: `add_embedding`'s projector files, a
+trainer's `hparams.yaml`, another writer's event files. Any code may write them, at any time, anywhere under the
 logdir, so they cannot be recorded as they are written (as segments are): they have to be found. An
-:class:`AssetTracker` lives as long as its uploader and, at each push,
+`AssetTracker` lives as long as its uploader and, at each push,
 
 - lstats every directory it knows and lists again only those whose inode, mtime or ctime changed: making, removing
   or renaming an entry changes its directory's mtime, so a new file or subdirectory shows in the listing of its
@@ -11,10 +11,10 @@ logdir, so they cannot be recorded as they are written (as segments are): they h
 - stats every asset it knows (a file rewritten in place changes its own size or mtime, not its directory's) and
   reads, to hash it, only one whose size or mtime differs from what was pushed.
 
-A listing is trusted only when its directory's mtime and ctime are at least :data:`RACY_MARGIN_S` older than the
+A listing is trusted only when its directory's mtime and ctime are at least `RACY_MARGIN_S` older than the
 clock read before the listing: filesystems stamp times coarsely (a clock tick, a second on some), so an entry
 made right after the listing may leave the mtime as it was; a directory changed that recently is listed again at
-the next push. A final drain (``full=True``, and so ``recover``, whose uploader starts closing) lists everything,
+the next push. A final drain (`full=True`, and so `recover`, whose uploader starts closing) lists everything,
 so even a network filesystem whose clock is far behind ours loses nothing.
 
 Why not something else: walking only the run dirs the journal knows misses projector directories and files other
@@ -65,9 +65,9 @@ class AssetTracker:
         self.listings = 0  # directories listed so far (for benchmarks and tests)
 
     def changed(self, pushed: dict[str, Any], *, full: bool = False) -> dict[str, dict[str, Any]]:
-        """Assets that may have changed since they were pushed: logdir-relative path -> ``{"size", "mtime_ns",
-        "sha256"}``. ``pushed`` maps paths to that record as last pushed (older journals: the sha256 alone). One
-        touched but not changed comes back with its new stat signature (pushing it again is a no-op). ``full``
+        """Assets that may have changed since they were pushed: logdir-relative path -> `{"size", "mtime_ns",
+        "sha256"}`. `pushed` maps paths to that record as last pushed (older journals: the sha256 alone). One
+        touched but not changed comes back with its new stat signature (pushing it again is a no-op). `full`
         lists every directory again."""
         if full:
             self._known.clear()
@@ -79,7 +79,7 @@ class AssetTracker:
         return changed
 
     def files(self, *, full: bool = False) -> list[str]:
-        """Logdir-relative paths of every asset, found as :meth:`changed` finds them, without reading any."""
+        """Logdir-relative paths of every asset, found as `changed` finds them, without reading any."""
         if full:
             self._known.clear()
         return [relative for known in self._walk() for relative, _ in known.assets]
@@ -99,7 +99,7 @@ class AssetTracker:
         return list(seen.values())
 
     def _directory(self, run: str) -> _Known | None:
-        """What directory ``run`` holds now, listed again only when it changed; ``None`` if it is no directory
+        """What directory `run` holds now, listed again only when it changed; `None` if it is no directory
         any more."""
         path = os.path.join(self._root, run) if run else self._root
         now_ns = time.time_ns()
@@ -133,8 +133,8 @@ class AssetTracker:
 
 
 def _changed(path: str, before: Any) -> dict[str, Any] | None:
-    """``{"size", "mtime_ns", "sha256"}`` of ``path`` unless its size and mtime are those of ``before`` (what was
-    pushed); ``None`` also when it is gone or no longer a regular file."""
+    """`{"size", "mtime_ns", "sha256"}` of `path` unless its size and mtime are those of `before` (what was
+    pushed); `None` also when it is gone or no longer a regular file."""
     try:
         info = os.lstat(path)
         if not stat.S_ISREG(info.st_mode):

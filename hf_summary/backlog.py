@@ -1,11 +1,11 @@
 """Events the logdir's filesystem refused (full, over quota, I/O error, read-only, stale, removed), held in memory.
 
-While a :class:`Backlog` holds anything, every new event joins it (so each run dir keeps its order) and the
-writer retries writing it out at its ticks, off the ``add_*`` path. The backlog is bounded in bytes: it keeps the
+While a `Backlog` holds anything, every new event joins it (so each run dir keeps its order) and the
+writer retries writing it out at its ticks, off the `add_*` path. The backlog is bounded in bytes: it keeps the
 oldest events of an episode, and from the first event that does not fit until the filesystem takes writes again
 every event is dropped and counted until the backlog is written out. So an episode loses at most one contiguous stretch of what was logged (its
 end), never scattered events. An *episode* runs from the first refused write to the moment
-the backlog is empty again; its counts are what the writer reports (log, journal, ``status``).
+the backlog is empty again; its counts are what the writer reports (log, journal, `status`).
 
 This module knows neither the journal nor the Hub.
 """
@@ -29,7 +29,7 @@ STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, 
 
 
 def is_storage_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is the logdir's storage refusing a write for now (an event file's or the journal's)."""
+    """Whether `exc` is the logdir's storage refusing a write for now (an event file's or the journal's)."""
     if isinstance(exc, OSError):
         return exc.errno in STORAGE_ERRNOS
     return isinstance(exc, sqlite3.OperationalError)  # the journal: "unable to open", "readonly database", ...
@@ -56,7 +56,7 @@ class Episode:
 
 
 def describe_episode(episode: dict) -> str:
-    """One line for an :class:`Episode` (as its dict, as the journal keeps it)."""
+    """One line for an `Episode` (as its dict, as the journal keeps it)."""
     def clock(at: float) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
@@ -70,7 +70,7 @@ def describe_episode(episode: dict) -> str:
 
 @dataclass
 class Backlog:
-    """A bounded FIFO of ``(run, record data)``. Not thread-safe: the writer's lock serialises it."""
+    """A bounded FIFO of `(run, record data)`. Not thread-safe: the writer's lock serialises it."""
 
     limit_bytes: int = DEFAULT_LIMIT_BYTES
     _items: deque = field(default_factory=deque)
@@ -88,7 +88,7 @@ class Backlog:
         return self._bytes
 
     def hold(self, run: str, data: bytes, cause: BaseException | None = None) -> bool:
-        """Keep an event; returns whether this starts an episode. ``cause``: the error that refused it (only
+        """Keep an event; returns whether this starts an episode. `cause`: the error that refused it (only
         the first one of an episode is kept)."""
         started = self.episode is None
         if started:
@@ -103,7 +103,7 @@ class Backlog:
         return started
 
     def put_first(self, events: list[tuple[str, bytes]], cause: str) -> None:
-        """Hold ``events`` ahead of those held already (they were logged before them), whatever the bound: they
+        """Hold `events` ahead of those held already (they were logged before them), whatever the bound: they
         were accepted once (the records of a removed file, read back)."""
         if self.episode is None:
             self.episode = Episode(since=time.time(), cause=cause)

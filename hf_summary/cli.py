@@ -1,6 +1,6 @@
 """The `hf-summary` command line: `hub`, `demo`, `view`, `status`, `recover`, `watch`, `sync`,
 `settle`
-(one module each in :mod:`hf_summary.commands`)."""
+(one module each in `hf_summary.commands`)."""
 
 from __future__ import annotations
 

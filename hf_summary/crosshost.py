@@ -2,16 +2,16 @@
 without ever writing where that host writes.
 
 While a writer of another host lives, its host is the only one that writes the run's journal and event files.
-From here, ``sync``/``recover``/``status``:
+From here, `sync`/`recover`/`status`:
 
-- read the journal from a :func:`~hf_summary.snapshot.journal_snapshot` (a private, consistent copy), so no lock
+- read the journal from a `journal_snapshot` (a private, consistent copy), so no lock
   of the shared file is needed and no half-written page is ever read;
 - push a sealed segment only once this host reads it whole: exactly the size and sha256 its writer recorded
   (another host's page cache may not have caught up yet; that segment waits for the next sync);
 - skip what the Hub already holds (one listing of the run's folder), and record nothing in the journal: it learns
-  of the pushes once the writer has gone, when a plain ``recover`` takes the run over and verifies it. The only
+  of the pushes once the writer has gone, when a plain `recover` takes the run over and verifies it. The only
   file written in the logdir is this host's own view of the writers' heartbeats
-  (:class:`~hf_summary.liveness.HeartbeatWatch`), which the writer's host never writes.
+  (`HeartbeatWatch`), which the writer's host never writes.
 
 Open segments, files the journal does not know yet and the lease are left alone: they are the writer's.
 """
@@ -22,16 +22,16 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hf_summary.hub import MissingRepoError, PushTarget
+from hf_summary.hub import MissingRepoError, PushTarget, commit_or_create
 from hf_summary.journal import Journal, RunSettings
 from hf_summary.liveness import HeartbeatWatch, WriterRecord, writer_records
 from hf_summary.segments import file_digests
 
 
 def foreign_live_writers(snapshot: Journal, logdir: Path, *, others_gone: bool = False) -> list[WriterRecord]:
-    """The writers of other hosts that are alive by :mod:`hf_summary.liveness`'s rule (none when
-    ``others_gone``: their machines are known to be gone). Looking keeps this host's view of their heartbeat
-    counters in ``logdir``."""
+    """The writers of other hosts that are alive by `hf_summary.liveness`'s rule (none when
+    `others_gone`: their machines are known to be gone). Looking keeps this host's view of their heartbeat
+    counters in `logdir`."""
     if others_gone:
         return []
     here = socket.gethostname()
@@ -54,9 +54,13 @@ class ForeignPush:
     commit: str | None = None
 
 
-def plan_foreign_push(snapshot: Journal, logdir: Path, settings: RunSettings, remote: dict) -> ForeignPush:
-    """Which sealed segments to push: not on the Hub (``remote``: the client's listing of the run's folder) and
-    read whole from here."""
+def plan_foreign_push(snapshot: Journal, logdir: Path, settings: RunSettings, client: PushTarget) -> ForeignPush:
+    """Which sealed segments to push: not on the Hub (one listing of the run's folder) and read whole from here.
+    Raises the client's `HubError` when the listing fails."""
+    try:
+        remote = client.list_files(settings.path_in_repo) if snapshot.segments("sealed") else {}
+    except MissingRepoError:  # an offline writer never created it
+        remote = {}
     plan = ForeignPush(open=len(snapshot.open_segments()))
     for row in snapshot.segments("sealed"):
         found = remote.get(row.path_in_repo)
@@ -76,23 +80,12 @@ def plan_foreign_push(snapshot: Journal, logdir: Path, settings: RunSettings, re
     return plan
 
 
-
-def push_foreign(snapshot: Journal, logdir: Path, settings: RunSettings, client: PushTarget) -> ForeignPush:
-    """Push, in one commit, the sealed segments of :func:`plan_foreign_push`; raises the client's
-    :class:`~hf_summary.hub.HubError` when the Hub refuses."""
-    try:
-        remote = client.list_files(settings.path_in_repo) if snapshot.segments("sealed") else {}
-    except MissingRepoError:  # an offline writer never created it
-        remote = {}
-    plan = plan_foreign_push(snapshot, logdir, settings, remote)
+def push_foreign(plan: ForeignPush, settings: RunSettings, client: PushTarget) -> None:
+    """Push the files of `plan` (from `plan_foreign_push`) in one commit, noted in `plan.commit`;
+    raises the client's `HubError` when the Hub refuses."""
     if not plan.files:
-        return plan
+        return
     message = f"hf-summary: {len(plan.files)} segment(s), {plan.bytes} bytes (synced from {socket.gethostname()})"
     never_replace = frozenset(dest for _, dest in plan.files)
-    try:
-        result = client.commit_files(plan.files, message, never_replace=never_replace)
-    except MissingRepoError:
-        client.ensure_repo(private=settings.private)
-        result = client.commit_files(plan.files, message, never_replace=never_replace)
-    plan.commit = result.oid
-    return plan
+    plan.commit = commit_or_create(client, plan.files, message, private=settings.private,
+                                   never_replace=never_replace).oid

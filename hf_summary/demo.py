@@ -1,6 +1,6 @@
 """`hf-summary demo`: a short numpy "training" logged with HFSummaryWriter, then checked against the Hub.
 
-With no Hub configured (no ``HF_ENDPOINT`` and no token) it starts the local Hub in a temporary directory, so
+With no Hub configured (no `HF_ENDPOINT` and no token) it starts the local Hub in a temporary directory, so
 it runs on a machine with no network at all.
 """
 
@@ -65,7 +65,7 @@ class _Regression:
         return float(np.mean((self.features @ self.weights - self.target) ** 2))
 
     def train(self, writer: HFSummaryWriter, steps: range) -> None:
-        """Train over ``steps``, logging scalars, a histogram, an image and text (one series per tag)."""
+        """Train over `steps`, logging scalars, a histogram, an image and text (one series per tag)."""
         for step in steps:
             error = self.features @ self.weights - self.target
             self.weights -= 0.05 * self.features.T @ error / len(self.target)
@@ -84,8 +84,8 @@ def run_demo(
     say: Callable[[str], None] = print,
     then: Callable[[DemoResult], None] | None = None,
 ) -> DemoResult:
-    """Train for ``2 * steps`` steps in two phases (a push after the first), then count the events on the Hub.
-    ``then`` is called with the result while the demo's Hub still runs (e.g. to view the run); it may block until
+    """Train for `2 * steps` steps in two phases (a push after the first), then count the events on the Hub.
+    `then` is called with the result while the demo's Hub still runs (e.g. to view the run); it may block until
     the user interrupts it."""
     with _hub(say) as (endpoint, token, namespace), tempfile.TemporaryDirectory(prefix="hf-summary-demo-") as tmp:
         if endpoint is not None:

@@ -1,5 +1,5 @@
-"""The exit status of every ``hf-summary`` command (and of the library calls behind them: ``recover``,
-``sync``, ``watch``)."""
+"""The exit status of every `hf-summary` command (and of the library calls behind them: `recover`,
+`sync`, `watch`)."""
 
 from __future__ import annotations
 

@@ -2,13 +2,13 @@
 
 A logdir on a network filesystem (NFS, Lustre, GPFS, WekaFS, CephFS, BeeGFS, SMB, ...) or on FUSE (which may be
 any of those, or a bind of one) can be read and written by two hosts at once. What works between processes of
-one host does not between hosts there: SQLite's WAL index is shared memory (an mmap of ``-shm``), two hosts'
-page caches disagree, and byte-range locks may be local only (Lustre ``localflock``, NFS ``nolock``).
-:func:`filesystem_of` tells which case a path is in:
+one host does not between hosts there: SQLite's WAL index is shared memory (an mmap of `-shm`), two hosts'
+page caches disagree, and byte-range locks may be local only (Lustre `localflock`, NFS `nolock`).
+`filesystem_of` tells which case a path is in:
 
-1. ``HF_SUMMARY_SHARED_FS=1`` (or ``0``) in the environment decides, for users who know their filesystem better;
-2. else the mount table (``/proc/self/mountinfo``): the mount whose device is the path's;
-3. else (no mount table) ``statfs(2)``'s filesystem magic number, on Linux.
+1. `HF_SUMMARY_SHARED_FS=1` (or `0`) in the environment decides, for users who know their filesystem better;
+2. else the mount table (`/proc/self/mountinfo`): the mount whose device is the path's;
+3. else (no mount table) `statfs(2)`'s filesystem magic number, on Linux.
 
 A path that does not exist yet is judged by its nearest existing parent.
 """
@@ -18,9 +18,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import select
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 SHARED_FS_ENV = "HF_SUMMARY_SHARED_FS"
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -40,8 +43,8 @@ _MAGIC_TYPES = {
 
 @dataclass(frozen=True)
 class Filesystem:
-    """``type``: the mount table's name for it (``nfs4``, ``fuse.sshfs``, ``ext4``...) or ``unknown``;
-    ``shared``: whether another host may see it too; ``why``: how that was decided, for messages."""
+    """`type`: the mount table's name for it (`nfs4`, `fuse.sshfs`, `ext4`...) or `unknown`;
+    `shared`: whether another host may see it too; `why`: how that was decided, for messages."""
 
     type: str
     shared: bool
@@ -56,36 +59,77 @@ def is_shared_type(fs_type: str) -> bool:
 
 
 def filesystem_of(path: str | os.PathLike[str]) -> Filesystem:
-    """The filesystem ``path`` is on; see the module docstring for how it is decided."""
-    existing = _nearest_existing(Path(path))
-    fs_type = _type_from_mount_table(existing) or _type_from_statfs(existing) or "unknown"
+    """The filesystem `path` is on; see the module docstring for how it is decided."""
+    existing, device = _nearest_existing(Path(path))
+    fs_type = _type_from_mount_table(device) or _type_from_statfs(existing) or "unknown"
     override = os.environ.get(SHARED_FS_ENV, "").strip()
     if override in ("0", "1"):
         return Filesystem(fs_type, override == "1", f"{SHARED_FS_ENV}={override}")
     return Filesystem(fs_type, is_shared_type(fs_type), f"{existing} is on {fs_type}")
 
 
-def _nearest_existing(path: Path) -> Path:
+def _nearest_existing(path: Path) -> tuple[Path, int | None]:
+    """The path itself or its nearest existing parent, and its device (None when even `/` cannot be stat'ed)."""
     path = path.absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
+    while True:
+        try:
+            return path, os.stat(path).st_dev
+        except (FileNotFoundError, NotADirectoryError):
+            if path == path.parent:
+                return path, None
+            path = path.parent
+        except OSError:
+            return path, None
 
 
-def _type_from_mount_table(path: Path) -> str | None:
-    """The type of the mount whose device (``major:minor``) is ``path``'s; several mounts of one device (bind
-    mounts) share its type."""
+def _type_from_mount_table(device: int | None) -> str | None:
+    """The type of the mount of `device`; several mounts of one device (bind mounts) share its type."""
+    if device is None:
+        return None
     try:
-        device = os.stat(path).st_dev
-        table = MOUNTINFO.read_text()  # read again each time: mounts come and go (and devices are reused)
+        types = _MOUNT_TABLE.types()
     except OSError:
         return None
-    wanted = f"{os.major(device)}:{os.minor(device)}"
-    for line in table.splitlines():
-        fields = line.split()
-        if len(fields) > 4 and fields[2] == wanted and "-" in fields:
-            return fields[fields.index("-") + 1]
-    return None
+    return types.get(f"{os.major(device)}:{os.minor(device)}")
+
+
+class _MountTable:
+    """The mount table's types by device, read again only when a mount or unmount changed it: the kernel marks
+    an open `/proc/self/mountinfo` with a priority event then (proc(5)), so a check costs one `poll(2)`, and
+    `status` over a thousand runs reads the table once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._file: BinaryIO | None = None
+        self._owner = 0  # the pid that opened the file: a forked child opens its own
+        self._types: dict[str, str] = {}
+
+    def types(self) -> dict[str, str]:
+        with self._lock:
+            if self._file is None or self._owner != os.getpid() or self._changed():
+                self._types = self._read()
+            return self._types
+
+    def _changed(self) -> bool:
+        poller = select.poll()
+        poller.register(self._file, select.POLLPRI)
+        return bool(poller.poll(0))
+
+    def _read(self) -> dict[str, str]:
+        if self._file is None or self._owner != os.getpid():
+            self._file = open(MOUNTINFO, "rb")  # noqa: SIM115 -- kept open, to be polled
+            self._owner = os.getpid()
+            self._changed()  # a fresh file may carry an event already: what it reads next is current
+        self._file.seek(0)
+        types = {}
+        for line in self._file.read().decode(errors="replace").splitlines():
+            fields = line.split()
+            if len(fields) > 4 and "-" in fields:
+                types.setdefault(fields[2], fields[fields.index("-") + 1])
+        return types
+
+
+_MOUNT_TABLE = _MountTable()
 
 
 class _StatFs(ctypes.Structure):

@@ -1,21 +1,21 @@
 """Who writes a logdir and whether they still live: process checks, and the writers' records in the journal.
 
-Each :class:`~hf_summary.HFSummaryWriter` keeps a record in its journal's flags, under
-``writer:<host>:<pid>:<create time>``: its host, pid and create time, whether it runs offline, when it started,
-a heartbeat refreshed every :data:`HEARTBEAT_INTERVAL_S` by a daemon thread (``beats``, a counter, and the
-writer's own time of it), and when it closed (``close()`` or interpreter exit). The rule that tells whether the
+Each [`HFSummaryWriter`][hf_summary.HFSummaryWriter] keeps a record in its journal's flags, under
+`writer:<host>:<pid>:<create time>`: its host, pid and create time, whether it runs offline, when it started,
+a heartbeat refreshed every `HEARTBEAT_INTERVAL_S` by a daemon thread (`beats`, a counter, and the
+writer's own time of it), and when it closed (`close()` or interpreter exit). The rule that tells whether the
 writer of an open segment is alive:
 
 - recorded on this host, or not recorded at all (a writer of an older hf-summary): the process with that pid
   and create time runs (psutil);
 - recorded on another host (a shared filesystem seen from a login node, say): it has not closed and its
-  heartbeat counter was seen to change less than :data:`STALE_AFTER_S` ago, by this host's clock
-  (:class:`HeartbeatWatch`): the two hosts' clocks never meet, so they need not agree. A counter this host
+  heartbeat counter was seen to change less than `STALE_AFTER_S` ago, by this host's clock
+  (`HeartbeatWatch`): the two hosts' clocks never meet, so they need not agree. A counter this host
   never saw before counts as just changed. Where the writer's host is known to be gone, the caller says so
-  (``recover --take-over``): its writers count as dead at once, and are recorded as lost
-  (:func:`record_foreign_writers_lost`) for every later look.
+  (`recover --take-over`): its writers count as dead at once, and are recorded as lost
+  (`record_foreign_writers_lost`) for every later look.
 
-Only a dead writer's open segments may be sealed by someone else (:func:`hf_summary.reconcile.seal_abandoned`).
+Only a dead writer's open segments may be sealed by someone else (`hf_summary.reconcile.seal_abandoned`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ HOSTS_DIR = "hosts"  # LOGDIR/.hf_summary/hosts/<host>.json: what <host> saw of 
 
 
 def process_alive(pid: int, create_time: float | None = None) -> bool:
-    """Whether ``pid`` runs on this host, and is the same process (same create time) when ``create_time`` is
+    """Whether `pid` runs on this host, and is the same process (same create time) when `create_time` is
     given."""
     try:
         process = psutil.Process(pid)
@@ -81,15 +81,15 @@ class WriterRecord:
         return f"{_KEY_PREFIX}{self.host}:{self.pid}:{self.create_time!r}"
 
     def alive(self, local_alive: WriterAlive = process_alive, stalled_for: float = 0.0) -> bool:
-        """The liveness rule of the module docstring; ``local_alive`` checks a process of this host,
-        ``stalled_for`` is how long (this host's clock) the heartbeat counter of a writer of another host has
-        been seen not to change (see :class:`HeartbeatWatch`)."""
+        """The liveness rule of the module docstring; `local_alive` checks a process of this host,
+        `stalled_for` is how long (this host's clock) the heartbeat counter of a writer of another host has
+        been seen not to change (see `HeartbeatWatch`)."""
         if self.host == socket.gethostname():
             return local_alive(self.pid, self.create_time)
         return self.closed_at is None and self.lost_at is None and stalled_for < STALE_AFTER_S
 
     def wrote(self, pid: int, create_time: float | None) -> bool:
-        """Whether this is the process that recorded a segment with ``pid`` and ``create_time``."""
+        """Whether this is the process that recorded a segment with `pid` and `create_time`."""
         return pid == self.pid and (create_time is None or abs(create_time - self.create_time) < 1e-3)
 
 
@@ -120,9 +120,9 @@ def record_foreign_writers_lost(journal: Journal) -> list[WriterRecord]:
 
 class HeartbeatWatch:
     """What this host saw of the heartbeat counters of other hosts' writers of one logdir, kept in
-    ``LOGDIR/.hf_summary/hosts/<this host>.json`` (only this host writes it): per writer, the counter last seen
-    and when (this host's clock) it was first seen at that value. ``keep=False`` reads it but never writes
-    it (``status`` changes nothing)."""
+    `LOGDIR/.hf_summary/hosts/<this host>.json` (only this host writes it): per writer, the counter last seen
+    and when (this host's clock) it was first seen at that value. `keep=False` reads it but never writes
+    it (`status` changes nothing)."""
 
     def __init__(self, logdir: str | os.PathLike[str], *, keep: bool = True):
         self.path = Path(logdir) / JOURNAL_DIR / HOSTS_DIR / f"{socket.gethostname()}.json"
@@ -133,7 +133,7 @@ class HeartbeatWatch:
             self._seen = {}
 
     def stalled_for(self, record: WriterRecord) -> float:
-        """Seconds, by this host's clock, since ``record``'s counter was first seen at its current value (0 when
+        """Seconds, by this host's clock, since `record`'s counter was first seen at its current value (0 when
         it changed, or was never seen before)."""
         now = time.time()
         beats, since = self._seen.get(record.key, (None, now))
@@ -144,7 +144,7 @@ class HeartbeatWatch:
         return max(0.0, now - since)
 
     def alive(self, record: WriterRecord, local_alive: WriterAlive = process_alive) -> bool:
-        """:meth:`WriterRecord.alive`, with the counter of a writer of another host looked at now."""
+        """`WriterRecord.alive`, with the counter of a writer of another host looked at now."""
         foreign = record.host != socket.gethostname()
         return record.alive(local_alive, self.stalled_for(record) if foreign else 0.0)
 
@@ -161,8 +161,8 @@ class HeartbeatWatch:
 
 
 def host_aware(journal: Journal, local_alive: WriterAlive, *, others_gone: bool = False) -> WriterAlive:
-    """A ``(pid, create_time) -> alive`` check applying the module's rule to the writers recorded now;
-    ``local_alive`` judges processes of this host (and writers without a record); ``others_gone``: the
+    """A `(pid, create_time) -> alive` check applying the module's rule to the writers recorded now;
+    `local_alive` judges processes of this host (and writers without a record); `others_gone`: the
     writers of other hosts are known to be gone (their machines are)."""
     records = writer_records(journal)
     watch = HeartbeatWatch(journal.logdir)
@@ -193,14 +193,14 @@ class WriterPresence:
         self._thread: threading.Thread | None = None
 
     def announce(self, journal: Journal) -> None:
-        """Record the writer as open in ``journal`` at once, before its other start-up writes: another host that
-        sees the journal then knows it has a live writer (:mod:`hf_summary.crosshost`). :meth:`start` follows."""
+        """Record the writer as open in `journal` at once, before its other start-up writes: another host that
+        sees the journal then knows it has a live writer (`hf_summary.crosshost`). `start` follows."""
         self._journal = journal
         self._record = replace(self._record, heartbeat_at=time.time(), closed_at=None)
         save_record(journal, self._record)
 
     def start(self, journal: Journal) -> None:
-        """Record the writer as open in ``journal`` (the writer's current one) and start heartbeating."""
+        """Record the writer as open in `journal` (the writer's current one) and start heartbeating."""
         self.announce(journal)
         self._stop.clear()
         self._thread = threading.Thread(target=self._beat, name="hf-summary-heartbeat", daemon=True)

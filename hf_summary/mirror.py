@@ -1,6 +1,6 @@
 """A local mirror of the event files of a run on the Hub, kept up to date one refresh at a time.
 
-Downloads go to the Hugging Face cache (``HF_HUB_CACHE``); the mirror itself is a plain directory tree
+Downloads go to the Hugging Face cache (`HF_HUB_CACHE`); the mirror itself is a plain directory tree
 (hard links to the cached files, or copies across file systems) that TensorBoard can watch. Each refresh
 asks the Hub for the revision's head commit; only when it moved is the folder listed again (a bucket has
 no commits: its folder is listed at every refresh). New event files are fetched once, one after the other
@@ -33,16 +33,16 @@ class Refresh:
 
 
 def default_dirs(cache_dir: Path | None) -> tuple[Path, Path]:
-    """(Hub download cache, root of the mirrors): ``CACHE_DIR/hub`` and ``CACHE_DIR/view`` when given,
-    else ``HF_HUB_CACHE`` and ``HF_ASSETS_CACHE/hf-summary/view``."""
+    """(Hub download cache, root of the mirrors): `CACHE_DIR/hub` and `CACHE_DIR/view` when given,
+    else `HF_HUB_CACHE` and `HF_ASSETS_CACHE/hf-summary/view`."""
     if cache_dir is not None:
         return cache_dir / "hub", cache_dir / "view"
     return Path(constants.HF_HUB_CACHE), Path(constants.HF_ASSETS_CACHE) / "hf-summary" / "view"
 
 
 class Mirror:
-    """The event files under ``path`` in a repo or bucket, mirrored into ``logdir`` (see the module
-    docstring). ``client`` is a repo's or a bucket's client (``hub.open_client``)."""
+    """The event files under `path` in a repo or bucket, mirrored into `logdir` (see the module
+    docstring). `client` is a repo's or a bucket's client (`hub.open_client`)."""
 
     def __init__(self, client: PushTarget, path: str, *, cache_dir: Path | None = None) -> None:
         self.client = client
@@ -62,7 +62,7 @@ class Mirror:
 
     def refresh(self) -> Refresh:
         """Bring the mirror up to the revision's head (a bucket: to what it holds now). Raises
-        :class:`hf_summary.hub.HubError`; the first refresh raises :class:`hf_summary.hub.MissingRepoError`
+        `hf_summary.hub.HubError`; the first refresh raises `hf_summary.hub.MissingRepoError`
         when the repo or folder does not exist."""
         head = self.client.head()
         if self._listed and head is not None and head == self._head:
@@ -77,7 +77,7 @@ class Mirror:
         return Refresh(added=added, removed=removed)
 
     def _inside(self, path_in_repo: str) -> bool:
-        """Whether the path is in the mirrored folder and stays inside the mirror (a Hub never sends ``..``
+        """Whether the path is in the mirrored folder and stays inside the mirror (a Hub never sends `..`
         or absolute paths; never trust it)."""
         parts = path_in_repo.split("/")
         in_folder = not self.path or path_in_repo.startswith(f"{self.path}/")
@@ -113,7 +113,7 @@ class Mirror:
         """Empty the file rather than delete it: TensorBoard's Python loader reads the file it follows by name
         at each reload, and once that file is gone it stops following the run for good, while an empty one
         reads as "nothing new" and it moves on to the next file. A mirror's first refresh deletes the files
-        emptied before (see :meth:`_adopt`)."""
+        emptied before (see `_adopt`)."""
         target = self._local(path)
         if target.is_file():
             self._put(target, None)
@@ -122,7 +122,7 @@ class Mirror:
 
     @staticmethod
     def _put(target: Path, content: Path | None) -> None:
-        """Make ``target`` a hard link to (or a copy of) ``content``, or an empty file, in one step: a reader
+        """Make `target` a hard link to (or a copy of) `content`, or an empty file, in one step: a reader
         sees the old file or the new one, whole, never a partial one (the temporary name is no event
         file's)."""
         partial = target.parent / f".partial-{os.getpid()}-{target.name.replace('tfevents', 'tfe')}"

@@ -2,17 +2,17 @@
 period will not see the budget back. A Storage Bucket takes files without commits, so the push is *parked*
 there, with a record of everything needed to finish it later from any machine (the node's disk may be gone):
 the target repo, branch and folder, the run id, and each file's path in the repo, size, sha256 and order.
-:mod:`hf_summary.settle` moves parked files into the repo, exactly once, and removes them from the bucket.
+`hf_summary.settle` moves parked files into the repo, exactly once, and removes them from the bucket.
 
-The bucket is the one named by ``HF_SUMMARY_OVERFLOW_BUCKET`` (``NAMESPACE/NAME``), else a private one derived
-from the repo's name (``alice/sweep`` -> ``alice/sweep-hf-summary-overflow``), created on first need. Layout,
+The bucket is the one named by `HF_SUMMARY_OVERFLOW_BUCKET` (`NAMESPACE/NAME`), else a private one derived
+from the repo's name (`alice/sweep` -> `alice/sweep-hf-summary-overflow`), created on first need. Layout,
 under one folder per target (so one bucket can serve many repos, and a run lists only its own records)::
 
     hf-summary-overflow/<repo type>/<namespace>/<repo name>/<branch, %-quoted>/<folder in repo>/
         <record id>.json                  the record (written in the same batch as its files)
         <record id>/<run subdir>/<name>   the parked files
 
-A record id is ``<first segment's sequence, 13 digits>-<run id>``: records sort in the order the run made
+A record id is `<first segment's sequence, 13 digits>-<run id>`: records sort in the order the run made
 them, and parking the same segments again (an uploader restarted before the budget came back) rewrites the
 same paths with the same bytes.
 """
@@ -60,7 +60,7 @@ class OverflowRecord:
     repo_id: str
     repo_type: str
     revision: str
-    folder: str  # the run's folder in the repo (its ``path_in_repo``)
+    folder: str  # the run's folder in the repo (its `path_in_repo`)
     run_id: str
     record_id: str
     host: str
@@ -79,7 +79,7 @@ class OverflowRecord:
         return f"{self.prefix}/{self.record_id}{_RECORD_SUFFIX}"
 
     def bucket_path(self, file: ParkedFile) -> str:
-        """Where ``file``'s bytes are in the bucket."""
+        """Where `file`'s bytes are in the bucket."""
         return f"{self.prefix}/{self.record_id}/{file.path_in_repo[len(self.folder) + 1:]}"
 
     def to_json(self) -> str:
@@ -99,7 +99,7 @@ class OverflowRecord:
 
     @classmethod
     def from_json(cls, text: str, where: str) -> OverflowRecord:
-        """Parse a record read from ``where`` (its path in the bucket, for the error)."""
+        """Parse a record read from `where` (its path in the bucket, for the error)."""
         try:
             data = json.loads(text)
             if data.get("format") != RECORD_FORMAT:
@@ -116,7 +116,7 @@ _RECORD_KEYS = ("repo_id", "repo_type", "revision", "folder", "run_id", "record_
 
 
 def overflow_bucket(repo_id: str) -> str:
-    """The bucket a repo's refused pushes go to: ``HF_SUMMARY_OVERFLOW_BUCKET``, else ``REPO-hf-summary-overflow``
+    """The bucket a repo's refused pushes go to: `HF_SUMMARY_OVERFLOW_BUCKET`, else `REPO-hf-summary-overflow`
     in the repo's namespace."""
     named = os.environ.get(OVERFLOW_BUCKET_ENV, "").strip()
     if named:
@@ -139,7 +139,7 @@ def new_record(
     *, repo_id: str, repo_type: str, revision: str, folder: str, run_id: str, host: str, reason: str,
     files: list[tuple[Path, str, int, str]],
 ) -> OverflowRecord:
-    """The record of parking ``files`` (local path, path in repo, size, sha256), in the order given."""
+    """The record of parking `files` (local path, path in repo, size, sha256), in the order given."""
     sequences = [parse_segment_sequence(dest) for _, dest, _, _ in files]
     first = min((s for s in sequences if s is not None), default=int(time.time() * 1000))
     return OverflowRecord(
@@ -151,9 +151,9 @@ def new_record(
 
 
 def park(bucket, record: OverflowRecord, sources: list[Path]) -> None:
-    """Put ``record``'s files (``sources``, in the record's order) and the record itself in ``bucket`` (a
-    bucket client: ``hf_summary.hub``'s interface), in one batch; the bucket is created (private) if missing.
-    Raises ``HubError`` when the bucket did not take all of it (then nothing counts as parked)."""
+    """Put `record`'s files (`sources`, in the record's order) and the record itself in `bucket` (a
+    bucket client: `hf_summary.hub`'s interface), in one batch; the bucket is created (private) if missing.
+    Raises `HubError` when the bucket did not take all of it (then nothing counts as parked)."""
     with tempfile.TemporaryDirectory(prefix="hf-summary-overflow-") as scratch:
         record_file = Path(scratch, "record.json")
         record_file.write_text(record.to_json(), encoding="utf-8")

@@ -1,7 +1,7 @@
-"""Upload glob patterns (``allow_patterns``, ``ignore_patterns``, the watcher's assets): what a user may give, and
-which paths they let through, by the rules of huggingface_hub's own filtering (``filter_repo_objects``), so that
-a writer keeps exactly the files an ``upload_folder`` with the same patterns would upload. Standard library
-only: the journal's readers (``status``, ``recover``'s reconciliation) match paths without loading the client."""
+"""Upload glob patterns (`allow_patterns`, `ignore_patterns`, the watcher's assets): what a user may give, and
+which paths they let through, by the rules of huggingface_hub's own filtering (`filter_repo_objects`), so that
+a writer keeps exactly the files an `upload_folder` with the same patterns would upload. Standard library
+only: the journal's readers (`status`, `recover`'s reconciliation) match paths without loading the client."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from fnmatch import fnmatchcase
 
 
 def check_patterns(name: str, patterns: list[str] | str | None) -> list[str] | None:
-    """Glob patterns as a list (a single string is one pattern); ``name`` is the argument, for the error."""
+    """Glob patterns as a list (a single string is one pattern); `name` is the argument, for the error."""
     if patterns is None:
         return None
     if isinstance(patterns, str):
@@ -20,8 +20,8 @@ def check_patterns(name: str, patterns: list[str] | str | None) -> list[str] | N
 
 
 def path_matches(path: str, allow_patterns: list[str] | None, ignore_patterns: list[str] | None) -> bool:
-    """Whether ``path`` passes the allow/ignore glob patterns: case-sensitive ``fnmatch`` (``*`` crosses
-    ``/``), backslashes read as ``/``, and a pattern ending in ``/`` meaning everything below that folder."""
+    """Whether `path` passes the allow/ignore glob patterns: case-sensitive `fnmatch` (`*` crosses
+    `/`), backslashes read as `/`, and a pattern ending in `/` meaning everything below that folder."""
     path = _normalized(path)
     if allow_patterns is not None and not any(fnmatchcase(path, _pattern(p)) for p in allow_patterns):
         return False

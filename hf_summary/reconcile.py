@@ -1,6 +1,6 @@
 """Reconcile a journal with the segments on disk after a crash (no Hub access here).
 
-Used by the writer on start-up, by the uploader when its trainer is gone, and by ``hf-summary recover``.
+Used by the writer on start-up, by the uploader when its trainer is gone, and by `hf-summary recover`.
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ def open_or_rebuild(
     """Open the logdir's journal; if it is corrupt or of another schema, move it aside (never delete it) and
     rebuild it from the segments on disk. Returns the journal and where the old file went (or None).
 
-    Rebuilding needs the run's settings (to know each segment's path in the repo): ``settings`` when given,
+    Rebuilding needs the run's settings (to know each segment's path in the repo): `settings` when given,
     else those still readable from the unusable file; without either the error is raised and the file stays
     where it is. A journal that was never used (no settings yet: new, or lost) adopts the segments already
-    on disk as well, so their names are never handed out again and they get pushed. ``check_integrity``
-    also runs the full ``PRAGMA integrity_check`` (slower; ``recover`` does).
+    on disk as well, so their names are never handed out again and they get pushed. `check_integrity`
+    also runs the full `PRAGMA integrity_check` (slower; `recover` does).
     """
     try:
         journal = Journal(logdir)
@@ -85,7 +85,7 @@ def open_or_rebuild(
 
 
 def salvage_settings(path: Path) -> RunSettings | None:
-    """The run settings still readable from an unusable journal file (read-only; ``None`` if unreadable)."""
+    """The run settings still readable from an unusable journal file (read-only; `None` if unreadable)."""
     if not path.is_file():
         return None
     try:
@@ -111,7 +111,7 @@ def _keep_sequence_above_disk(journal: Journal) -> None:
 class DirListing:
     """One directory's entries that matter to the logdir's walks: its subdirectories to enter (not the journal's
     directory, not symlinks) and its regular files (no symlinks, FIFOs, sockets or devices: opening a FIFO to
-    hash it would block forever). ``nested_run``: it holds a journal of its own (another writer's logdir, pushed
+    hash it would block forever). `nested_run`: it holds a journal of its own (another writer's logdir, pushed
     by that writer), so neither it nor anything under it belongs to this logdir."""
 
     subdirs: tuple[str, ...]
@@ -120,7 +120,7 @@ class DirListing:
 
 
 def list_dir(path: Path) -> DirListing:
-    """:class:`DirListing` of ``path``; an unreadable or vanished directory lists as empty."""
+    """`DirListing` of `path`; an unreadable or vanished directory lists as empty."""
     subdirs, files, nested = [], [], False
     try:
         with os.scandir(path) as entries:
@@ -140,8 +140,8 @@ def list_dir(path: Path) -> DirListing:
 
 
 def iter_logdir_files(logdir: Path) -> Iterator[tuple[str, str]]:
-    """``(run, name)`` of every regular file under ``logdir`` (see :class:`DirListing`): a walk of the whole
-    logdir, for start-up and ``recover``; the uploader's pushes use :class:`hf_summary.assets.AssetTracker`."""
+    """`(run, name)` of every regular file under `logdir` (see `DirListing`): a walk of the whole
+    logdir, for start-up and `recover`; the uploader's pushes use `hf_summary.assets.AssetTracker`."""
     stack = [""]
     while stack:
         run = stack.pop()
@@ -153,18 +153,18 @@ def iter_logdir_files(logdir: Path) -> Iterator[tuple[str, str]]:
 
 
 def iter_disk_segments(logdir: Path) -> list[tuple[str, str]]:
-    """``(run, name)`` of every segment file hf-summary wrote under ``logdir``, in sequence order."""
+    """`(run, name)` of every segment file hf-summary wrote under `logdir`, in sequence order."""
     found = [(parse_segment_sequence(name), run, name) for run, name in iter_logdir_files(logdir)]
     return [(run, name) for sequence, run, name in sorted(f for f in found if f[0] is not None)]
 
 
 def logdir_relative(run: str, name: str) -> str:
-    """Path of file ``name`` of run dir ``run``, relative to the logdir (``run`` is ``""`` for the logdir)."""
+    """Path of file `name` of run dir `run`, relative to the logdir (`run` is `""` for the logdir)."""
     return f"{run}/{name}" if run else name
 
 
 def repo_path(settings: RunSettings, run: str, name: str) -> str:
-    """Path in the repo of file ``name`` of run dir ``run``."""
+    """Path in the repo of file `name` of run dir `run`."""
     return "/".join(part for part in (settings.path_in_repo, run, name) if part)
 
 
@@ -215,9 +215,9 @@ def seal_abandoned(
     """Seal the open segments whose writer process is gone: cut a torn trailing record, then record the
     size and sha256; a segment whose file never got a record is dropped. Returns the rows sealed.
 
-    ``writer_alive`` judges processes of this host; a writer recorded on another host is judged by its
-    heartbeat (:mod:`hf_summary.liveness`), so a live writer's open segment is never sealed from elsewhere;
-    ``others_gone``: the writers of other hosts are known to be gone."""
+    `writer_alive` judges processes of this host; a writer recorded on another host is judged by its
+    heartbeat (`hf_summary.liveness`), so a live writer's open segment is never sealed from elsewhere;
+    `others_gone`: the writers of other hosts are known to be gone."""
     writer_alive = host_aware(journal, writer_alive, others_gone=others_gone)
     sealed_rows = []
     for row in journal.open_segments():

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from hf_summary import compaction
-from hf_summary.crosshost import foreign_live_writers, push_foreign
+from hf_summary.crosshost import ForeignPush, foreign_live_writers, plan_foreign_push, push_foreign
 from hf_summary.exit_status import ExitStatus
 from hf_summary.filesystems import filesystem_of
-from hf_summary.hub import HubError, PermanentHubError, PushTarget, RemoteFile, client_for, offline_mode
+from hf_summary.hub import HubError, PermanentHubError, PushTarget, client_for, offline_mode
 from hf_summary.journal import (
     Journal,
     JournalCorruptError,
@@ -24,84 +25,27 @@ from hf_summary.journal import (
     journal_path,
 )
 from hf_summary.liveness import (
-    host_aware,
+    WriterRecord,
     lease_owner_alive,
     process_alive,
     record_foreign_writers_lost,
     writer_records,
 )
-from hf_summary.patterns import path_matches
 from hf_summary.reconcile import (
-    iter_disk_segments,
-    logdir_relative,
     open_or_rebuild,
     register_disk_segments,
-    repo_path,
-    salvage_settings,
     seal_abandoned,
 )
-from hf_summary.segments import file_digests, file_sha256, last_complete_offset
+from hf_summary.recover_plan import committed_verdict, plan_recovery
+from hf_summary.recover_report import LeaseBusyError, RecoverError, RecoverReport, describe
+from hf_summary.segments import file_sha256
 from hf_summary.snapshot import SnapshotError, journal_snapshot
-from hf_summary.status import public_url
 from hf_summary.uploader.drain import Uploader, this_lease_owner
 from hf_summary.uploader.pusher import Pusher
 
 logger = logging.getLogger("hf_summary")
 
 LEASE_POLL_S = 0.5
-
-
-class RecoverError(Exception):
-    """Recovery cannot start; the message says what to do."""
-
-
-class LeaseBusyError(RecoverError):
-    def __init__(self, pid: int | None, message: str | None = None):
-        super().__init__(
-            message
-            or f"a live uploader (pid {pid}) is pushing this logdir; wait for it (run without --no-wait) "
-            "or check it with `hf-summary status`"
-        )
-        self.pid = pid
-
-
-@dataclass
-class PlannedPush:
-    """One file a (dry) run would push, and why."""
-
-    path_in_repo: str
-    size: int
-    reason: str
-
-
-@dataclass
-class RecoverReport:
-    logdir: Path
-    repo_id: str = ""
-    repo_type: str = "model"
-    revision: str = "main"
-    path_in_repo: str = ""
-    endpoint: str | None = None
-    moved_journal: Path | None = None
-    found_on_disk: int = 0
-    sealed_tails: int = 0
-    pushed_segments: int = 0
-    pushed_bytes: int = 0
-    commits: list[str] = field(default_factory=list)
-    repushed: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    lost: list[str] = field(default_factory=list)
-    verified_segments: int = 0
-    verified_bytes: int = 0
-    still_open: int = 0
-    live_writers: list[int] = field(default_factory=list)  # pids whose open segments were left to them
-    not_seen_whole: int = 0  # sealed segments of a writer of another host not yet read whole from here
-    waited_for: int | None = None
-    would_push: list[PlannedPush] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    error: str | None = None
-    exit_status: ExitStatus = ExitStatus.OK
-    elapsed_s: float = 0.0
 
 
 def recover(
@@ -119,11 +63,12 @@ def recover(
     Hub (size and content) and push again what is missing. Safe to run any number of times: when the Hub
     holds everything, no commit is made.
 
-    Holds the journal's lease throughout (waiting for a live uploader unless ``wait`` is false, then
-    :class:`LeaseBusyError`); an uploader on another host cannot be checked, so its lease is taken only with
-    ``take_over`` (when that machine is known to be gone). ``settings`` are needed only when the journal is missing, or unusable and its
-    settings unreadable (it is then moved aside and rebuilt from the segments on disk). ``dry_run`` lists
-    what would be pushed and changes nothing (neither the journal nor the files nor the Hub).
+    Holds the journal's lease throughout (waiting for a live uploader unless `wait` is false, then
+    [`LeaseBusyError`][hf_summary.recover_report.LeaseBusyError]); an uploader on another host cannot be checked, so
+    its lease is taken only with `take_over` (when that machine is known to be gone). `settings` are needed
+    only when the journal is missing, or unusable and its settings unreadable (it is then moved aside and
+    rebuilt from the segments on disk). `dry_run` lists what would be pushed and changes nothing (neither the
+    journal nor the files nor the Hub).
     """
     started = time.monotonic()
     deadline = started + timeout
@@ -134,7 +79,7 @@ def recover(
         require_online()
     try:
         if dry_run:
-            _plan(logdir, settings, token, report, say)
+            plan_recovery(logdir, settings, token, report, say)
         else:
             _recover(logdir, settings, token, wait, take_over, deadline, report, say)
     finally:
@@ -143,7 +88,8 @@ def recover(
 
 
 def require_online() -> None:
-    """Raise :class:`RecoverError` when huggingface_hub is in offline mode: every push would be refused."""
+    """Raise [`RecoverError`][hf_summary.recover_report.RecoverError] when huggingface_hub is in offline mode: every
+    push would be refused."""
     if offline_mode():
         raise RecoverError(
             "HF_HUB_OFFLINE is set, so huggingface_hub refuses every request from here; run this where the Hub is "
@@ -155,10 +101,38 @@ def require_online() -> None:
 
 
 def _recover(logdir, settings, token, wait, take_over, deadline, report: RecoverReport, say) -> None:
+    with open_recovery(logdir, token=token, settings=settings, wait=wait, take_over=take_over, deadline=deadline,
+                       report=report, say=say) as run:
+        if isinstance(run, ForeignRun):
+            run.push_alone()
+        elif run is not None:
+            run.prepare()
+            run.finish()
+
+
+@contextlib.contextmanager
+def open_recovery(
+    logdir: Path,
+    *,
+    report: RecoverReport,
+    token: str | None = None,
+    settings: RunSettings | None = None,
+    wait: bool = False,
+    take_over: bool = False,
+    deadline: float,
+    say: Callable[[str], None] = lambda _: None,
+) -> Iterator[Recovery | ForeignRun | None]:
+    """A run ready to recover in steps: a `Recovery` (its journal open, its lease held until the
+    block ends), a `ForeignRun` (a live writer of another host writes it), or `None` when `report`
+    already says all (a journal still being created). `recover` takes the steps one run at a time; `sync`
+    pushes many runs' segments in shared commits between them. Raises `RecoverError` (and
+    `LeaseBusyError`) as `recover` does."""
     existed = journal_path(logdir).exists()
-    if (existed and settings is None and filesystem_of(logdir).shared
-            and _push_for_foreign_writer(logdir, token, take_over, report, say)):
-        return
+    if existed and settings is None and filesystem_of(logdir).shared:
+        foreign = _foreign_run(logdir, token, take_over, report, say)
+        if foreign is not False:
+            yield foreign
+            return
     if settings is None and not existed:
         raise RecoverError(f"{logdir} has no journal; pass --repo-id (and --path-in-repo if not the default)")
     try:
@@ -169,38 +143,89 @@ def _recover(logdir, settings, token, wait, take_over, deadline, report: Recover
             "(and --path-in-repo if not the default) to rebuild it from the segments on disk"
         ) from exc
     with journal:
-        if report.moved_journal is not None:
-            report.found_on_disk = len(journal.pending_segments())
-            say(f"the journal was unusable: moved it to {report.moved_journal} and rebuilt it from "
-                f"{report.found_on_disk} segment(s) on disk")
-        elif not existed:
-            report.found_on_disk = len(journal.pending_segments())
-            say(f"no journal: created one from {report.found_on_disk} segment(s) on disk")
-        stored = journal.load_settings()
-        if stored is None:
-            if settings is None:
-                raise RecoverError(f"the journal of {logdir} has no settings; pass --repo-id")
-            journal.save_settings(settings)
-        elif settings is not None and stored.destination != settings.destination:
-            report.notes.append("the journal's settings were used; --repo-id and friends were ignored")
-        settings = stored or settings
-        _describe(report, settings)
+        settings = _settle_settings(journal, settings, existed, report, say)
         pusher = Pusher.open(journal, settings, token)
         owner = this_lease_owner()
         _take_lease(journal, owner, wait=wait, take_over=take_over, deadline=deadline, report=report, say=say)
         try:
-            _recover_locked(pusher, owner, deadline, take_over, report, say)
-        except HubError as exc:
-            report.error, report.exit_status = f"the Hub failed: {exc}", ExitStatus.INCOMPLETE
+            yield Recovery(pusher, owner, deadline, take_over, report, say)
         finally:
             journal.release_lease(owner)
 
 
-def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: RecoverReport, say) -> bool:
-    """A run on a shared filesystem whose writer lives on another host: push what it sealed and this host reads
-    whole, writing nothing the writer's host writes (:mod:`hf_summary.crosshost`); a journal still without its
-    settings (a writer creating it) is left alone too, unless ``take_over``. Returns False when no writer of
-    another host lives (then the run is this host's to recover)."""
+def _settle_settings(journal: Journal, settings: RunSettings | None, existed: bool, report: RecoverReport,
+                     say) -> RunSettings:
+    """The run's settings (the journal's, else `settings`, then saved), after saying how the journal came."""
+    if report.moved_journal is not None:
+        report.found_on_disk = len(journal.pending_segments())
+        say(f"the journal was unusable: moved it to {report.moved_journal} and rebuilt it from "
+            f"{report.found_on_disk} segment(s) on disk")
+    elif not existed:
+        report.found_on_disk = len(journal.pending_segments())
+        say(f"no journal: created one from {report.found_on_disk} segment(s) on disk")
+    stored = journal.load_settings()
+    if stored is None:
+        if settings is None:
+            raise RecoverError(f"the journal of {journal.logdir} has no settings; pass --repo-id")
+        journal.save_settings(settings)
+    elif settings is not None and stored.destination != settings.destination:
+        report.notes.append("the journal's settings were used; --repo-id and friends were ignored")
+    settings = stored or settings
+    describe(report, settings)
+    return settings
+
+
+@dataclass
+class ForeignRun:
+    """A run on a shared filesystem whose writer lives on another host: the sealed segments this host reads whole
+    and the Hub lacks (`hf_summary.crosshost`), to push without writing anything that host writes (its
+    journal records nothing of the push)."""
+
+    settings: RunSettings
+    client: PushTarget
+    plan: ForeignPush
+    live: list[WriterRecord]
+    report: RecoverReport
+    say: Callable[[str], None]
+
+    def push_alone(self) -> None:
+        """Push the plan in a commit of its own."""
+        try:
+            push_foreign(self.plan, self.settings, self.client)
+        except HubError as exc:
+            self.failed(exc)
+            return
+        self.pushed([self.plan.commit] if self.plan.commit else [])
+
+    def pushed(self, commits: list[str]) -> None:
+        """The plan's files are on the Hub, carried by `commits`: fill the report (the run stays incomplete)."""
+        plan, report = self.plan, self.report
+        report.pushed_segments, report.pushed_bytes = len(plan.files), plan.bytes
+        report.commits = commits
+        report.verified_segments = plan.on_hub + len(plan.files)
+        report.still_open, report.not_seen_whole = plan.open, plan.unseen
+        report.live_writers = sorted({record.pid for record in self.live})
+        hosts = ", ".join(sorted({record.host for record in self.live}))
+        self.say(f"written on host(s) {hosts}: pushed {len(plan.files)} sealed segment(s); its journal left as it is")
+        report.error = (f"writer(s) {report.live_writers} on host(s) {hosts} still write this run "
+                        f"({plan.open} open segment(s)"
+                        + (f", {plan.unseen} sealed one(s) not yet seen whole from here" if plan.unseen else "")
+                        + "); sync again later, or once they have closed")
+        report.exit_status = ExitStatus.INCOMPLETE
+
+    def failed(self, exc: HubError) -> None:
+        _hub_failed(self.report, exc)
+
+
+def _hub_failed(report: RecoverReport, exc: HubError) -> None:
+    report.error = f"the Hub failed: {exc}"
+    report.exit_status = ExitStatus.FAILED if isinstance(exc, PermanentHubError) else ExitStatus.INCOMPLETE
+
+
+def _foreign_run(logdir: Path, token, take_over: bool, report: RecoverReport, say) -> ForeignRun | None | bool:
+    """A run on a shared filesystem whose writer lives on another host, with what to push of it; `None` when
+    `report` says all (the Hub failed, or a journal still without its settings, as a writer creating it leaves
+    it, unless `take_over`); False when no writer of another host lives (the run is this host's to recover)."""
     try:
         with journal_snapshot(logdir) as snapshot:
             settings = snapshot.load_settings()
@@ -215,38 +240,23 @@ def _push_for_foreign_writer(logdir: Path, token, take_over: bool, report: Recov
             if lease is not None and lease_owner_alive(lease[0]):
                 raise LeaseBusyError(lease[0].pid, f"an uploader on host {lease[0].host!r} (pid {lease[0].pid}) "
                                      "pushes this logdir for its live writer")
-            _describe(report, settings)
-            plan = push_foreign(snapshot, logdir, settings, client_for(settings, token))
+            describe(report, settings)
+            client = client_for(settings, token)
+            plan = plan_foreign_push(snapshot, logdir, settings, client)
     except FileNotFoundError:  # not even initialised yet
-        if take_over:
-            return False
-        return _still_starting(logdir, report)
+        return False if take_over else _still_starting(logdir, report)
     except SnapshotError as exc:
         raise RecoverError(f"{exc}; try again in a moment") from exc
     except HubError as exc:
-        report.error = f"the Hub failed: {exc}"
-        report.exit_status = ExitStatus.FAILED if isinstance(exc, PermanentHubError) else ExitStatus.INCOMPLETE
-        return True
-    report.pushed_segments, report.pushed_bytes = len(plan.files), plan.bytes
-    report.commits = [plan.commit] if plan.commit else []
-    report.verified_segments = plan.on_hub + len(plan.files)
-    report.still_open, report.not_seen_whole = plan.open, plan.unseen
-    report.live_writers = sorted({record.pid for record in live})
-    hosts = ", ".join(sorted({record.host for record in live}))
-    say(f"written on host(s) {hosts}: pushed {len(plan.files)} sealed segment(s); its journal left as it is")
-    report.error = (f"writer(s) {report.live_writers} on host(s) {hosts} still write this run "
-                    f"({plan.open} open segment(s)"
-                    + (f", {plan.unseen} sealed one(s) not yet seen whole from here" if plan.unseen else "")
-                    + "); sync again later, or once they have closed")
-    report.exit_status = ExitStatus.INCOMPLETE
-    return True
+        _hub_failed(report, exc)
+        return None
+    return ForeignRun(settings, client, plan, live, report, say)
 
 
-def _still_starting(logdir: Path, report: RecoverReport) -> bool:
+def _still_starting(logdir: Path, report: RecoverReport) -> None:
     report.error = (f"the journal of {logdir} is being created (no settings, or no writer and no segment yet); if "
                     f"its writer died doing so, `hf-summary recover {logdir} --take-over` (or --repo-id) finishes it")
     report.exit_status = ExitStatus.INCOMPLETE
-    return True
 
 
 def _take_lease(journal: Journal, owner: LeaseOwner, *, wait: bool, take_over: bool, deadline: float, report,
@@ -283,57 +293,94 @@ def _take_lease(journal: Journal, owner: LeaseOwner, *, wait: bool, take_over: b
         say("the uploader is done; taking over")
 
 
-def _recover_locked(pusher: Pusher, owner: LeaseOwner, deadline, take_over: bool, report, say) -> None:
-    journal, settings, logdir = pusher.journal, pusher.settings, pusher.journal.logdir
-    if journal.compactions("planned") or journal.compactions("committed"):
-        compaction.settle(journal, pusher.client, abandon=True)
-        say("finished the merge(s) of committed segments an interrupted push left")
-    if take_over and (lost := record_foreign_writers_lost(journal)):
-        say(f"recorded writer(s) {[record.pid for record in lost]} of host(s) "
-            f"{sorted({record.host for record in lost})} as lost (--take-over)")
-    sealed = seal_abandoned(journal, process_alive, others_gone=take_over)
-    report.sealed_tails = len(sealed)
-    if sealed:
-        say(f"sealed {len(sealed)} segment(s) left open by a dead writer (torn records cut)")
-    found = register_disk_segments(journal, settings)
-    report.found_on_disk += found
-    if found:
-        say(f"found {found} segment(s) on disk that the journal did not know")
-    report.still_open = len(journal.open_segments())
-    first_history = max((e["id"] for e in journal.history(limit=1)), default=0)
-    for attempt in range(2):  # push, verify; push again what the Hub lacks, verify once more
-        report.lost += [
-            row.path_in_repo for row in journal.pending_segments() if not row.local_path(logdir).is_file()
-        ]
-        status = _drain(pusher, owner, deadline, report, say)
-        report.commits = [
-            e["oid"] for e in reversed(journal.history("commit", limit=1000)) if e["id"] > first_history
-        ]
-        if status != ExitStatus.OK:
-            report.exit_status = status
+@dataclass
+class Recovery:
+    """A run of this host's with its journal's lease held, recovered in two steps: `prepare` (finish
+    interrupted merges, seal what dead writers left open, register what the journal did not know), then
+    `finish` (push what is pending, verify every committed segment on the Hub, push again what it lacks).
+    `sync` pushes the pending segments of many runs in shared commits between the two steps."""
+
+    pusher: Pusher
+    owner: LeaseOwner
+    deadline: float
+    take_over: bool
+    report: RecoverReport
+    say: Callable[[str], None]
+    first_history: int = 0  # the journal's history before this recovery: its commits are those after
+
+    @property
+    def journal(self) -> Journal:
+        return self.pusher.journal
+
+    def prepare(self) -> None:
+        """Get every segment that can be pushed sealed and known to the journal; on a failure of the Hub, the
+        report says so (`finish` then does nothing)."""
+        journal, report, say = self.journal, self.report, self.say
+        self.first_history = max((e["id"] for e in journal.history(limit=1)), default=0)
+        try:
+            if journal.compactions("planned") or journal.compactions("committed"):
+                compaction.settle(journal, self.pusher.client, abandon=True)
+                say("finished the merge(s) of committed segments an interrupted push left")
+        except HubError as exc:
+            report.error, report.exit_status = f"the Hub failed: {exc}", ExitStatus.INCOMPLETE
             return
-        committed = journal.segments("committed")
-        say(f"checking that the Hub holds {len(committed)} committed segment(s) ...")
-        absent, unrecoverable = _check_hub(journal, settings, pusher.client, committed)
-        report.lost += [row.path_in_repo for row in unrecoverable]
-        if not absent:
-            bad = {row.id for row in unrecoverable}
-            good = [row for row in committed if row.id not in bad]
-            report.verified_segments = len(good)
-            report.verified_bytes = sum(row.size or 0 for row in good)
-            report.missing = [row.path_in_repo for row in unrecoverable]
-            break
-        report.missing = [row.path_in_repo for row in absent]
-        if attempt == 1:
-            report.error, report.exit_status = (
-                f"the Hub still lacks {len(absent)} segment(s) after pushing them again", ExitStatus.INCOMPLETE
-            )
+        if self.take_over and (lost := record_foreign_writers_lost(journal)):
+            say(f"recorded writer(s) {[record.pid for record in lost]} of host(s) "
+                f"{sorted({record.host for record in lost})} as lost (--take-over)")
+        sealed = seal_abandoned(journal, process_alive, others_gone=self.take_over)
+        report.sealed_tails = len(sealed)
+        if sealed:
+            say(f"sealed {len(sealed)} segment(s) left open by a dead writer (torn records cut)")
+        found = register_disk_segments(journal, self.pusher.settings)
+        report.found_on_disk += found
+        if found:
+            say(f"found {found} segment(s) on disk that the journal did not know")
+        report.still_open = len(journal.open_segments())
+        report.lost += [row.path_in_repo for row in journal.pending_segments()
+                        if not row.local_path(journal.logdir).is_file()]
+
+    def finish(self) -> None:
+        """Push what is still pending, verify, push again what the Hub lacks, and conclude the report."""
+        if self.report.error is not None:
             return
-        say(f"{len(absent)} committed segment(s) are missing or different on the Hub; pushing them again")
-        report.repushed += report.missing
-        journal.requeue_segments([row.id for row in absent], "missing or different on the Hub")
-        pusher.may_replace.update(row.path_in_repo for row in absent)  # our own files, damaged on the Hub
-    _conclude(journal, report)
+        try:
+            self._finish()
+        except HubError as exc:
+            self.report.error, self.report.exit_status = f"the Hub failed: {exc}", ExitStatus.INCOMPLETE
+
+    def _finish(self) -> None:
+        journal, report, say, pusher = self.journal, self.report, self.say, self.pusher
+        for attempt in range(2):  # push, verify; push again what the Hub lacks, verify once more
+            status = _drain(pusher, self.owner, self.deadline, report, say)
+            report.commits = [e["oid"] for e in reversed(journal.history("commit", limit=1000))
+                              if e["id"] > self.first_history]
+            if status != ExitStatus.OK:
+                report.exit_status = status
+                return
+            committed = journal.segments("committed")
+            say(f"checking that the Hub holds {len(committed)} committed segment(s) ...")
+            absent, unrecoverable = _check_hub(journal, pusher.settings, pusher.client, committed)
+            report.lost += [row.path_in_repo for row in unrecoverable]
+            if not absent:
+                bad = {row.id for row in unrecoverable}
+                good = [row for row in committed if row.id not in bad]
+                report.verified_segments = len(good)
+                report.verified_bytes = sum(row.size or 0 for row in good)
+                report.missing = [row.path_in_repo for row in unrecoverable]
+                break
+            report.missing = [row.path_in_repo for row in absent]
+            if attempt == 1:
+                report.error, report.exit_status = (
+                    f"the Hub still lacks {len(absent)} segment(s) after pushing them again", ExitStatus.INCOMPLETE
+                )
+                return
+            say(f"{len(absent)} committed segment(s) are missing or different on the Hub; pushing them again")
+            report.repushed += report.missing
+            journal.requeue_segments([row.id for row in absent], "missing or different on the Hub")
+            pusher.may_replace.update(row.path_in_repo for row in absent)  # our own files, damaged on the Hub
+            report.lost += [row.path_in_repo for row in journal.pending_segments()
+                            if not row.local_path(journal.logdir).is_file()]
+        _conclude(journal, report)
 
 
 def _conclude(journal: Journal, report: RecoverReport) -> None:
@@ -356,7 +403,7 @@ def _conclude(journal: Journal, report: RecoverReport) -> None:
 
 
 def _drain(pusher: Pusher, owner: LeaseOwner, deadline: float, report: RecoverReport, say) -> ExitStatus:
-    """Push every pending segment with the lease already held (by ``owner``); retry until ``deadline``."""
+    """Push every pending segment with the lease already held (by `owner`); retry until `deadline`."""
     journal = pusher.journal
     pending = journal.pending_segments()
     if not pending:
@@ -398,7 +445,7 @@ def _check_hub(
     remote = client.list_files(settings.path_in_repo)
     absent, unrecoverable, to_download = [], [], []
     for row in committed:
-        verdict, local_ok = _committed_verdict(row, journal.logdir, remote)
+        verdict, local_ok = committed_verdict(row, journal.logdir, remote)
         if verdict is None:
             to_download.append(row)
         elif not verdict:
@@ -413,137 +460,5 @@ def _check_hub(
     return absent, unrecoverable
 
 
-def _committed_verdict(row: SegmentRow, logdir: Path, remote: dict[str, RemoteFile]) -> tuple[bool | None, bool]:
-    """For a committed segment: whether the Hub holds it (``None``: only downloading it can tell), and whether
-    its file on disk still has the recorded content, so it can be pushed again (read only when that matters:
-    not when the Hub's LFS sha256 already says it holds it)."""
-    found = remote.get(row.path_in_repo)
-    if found is not None and found.sha256 is not None and found.holds(row.size, row.sha256, None):
-        return True, True  # no need to read the local copy
-    path = row.local_path(logdir)
-    local = file_digests(path) if path.is_file() else None
-    local_ok = local is not None and local[0] == row.size and local[1] == row.sha256
-    verdict = False if found is None else found.holds(
-        row.size, row.sha256, local[2] if local_ok else None, path if local_ok else None
-    )
-    return verdict, local_ok
 
 
-# -------------------------------------------------------------------------------- dry run
-
-
-def _plan(logdir: Path, settings: RunSettings | None, token, report: RecoverReport, say) -> None:
-    """What a real run would push, without changing anything: no journal is created, moved or written, no
-    file truncated, nothing pushed. The Hub is only read (to tell what it lacks), and only if reachable."""
-    journal, unusable = _open_to_plan(logdir, report)
-    if unusable:
-        settings = settings or salvage_settings(journal_path(logdir))
-    rows: list[SegmentRow] = []
-    on_disk, known = iter_disk_segments(logdir), set()
-    writer_alive = process_alive
-    if journal is not None:
-        with journal:
-            settings = journal.load_settings() or settings
-            live = [row for state in ("open", "sealed", "committed") for row in journal.segments(state)]
-            rows = sorted(live, key=lambda row: row.id)  # replaced rows (compaction history) are not read
-            known = journal.known_files(on_disk)
-            lease = journal.lease_owner()
-            writer_alive = host_aware(journal, process_alive)
-        if lease is not None and lease_owner_alive(lease[0]):
-            report.notes.append(f"a live uploader (pid {lease[0].pid}) holds the lease; recover would wait for it")
-    if settings is None:
-        raise RecoverError(f"the settings of {logdir} are unknown; pass --repo-id (and --path-in-repo if not the "
-                           "default)")
-    _describe(report, settings)
-    plan = _plan_journal_rows(logdir, rows, writer_alive, report) + [
-        (PlannedPush(repo_path(settings, run, name), end, "on disk, not in the journal"), digests)
-        for run, name, end, digests in _unknown_on_disk(logdir, on_disk, known, settings)
-    ]
-    _plan_against_hub(client_for(settings, token), settings, plan, [r for r in rows if r.state == "committed"], report)
-
-
-def _open_to_plan(logdir: Path, report: RecoverReport) -> tuple[Journal | None, bool]:
-    """The journal, if it is there and sound (read-only use); else ``None``, with a note saying why. And
-    whether it is there but unusable (a real run would move it aside)."""
-    journal, problem = None, None
-    try:
-        journal = Journal(logdir, create=False)
-    except FileNotFoundError:
-        report.notes.append("no journal: one would be created and the segments on disk registered")
-    except (JournalCorruptError, JournalVersionError) as exc:
-        problem = str(exc)
-    if journal is not None:
-        try:
-            problems = journal.integrity_check()
-        except JournalCorruptError as exc:
-            problems = str(exc)
-        if problems != "ok":
-            journal.close()
-            journal, problem = None, problems.splitlines()[0]
-    if problem is not None:
-        report.notes.append(f"the journal is unusable ({problem}); it would be moved aside and rebuilt from disk")
-    return journal, problem is not None
-
-
-_Plan = list[tuple[PlannedPush, tuple[int, str, str] | None]]  # with the digests of a file not in the journal
-
-
-def _plan_journal_rows(logdir: Path, rows: list[SegmentRow], writer_alive, report: RecoverReport) -> _Plan:
-    """The journal's sealed segments, and the open ones of dead writers (their tails sealed first)."""
-    plan: _Plan = []
-    for row in rows:
-        path = row.local_path(logdir)
-        if row.state == "sealed":
-            plan.append((PlannedPush(row.path_in_repo, row.size or 0, "pending"), None))
-        elif row.state == "open" and row.writer_pid is not None and writer_alive(
-            row.writer_pid, row.writer_create_time
-        ):
-            report.still_open += 1
-        elif row.state == "open" and path.is_file() and (end := last_complete_offset(path)):
-            torn = " (a torn record would be cut)" if end != path.stat().st_size else ""
-            plan.append((PlannedPush(row.path_in_repo, end, "left open by a dead writer" + torn), None))
-    return plan
-
-
-def _unknown_on_disk(logdir: Path, on_disk, known, settings: RunSettings):
-    """``(run, name, complete size, digests)`` of the segments on disk that the journal does not know."""
-    for run, name in on_disk:
-        relative = logdir_relative(run, name)
-        if (run, name) in known or not path_matches(relative, settings.allow_patterns, settings.ignore_patterns):
-            continue
-        end = last_complete_offset(logdir / relative)
-        if end:
-            yield run, name, end, file_digests(logdir / relative, end)
-
-
-def _plan_against_hub(client: PushTarget, settings: RunSettings, plan: _Plan, committed: list[SegmentRow],
-                      report: RecoverReport) -> None:
-    """Keep of ``plan`` what the Hub lacks, and add the committed segments it lacks (or that are lost)."""
-    try:
-        remote = client.list_files(settings.path_in_repo) if (committed or plan) else {}
-    except HubError as exc:
-        report.notes.append(f"could not read the repo to tell what it lacks ({exc})")
-        report.would_push = [planned for planned, _ in plan]
-        return
-    for planned, digests in plan:
-        found = remote.get(planned.path_in_repo)
-        if digests is None or found is None or not found.holds(*digests):
-            report.would_push.append(planned)
-    for row in committed:
-        verdict, local_ok = _committed_verdict(row, report.logdir, remote)
-        if verdict is False:
-            if local_ok:
-                report.would_push.append(PlannedPush(row.path_in_repo, row.size or 0, "missing or different on the Hub"))
-            else:
-                report.lost.append(row.path_in_repo)
-
-
-# -------------------------------------------------------------------------------- helpers
-
-
-def _describe(report: RecoverReport, settings: RunSettings) -> None:
-    report.repo_id = settings.repo_id
-    report.repo_type = settings.repo_type
-    report.revision = settings.revision
-    report.path_in_repo = settings.path_in_repo
-    report.endpoint = public_url(settings.endpoint)

@@ -1,6 +1,6 @@
-"""Find the runs under directories: a run is a directory holding an hf-summary journal (``.hf_summary/journal.db``).
+"""Find the runs under directories: a run is a directory holding an hf-summary journal (`.hf_summary/journal.db`).
 
-Used by ``hf-summary sync`` and by ``hf-summary status`` on a parent directory.
+Used by `hf-summary sync` and by `hf-summary status` on a parent directory.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ class NoRunsError(Exception):
 
 
 def is_run(directory: Path) -> bool:
-    """Whether ``directory`` holds a journal: a regular file in a real directory, no symlink on the way."""
+    """Whether `directory` holds a journal: a regular file in a real directory, no symlink on the way."""
     journal = journal_path(directory)
     try:
         return stat.S_ISDIR(os.lstat(journal.parent).st_mode) and stat.S_ISREG(os.lstat(journal).st_mode)
@@ -27,10 +27,10 @@ def is_run(directory: Path) -> bool:
 
 
 def find_runs(paths: Iterable[Path]) -> list[Path]:
-    """Every run at or under ``paths`` (absolute, sorted, each once), nested runs included.
+    """Every run at or under `paths` (absolute, sorted, each once), nested runs included.
 
     The walk never follows a symlink (a given path may itself be one) and never enters a journal's directory.
-    Raises ``NotADirectoryError`` for a path that is not a directory and :class:`NoRunsError` when nothing
+    Raises `NotADirectoryError` for a path that is not a directory and `NoRunsError` when nothing
     is found.
     """
     paths = list(paths)

@@ -1,10 +1,10 @@
-"""Event segment files: TFRecord framing, one ``write(2)`` per record, sealing, naming, tail scanning.
+"""Event segment files: TFRecord framing, one `write(2)` per record, sealing, naming, tail scanning.
 
-A segment is an ordinary TensorBoard event file (``events.out.tfevents.*``) that is written by exactly
-one :class:`Segment`, rolled at each commit tick and never changed once sealed. Each record is framed
-as TensorBoard expects (``u64 len | u32 masked crc(len) | data | u32 masked crc(data)``, little-endian)
-and reaches the OS in a single ``os.write`` of the whole record, so a SIGKILL of the writer loses
-nothing already logged: at most the record being written is torn, and ``seal_tail`` cuts it.
+A segment is an ordinary TensorBoard event file (`events.out.tfevents.*`) that is written by exactly
+one `Segment`, rolled at each commit tick and never changed once sealed. Each record is framed
+as TensorBoard expects (`u64 len | u32 masked crc(len) | data | u32 masked crc(data)`, little-endian)
+and reaches the OS in a single `os.write` of the whole record, so a SIGKILL of the writer loses
+nothing already logged: at most the record being written is torn, and `seal_tail` cuts it.
 
 This module knows neither the journal nor the Hub.
 """
@@ -52,7 +52,7 @@ _SEGMENT_RE = re.compile(
 )
 _HOST_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _RUN_ID_RE = re.compile(r"^[0-9a-f]{8}$")
-# A merged file: the first replaced segment's name with ``.m<level>-<last sequence>`` right after ``.hfs``.
+# A merged file: the first replaced segment's name with `.m<level>-<last sequence>` right after `.hfs`.
 _MERGED_RE = re.compile(r"^(events\.out\.tfevents\.(\d{10,})\..+?\.hfs)\.m(\d+)-(\d{10,})(.*)$")
 
 _HEADER = struct.Struct("<QI")  # length, masked crc of the 8 length bytes
@@ -66,13 +66,13 @@ _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
 
 
 def masked_crc32c(data: bytes) -> int:
-    """TensorFlow's masked CRC-32C (Castagnoli) of ``data``."""
+    """TensorFlow's masked CRC-32C (Castagnoli) of `data`."""
     c = _crc32c(data)
     return (((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
 def frame_record(data: bytes) -> bytes:
-    """Frame ``data`` as one TFRecord: ``u64 len | u32 masked crc(len) | data | u32 masked crc(data)``."""
+    """Frame `data` as one TFRecord: `u64 len | u32 masked crc(len) | data | u32 masked crc(data)`."""
     n = len(data)
     d = _crc32c(data)
     return (
@@ -83,7 +83,7 @@ def frame_record(data: bytes) -> bytes:
 
 
 def _frame_header(n: int) -> bytes:
-    """``u64 len | u32 masked crc(len)``, kept for the lengths small records have (a scalar's repeat)."""
+    """`u64 len | u32 masked crc(len)`, kept for the lengths small records have (a scalar's repeat)."""
     length = _LEN.pack(n)
     header = length + _CRC.pack(masked_crc32c(length))
     if n < _CACHED_HEADER_LENGTHS:
@@ -97,14 +97,14 @@ def new_run_id() -> str:
 
 
 def segment_name(sequence: int, host: str, suffix: str = "", *, run_id: str) -> str:
-    """File name of segment ``sequence`` of run ``run_id``:
-    ``events.out.tfevents.<sequence, 13 digits>.<host>.<run id>.hfs<suffix>``.
+    """File name of segment `sequence` of run `run_id`:
+    `events.out.tfevents.<sequence, 13 digits>.<host>.<run id>.hfs<suffix>`.
 
     The zero-padded sequence comes first, so lexicographic order is creation order, also across the runs
-    that continue one another in a repo folder (sequences are time-based, see ``Journal.next_sequence``);
+    that continue one another in a repo folder (sequences are time-based, see `Journal.next_sequence`);
     the run id makes the name unique across journals, hosts and restarts, so no run ever replaces a file
-    of another. Characters of ``host`` outside ``[A-Za-z0-9._-]`` (``/``, NUL, spaces, ...) become ``_``;
-    an empty host becomes ``localhost``. ``suffix`` (tensorboardX's ``filename_suffix``) goes after ``.hfs``.
+    of another. Characters of `host` outside `[A-Za-z0-9._-]` (`/`, NUL, spaces, ...) become `_`;
+    an empty host becomes `localhost`. `suffix` (tensorboardX's `filename_suffix`) goes after `.hfs`.
     """
     if sequence < 0:
         raise ValueError(f"segment sequence must be >= 0, got {sequence}")
@@ -117,23 +117,23 @@ def segment_name(sequence: int, host: str, suffix: str = "", *, run_id: str) -> 
 
 
 def parse_segment_sequence(name: str) -> int | None:
-    """Sequence number of a name made by :func:`segment_name` (any suffix), or ``None`` for other names."""
+    """Sequence number of a name made by `segment_name` (any suffix), or `None` for other names."""
     match = _SEGMENT_RE.match(os.path.basename(name))
     return int(match.group(1)) if match else None
 
 
 def parse_segment_run_id(name: str) -> str | None:
-    """Run id in a name made by :func:`segment_name`, or ``None`` (other names, and names from before run
+    """Run id in a name made by `segment_name`, or `None` (other names, and names from before run
     ids, which carry only the host)."""
     match = _SEGMENT_RE.match(os.path.basename(name))
     return match.group(2) if match else None
 
 
 def merged_name(first: str, last: str, level: int) -> str:
-    """Name of the file (of merge ``level`` >= 1) that replaces the files ``first`` .. ``last`` of one run dir.
+    """Name of the file (of merge `level` >= 1) that replaces the files `first` .. `last` of one run dir.
 
-    It is ``first``'s name (merge marker dropped) with ``.m<level>-<last sequence>`` after ``.hfs``: it sorts where
-    ``first`` did, so lexicographic order stays creation order, it differs from every file it replaces (and from
+    It is `first`'s name (merge marker dropped) with `.m<level>-<last sequence>` after `.hfs`: it sorts where
+    `first` did, so lexicographic order stays creation order, it differs from every file it replaces (and from
     a merged file of another level starting at the same segment), and it tells which sequences it covers.
     """
     first_span, last_span = segment_span(first), segment_span(last)
@@ -145,7 +145,7 @@ def merged_name(first: str, last: str, level: int) -> str:
 
 
 def _split_merged(name: str) -> tuple[str, str]:
-    """``(name up to and including .hfs, user suffix)`` of a segment or merged file name."""
+    """`(name up to and including .hfs, user suffix)` of a segment or merged file name."""
     match = _MERGED_RE.match(name)
     if match:
         return match.group(1), match.group(5)
@@ -159,7 +159,7 @@ def _sequence_digits(name: str) -> str:
 
 
 def segment_span(name: str) -> tuple[int, int] | None:
-    """``(first, last)`` sequence a segment (``(s, s)``) or merged file covers; ``None`` for other names."""
+    """`(first, last)` sequence a segment (`(s, s)`) or merged file covers; `None` for other names."""
     name = os.path.basename(name)
     if (match := _MERGED_RE.match(name)) and _SEGMENT_RE.match(name):
         return int(match.group(2)), int(match.group(4))
@@ -168,13 +168,13 @@ def segment_span(name: str) -> tuple[int, int] | None:
 
 
 def merge_level(name: str) -> int:
-    """Merge level of a file name: 0 for a segment (or another name), ``L`` for a :func:`merged_name`."""
+    """Merge level of a file name: 0 for a segment (or another name), `L` for a `merged_name`."""
     match = _MERGED_RE.match(os.path.basename(name))
     return int(match.group(3)) if match else 0
 
 
 def is_event_file(name: str | os.PathLike[str]) -> bool:
-    """True when the basename contains ``tfevents``, the test TensorBoard's readers use."""
+    """True when the basename contains `tfevents`, the test TensorBoard's readers use."""
     return "tfevents" in os.path.basename(name)
 
 
@@ -188,25 +188,25 @@ class SealedFile:
 
 
 class Segment:
-    """An open segment being written. One ``os.write`` per record; no user-space buffer.
+    """An open segment being written. One `os.write` per record; no user-space buffer.
 
-    Not thread-safe: the caller serialises ``write_record`` and ``seal`` (the writer holds a lock).
+    Not thread-safe: the caller serialises `write_record` and `seal` (the writer holds a lock).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        """Create ``path`` (mode 0644 before umask); raises ``FileExistsError`` if it already exists."""
+        """Create `path` (mode 0644 before umask); raises `FileExistsError` if it already exists."""
         self.path = Path(path)
         self.size = 0
         self._fd: int | None = os.open(self.path, _OPEN_FLAGS, 0o644)
         self._sha = hashlib.sha256()
-        self._torn = False  # a failed write may have left bytes past ``size`` that ftruncate could not cut
+        self._torn = False  # a failed write may have left bytes past `size` that ftruncate could not cut
 
     def write_record(self, data: bytes) -> None:
-        """Frame ``data`` and hand it to the OS in one ``os.write``.
+        """Frame `data` and hand it to the OS in one `os.write`.
 
-        On any failure (``ENOSPC``, ``EFBIG``, an exception raised by a signal handler between two partial
+        On any failure (`ENOSPC`, `EFBIG`, an exception raised by a signal handler between two partial
         writes, ...) the file is truncated back to the last complete record and the exception propagates
-        unchanged. Raises ``ValueError`` once the segment is sealed.
+        unchanged. Raises `ValueError` once the segment is sealed.
         """
         fd = self._fd
         if fd is None:
@@ -234,7 +234,7 @@ class Segment:
         self._sha.update(record)
 
     def unlinked(self) -> bool:
-        """Whether the file was removed from its directory while open (say, an ``rm -rf`` of the logdir)."""
+        """Whether the file was removed from its directory while open (say, an `rm -rf` of the logdir)."""
         fd = self._fd
         try:
             return fd is not None and os.fstat(fd).st_nlink == 0
@@ -243,7 +243,7 @@ class Segment:
 
     def salvage(self) -> list[bytes]:
         """Close a removed segment and return the data of its complete records, read back through the open file
-        (Linux's ``/proc/self/fd``; nothing where that cannot be read)."""
+        (Linux's `/proc/self/fd`; nothing where that cannot be read)."""
         fd, self._fd = self._fd, None
         if fd is None:
             return []
@@ -272,9 +272,9 @@ class Segment:
     def seal(self) -> SealedFile:
         """Cut any torn tail, fsync and close the file (and fsync its directory); return its summary.
 
-        Safe to call from a signal handler that interrupted :meth:`write_record`: a record that fully
-        reached the file is kept and counted, a partial one is cut. Raises ``ValueError`` if already sealed;
-        if fsync fails the file is closed anyway and the error propagates (:func:`seal_tail` can finish it).
+        Safe to call from a signal handler that interrupted `write_record`: a record that fully
+        reached the file is kept and counted, a partial one is cut. Raises `ValueError` if already sealed;
+        if fsync fails the file is closed anyway and the error propagates (`seal_tail` can finish it).
         """
         fd = self._fd
         if fd is None:
@@ -316,12 +316,12 @@ def fsync_dir(path: Path) -> None:
 def _scan(
     path: str | os.PathLike[str], *, keep_data: bool, start: int = 0
 ) -> Iterator[tuple[int, bytes | None]]:
-    """Yield ``(end offset, data)`` for each complete, CRC-valid record from ``start`` (a record boundary).
+    """Yield `(end offset, data)` for each complete, CRC-valid record from `start` (a record boundary).
 
     Stops at the first incomplete or corrupt record (as TensorBoard's readers do; the TFRecord format:
     https://www.tensorflow.org/tutorials/load_data/tfrecord): a bad length CRC means the
     length cannot be trusted, so nothing after it is read. Records are read in bounded chunks unless
-    ``keep_data`` asks for their bytes.
+    `keep_data` asks for their bytes.
     """
     with open(path, "rb", buffering=_READ_CHUNK) as f:
         size = os.fstat(f.fileno()).st_size
@@ -360,9 +360,9 @@ def _scan(
 
 
 def last_complete_offset(path: str | os.PathLike[str], start: int = 0) -> int:
-    """Offset just past the last complete, CRC-valid record; ``truncate(offset)`` removes only a bad tail.
+    """Offset just past the last complete, CRC-valid record; `truncate(offset)` removes only a bad tail.
 
-    ``start`` (a record boundary) resumes a previous scan, so tailing a growing file reads only what is new.
+    `start` (a record boundary) resumes a previous scan, so tailing a growing file reads only what is new.
     """
     return _last_complete(path, start)
 
@@ -375,7 +375,7 @@ def _last_complete(path: str | os.PathLike[str], start: int) -> int:
 
 
 def read_records(path: str | os.PathLike[str], start: int = 0) -> Iterator[bytes]:
-    """Yield each complete record's data (CRC-checked) from ``start`` (a record boundary); stop at the first
+    """Yield each complete record's data (CRC-checked) from `start` (a record boundary); stop at the first
     torn or corrupt record."""
     for _, data in _scan(path, keep_data=True, start=start):
         assert data is not None
@@ -383,7 +383,7 @@ def read_records(path: str | os.PathLike[str], start: int = 0) -> Iterator[bytes
 
 
 def file_digests(path: str | os.PathLike[str], limit: int | None = None) -> tuple[int, str, str]:
-    """``(size, sha256, git blob id)`` of ``path``'s first ``limit`` bytes (all of it by default): the two
+    """`(size, sha256, git blob id)` of `path`'s first `limit` bytes (all of it by default): the two
     ids the Hub reports for LFS and for regular files."""
     size = os.stat(path).st_size if limit is None else limit
     sha, blob = hashlib.sha256(), hashlib.sha1(f"blob {size}\0".encode())
@@ -406,8 +406,8 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 
 def concatenate(sources: list[Path | tuple[Path, int, int]], dest: Path) -> tuple[SealedFile, list[SealedFile]]:
-    """Write the bytes of ``sources`` (whole files, or ``(file, start, end)`` byte ranges) one after another to
-    the new file ``dest`` (``O_EXCL``), fsync it.
+    """Write the bytes of `sources` (whole files, or `(file, start, end)` byte ranges) one after another to
+    the new file `dest` (`O_EXCL`), fsync it.
 
     Event files are sequences of whole records, so the result holds exactly their records, in order. Returns
     the new file's summary and each source's (size and sha256 as read), for the caller to check.
@@ -431,7 +431,7 @@ def concatenate(sources: list[Path | tuple[Path, int, int]], dest: Path) -> tupl
 
 
 def concatenation_digest(sources: list[Path | tuple[Path, int, int]]) -> tuple[int, str, list[SealedFile]]:
-    """``(size, sha256)`` of what :func:`concatenate` would write, and each source's summary, without writing."""
+    """`(size, sha256)` of what `concatenate` would write, and each source's summary, without writing."""
     return _read_sources(sources, lambda chunk: None)
 
 

@@ -1,4 +1,4 @@
-"""Settle: move the pushes parked in the overflow bucket (see :mod:`hf_summary.overflow`) into their repo, in
+"""Settle: move the pushes parked in the overflow bucket (see `hf_summary.overflow`) into their repo, in
 one commit, then remove them from the bucket.
 
 Exactly once: a parked file's path in the repo is unique to its run and segment, and the repo client skips a
@@ -8,7 +8,7 @@ overwritten. Bucket files are removed only after the commit that holds them was 
 seen to hold them already); a settle that dies between the two leaves them to the next one, which finds them
 in the repo and only removes them. Records are settled oldest first, and files in each record's order.
 
-Run by ``hf-summary settle REPO`` (every run folder of the repo's branch), by ``recover``/``sync`` and by an
+Run by `hf-summary settle REPO` (every run folder of the repo's branch), by `recover`/`sync` and by an
 uploader as it starts (its own run folder only).
 """
 
@@ -45,10 +45,10 @@ class SettleReport:
 def settle(
     repo, bucket, *, folder: str | None = None, say: Callable[[str], None] = lambda _: None
 ) -> SettleReport:
-    """Move every parked file of ``repo``'s branch (of its run folder ``folder`` only, if given) from ``bucket``
-    into the repo. ``repo`` and ``bucket`` are :class:`~hf_summary.hub.PushTarget` clients. Raises
-    :class:`~hf_summary.hub.RateLimitedError` when the repo still refuses commits for its budget (nothing is
-    removed then), and ``HubError`` for other failures of the Hub."""
+    """Move every parked file of `repo`'s branch (of its run folder `folder` only, if given) from `bucket`
+    into the repo. `repo` and `bucket` are `PushTarget` clients. Raises
+    `RateLimitedError` when the repo still refuses commits for its budget (nothing is
+    removed then), and `HubError` for other failures of the Hub."""
     report = SettleReport(bucket=bucket.repo_id)
     prefix = target_prefix(repo.repo_id, repo.repo_type, repo.revision) + (f"/{folder}" if folder else "")
     listing = bucket.list_files(prefix)
@@ -98,7 +98,7 @@ def _holds(remote: RemoteFile | None, size: int, sha256: str) -> bool:
 
 
 def _fetch_intact(bucket, entry: RemoteFile | None, sha256: str, cache: Path) -> Path | None:
-    """The parked file's bytes, downloaded, or ``None`` when the bucket lacks it or holds other bytes."""
+    """The parked file's bytes, downloaded, or `None` when the bucket lacks it or holds other bytes."""
     if entry is None:
         return None
     local = bucket.fetch_file(entry, commit=None, cache_dir=cache)
@@ -106,7 +106,7 @@ def _fetch_intact(bucket, entry: RemoteFile | None, sha256: str, cache: Path) ->
 
 
 def _commit(repo, files: list[tuple[Path, str]], bucket_id: str, report: SettleReport, say) -> None:
-    """One commit of ``files``; paths whose repo copy holds other content are left out (and reported)."""
+    """One commit of `files`; paths whose repo copy holds other content are left out (and reported)."""
     while files:
         message = f"hf-summary settle: {len(files)} parked file(s) from bucket {bucket_id}"
         never_replace = frozenset(dest for _, dest in files)

@@ -1,21 +1,31 @@
-"""A private, consistent copy of a journal that another host may be writing (the logdir on a shared
-filesystem): taken when neither the file nor its side files changed while they were copied, so no lock of the
-shared file is needed and what is read is the journal as it was at one instant (see :func:`_copy_if_quiet`).
+"""Consistent reads of a journal that another host may be writing (the logdir on a shared filesystem), with no
+lock of the shared file: locks may not reach across hosts.
 
-Imports only the journal (``status`` uses it and must start fast).
+- `read_journal` runs a short read in place, and keeps its result when no transaction was under way
+  before it nor ran during it (no side file, the same size, mtime and change counter after as before); else it
+  reads a copy. `status` reads a thousand runs this way.
+- `journal_snapshot` gives a private copy to keep for a long while (`recover` pushes from it), taken when
+  neither the file nor its side files changed while they were copied (see `_copy_if_quiet`).
+
+Either way what is read is the journal as it was at one instant. Imports only the journal (`status` uses it and
+must start fast).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
-from hf_summary.journal import Journal, JournalCorruptError, journal_path
+from hf_summary.journal import Journal, JournalCorruptError, JournalError, JournalVersionError, journal_path
+
+T = TypeVar("T")
 
 SNAPSHOT_TIMEOUT_S = 30.0
 _CHANGE_COUNTER = slice(24, 28)  # the database header's file change counter: bumped by every transaction
@@ -36,20 +46,23 @@ def _side_state(path: str) -> tuple[int, int] | None:
 
 def _fingerprint(path: Path) -> tuple:
     """What changes when a transaction writes: the file's size, mtime and change counter, and the size and mtime
-    of its side files (a rollback ``-journal``, or a ``-wal`` for a WAL journal made on a local disk or with
+    of its side files (a rollback `-journal`, or a `-wal` for a WAL journal made on a local disk or with
     HF_SUMMARY_SHARED_FS=0)."""
-    stat = os.stat(path)
-    with open(path, "rb") as f:
-        header = f.read(100)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        stat = os.fstat(fd)
+        header = os.pread(fd, 100, 0)
+    finally:
+        os.close(fd)
     sides = tuple(_side_state(f"{path}{suffix}") for suffix in _SIDE_FILES)
     return stat.st_size, stat.st_mtime_ns, header[_CHANGE_COUNTER], sides
 
 
 def _copy_if_quiet(source: Path, dest: Path) -> bool:
-    """Copy ``source`` and its side files to ``dest``; whether nothing changed meanwhile. The copy is then the
+    """Copy `source` and its side files to `dest`; whether nothing changed meanwhile. The copy is then the
     journal as it was at one instant, as a crash would have left it: opening it rolls back a transaction that was
-    under way (a hot ``-journal``, which a writer killed mid-transaction leaves for good) or ignores a torn end
-    of a ``-wal`` (its frames are checksummed)."""
+    under way (a hot `-journal`, which a writer killed mid-transaction leaves for good) or ignores a torn end
+    of a `-wal` (its frames are checksummed)."""
     before = _fingerprint(source)
     shutil.copyfile(source, dest)
     for suffix, state in zip(_SIDE_FILES, before[3], strict=True):
@@ -64,11 +77,11 @@ def _copy_if_quiet(source: Path, dest: Path) -> bool:
 
 @contextmanager
 def journal_snapshot(logdir: Path, timeout: float = SNAPSHOT_TIMEOUT_S) -> Iterator[Journal]:
-    """A :class:`Journal` open on a private, consistent copy of ``logdir``'s journal (deleted on exit). Its
-    ``logdir`` is the copy's: read segment files with ``row.local_path(logdir)`` of the real one.
+    """A `Journal` open on a private, consistent copy of `logdir`'s journal (deleted on exit). Its
+    `logdir` is the copy's: read segment files with `row.local_path(logdir)` of the real one.
 
-    Raises ``FileNotFoundError`` (no journal), :class:`SnapshotError` (it kept changing for ``timeout``) and
-    :class:`~hf_summary.journal.JournalCorruptError` (copies taken while it did not change were unusable).
+    Raises `FileNotFoundError` (no journal), `SnapshotError` (it kept changing for `timeout`) and
+    `JournalCorruptError` (copies taken while it did not change were unusable).
     """
     source = journal_path(logdir)
     deadline = time.monotonic() + timeout
@@ -90,3 +103,35 @@ def journal_snapshot(logdir: Path, timeout: float = SNAPSHOT_TIMEOUT_S) -> Itera
             time.sleep(0.05)
         with journal:
             yield journal
+
+
+def read_journal(logdir: Path, read: Callable[[Journal], T], timeout: float = SNAPSHOT_TIMEOUT_S) -> T:
+    """`read(journal)` on `logdir`'s journal as it was at one instant; `read` must only read, and be short.
+
+    In place (no copy, no lock) when the journal has no side file (no transaction under way, no WAL) and is the
+    same after `read` as before it; a read torn by a transaction meanwhile is thrown away and made again. A
+    journal with a side file (a transaction under way, or a hot rollback journal its killed writer left for good)
+    or of an older schema version is read from a `journal_snapshot`. Raises as `journal_snapshot`.
+    """
+    source = journal_path(logdir)
+    deadline = time.monotonic() + timeout
+    while True:
+        before = _fingerprint(source)
+        if any(before[3]):
+            break
+        try:
+            with Journal(logdir, create=False, immutable=True) as journal:
+                result = read(journal)
+        except JournalVersionError:
+            break
+        except (sqlite3.DatabaseError, JournalError):
+            if _fingerprint(source) == before:
+                raise
+        else:
+            if _fingerprint(source) == before:
+                return result
+        if time.monotonic() >= deadline:
+            raise SnapshotError(f"{source} kept changing: no consistent read of it within {timeout:.0f} s")
+        time.sleep(0.05)
+    with journal_snapshot(logdir, max(0.0, deadline - time.monotonic())) as journal:
+        return read(journal)

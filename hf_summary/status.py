@@ -1,9 +1,9 @@
 """`hf-summary status`: where a run stands, from its journal alone (never the Hub).
 
-Kept apart from ``recover`` so that the command imports only the journal and the process checks (sqlite3 and
-psutil), not huggingface_hub: ``hf-summary status`` answers in a fraction of a second on a month-long run. On a
-shared filesystem it reads a consistent copy of the journal (:mod:`hf_summary.snapshot`): the writer's host may
-be writing it, and locks may not reach across hosts.
+Kept apart from `recover` so that the command imports only the journal and the process checks (sqlite3 and
+psutil), not huggingface_hub: `hf-summary status` answers in a fraction of a second on a month-long run. On a
+shared filesystem it reads the journal as it was at one instant (`hf_summary.snapshot.read_journal`): the
+writer's host may be writing it, and locks may not reach across hosts.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from hf_summary.backlog import DISK_EPISODE_KEY
 from hf_summary.filesystems import filesystem_of
-from hf_summary.journal import Journal, JournalError, journal_path
+from hf_summary.journal import Journal, JournalError, LeaseOwner, RunSettings, journal_path
 from hf_summary.liveness import HeartbeatWatch, WriterRecord, lease_owner_alive, writer_records
-from hf_summary.snapshot import SnapshotError, journal_snapshot
+from hf_summary.snapshot import SnapshotError, read_journal
 
 
 class StatusError(Exception):
@@ -27,22 +27,20 @@ def run_status(logdir: Path) -> dict:
     """Where a run stands: pending work, last commit and error, the uploader, its latest writer and the run's
     state, the settings. Reads only the journal (never the Hub) and changes nothing.
 
-    ``state``: ``offline`` (its latest writer runs or ran offline: `hf-summary sync` pushes it), ``live`` (a
-    writer or uploader is alive and pushes it), ``preempted`` (its latest writer ended without close() or
-    interpreter exit: a signal, a kill, a lost node; or a stop signal was recorded since it started), ``closed``
-    (closed cleanly) or ``idle`` (no writer recorded, no uploader alive). ``preempted`` is also a flag of its own,
-    for offline runs. ``disk``: the latest episode of events held in memory because the logdir's filesystem refused
-    them (``since``, ``ended`` or None while it lasts, ``held``, ``written``, ``dropped``, ``lost``), or None."""
+    `state`: `offline` (its latest writer runs or ran offline: `hf-summary sync` pushes it), `live` (a
+    writer or uploader is alive and pushes it), `preempted` (its latest writer ended without close() or
+    interpreter exit: a signal, a kill, a lost node; or a stop signal was recorded since it started), `closed`
+    (closed cleanly) or `idle` (no writer recorded, no uploader alive). `preempted` is also a flag of its own,
+    for offline runs. `disk`: the latest episode of events held in memory because the logdir's filesystem refused
+    them (`since`, `ended` or None while it lasts, `held`, `written`, `dropped`, `lost`), or None."""
     if not journal_path(logdir).exists():
         raise StatusError(f"{logdir} has no hf-summary journal ({journal_path(logdir)} is missing)")
     try:
-        with journal_snapshot(logdir) if filesystem_of(logdir).shared else Journal(logdir, create=False) as journal:
-            status = journal.status()
-            status.update(budget=_budget(journal), parked=parked_pushes(journal))
-            settings = journal.load_settings()
-            lease = journal.lease_owner()
-            writers = writer_records(journal)
-            disk = journal.get_value(DISK_EPISODE_KEY)
+        if filesystem_of(logdir).shared:
+            status, settings, lease, writers = read_journal(logdir, _read)
+        else:
+            with Journal(logdir, create=False) as journal:
+                status, settings, lease, writers = _read(journal)
     except SnapshotError as exc:
         raise StatusError(f"{exc}; try again in a moment") from exc
     except FileNotFoundError as exc:  # an empty file: a writer is creating it (or died doing so)
@@ -64,7 +62,6 @@ def run_status(logdir: Path) -> dict:
         writer_alive=writer_alive,
         writer_pid=writer.pid if writer else None,
         writer_host=writer.host if writer else None,
-        disk=disk,
         uploader_alive=alive,
         uploader_pid=lease[0].pid if alive else None,
         uploader_heartbeat_age_s=(max(0.0, time.time() - lease[1])) if alive else None,
@@ -77,23 +74,34 @@ def run_status(logdir: Path) -> dict:
     return status
 
 
-def _budget(journal: Journal) -> dict | None:
+def _read(journal: Journal) -> tuple[dict, RunSettings | None, tuple[LeaseOwner, float] | None, list[WriterRecord]]:
+    """What `run_status` needs of the journal, read in one go."""
+    status = journal.status()
+    latest = journal.latest_history(("budget", "settled", "overflow"))
+    status.update(budget=_budget(latest.get("budget")), parked=parked_pushes(journal, latest),
+                  disk=journal.get_value(DISK_EPISODE_KEY))
+    return status, journal.load_settings(), journal.lease_owner(), writer_records(journal)
+
+
+def _budget(latest: dict | None) -> dict | None:
     """When the repo's commit budget was last the bottleneck (the Hub refused a commit with 429 and the uploader
-    spaced its commits), and by how much it spaces them; ``None`` when it is not (any more)."""
-    latest = journal.history("budget", limit=1)
-    if not latest or not latest[0].get("gap_s"):
+    spaced its commits), and by how much it spaces them, from the latest `budget` history entry; `None` when it
+    is not (any more)."""
+    if not latest or not latest.get("gap_s"):
         return None
-    return {"since": latest[0]["at"], "gap_s": latest[0]["gap_s"], "retry_after": latest[0].get("retry_after")}
+    return {"since": latest["at"], "gap_s": latest["gap_s"], "retry_after": latest.get("retry_after")}
 
 
-def parked_pushes(journal: Journal) -> dict | None:
+def parked_pushes(journal: Journal, latest: dict[str, dict] | None = None) -> dict | None:
     """The pushes of this run parked in the overflow bucket since the last settle (from the journal's history):
-    where, since when, how many segments; ``None`` when there are none."""
-    settled = journal.history("settled", limit=1)
-    after = settled[0]["id"] if settled else 0
-    parked = [event for event in journal.history("overflow", limit=1000) if event["id"] > after]
-    if not parked:
+    where, since when, how many segments; `None` when there are none. `latest`: the journal's
+    `latest_history` of `settled` and `overflow`, when already read."""
+    if latest is None:
+        latest = journal.latest_history(("settled", "overflow"))
+    after = latest["settled"]["id"] if "settled" in latest else 0
+    if "overflow" not in latest or latest["overflow"]["id"] < after:
         return None
+    parked = [event for event in journal.history("overflow", limit=1000) if event["id"] > after]
     return {
         "bucket": parked[0]["bucket"],
         "records": [event["record"] for event in reversed(parked)],
@@ -121,7 +129,7 @@ def _run_state(writer: WriterRecord | None, writer_alive: bool, uploader_alive: 
 
 
 def public_url(url: str | None) -> str | None:
-    """``url`` without any ``user:password@`` part."""
+    """`url` without any `user:password@` part."""
     if not url:
         return url
     parts = urlsplit(url)

@@ -1,35 +1,35 @@
-"""Copy the complete records of event files we do not write (Keras, ``tf.summary``, torch, tensorboardX, CLU) into
-sealed, journaled copies, so that ``hf-summary watch`` pushes each byte once while those files keep growing.
+"""Copy the complete records of event files we do not write (Keras, `tf.summary`, torch, tensorboardX, CLU) into
+sealed, journaled copies, so that `hf-summary watch` pushes each byte once while those files keep growing.
 
-Naming (the design, see docs/watch.md). Bytes ``[start, end)`` of foreign file
-``RUN/SOURCE``, the ``counter``-th copy taken of it, go to the repo as::
+Naming (the design, see docs/watch.md). Bytes `[start, end)` of foreign file
+`RUN/SOURCE`, the `counter`-th copy taken of it, go to the repo as::
 
     PATH_IN_REPO/RUN/SOURCE.<run id>.<counter, 8 digits>.<start, 13 digits>-<end, 13 digits>.hfw
 
-The name still contains ``tfevents`` and sits in the run's own folder, so TensorBoard reads the copies as that
+The name still contains `tfevents` and sits in the run's own folder, so TensorBoard reads the copies as that
 run; the copies of one source sort by counter (taking order), and the copies of two sources sort as the sources
 do (a reader sees every record once, in the order a fresh reader of the logdir sees them). The run id is the
-journal's (:meth:`Journal.run_id`), as in ``HFSummaryWriter``'s segment names: two logdirs of the same name that
-share a repo folder never write the same path, even when their sources have the same name. ``end`` of a source's
+journal's (`Journal.run_id`), as in `HFSummaryWriter`'s segment names: two logdirs of the same name that
+share a repo folder never write the same path, even when their sources have the same name. `end` of a source's
 last copy is the offset to resume at: the offset is part of the segment row, so it is journaled atomically with
 the row that it produced. A source that shrinks, is replaced, or was rewritten in place (the bytes before the offset
 are not the end of its last copy) starts a new generation at offset 0; its copies keep counting, so names stay
 unique and in order. Caveat: when one source's name is another's prefix followed by
-a character sorting below ``.`` (``host`` and ``host-2``), their copies sort the other way round.
+a character sorting below `.` (`host` and `host-2`), their copies sort the other way round.
 
-Locally the copies live under ``LOGDIR/.hf_summary/watch/RUN/SOURCE/<counter>.<start>-<end>.hfw``: no file name
-there contains ``tfevents``, so a TensorBoard reading the logdir never sees a record twice. A copy is written at
+Locally the copies live under `LOGDIR/.hf_summary/watch/RUN/SOURCE/<counter>.<start>-<end>.hfw`: no file name
+there contains `tfevents`, so a TensorBoard reading the logdir never sees a record twice. A copy is written at
 its final name, sealed (fsync), then recorded as a sealed segment; after a crash, a copy whose size is not
-``end - start`` was cut short and is removed (it was never journaled, so never pushed), and a complete one
+`end - start` was cut short and is removed (it was never journaled, so never pushed), and a complete one
 that the journal lacks is adopted. Once the Hub holds a copy, its local file is removed
-(:meth:`TailCopier.remove_pushed`): its row stays (it tells where copying resumes), and the end of the newest
+(`TailCopier.remove_pushed`): its row stays (it tells where copying resumes), and the end of the newest
 copy of each source is kept in memory for the rewrite check (a restarted watcher hashes that range of the source
 once against the row's sha256).
 
-Compaction (:mod:`hf_summary.compaction`) merges ``FANOUT`` committed, contiguous copies of one source (one
-generation) as it merges segments: the merged copy ``<first counter>-<last counter>.<start>-<end>.hfw`` sorts
-where its first copy did and is built from bytes ``[start, end)`` of the source (:func:`copy_range`), checked
-against each member's sha256, and pushed from there as a byte range (:mod:`hf_summary.hub.ranges`): no local
+Compaction (`hf_summary.compaction`) merges `FANOUT` committed, contiguous copies of one source (one
+generation) as it merges segments: the merged copy `<first counter>-<last counter>.<start>-<end>.hfw` sorts
+where its first copy did and is built from bytes `[start, end)` of the source (`copy_range`), checked
+against each member's sha256, and pushed from there as a byte range (`hf_summary.hub.ranges`): no local
 copy is needed for it, and none is written.
 
 Only complete, CRC-valid records are copied (never a torn tail); the scan resumes at the recorded offset, so a
@@ -92,9 +92,9 @@ _REPO_RE = re.compile(r"^(.+)\.([0-9a-f]{8})\.(\d{8}(?:-\d{8})?\.\d{13}-\d{13}\.
 
 @dataclass(frozen=True, order=True)
 class CopyName:
-    """Which copy of a source a file is: ``counter``-th copy, bytes ``[start, end)`` of the source; or, with
-    ``last_counter``, the merge (:mod:`hf_summary.compaction`) of copies ``counter .. last_counter``, which are
-    contiguous bytes ``[start, end)`` of one generation of the source."""
+    """Which copy of a source a file is: `counter`-th copy, bytes `[start, end)` of the source; or, with
+    `last_counter`, the merge (`hf_summary.compaction`) of copies `counter .. last_counter`, which are
+    contiguous bytes `[start, end)` of one generation of the source."""
 
     counter: int
     start: int
@@ -107,7 +107,7 @@ class CopyName:
 
     @property
     def local_name(self) -> str:
-        """The copy's file name under ``.hf_summary/watch/RUN/SOURCE/``; a merged one's first counter sorts
+        """The copy's file name under `.hf_summary/watch/RUN/SOURCE/`; a merged one's first counter sorts
         where its first copy did."""
         counters = f"{self.counter:08d}" + (f"-{self.last_counter:08d}" if self.merged else "")
         return f"{counters}.{self.start:013d}-{self.end:013d}{COPY_SUFFIX}"
@@ -118,7 +118,7 @@ class CopyName:
 
     @classmethod
     def parse(cls, local_name: str) -> CopyName | None:
-        """The inverse of :attr:`local_name`; ``None`` for other names."""
+        """The inverse of `local_name`; `None` for other names."""
         match = _LOCAL_RE.match(local_name)
         if match is None:
             return None
@@ -126,12 +126,12 @@ class CopyName:
         return cls(int(counter), int(start), int(end), None if last_counter is None else int(last_counter))
 
     def continued_by(self, other: CopyName) -> bool:
-        """Whether ``other`` holds the bytes that follow this one's in the same generation of the source."""
+        """Whether `other` holds the bytes that follow this one's in the same generation of the source."""
         return other.start == self.end and other.counter == (self.last_counter or self.counter) + 1
 
 
 def merged_copy_name(first: str, last: str) -> str:
-    """Local name of the merge of the contiguous copies ``first`` .. ``last`` (local names) of one source."""
+    """Local name of the merge of the contiguous copies `first` .. `last` (local names) of one source."""
     head, tail = CopyName.parse(first), CopyName.parse(last)
     if head is None or tail is None:
         raise ValueError(f"cannot name a merge of {first!r} .. {last!r}")
@@ -139,8 +139,8 @@ def merged_copy_name(first: str, last: str) -> str:
 
 
 def copy_range(logdir: Path, row: SegmentRow | CompactionRow) -> tuple[Path, int, int] | None:
-    """``(source file, start, end)``: where the bytes of copy (or merged copy) ``row`` are in the foreign file it
-    was taken from, as long as that file was not rewritten since; ``None`` for rows that are no copies."""
+    """`(source file, start, end)`: where the bytes of copy (or merged copy) `row` are in the foreign file it
+    was taken from, as long as that file was not rewritten since; `None` for rows that are no copies."""
     key, copy = _source_of(row), CopyName.parse(row.name)
     if key is None or copy is None:
         return None
@@ -148,7 +148,7 @@ def copy_range(logdir: Path, row: SegmentRow | CompactionRow) -> tuple[Path, int
 
 
 def parse_repo_copy_name(name: str) -> tuple[str, str, CopyName] | None:
-    """``(source name, run id, CopyName)`` of a copy's name in the repo, or ``None`` for other names.
+    """`(source name, run id, CopyName)` of a copy's name in the repo, or `None` for other names.
 
     >>> parse_repo_copy_name("events.out.tfevents.1795714803.vm.1a2b3c4d.00000002.0000000000040-0000000000083.hfw")
     ('events.out.tfevents.1795714803.vm', '1a2b3c4d', CopyName(counter=2, start=40, end=83))
@@ -178,7 +178,7 @@ class _Source:
 class TailCopier:
     """Copies what is new in every foreign event file of a logdir into sealed segments of the journal.
 
-    Not thread-safe, and one copier per logdir at a time (``hf-summary watch`` holds a lock for it). Creating
+    Not thread-safe, and one copier per logdir at a time (`hf-summary watch` holds a lock for it). Creating
     one resumes from the journal: at each source's recorded offset, after adopting or removing copies that a
     crash left unjournaled.
     """
@@ -250,17 +250,17 @@ class TailCopier:
         return self._finder.listings
 
     def sources(self, *, full: bool = False) -> list[tuple[str, str]]:
-        """``(run, name)`` of every foreign event file in the logdir, in name order: files whose name contains
-        ``tfevents`` except hf-summary's own segments, the journal's directory and nested logdirs that have a
-        journal of their own. A directory is listed again only when it changed (:class:`AssetTracker`), or with
-        ``full`` (a final copy: whatever a filesystem's clock says)."""
+        """`(run, name)` of every foreign event file in the logdir, in name order: files whose name contains
+        `tfevents` except hf-summary's own segments, the journal's directory and nested logdirs that have a
+        journal of their own. A directory is listed again only when it changed (`AssetTracker`), or with
+        `full` (a final copy: whatever a filesystem's clock says)."""
         found = (relative.rpartition("/")[::2] for relative in self._finder.files(full=full))
         return sorted((run, name) for run, name in found if is_event_file(name) and parse_segment_sequence(name) is None)
 
     def copy_new_records(self, *, full: bool = False) -> list[int]:
         """Copy the new complete records of every foreign event file into one sealed segment per file that grew;
         returns the new segment ids. A file that cannot be read now (gone, permissions) is skipped and retried
-        at the next call. ``full`` lists every directory again (see :meth:`sources`)."""
+        at the next call. `full` lists every directory again (see `sources`)."""
         added = []
         for key in self.sources(full=full):
             source = self._sources.setdefault(key, _Source(*key))
@@ -368,12 +368,12 @@ class TailCopier:
 
 
 def _row_run(run: str, source: str) -> str:
-    """The ``run`` of a copy's segment row: its local directory, relative to the logdir."""
+    """The `run` of a copy's segment row: its local directory, relative to the logdir."""
     return "/".join(part for part in (JOURNAL_DIR, WATCH_DIR, run, source) if part)
 
 
 def _source_of(row: SegmentRow) -> tuple[str, str] | None:
-    """``(run, source)`` of a copy's segment row; ``None`` for other rows."""
+    """`(run, source)` of a copy's segment row; `None` for other rows."""
     if not row.run.startswith(_COPY_PREFIX) or CopyName.parse(row.name) is None:
         return None
     run, _, source = row.run[len(_COPY_PREFIX):].rpartition("/")
@@ -381,14 +381,14 @@ def _source_of(row: SegmentRow) -> tuple[str, str] | None:
 
 
 def _read_tail(path: Path, end: int, start: int = 0) -> bytes:
-    """The last bytes (up to :data:`_TAIL_CHECK`) of ``path``'s range ``[start, end)``."""
+    """The last bytes (up to `_TAIL_CHECK`) of `path`'s range `[start, end)`."""
     length = min(_TAIL_CHECK, end - start)
     with open(path, "rb") as f:
         return os.pread(f.fileno(), length, end - length)
 
 
 def range_sha256(path: Path, start: int, end: int) -> str:
-    """sha256 of bytes ``[start, end)`` of ``path`` (fewer if it is shorter)."""
+    """sha256 of bytes `[start, end)` of `path` (fewer if it is shorter)."""
     digest = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:
         f.seek(start)

@@ -1,6 +1,6 @@
 """`hf-summary view`: a live local TensorBoard of a run on the Hub, in a repo or a bucket, or of a local logdir.
 
-A run on the Hub is mirrored with :class:`hf_summary.mirror.Mirror` and refreshed every few seconds while
+A run on the Hub is mirrored with `hf_summary.mirror.Mirror` and refreshed every few seconds while
 TensorBoard watches the mirror. TensorBoard runs in a child interpreter that exits when its stdin closes,
 so it never outlives this process, even one that is SIGKILLed.
 """
@@ -43,7 +43,7 @@ class ViewError(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """What to view: a repo or bucket (``repo_id`` set) or a local logdir (``logdir`` set)."""
+    """What to view: a repo or bucket (`repo_id` set) or a local logdir (`logdir` set)."""
 
     repo_id: str | None = None
     logdir: Path | None = None
@@ -55,7 +55,7 @@ class Target:
     def parse(
         cls, source: str, *, repo_type: str = "model", revision: str | None = None, path: str = ""
     ) -> Target:
-        """An existing directory is a local logdir; anything else must be a repo id. ``revision`` None means
+        """An existing directory is a local logdir; anything else must be a repo id. `revision` None means
         main; a bucket takes none."""
         if Path(source).is_dir():
             return cls(logdir=Path(source).resolve())
@@ -76,18 +76,18 @@ class Target:
 
 
 def require_tensorboard() -> None:
-    """Raise :class:`ViewError` with the install command when TensorBoard cannot be imported."""
+    """Raise `ViewError` with the install command when TensorBoard cannot be imported."""
     if importlib.util.find_spec("tensorboard") is None:
         raise ViewError(INSTALL_HINT)
 
 
 class TensorBoard:
-    """A TensorBoard server on ``logdir`` in a child process (context manager); ``url`` once started.
+    """A TensorBoard server on `logdir` in a child process (context manager); `url` once started.
 
-    It uses TensorBoard's Python loader (``--load_fast=false``): after a compaction the merged file sorts before
+    It uses TensorBoard's Python loader (`--load_fast=false`): after a compaction the merged file sorts before
     the file being read, and the Python loader skips it, keeping every event once, while rustboard's step
     preemption would hide every step logged after the merged range until a restart (see TensorBoard's
-    ``directory_watcher.py`` and rustboard's ``reservoir.rs`` in https://github.com/tensorflow/tensorboard).
+    `directory_watcher.py` and rustboard's `reservoir.rs` in https://github.com/tensorflow/tensorboard).
     """
 
     def __init__(self, logdir: Path, *, host: str = "127.0.0.1", port: int | None = None, reload_s: float = 2.0):
@@ -184,10 +184,10 @@ def serve(
     token: str | None = None,
     say: Callable[[str], None] = lambda line: None,
 ) -> Iterator[Callable[[], None]]:
-    """Mirror the run (if on the Hub), start TensorBoard on it and yield a ``refresh()`` function to call
-    every few seconds. ``say`` gets the TensorBoard URL and every change. ``endpoint`` and ``token``
-    default to huggingface_hub's (``HF_ENDPOINT``, ``HF_TOKEN`` or the stored login). Raises
-    :class:`ViewError` when the repo, revision or folder does not exist or holds no event files;
+    """Mirror the run (if on the Hub), start TensorBoard on it and yield a `refresh()` function to call
+    every few seconds. `say` gets the TensorBoard URL and every change. `endpoint` and `token`
+    default to huggingface_hub's (`HF_ENDPOINT`, `HF_TOKEN` or the stored login). Raises
+    `ViewError` when the repo, revision or folder does not exist or holds no event files;
     TensorBoard is stopped on exit."""
     require_tensorboard()
     if target.logdir is not None:
@@ -250,7 +250,7 @@ def run(
     token: str | None = None,
     say: Callable[[str], None] = lambda line: None,
 ) -> None:
-    """:func:`serve` and refresh every ``interval_s`` seconds until interrupted (KeyboardInterrupt)."""
+    """`serve` and refresh every `interval_s` seconds until interrupted (KeyboardInterrupt)."""
     with serve(target, host=host, port=port, cache_dir=cache_dir, endpoint=endpoint, token=token, say=say) as refresh:
         while True:
             time.sleep(interval_s)

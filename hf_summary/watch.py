@@ -1,23 +1,24 @@
-"""`hf-summary watch`: push the logdir of a writer we do not control (Keras, ``tf.summary``, CLU, Lightning's stock
-logger, tensorboardX or torch's own ``SummaryWriter``) with the guarantees of ``HFSummaryWriter``.
+"""`hf-summary watch`: push the logdir of a writer we do not control (Keras, `tf.summary`, CLU, Lightning's stock
+logger, tensorboardX or torch's own `SummaryWriter`) with the guarantees of `HFSummaryWriter`.
 
-Every ``commit_every`` minutes the watcher copies the new complete records of each foreign event file into a
-sealed, journaled segment (:mod:`hf_summary.tailcopy`) and wakes its uploader child (the same one
-``HFSummaryWriter`` starts), which pushes them in one commit together with the other matching files that changed
-(``hparams.yaml``, ``projector_config.pbtxt``...; one that changes alone is pushed at the next tick). For
+Every `commit_every` minutes the watcher copies the new complete records of each foreign event file into a
+sealed, journaled segment (`hf_summary.tailcopy`) and wakes its uploader child (the same one
+`HFSummaryWriter` starts), which pushes them in one commit together with the other matching files that changed
+(`hparams.yaml`, `projector_config.pbtxt`...; one that changes alone is pushed at the next tick). For
 month-long runs the copies behave as the writer's segments: compaction merges them on the Hub (a bounded number
-of files per event file: ``8 * (floor(log8 n) + 1)`` for ``n`` ticks that found it grown), and each tick removes
+of files per event file: `8 * (floor(log8 n) + 1)` for `n` ticks that found it grown), and each tick removes
 the local copies the Hub holds. A merge is pushed as a checked byte range of the event file
-(:mod:`hf_summary.hub.ranges`), never written to disk, so the disk used beyond the event files is bounded
+(`hf_summary.hub.ranges`), never written to disk, so the disk used beyond the event files is bounded
 whatever the run's length: the copies not pushed yet (one tick's growth while the Hub takes the pushes), the
 uploader's hf_xet scratch and the journal. A tick lists only the directories that changed and reads only what
 each event file gained.
 
-It runs until SIGINT, :meth:`Watcher.stop` or the end of the watched job's process (``pid``), then copies every
-complete record left and pushes it within ``drain_timeout``; or until SIGTERM or SIGHUP (preemption), then does
-the uploader's urgent final drain: for ``grace_period`` seconds it goes on copying what the job still writes on
-its way out and pushes it at once, and leaves as soon as the job (``pid``) is gone and everything is pushed. A second stop signal leaves at once. One watcher per logdir at a time (a lock in
-``LOGDIR/.hf_summary``); a restarted one resumes where the journal says.
+It runs until SIGINT, [`Watcher.stop`][hf_summary.watch.Watcher.stop] or the end of the watched job's process
+(`pid`), then copies every complete record left and pushes it within `drain_timeout`; or until SIGTERM or
+SIGHUP (preemption), then does the uploader's urgent final drain: for `grace_period` seconds it goes on
+copying what the job still writes on its way out and pushes it at once, and leaves as soon as the job (`pid`)
+is gone and everything is pushed. A second stop signal leaves at once. One watcher per logdir at a time (a
+lock in `LOGDIR/.hf_summary`); a restarted one resumes where the journal says.
 
 Example:
     ```py
@@ -86,21 +87,23 @@ class WatchBusyError(WatchError):
 
 
 class Watcher:
-    """Watches one logdir and pushes it to ``repo_id`` until :meth:`stop` (or the end of process ``pid``).
+    """Watches one logdir and pushes it to `repo_id` until [`stop`][hf_summary.watch.Watcher.stop] (or the end
+    of process `pid`).
 
     Args:
         logdir: the directory the foreign writer logs to (created if missing).
         repo_id: the repo to push to; created if missing.
         commit_every: minutes between two copies and pushes (default 5).
-        repo_type, revision: ``model`` (default), ``dataset`` or ``space``; the branch (default ``main``).
-        path_in_repo: folder in the repo; the logdir's name is appended (default ``tensorboard``).
+        repo_type, revision: `model` (default), `dataset` or `space`; the branch (default `main`).
+        path_in_repo: folder in the repo; the logdir's name is appended (default `tensorboard`).
         assets: glob patterns of the other files to push when they change (default
-            :data:`DEFAULT_ASSET_PATTERNS`); event files always go through copies, never as such.
-        token: Hub token (default: ``HF_TOKEN`` or the stored login); handed to the uploader over a pipe.
+            `DEFAULT_ASSET_PATTERNS`); event files always go through copies, never as such.
+        token: Hub token (default: `HF_TOKEN` or the stored login); handed to the uploader over a pipe.
         pid: also stop (and drain) when this process ends.
-        drain_timeout: seconds the final push may take after :meth:`stop` or the end of ``pid`` (default 600).
-        grace_period: seconds the final push may take after :meth:`preempt` (SIGTERM, SIGHUP; default
-            ``HF_SUMMARY_GRACE_PERIOD`` or 8, as the uploader's).
+        drain_timeout: seconds the final push may take after [`stop`][hf_summary.watch.Watcher.stop] or the
+            end of `pid` (default 600).
+        grace_period: seconds the final push may take after [`preempt`][hf_summary.watch.Watcher.preempt]
+            (SIGTERM, SIGHUP; default `HF_SUMMARY_GRACE_PERIOD` or 8, as the uploader's).
     """
 
     def __init__(
@@ -153,20 +156,21 @@ class Watcher:
         self._uploader: UploaderProcess | None = None
 
     def stop(self) -> None:
-        """Ask :meth:`run` to copy what is left, push it (within ``drain_timeout``) and return. Safe from a
-        signal handler or another thread."""
+        """Ask [`run`][hf_summary.watch.Watcher.run] to copy what is left, push it (within `drain_timeout`)
+        and return. Safe from a signal handler or another thread."""
         self._stopping = True
         self._wake.set()
 
     def preempt(self, cause: str = "preempted") -> None:
-        """Like :meth:`stop`, urgently: the final push gets ``grace_period`` seconds (the job is being stopped).
-        Safe from a signal handler or another thread."""
+        """Like [`stop`][hf_summary.watch.Watcher.stop], urgently: the final push gets `grace_period` seconds
+        (the job is being stopped). Safe from a signal handler or another thread."""
         self._preempted = self._preempted or cause
         self.stop()
 
     @property
     def stopping(self) -> bool:
-        """Whether :meth:`stop` or :meth:`preempt` was called."""
+        """Whether [`stop`][hf_summary.watch.Watcher.stop] or [`preempt`][hf_summary.watch.Watcher.preempt]
+        was called."""
         return self._stopping
 
     def _copy_soon(self) -> None:
@@ -175,12 +179,13 @@ class Watcher:
         self._wake.set()
 
     def run(self) -> int:
-        """Watch until :meth:`stop`, :meth:`preempt` or the end of ``pid``, then copy and push what is left.
+        """Watch until [`stop`][hf_summary.watch.Watcher.stop], [`preempt`][hf_summary.watch.Watcher.preempt]
+        or the end of `pid`, then copy and push what is left.
 
-        Returns 0 when the Hub holds every copied record, 1 when some are still pending (``hf-summary recover
-        LOGDIR`` pushes them). Raises :class:`WatchBusyError` when another watcher holds the logdir and
-        :class:`WatchError` when the token cannot write to the repo or the logdir belongs to an
-        ``HFSummaryWriter`` or to another repo.
+        Returns 0 when the Hub holds every copied record, 1 when some are still pending (`hf-summary recover
+        LOGDIR` pushes them). Raises [`WatchBusyError`][hf_summary.watch.WatchBusyError] when another watcher
+        holds the logdir and [`WatchError`][hf_summary.watch.WatchError] when the token cannot write to the
+        repo or the logdir belongs to an `HFSummaryWriter` or to another repo.
         """
         self._check_access()
         with self._locked(), self._journal() as journal:
@@ -219,12 +224,12 @@ class Watcher:
         return self._job is not None and not process_alive(*self._job)
 
     def _sleep(self, timeout: float) -> None:
-        """Until ``timeout`` (at most a poll interval) or a wake-up (stop, preemption, a copy request)."""
+        """Until `timeout` (at most a poll interval) or a wake-up (stop, preemption, a copy request)."""
         self._wake.wait(max(0.0, min(POLL_INTERVAL_S, timeout)))
         self._wake.clear()
 
     def _copy(self, journal: Journal, copier: TailCopier, *, full: bool = False) -> bool:
-        """Remove the local copies the Hub holds, copy what is new (``full``: listing every directory again);
+        """Remove the local copies the Hub holds, copy what is new (`full`: listing every directory again);
         returns whether anything is pending."""
         try:
             copier.remove_pushed()
@@ -254,7 +259,7 @@ class Watcher:
         return self._uploader
 
     def _final_drain(self, journal: Journal) -> int:
-        """Push what is pending within ``drain_timeout`` (a second uploader if the first one died with work
+        """Push what is pending within `drain_timeout` (a second uploader if the first one died with work
         left), then stop the uploader."""
         deadline = time.monotonic() + self.drain_timeout
         for _ in range(2):
@@ -268,8 +273,8 @@ class Watcher:
         return self._finish(journal, deadline)
 
     def _preempted_drain(self, journal: Journal, copier: TailCopier) -> int:
-        """For ``grace_period`` seconds: copy what the job still writes (its last flush on its way out) and push
-        it urgently; leave as soon as the job (``pid``) is gone and nothing is pending. Without ``pid`` the job's
+        """For `grace_period` seconds: copy what the job still writes (its last flush on its way out) and push
+        it urgently; leave as soon as the job (`pid`) is gone and nothing is pending. Without `pid` the job's
         end cannot be seen, so this lasts the whole grace period."""
         deadline = time.monotonic() + self.grace_period
         logger.info("%s: copying and pushing what is left within %.1f s", self._preempted, self.grace_period)
@@ -299,7 +304,7 @@ class Watcher:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """One watcher per logdir: an exclusive ``flock`` that the kernel releases whenever this process ends."""
+        """One watcher per logdir: an exclusive `flock` that the kernel releases whenever this process ends."""
         directory = journal_path(self.logdir).parent
         directory.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(directory / _LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -342,10 +347,12 @@ class Watcher:
 
 
 def watch(logdir: str | os.PathLike[str], repo_id: str, *, once: bool = False, **options: Any) -> int:
-    """Run a :class:`Watcher` in this thread until SIGTERM or SIGHUP (:meth:`Watcher.preempt`), SIGINT
-    (:meth:`Watcher.stop`) or the end of ``pid``; returns its exit status. With ``once``, copy and push what the logdir holds now, then return (after the job ended, or
-    after a lost node: what the journal holds is pushed too). The signal handlers are installed only from the
-    main thread, and restored afterwards.
+    """Run a [`Watcher`][hf_summary.watch.Watcher] in this thread until SIGTERM or SIGHUP
+    ([`Watcher.preempt`][hf_summary.watch.Watcher.preempt]), SIGINT
+    ([`Watcher.stop`][hf_summary.watch.Watcher.stop]) or the end of `pid`; returns its exit status. With
+    `once`, copy and push what the logdir holds now, then return (after the job ended, or after a lost node:
+    what the journal holds is pushed too). The signal handlers are installed only from the main thread, and
+    restored afterwards.
 
     Example:
         ```py
@@ -377,15 +384,16 @@ def watch(logdir: str | os.PathLike[str], repo_id: str, *, once: bool = False, *
 
 
 class WatchProcess:
-    """A watcher process started by :func:`start_watch`: a fresh interpreter in its own session."""
+    """A watcher process started by [`start_watch`][hf_summary.watch.start_watch]: a fresh interpreter in its
+    own session."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
         self._proc = proc
         self.pid = proc.pid
 
     def stop(self, timeout: float | None = None) -> int | None:
-        """SIGINT it (final push, bounded by its ``drain_timeout``) and wait up to ``timeout`` s (default:
-        forever); its exit status, or ``None`` if it is still pushing."""
+        """SIGINT it (final push, bounded by its `drain_timeout`) and wait up to `timeout` s (default:
+        forever); its exit status, or `None` if it is still pushing."""
         if self._proc.poll() is None:
             self._proc.send_signal(signal.SIGINT)
         try:
@@ -400,8 +408,9 @@ class WatchProcess:
 def start_watch(
     logdir: str | os.PathLike[str], repo_id: str, *, token: str | None = None, pid: int | None = None, **options: Any
 ) -> WatchProcess:
-    """Start ``hf-summary watch`` beside this process, watching it (``pid``, default this process): when this
-    process ends, however it ends, the watcher pushes what is left and exits. Options as for :class:`Watcher`.
+    """Start `hf-summary watch` beside this process, watching it (`pid`, default this process): when this
+    process ends, however it ends, the watcher pushes what is left and exits. Options as for
+    [`Watcher`][hf_summary.watch.Watcher].
 
     Example:
         ```py

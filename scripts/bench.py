@@ -1,5 +1,5 @@
-"""Benchmark hf-summary's ``HFSummaryWriter`` against tensorboardX's ``SummaryWriter`` (local only) and
-``huggingface_hub.HFSummaryWriter``, both Hub writers pushing to the project's local Hub.
+"""Benchmark hf-summary's `HFSummaryWriter` against tensorboardX's `SummaryWriter` (local only) and
+`huggingface_hub.HFSummaryWriter`, both Hub writers pushing to the project's local Hub.
 
 Usage::
 
@@ -8,18 +8,18 @@ Usage::
     python scripts/bench.py --smoke          # every scenario at minimal size (used by tests/test_bench_smoke.py)
     python scripts/bench.py --only logging_cost,startup_s --json results.json --markdown results.md
 
-Scenarios (JSON keys): ``logging_cost``, ``interference``, ``amplification``, ``crash_loss``,
-``time_to_hub_s``, ``startup_s``, ``memory_mb``. Every measurement runs in a fresh trainer process
-(``scripts/bench_workers.py``) with ``HF_ENDPOINT``/``HF_TOKEN``/``HF_HUB_DISABLE_XET`` in its environment,
+Scenarios (JSON keys): `logging_cost`, `interference`, `amplification`, `crash_loss`,
+`time_to_hub_s`, `startup_s`, `memory_mb`. Every measurement runs in a fresh trainer process
+(`scripts/bench_workers.py`) with `HF_ENDPOINT`/`HF_TOKEN`/`HF_HUB_DISABLE_XET` in its environment,
 because huggingface_hub reads them at import time. Writers are interleaved (A B C, B C A, C A B,
-...) over several rounds and the medians are reported (per-round figures are in the JSON's ``raw``). The
+...) over several rounds and the medians are reported (per-round figures are in the JSON's `raw`). The
 local Hub answers as the Hub does and the clients' Xet is off, so binary event files go up by basic LFS
-(raw upload bytes; ``scripts/bench_xet.py`` measures the Xet path);
+(raw upload bytes; `scripts/bench_xet.py` measures the Xet path);
 amplification is also measured in the regular-only mode (base64 commit bodies) in full runs.
 
 Every process started here (local Hubs, trainers and their uploader children) is tracked by PID and create
 time and ended by its own PID on exit, Ctrl-C or SIGTERM; temporary directories are removed. The harness is
-``scripts/benchkit/``; each scenario is a module of ``scripts/bench_scenarios/``.
+`scripts/benchkit/`; each scenario is a module of `scripts/bench_scenarios/`.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ SCENARIOS = (
 
 @dataclass(frozen=True)
 class Profile:
-    """Sizes of one run. ``full`` is the default; ``quick`` < 2 min; ``smoke`` is the test's minimal run."""
+    """Sizes of one run. `full` is the default; `quick` < 2 min; `smoke` is the test's minimal run."""
 
     name: str
     rounds: int = 3

@@ -1,15 +1,15 @@
-"""Benchmark ``add_latency``: how long each ``add_scalar`` / ``add_scalars`` call keeps the training thread, over a
+"""Benchmark `add_latency`: how long each `add_scalar` / `add_scalars` call keeps the training thread, over a
 paced run with rolls and pushes going on, for no writer (the loop and the machine alone), tensorboardX's
-``SummaryWriter``, torch's (``torch.utils.tensorboard``, where torch is installed), hf-summary's ``HFSummaryWriter``
-rolling every ``--tick-s`` (and the same without a roll during the run), side by side in one run. Each logs Python
-floats; tensorboardX, torch and ours also log each other kind of value of ``--values`` (a numpy scalar, a 0-d numpy
-array, 0-d float32 and bfloat16 tensors: ``scripts/benchkit/values.py``) in runs of their own.
+`SummaryWriter`, torch's (`torch.utils.tensorboard`, where torch is installed), hf-summary's `HFSummaryWriter`
+rolling every `--tick-s` (and the same without a roll during the run), side by side in one run. Each logs Python
+floats; tensorboardX, torch and ours also log each other kind of value of `--values` (a numpy scalar, a 0-d numpy
+array, 0-d float32 and bfloat16 tensors: `scripts/benchkit/values.py`) in runs of their own.
 
 Per writer, the median over rounds of p50 / p99 / p99.9 / max (µs) of every call (the first step of the run
-excluded: it opens the first file), the calls over 1 ms and 5 ms, and, for the calls over ``--slow-us``, where they
-come from: the share that overlapped a garbage collection (any thread's, seen by a ``gc.callbacks`` hook), that
-came within ``NEAR_ROLL_MS`` of a segment being sealed (hf-summary only: the journal's ``sealed_at``), and the share
-of their time the training thread spent off the CPU (waiting for the GIL, or descheduled: ``thread_time`` against
+excluded: it opens the first file), the calls over 1 ms and 5 ms, and, for the calls over `--slow-us`, where they
+come from: the share that overlapped a garbage collection (any thread's, seen by a `gc.callbacks` hook), that
+came within `NEAR_ROLL_MS` of a segment being sealed (hf-summary only: the journal's `sealed_at`), and the share
+of their time the training thread spent off the CPU (waiting for the GIL, or descheduled: `thread_time` against
 the wall clock). Ratios against tensorboardX and against no writer are printed alongside.
 
 Usage::
@@ -17,7 +17,7 @@ Usage::
     python scripts/bench_add_latency.py                      # 3 rounds of 20 s per writer, a roll every 0.25 s
     python scripts/bench_add_latency.py --rounds 1 --duration-s 3 --json out.json
 
-Each trainer is a fresh interpreter (``--worker``) with ``HF_ENDPOINT``/``HF_TOKEN``/``HF_HUB_DISABLE_XET`` set
+Each trainer is a fresh interpreter (`--worker`) with `HF_ENDPOINT`/`HF_TOKEN`/`HF_HUB_DISABLE_XET` set
 before huggingface_hub is imported; writers are interleaved over rounds (A B C, B C A, ...); hf-summary pushes to
 the local Hub. Nothing in the timed process runs but the loop and the writer's own threads. Every process started
 here is ended by its own pid.
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import array
-import gc
 import json
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from benchkit.gcpauses import GCPauses, longest, overlaps
 from benchkit.output import emit
 from benchkit.stats import median, percentile, spread
 from benchkit.trainer import trainer_env
@@ -86,21 +86,11 @@ def _open(kind: str, config: dict[str, Any]) -> Any:
 
 
 def worker(config: dict[str, Any]) -> dict[str, Any]:
-    """The paced loop: each step calls ``add_scalar`` per tag and one ``add_scalars``, each call timed alone."""
+    """The paced loop: each step calls `add_scalar` per tag and one `add_scalars`, each call timed alone."""
     import tensorboardX  # noqa: F401  (every variant pays the same imports, torch included when installed)
 
     kind = config["writer"]
     writer = _open(kind, config)
-    gc_spans = array.array("q")  # start, end (perf_counter ns) of each collection, any thread
-    gc_started: list[int] = []
-
-    def on_gc(phase: str, info: dict) -> None:
-        if phase == "start":
-            gc_started.append(time.perf_counter_ns())
-        elif gc_started:
-            gc_spans.extend((gc_started.pop(), time.perf_counter_ns()))
-
-    gc.callbacks.append(on_gc)
     wall_offset_ns = time.time_ns() - time.perf_counter_ns()
     starts, walls, cpus, kinds = array.array("q"), array.array("q"), array.array("q"), array.array("b")
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
@@ -109,25 +99,25 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
     period = 1.0 / config["steps_per_s"]
     start = time.monotonic()
     step = 0
-    while time.monotonic() - start < config["duration_s"]:
-        for tag in SCALAR_TAGS:
-            scalar = value(1.0 / (step + 1))
+    with GCPauses() as gc_pauses:
+        while time.monotonic() - start < config["duration_s"]:
+            for tag in SCALAR_TAGS:
+                scalar = value(1.0 / (step + 1))
+                c0 = cpu_clock()
+                t0 = clock()
+                add_scalar(tag, scalar, step)
+                t1 = clock()
+                c1 = cpu_clock()
+                starts.append(t0), walls.append(t1 - t0), cpus.append(c1 - c0), kinds.append(0)
+            pair = {"a": value(step * 0.5), "b": value(-step * 0.5)}
             c0 = cpu_clock()
             t0 = clock()
-            add_scalar(tag, scalar, step)
+            add_scalars("pair", pair, step)
             t1 = clock()
             c1 = cpu_clock()
-            starts.append(t0), walls.append(t1 - t0), cpus.append(c1 - c0), kinds.append(0)
-        pair = {"a": value(step * 0.5), "b": value(-step * 0.5)}
-        c0 = cpu_clock()
-        t0 = clock()
-        add_scalars("pair", pair, step)
-        t1 = clock()
-        c1 = cpu_clock()
-        starts.append(t0), walls.append(t1 - t0), cpus.append(c1 - c0), kinds.append(1)
-        step += 1
-        time.sleep(max(0.0, start + step * period - time.monotonic()))
-    gc.callbacks.remove(on_gc)
+            starts.append(t0), walls.append(t1 - t0), cpus.append(c1 - c0), kinds.append(1)
+            step += 1
+            time.sleep(max(0.0, start + step * period - time.monotonic()))
     if kind != "none":
         writer.close()
     seals: list[int] = []
@@ -138,15 +128,11 @@ def worker(config: dict[str, Any]) -> dict[str, Any]:
             seals = [int(row.sealed_at * 1e9) - wall_offset_ns for row in journal.segments() if row.sealed_at]
     per_step = len(SCALAR_TAGS) + 1
     return {"steps": step, "starts": starts[per_step:].tolist(), "walls": walls[per_step:].tolist(),
-            "cpus": cpus[per_step:].tolist(), "kinds": kinds[per_step:].tolist(), "gc_spans": gc_spans.tolist(),
+            "cpus": cpus[per_step:].tolist(), "kinds": kinds[per_step:].tolist(), "gc_spans": gc_pauses.spans(),
             "seals": sorted(seals)}
 
 
 # ---------------------------------------------------------------- the parent
-
-
-def _overlaps(start: int, end: int, spans: list[int]) -> bool:
-    return any(a < end and start < b for a, b in zip(spans[::2], spans[1::2], strict=True))
 
 
 def _near(t: int, points: list[int], window_ns: float) -> bool:
@@ -155,9 +141,8 @@ def _near(t: int, points: list[int], window_ns: float) -> bool:
 
 def summarise(raw: dict[str, Any], slow_us: float) -> dict[str, Any]:
     """Figures of one run: per method (and all calls) the percentiles, and where the slow calls come from."""
-    spans = raw["gc_spans"]
-    out: dict[str, Any] = {"steps": raw["steps"], "gc_collections": len(spans) // 2,
-                           "gc_max_us": max((b - a for a, b in zip(spans[::2], spans[1::2], strict=True)), default=0) / 1e3}
+    out: dict[str, Any] = {"steps": raw["steps"], "gc_collections": len(raw["gc_spans"]),
+                           "gc_max_us": longest(raw["gc_spans"]) / 1e3}
     calls = list(zip(raw["starts"], raw["walls"], raw["cpus"], raw["kinds"], strict=True))
     for name, selected in (("all", calls), ("add_scalar", [c for c in calls if c[3] == 0]),
                            ("add_scalars", [c for c in calls if c[3] == 1])):
@@ -170,7 +155,7 @@ def summarise(raw: dict[str, Any], slow_us: float) -> dict[str, Any]:
     slow = [c for c in calls if c[1] > slow_us * 1e3]
     total = sum(wall for _, wall, _, _ in slow)
     out["slow_calls"] = len(slow)
-    out["slow_in_gc"] = sum(1 for t, wall, _, _ in slow if _overlaps(t, t + wall, raw["gc_spans"]))
+    out["slow_in_gc"] = sum(1 for t, wall, _, _ in slow if overlaps(t, t + wall, raw["gc_spans"]))
     out["slow_near_roll"] = sum(1 for t, _, _, _ in slow if _near(t, raw["seals"], NEAR_ROLL_MS * 1e6))
     out["slow_off_cpu_share"] = sum(max(0, wall - cpu) for _, wall, cpu, _ in slow) / total if total else None
     out["rolls"] = len(raw["seals"])
@@ -178,7 +163,7 @@ def summarise(raw: dict[str, Any], slow_us: float) -> dict[str, Any]:
 
 
 def run_worker(hub: Any, variant: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    """One trainer: ``variant`` is a writer (logging floats) or ``writer/kind`` (:mod:`benchkit.values`)."""
+    """One trainer: `variant` is a writer (logging floats) or `writer/kind` (`benchkit.values`)."""
     kind, _, value = variant.partition("/")
     name = f"{variant.replace('/', '-')}-{uuid.uuid4().hex[:6]}"
     config = {"writer": kind, "value": value or "float", "logdir": str(tmp / name),
@@ -200,7 +185,7 @@ def run_worker(hub: Any, variant: str, args: argparse.Namespace, tmp: Path) -> d
 
 
 def _figures(rounds: list[dict], *keys: str) -> list[Any]:
-    """The figure at ``keys`` of each round."""
+    """The figure at `keys` of each round."""
     values = []
     for result in rounds:
         value: Any = result
@@ -256,7 +241,7 @@ def render(results: dict[str, list[dict]], args: argparse.Namespace) -> str:
 
 
 def _render_kinds(results: dict[str, list[dict]]) -> str:
-    """``add_scalar``'s p50 and p99 per kind of value (the runs ``writer/kind``), and the ratios to ours."""
+    """`add_scalar`'s p50 and p99 per kind of value (the runs `writer/kind`), and the ratios to ours."""
     kinds = ["float", *sorted({v.partition("/")[2] for v in results if "/" in v}, key=KINDS.index)]
     writers = [w for w in KIND_WRITERS if results.get(w)]
     if len(kinds) < 2 or "ours" not in writers:

@@ -6,12 +6,12 @@ Usage (root: each writer's logdir is a tmpfs of its own)::
     python scripts/bench_disk_full.py --before-s 1 --full-s 2 --after-s 1 --json disk_full.json
 
 Each trainer logs a scalar per step and a 2,000-value histogram every 10 steps (~190 steps/s) into a logdir on a
-6 MB tmpfs. After ``--before-s`` a ballast file takes every free byte of it; ``--full-s`` later the ballast is
-deleted; ``--after-s`` later the trainer calls ``close()``. An exception from ``add_*`` is counted and the loop goes
+6 MB tmpfs. After `--before-s` a ballast file takes every free byte of it; `--full-s` later the ballast is
+deleted; `--after-s` later the trainer calls `close()`. An exception from `add_*` is counted and the loop goes
 on (a real training loop would have died at the first). Figures: exceptions raised into the loop, acknowledged
-events (``add_*`` returned) that are not on the Hub after ``close()`` (tensorboardX: not in its local files), the
-longest ``add_*`` call, whether the trainer survived (exited normally with its report) and whether it hung
-(still running ``--hang-s`` after its loop should have ended; it is then killed).
+events (`add_*` returned) that are not on the Hub after `close()` (tensorboardX: not in its local files), the
+longest `add_*` call, whether the trainer survived (exited normally with its report) and whether it hung
+(still running `--hang-s` after its loop should have ended; it is then killed).
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ PROGRESS_S = 0.5
 
 
 def trainer(config: dict) -> None:
-    """Log until ``config["duration_s"]`` passed, counting what ``add_*`` raised; close. A progress line (JSON) every
-    ``PROGRESS_S``, so that a trainer that hangs still tells how far it got; the last one, after ``close()``, also
+    """Log until `config["duration_s"]` passed, counting what `add_*` raised; close. A progress line (JSON) every
+    `PROGRESS_S`, so that a trainer that hangs still tells how far it got; the last one, after `close()`, also
     lists the acknowledged events."""
     import numpy as np
     from bench_workers import close_writer, open_writer
@@ -96,7 +96,7 @@ def trainer(config: dict) -> None:
 
 
 def _fill(path: Path) -> None:
-    """Take every free byte of ``path``'s tmpfs: megabytes, then pages (a tmpfs allocates whole pages)."""
+    """Take every free byte of `path`'s tmpfs: megabytes, then pages (a tmpfs allocates whole pages)."""
     for block in ("1M", "4k"):
         subprocess.run(["dd", "if=/dev/zero", f"of={path}", f"bs={block}", "oflag=append", "conv=notrunc"],
                        capture_output=True)
@@ -104,7 +104,7 @@ def _fill(path: Path) -> None:
 
 @contextlib.contextmanager
 def _tmpfs(path: Path):
-    """A fresh tmpfs of ``TMPFS_SIZE`` at ``path``, unmounted after (lazily: a trainer that hung was killed)."""
+    """A fresh tmpfs of `TMPFS_SIZE` at `path`, unmounted after (lazily: a trainer that hung was killed)."""
     path.mkdir(parents=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(path)], check=True,
                    capture_output=True)
@@ -115,7 +115,7 @@ def _tmpfs(path: Path):
 
 
 def _events(root: Path) -> Counter:
-    """(tag, step) -> how many times the event files under ``root`` hold it."""
+    """(tag, step) -> how many times the event files under `root` hold it."""
     from hf_summary.verify import iter_events
 
     counts: Counter = Counter()

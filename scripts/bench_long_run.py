@@ -1,27 +1,26 @@
-"""Benchmark ``long_run``: a roll every fraction of a second for thousands of ticks, several run dirs, against the
-local Hub (basic LFS), for hf-summary's ``HFSummaryWriter`` and ``huggingface_hub.HFSummaryWriter``.
+"""Benchmark `long_run`: a roll every fraction of a second for thousands of ticks, several run dirs, against the
+local Hub (basic LFS), for hf-summary's `HFSummaryWriter` and `huggingface_hub.HFSummaryWriter`.
 
 Reported for the first and the last 10% of the run: push time (hf-summary: seal to commit of each segment;
-huggingface_hub: each scheduled ``upload_folder``), ``status`` time (``run_status``, in the parent), ``add_*``
-latency p50/p99/max of each call (``add_scalar``, ``add_scalars`` of two tags; the first step excluded: its calls
+huggingface_hub: each scheduled `upload_folder`), `status` time (`run_status`, in the parent), `add_*`
+latency p50/p99/max of each call (`add_scalar`, `add_scalars` of two tags; the first step excluded: its calls
 make the first segment of each run dir), event files
-per run dir on the Hub; for the whole run: bytes the Hub received per byte logged, and ``recover`` with nothing to
-push. The Hub and ``status`` are sampled from the parent process: a sampler thread in the trainer would hold its GIL
-and show up in the ``add_*`` latencies (huggingface_hub's push times are still polled in its trainer).
+per run dir on the Hub; for the whole run: bytes the Hub received per byte logged, and `recover` with nothing to
+push. The Hub and `status` are sampled from the parent process: a sampler thread in the trainer would hold its GIL
+and show up in the `add_*` latencies (huggingface_hub's push times are still polled in its trainer).
 
 Usage::
 
     python scripts/bench_long_run.py                        # 2,000 rolls, a tick every 0.12 s, both writers
     python scripts/bench_long_run.py --ticks 300 --only ours --markdown table.md
 
-Each writer runs in a fresh interpreter (``--worker``) with ``HF_ENDPOINT``/``HF_TOKEN``/``HF_HUB_DISABLE_XET``
+Each writer runs in a fresh interpreter (`--worker`) with `HF_ENDPOINT`/`HF_TOKEN`/`HF_HUB_DISABLE_XET`
 set before huggingface_hub is imported; every process started here is ended by its own pid.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from benchkit.gcpauses import GCPauses, overlaps
 from benchkit.output import emit
 from benchkit.stats import percentile
 from benchkit.trainer import trainer_env
@@ -50,7 +50,7 @@ STALL_MS = 5.0
 
 
 def _hub_files_per_run(api, repo_id: str, folder: str) -> int:
-    """The most event files any run dir under ``folder`` holds on the Hub."""
+    """The most event files any run dir under `folder` holds on the Hub."""
     try:
         files = api.list_repo_files(repo_id)
     except Exception:  # not created yet
@@ -60,7 +60,7 @@ def _hub_files_per_run(api, repo_id: str, folder: str) -> int:
 
 
 def _hfh_push_times(writer, stop: threading.Event, out: list[tuple[float, float]]) -> None:
-    """huggingface_hub's scheduler submits one ``push_to_hub`` future per tick: time each one (polled)."""
+    """huggingface_hub's scheduler submits one `push_to_hub` future per tick: time each one (polled)."""
     seen = None
     while not stop.is_set():
         future = getattr(writer.scheduler, "last_future", None)
@@ -82,38 +82,28 @@ def _rolls(logdir: Path) -> int:
 
 
 def _paced_loop(writer, steps_per_s: float, told_to_stop: threading.Event, duration: float | None) -> dict[str, Any]:
-    """``add_scalar`` and ``add_scalars`` once a step, each timed, until told to stop (or for ``duration`` s);
+    """`add_scalar` and `add_scalars` once a step, each timed, until told to stop (or for `duration` s);
     the garbage collections meanwhile (any thread's)."""
-    gc_spans: list[tuple[float, float]] = []  # (start, end) of each garbage collection, any thread
-    gc_started: list[float] = []
-
-    def on_gc(phase: str, info: dict) -> None:
-        if phase == "start":
-            gc_started.append(time.monotonic())
-        elif gc_started:
-            gc_spans.append((gc_started.pop(), time.monotonic()))
-
-    gc.callbacks.append(on_gc)
     latencies: list[tuple[float, int]] = []
     start = time.monotonic()
     step = 0
     period = 1.0 / steps_per_s
-    while not told_to_stop.is_set() if duration is None else (time.monotonic() - start < duration):
-        now = time.monotonic()
-        t0 = time.perf_counter_ns()
-        writer.add_scalar("loss", 1.0 / (step + 1), step)
-        t1 = time.perf_counter_ns()
-        writer.add_scalars("pair", {"a": step * 0.5, "b": -step * 0.5}, step)
-        latencies += [(now, t1 - t0), (now, time.perf_counter_ns() - t1)]
-        step += 1
-        time.sleep(max(0.0, start + step * period - time.monotonic()))
-    end = time.monotonic()
-    gc.callbacks.remove(on_gc)
-    return {"start": start, "end": end, "steps": step, "latencies": latencies, "gc": gc_spans}
+    with GCPauses(time.monotonic_ns) as gc_pauses:
+        while not told_to_stop.is_set() if duration is None else (time.monotonic() - start < duration):
+            now = time.monotonic()
+            t0 = time.perf_counter_ns()
+            writer.add_scalar("loss", 1.0 / (step + 1), step)
+            t1 = time.perf_counter_ns()
+            writer.add_scalars("pair", {"a": step * 0.5, "b": -step * 0.5}, step)
+            latencies += [(now, t1 - t0), (now, time.perf_counter_ns() - t1)]
+            step += 1
+            time.sleep(max(0.0, start + step * period - time.monotonic()))
+        end = time.monotonic()
+    return {"start": start, "end": end, "steps": step, "latencies": latencies, "gc": gc_pauses.spans()}
 
 
 def _our_run(logdir: Path) -> dict[str, Any]:
-    """Our writer's pushes, bytes, segments and files per run dir from the journal; then ``recover``'s time."""
+    """Our writer's pushes, bytes, segments and files per run dir from the journal; then `recover`'s time."""
     from hf_summary.journal import Journal
     from hf_summary.recover import recover
 
@@ -135,7 +125,7 @@ def _our_run(logdir: Path) -> dict[str, Any]:
 
 def worker(config: dict[str, Any]) -> dict[str, Any]:
     """The trainer: nothing runs in it but the loop and the writer's own threads (the parent samples the Hub and
-    ``status``, and tells it on stdin when the run has rolled enough)."""
+    `status`, and tells it on stdin when the run has rolled enough)."""
     kind, logdir = config["writer"], Path(config["logdir"])
     duration = config.get("duration_s")  # huggingface_hub's writer does not roll: as long as ours took
     if kind == "ours":
@@ -192,8 +182,7 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
             "add_ms_p99": percentile(lat, 0.99),
             "add_ms_max": max(lat, default=None),
             "add_over_5ms": len(stalls),
-            "add_over_5ms_in_gc": sum(1 for t, ms in stalls
-                                      if any(a <= t + ms / 1e3 and t <= b for a, b in raw["gc"])),
+            "add_over_5ms_in_gc": sum(1 for t, ms in stalls if overlaps(t * 1e9, t * 1e9 + ms * 1e6, raw["gc"])),
             "hub_files_per_run_max": max(files, default=None),
         }
     out["final_hub_files_per_run"] = raw["final_files"]
@@ -207,7 +196,7 @@ def summarise(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_writer(hub, kind: str, args: argparse.Namespace, tmp: Path, duration_s: float | None) -> dict[str, Any]:
-    """One trainer, sampled from here: the Hub's file count and ``status`` every ``SAMPLE_EVERY_S``."""
+    """One trainer, sampled from here: the Hub's file count and `status` every `SAMPLE_EVERY_S`."""
     from huggingface_hub import HfApi
 
     from hf_summary.status import run_status

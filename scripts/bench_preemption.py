@@ -1,4 +1,4 @@
-"""Preemption benchmark: a job-wide SIGTERM (SLURM's ``scancel`` or time limit, systemd at a spot VM's
+"""Preemption benchmark: a job-wide SIGTERM (SLURM's `scancel` or time limit, systemd at a spot VM's
 shutdown: every process of the job), then SIGKILL 10 s later, for the three writers side by side.
 
 Usage::
@@ -6,12 +6,12 @@ Usage::
     python scripts/bench_preemption.py              # 5 interleaved rounds, ~3 minutes on 2 cores
     python scripts/bench_preemption.py --rounds 1 --json preemption.json
 
-Each round starts a trainer (``scripts/bench_workers.py``'s ``crash`` scenario: a scalar every ~2 ms and a
-histogram every 10 steps, at the default ``commit_every`` of 5 minutes, so nothing is pushed before the stop),
+Each round starts a trainer (`scripts/bench_workers.py`'s `crash` scenario: a scalar every ~2 ms and a
+histogram every 10 steps, at the default `commit_every` of 5 minutes, so nothing is pushed before the stop),
 lets it log for 1-3 s (random), SIGTERMs the trainer and every process it started at once, and SIGKILLs what
 is left after 10 s. Figures: acknowledged events not on the Hub 30 s after the SIGTERM (tensorboardX: not in
 its local file), and seconds from the SIGTERM until the Hub's commit holding every one of them. The local Hub
-runs in basic-LFS mode, as in ``bench.py``.
+runs in basic-LFS mode, as in `bench.py`.
 """
 
 from __future__ import annotations

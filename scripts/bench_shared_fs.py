@@ -2,18 +2,19 @@
 
 The shared filesystem is emulated as in the tests (tests/twohosts.py): two bindfs (FUSE) mounts of one directory,
 each used from its own UTS + PID namespace ("node-one", where the runs are written, and "login-two", where they
-are synced and looked at), with locks kept to each mount (Lustre ``localflock``, NFS ``nolock``). The local side
+are synced and looked at), with locks kept to each mount (Lustre `localflock`, NFS `nolock`). The local side
 does the same work on a local directory, from one host.
 
 Figures, local and shared side by side with the ratio shared / local:
 
-- ``sync PARENT`` of ``--runs`` closed offline runs (3 sealed segments each, written by real offline writers on
-  node-one, each to a repo of its own), from login-two: seconds, requests the Hub received, commits; then the
-  same sync again, with nothing new to push;
-- ``status PARENT`` over ``--status-runs`` runs (copies of the synced ones), a fresh process from login-two:
-  seconds, median of ``--reps`` (target: at most 2 s on the shared side);
-- one online writer on node-one: the p99 of ``add_scalar`` over ``--steps`` steps, and the seconds of the blocking
-  push of what it logged (``push_to_hub(blocking=True)``).
+- `sync PARENT` of `--runs` closed offline runs (3 sealed segments each, written by real offline writers on
+  node-one, all to one repo: a sweep's), from login-two: seconds, requests the Hub received, commits (the runs
+  share them: one per batch of at most 100 files, plus the repo's creation and its card tag); then the same sync
+  again, with nothing new to push;
+- `status PARENT` over `--status-runs` runs (copies of the synced ones), a fresh process from login-two:
+  seconds, median of `--reps` (target: at most 2 s on the shared side);
+- one online writer on node-one: the p99 of `add_scalar` over `--steps` steps, and the seconds of the blocking
+  push of what it logged (`push_to_hub(blocking=True)`).
 
 Usage::
 
@@ -44,20 +45,21 @@ REPO_ROOT = SCRIPTS.parent
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests"), str(SCRIPTS)]
 
 from benchkit.output import emit  # noqa: E402
+from benchkit.stats import percentile  # noqa: E402
 from twohosts import SKIP_REASON, two_hosts  # noqa: E402
 
 from hf_summary.localhub.testing import LocalHub  # noqa: E402
 
 STATUS_TARGET_S = 2.0
 
-# Writes ARGV[3] closed offline runs under ARGV[1], each with 3 sealed segments of ARGV[4] steps in all, each to a
-# repo of its own (ARGV[2]-N: the Hub takes about 128 commits an hour per repo, and sync makes one per run).
+# Writes ARGV[3] closed offline runs under ARGV[1], each with 3 sealed segments of ARGV[4] steps in all, all to the
+# repo ARGV[2] (each in a folder of its own), as a sweep's runs.
 BUILD = """
     import os, sys
     from hf_summary import HFSummaryWriter
     parent, repo, count, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     for n in range(count):
-        writer = HFSummaryWriter(f"{repo}-{n:04d}", logdir=os.path.join(parent, f"run-{n:04d}"), commit_every=60,
+        writer = HFSummaryWriter(repo, logdir=os.path.join(parent, f"run-{n:04d}"), commit_every=60,
                                  offline=True)
         for step in range(steps):
             writer.add_scalar("loss", step * 0.5, step)
@@ -66,7 +68,7 @@ BUILD = """
         writer.close()
 """
 
-# One online writer: add_scalar latencies over ARGV[2] steps, then a blocking push.
+# One online writer: add_scalar latencies (ns) over ARGV[2] steps, then a blocking push.
 WRITER = """
     import json, os, sys, time
     from hf_summary import HFSummaryWriter
@@ -80,13 +82,12 @@ WRITER = """
     pushed = writer.push_to_hub(blocking=True, timeout=600)
     push_s = time.monotonic() - started
     writer.close()
-    latencies.sort()
-    print(json.dumps({"add_p99_us": latencies[int(len(latencies) * 0.99)] / 1000, "push_s": push_s, "ok": pushed}))
+    print(json.dumps({"add_ns": latencies, "push_s": push_s, "ok": pushed}))
 """
 
 
 def _run(argv: list[str], env: dict[str, str], host=None) -> subprocess.CompletedProcess:
-    """``argv`` to the end, on ``host`` (a tests/twohosts.py host) or here."""
+    """`argv` to the end, on `host` (a tests/twohosts.py host) or here."""
     if host is not None:
         process = host.popen(*argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     else:
@@ -110,16 +111,15 @@ def _timed_sync(hub: LocalHub, repo_id: str, parent: Path, env: dict[str, str], 
     seconds = time.monotonic() - started
     after = hub.stats()
 
-    def commits(stats: dict) -> int:  # of the runs' repos (repo_id-N)
-        return sum(repo.get("commits", 0) for name, repo in stats["repos"].items()
-                   if name.startswith(f"model/{repo_id}-"))
+    def commits(stats: dict) -> int:  # of the runs' repo
+        return stats["repos"].get(f"model/{repo_id}", {}).get("commits", 0)
 
     return {"seconds": seconds, "requests": after["requests"] - before["requests"],
             "commits": commits(after) - commits(before)}
 
 
 def _side(hub: LocalHub, args: argparse.Namespace, root: Path, writer_host, reader_host) -> dict:
-    """Every figure of one side: runs written under ``root`` from ``writer_host``, read from ``reader_host``
+    """Every figure of one side: runs written under `root` from `writer_host`, read from `reader_host`
     (both None: here, on a local disk)."""
     repo_id = f"alice/shared-fs-bench-{uuid.uuid4().hex[:8]}"
     env = {"HF_ENDPOINT": hub.endpoint, "HF_TOKEN": hub.token("alice"), "HF_HUB_DISABLE_TELEMETRY": "1"}
@@ -141,7 +141,9 @@ def _side(hub: LocalHub, args: argparse.Namespace, root: Path, writer_host, read
     logdir = writer_host.path("online") if writer_host else root.parent / "online"
     result = _run([sys.executable, "-c", textwrap.dedent(WRITER), str(logdir), str(args.steps)],
                   {**env, "REPO": repo_id}, writer_host)
-    figures["writer"] = json.loads(result.stdout.strip().splitlines()[-1])
+    written = json.loads(result.stdout.strip().splitlines()[-1])
+    figures["writer"] = {"add_p99_us": percentile(written["add_ns"], 0.99) / 1000, "push_s": written["push_s"],
+                         "ok": written["ok"]}
     return figures
 
 

@@ -1,25 +1,26 @@
-"""Benchmark ``status``: looking at, recovering and pushing a month-long run, against the same run on its first day.
+"""Benchmark `status`: looking at, recovering and pushing a month-long run, against the same run on its first day.
 
 Two synthetic runs are built with the library's own code, tick by tick at the default 5-minute tick (288 ticks a
-day): ``day 1`` (1 day) and ``day 30`` (30 days: 8,640 ticks). At each tick every run dir (``--runs``) gets a
-segment (:class:`~hf_summary.segments.Segment`, recorded open and sealed in the journal as the writer does); then
+day): `day 1` (1 day) and `day 30` (30 days: 8,640 ticks). At each tick every run dir (`--runs`) gets a
+segment (`Segment`, recorded open and sealed in the journal as the writer does); then
 the push is planned as the uploader plans it (its pending segments, the assets that changed, the merges due:
-timed, that is the per-push overhead), compaction prepares its merges (:func:`hf_summary.compaction.prepare`), the
-journal records the commit and the merges ride in it, and :func:`hf_summary.compaction.apply` swaps the merged
-files in. Each day a writer record is added, ``hparams.yaml`` is rewritten and a projector directory appears
+timed, that is the per-push overhead), compaction prepares its merges (`hf_summary.compaction.prepare`), the
+journal records the commit and the merges ride in it, and `hf_summary.compaction.apply` swaps the merged
+files in. Each day a writer record is added, `hparams.yaml` is rewritten and a projector directory appears
 (assets). Nothing goes to the Hub while building (no commit oid is real); then the files the logdir holds are
-pushed to the local Hub in one commit, so that ``recover`` finds the Hub holding every committed file.
+pushed to the local Hub in one commit, so that `recover` finds the Hub holding every committed file.
 
 Figures, day 1 and day 30 side by side with their ratio:
 
-- ``hf-summary status LOGDIR``: a fresh ``python -m hf_summary.cli`` process, wall clock, median of ``--reps``
-  (after one warm-up run, with bytecode caches in a temporary ``PYTHONPYCACHEPREFIX``: as after an install);
-- ``status`` in-process (:func:`hf_summary.status.run_status`), median, and the SQLite VM steps it took;
-- ``hf-summary recover LOGDIR`` with nothing to push, a fresh process against the local Hub, median;
-- per push, finding what to push: median over the last ``--window`` ticks of the build, and, for reference on the
+- `hf-summary status LOGDIR`: a fresh `python -m hf_summary.cli` process, wall clock, median of `--reps`
+  (after one warm-up run, with bytecode caches in a temporary `PYTHONPYCACHEPREFIX`: as after an install);
+- `status` in-process ([`hf_summary.status.run_status`][hf_summary.status.run_status]), median, and the SQLite
+  VM steps it took;
+- `hf-summary recover LOGDIR` with nothing to push, a fresh process against the local Hub, median;
+- per push, finding what to push: median over the last `--window` ticks of the build, and, for reference on the
   final state, the same with a walk of the whole logdir (what every push did before the asset tracker).
 
-The query plan of every statement ``status`` runs is printed; one that reads a whole table or index is flagged.
+The query plan of every statement `status` runs is printed; one that reads a whole table or index is flagged.
 
 Usage::
 
@@ -78,7 +79,7 @@ def _settings(name: str, repo_id: str, endpoint: str) -> RunSettings:
 
 
 def _write_segment(journal: Journal, settings: RunSettings, run: str, run_id: str, step: int) -> int:
-    """One segment of ``run`` as the writer makes it: recorded open, written, sealed, recorded sealed."""
+    """One segment of `run` as the writer makes it: recorded open, written, sealed, recorded sealed."""
     name = segment_name(journal.next_sequence(), socket.gethostname(), run_id=run_id)
     row_id = journal.add_open_segment(run, name, repo_path(settings, run, name), os.getpid())
     path = journal.logdir / logdir_relative(run, name)
@@ -93,7 +94,7 @@ def _write_segment(journal: Journal, settings: RunSettings, run: str, run_id: st
 
 
 def _daily_assets(logdir: Path, day: int) -> None:
-    """What a day adds besides segments: a rewritten ``hparams.yaml``, a projector directory and its config."""
+    """What a day adds besides segments: a rewritten `hparams.yaml`, a projector directory and its config."""
     (logdir / "hparams.yaml").write_text(f"lr: {0.1 / (day + 1):.6f}\nday: {day}\n")
     projector = logdir / f"{day * 288:05d}" / "embedding"
     projector.mkdir(parents=True, exist_ok=True)
@@ -115,7 +116,7 @@ def _find_what_to_push(uploader: Pusher, runs: list[str], *, full: bool = False)
 
 def build(logdir: Path, settings: RunSettings, *, days: int, ticks_per_day: int, runs: list[str],
           token: str) -> dict[str, Any]:
-    """Build a run of ``days`` days; returns the per-push planning times (s) of every tick."""
+    """Build a run of `days` days; returns the per-push planning times (s) of every tick."""
     logdir.mkdir(parents=True)
     with Journal(logdir) as journal:
         journal.db.execute("PRAGMA synchronous=OFF")  # building only: the run is made, not protected
@@ -167,7 +168,7 @@ def _cli_env(pycache: Path, token: str) -> dict[str, str]:
 
 
 def time_cli(args: list[str], env: dict[str, str], reps: int) -> dict[str, Any]:
-    """Median and max wall clock of ``python -m hf_summary.cli ARGS`` in fresh processes (one warm-up first)."""
+    """Median and max wall clock of `python -m hf_summary.cli ARGS` in fresh processes (one warm-up first)."""
     times = []
     for n in range(reps + 1):
         started = time.perf_counter()
@@ -191,7 +192,7 @@ def time_status_in_process(logdir: Path, reps: int) -> dict[str, Any]:
 
 
 def status_queries(logdir: Path) -> dict[str, Any]:
-    """The statements ``status`` runs on the journal, their query plans, and the SQLite VM steps they took."""
+    """The statements `status` runs on the journal, their query plans, and the SQLite VM steps they took."""
     from hf_summary.liveness import writer_records
 
     with Journal(logdir, create=False) as journal:

@@ -2,7 +2,7 @@
 the whole partition is preempted (SIGTERM to every process of every job, SIGKILL 10 s later) and the nodes are
 gone; ours (the jobs of the one node sharing their pushes), ours with each job pushing on its own (as jobs on
 separate nodes do: the overflow bucket takes the refused final pushes) and huggingface_hub's
-``HFSummaryWriter``, side by side.
+`HFSummaryWriter`, side by side.
 
 Usage::
 
@@ -10,9 +10,9 @@ Usage::
     python scripts/bench_sweep.py --jobs 8 --budget 40 --json sweep.json
     python scripts/bench_sweep.py --smoke               # 2 jobs, 5 s of logging
 
-Each job logs a scalar about every 10 ms at ``commit_every=0.05`` (minutes: a 3 s tick) and prints the step
+Each job logs a scalar about every 10 ms at `commit_every=0.05` (minutes: a 3 s tick) and prints the step
 and time it acknowledged. Figures per writer and number of jobs: commits the repo took, events on the Hub
-right after the SIGKILL, events on the Hub later (ours: after ``hf-summary settle REPO``, run from elsewhere
+right after the SIGKILL, events on the Hub later (ours: after `hf-summary settle REPO`, run from elsewhere
 once the budget is back; huggingface_hub's writer has nothing to finish later), and the seconds of logging
 at risk per job (from the newest event of the job on the Hub to its last acknowledged step; worst job).
 """
@@ -109,7 +109,7 @@ def _preempt(jobs: list[Job]) -> None:
 
 
 def _hub_steps(hub: LocalHub, dest: Path) -> dict[str, dict[int, float]]:
-    """Job name -> {step: wall time} of the ``loss`` events the repo holds."""
+    """Job name -> {step: wall time} of the `loss` events the repo holds."""
     api = HfApi(endpoint=hub.endpoint, token=hub.token())
     if not api.repo_exists(REPO_ID):
         return {}

@@ -1,15 +1,15 @@
-"""Benchmark ``watch_long_run``: ``hf-summary watch`` on a foreign writer rolling for thousands of ticks, against
+"""Benchmark `watch_long_run`: `hf-summary watch` on a foreign writer rolling for thousands of ticks, against
 the local Hub, through basic LFS and through Xet.
 
-The foreign trainer (a fresh interpreter) logs without hf-summary: tensorboardX's own ``SummaryWriter`` (``tbx``),
-and Keras 3's ``TensorBoard`` callback in ``model.fit`` (``keras``, when Keras is installed), each into ``train/``
-and ``validation/``, flushing as often as the watcher ticks, so both run dirs grow at every tick. Beside it runs
-``hf-summary watch`` (its own process and uploader, as a user starts it) with a tick of ``--tick-s``.
+The foreign trainer (a fresh interpreter) logs without hf-summary: tensorboardX's own `SummaryWriter` (`tbx`),
+and Keras 3's `TensorBoard` callback in `model.fit` (`keras`, when Keras is installed), each into `train/`
+and `validation/`, flushing as often as the watcher ticks, so both run dirs grow at every tick. Beside it runs
+`hf-summary watch` (its own process and uploader, as a user starts it) with a tick of `--tick-s`.
 
 Reported: for the first and the last 10% of the ticks, the push time of each copy (copied to committed) and the
 event files per run folder on the Hub; for the whole run, the most files any run folder held on the Hub, the
 bytes on disk beyond the foreign files (the journal apart: the copies not pushed yet, staged merges, and the
-uploader's hf_xet scratch), sampled every :data:`DISK_EVERY_S` s, their peak over the samples taken while a merge
+uploader's hf_xet scratch), sampled every `DISK_EVERY_S` s, their peak over the samples taken while a merge
 was being pushed (planned, not yet committed) and at the end, and the bytes the Hub received per byte logged.
 
 Usage::
@@ -105,7 +105,7 @@ def _ticks(logdir: Path) -> int:
 
 
 def _disk_beyond_sources(logdir: Path) -> dict[str, int]:
-    """Bytes under the journal's directory other than the journal, by part (:data:`DISK_PARTS`), and ``total``."""
+    """Bytes under the journal's directory other than the journal, by part (`DISK_PARTS`), and `total`."""
     parts = dict.fromkeys(DISK_PARTS, 0)
     for part, sub in DISK_PARTS.items():
         for dirpath, _, names in os.walk(logdir / ".hf_summary" / sub):
@@ -140,7 +140,7 @@ def _window(points: list[tuple[float, float]], last: bool) -> list[float]:
 
 
 def run_one(hub, writer: str, transport: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    """One foreign trainer and its watcher, sampled from here until the watcher ticked ``args.ticks`` times."""
+    """One foreign trainer and its watcher, sampled from here until the watcher ticked `args.ticks` times."""
     from huggingface_hub import HfApi
 
     repo_id = f"alice/watch-long-{writer}-{transport}-{uuid.uuid4().hex[:6]}"
@@ -201,7 +201,7 @@ def run_one(hub, writer: str, transport: str, args: argparse.Namespace, tmp: Pat
 
 
 def _peak(samples: Any) -> dict[str, int]:
-    """Per part, the most bytes any sample saw (``total``: the most at once)."""
+    """Per part, the most bytes any sample saw (`total`: the most at once)."""
     peak = dict.fromkeys([*DISK_PARTS, "total"], 0)
     for sample in samples:
         peak = {part: max(peak[part], sample[part]) for part in peak}

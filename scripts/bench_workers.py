@@ -1,10 +1,10 @@
-"""Trainer processes for ``scripts/bench.py``: one writer variant, one scenario, in a fresh interpreter.
+"""Trainer processes for `scripts/bench.py`: one writer variant, one scenario, in a fresh interpreter.
 
-Run as ``python scripts/bench_workers.py CONFIG_JSON``; ``bench.py`` does this with ``HF_ENDPOINT``,
-``HF_TOKEN`` (and ``HF_HUB_DISABLE_XET``) in the environment, since huggingface_hub reads them at import
-time. The config names the ``scenario``, the ``writer`` (``none``, ``tensorboardX``, ``huggingface_hub`` or
-``ours``), the ``logdir``, the ``repo_id`` and the scenario's sizes. The worker talks back with one JSON
-object per stdout line (``{"msg": NAME, ...}``) and takes commands (``go``, ``stop``, ``close``) one per
+Run as `python scripts/bench_workers.py CONFIG_JSON`; `bench.py` does this with `HF_ENDPOINT`,
+`HF_TOKEN` (and `HF_HUB_DISABLE_XET`) in the environment, since huggingface_hub reads them at import
+time. The config names the `scenario`, the `writer` (`none`, `tensorboardX`, `huggingface_hub` or
+`ours`), the `logdir`, the `repo_id` and the scenario's sizes. The worker talks back with one JSON
+object per stdout line (`{"msg": NAME, ...}`) and takes commands (`go`, `stop`, `close`) one per
 stdin line.
 """
 
@@ -35,14 +35,14 @@ def say(msg: str, **fields: Any) -> None:
 
 
 def wait_for_command(expected: str) -> None:
-    """Block until ``expected`` arrives on stdin (end of file counts as it too)."""
+    """Block until `expected` arrives on stdin (end of file counts as it too)."""
     for line in sys.stdin:
         if line.strip() == expected:
             return
 
 
 def command_flag(expected: str) -> threading.Event:
-    """An event set once ``expected`` arrives on stdin (read by a daemon thread)."""
+    """An event set once `expected` arrives on stdin (read by a daemon thread)."""
     flag = threading.Event()
 
     def watch() -> None:
@@ -86,7 +86,7 @@ def import_all_writers() -> None:
 
 
 def event_bytes(logdir: str | Path) -> int:
-    """Total size of the event files under ``logdir`` (the journal directory excluded)."""
+    """Total size of the event files under `logdir` (the journal directory excluded)."""
     root = Path(logdir)
     if not root.exists():
         return 0
@@ -119,7 +119,7 @@ def import_writer(kind: str) -> type:
 
 
 def open_writer(kind: str, config: dict) -> Any:
-    """A writer of ``kind`` on ``config["logdir"]``; Hub writers push to ``config["repo_id"]``."""
+    """A writer of `kind` on `config["logdir"]`; Hub writers push to `config["repo_id"]`."""
     cls = import_writer(kind)
     if kind in ("tensorboardX", "torch"):
         return cls(config["logdir"])
@@ -127,7 +127,7 @@ def open_writer(kind: str, config: dict) -> Any:
 
 
 def close_writer(kind: str, writer: Any, *, push: bool = True) -> None:
-    """Close ``writer``; huggingface_hub's ``close()`` does not push, so push and stop its scheduler."""
+    """Close `writer`; huggingface_hub's `close()` does not push, so push and stop its scheduler."""
     writer.close()
     if kind == "huggingface_hub":
         if push:
@@ -139,7 +139,7 @@ def close_writer(kind: str, writer: Any, *, push: bool = True) -> None:
 
 
 class TrainStep:
-    """A CPU-bound, single-threaded stand-in for a training step: ``reps`` small matmuls and tanh, on the same
+    """A CPU-bound, single-threaded stand-in for a training step: `reps` small matmuls and tanh, on the same
     inputs every step, so that its cost does not drift with the data."""
 
     def __init__(self, size: int, reps: int) -> None:
@@ -173,7 +173,7 @@ def timed(fn: Callable[[], object]) -> float:
 
 
 def scenario_calibrate(config: dict) -> None:
-    """Seconds per ``TrainStep`` rep, for bench.py to size a ~5 ms step."""
+    """Seconds per `TrainStep` rep, for bench.py to size a ~5 ms step."""
     step = TrainStep(config["matrix_size"], 20)
     step()
     samples = sorted(timed(step) for _ in range(200))
@@ -192,8 +192,8 @@ def _children_cpu_s(children: list) -> float:
 
 
 def wait_for_quiet_children(window_s: float = 0.2, busy_share: float = 0.05, timeout_s: float = 15.0) -> None:
-    """Wait (up to ``timeout_s``) until this process's children together use less than ``busy_share`` of a CPU
-    over ``window_s``: a writer's uploader child importing its modules (about 0.4 s of CPU) would otherwise
+    """Wait (up to `timeout_s`) until this process's children together use less than `busy_share` of a CPU
+    over `window_s`: a writer's uploader child importing its modules (about 0.4 s of CPU) would otherwise
     compete with the timed loop on a 2-core machine. A writer without children (tensorboardX,
     huggingface_hub's thread) passes at once."""
     deadline = time.monotonic() + timeout_s
@@ -206,8 +206,8 @@ def wait_for_quiet_children(window_s: float = 0.2, busy_share: float = 0.05, tim
 
 
 def scenario_logging_cost(config: dict) -> None:
-    """``add_scalar`` throughput, then a mixed workload, each on a fresh writer once its start-up work is done
-    (start-up is scenario ``startup``); times with and without close()."""
+    """`add_scalar` throughput, then a mixed workload, each on a fresh writer once its start-up work is done
+    (start-up is scenario `startup`); times with and without close()."""
     kind, n_scalars, n_mixed = config["writer"], config["n_scalars"], config["n_mixed"]
     scalar_config = {**config, "logdir": config["logdir"] + "-scalars", "repo_id": config["repo_id"] + "-scalars"}
     writer = open_writer(kind, scalar_config)
@@ -241,8 +241,8 @@ def scenario_logging_cost(config: dict) -> None:
 
 
 def _per_kind_us(kind: str, config: dict) -> dict[str, float | None]:
-    """µs per ``add_scalar`` call of each kind of value (:mod:`benchkit.values`) on a settled writer, the best of
-    three runs of ``n_kinds`` calls after as many to warm up; None where the writer refuses the kind."""
+    """µs per `add_scalar` call of each kind of value (`benchkit.values`) on a settled writer, the best of
+    three runs of `n_kinds` calls after as many to warm up; None where the writer refuses the kind."""
     writer = open_writer(kind, config)
     wait_for_quiet_children()
     add, n = writer.add_scalar, config["n_kinds"]
@@ -262,7 +262,7 @@ def _per_kind_us(kind: str, config: dict) -> dict[str, float | None]:
 
 
 class LoggedLoop:
-    """The interference loop: a ~5 ms step, then (with a writer) 2 scalars and, every ``histogram_every`` steps,
+    """The interference loop: a ~5 ms step, then (with a writer) 2 scalars and, every `histogram_every` steps,
     a histogram."""
 
     def __init__(self, config: dict) -> None:
@@ -282,14 +282,14 @@ class LoggedLoop:
         self.step += 1
 
     def warm_up(self, steps: int, go: threading.Event | None = None) -> None:
-        """At least ``steps`` untimed steps, and until ``go`` is set."""
+        """At least `steps` untimed steps, and until `go` is set."""
         done = 0
         while done < steps or (go is not None and not go.is_set()):
             self.one_step()
             done += 1
 
     def timed(self, duration_s: float) -> list[float]:
-        """Step times (ms) for ``duration_s``."""
+        """Step times (ms) for `duration_s`."""
         times: list[float] = []
         end = time.monotonic() + duration_s
         while time.monotonic() < end:
@@ -301,8 +301,8 @@ class LoggedLoop:
 
 def scenario_interference(config: dict) -> None:
     """The same loop without logging, with a writer, and without again, in one process (so the baselines see
-    the same machine, imports and memory layout): ``baseline_s`` / ``duration_s`` / ``baseline_s`` of timed
-    steps. The logged phase starts after ``warmup_steps`` and bench.py's ``go`` (sent once a Hub writer's
+    the same machine, imports and memory layout): `baseline_s` / `duration_s` / `baseline_s` of timed
+    steps. The logged phase starts after `warmup_steps` and bench.py's `go` (sent once a Hub writer's
     first push landed, so its one-off start-up is not counted as a step cost)."""
     kind = config["writer"]
     preimport()
@@ -348,7 +348,7 @@ def scenario_amplification(config: dict) -> None:
 
 
 def scenario_crash(config: dict) -> None:
-    """Log until SIGKILLed; each step is printed only after its ``add_scalar`` returned (acknowledged)."""
+    """Log until SIGKILLed; each step is printed only after its `add_scalar` returned (acknowledged)."""
     kind = config["writer"]
     writer = open_writer(kind, config)
     rng = np.random.default_rng(0)

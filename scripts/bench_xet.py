@@ -1,4 +1,4 @@
-"""Upload amplification through Xet on the local Hub: ours against ``huggingface_hub.HFSummaryWriter``.
+"""Upload amplification through Xet on the local Hub: ours against `huggingface_hub.HFSummaryWriter`.
 
 Usage::
 
@@ -7,7 +7,7 @@ Usage::
     python scripts/bench_xet.py --smoke    # seconds (used by tests/test_bench_smoke.py)
 
 1. Amplification: each writer logs the same scalars and histograms for the same time in a fresh interpreter
-   with hf_xet enabled, pushing every ``--commit-every`` minutes, then closes. The Hub's request bytes, split
+   with hf_xet enabled, pushing every `--commit-every` minutes, then closes. The Hub's request bytes, split
    by route (CAS, basic LFS, the rest), are divided by the event bytes written. Ours uploads each sealed
    segment once, by path, through Xet; huggingface_hub's writer re-uploads its growing event file from an
    in-memory file object at every push, which forces the legacy LFS path.

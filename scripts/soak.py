@@ -6,8 +6,8 @@ Usage::
     python scripts/soak.py --minutes 0.75 --commit-every 0.05 --json soak.json   # the test suite's variant
 
 A trainer (a fresh interpreter, as in real use) logs scalars every step, a histogram every 10 steps and an
-image every 100 steps at a steady rate with ``HFSummaryWriter``, timing every ``add_*`` call. Meanwhile
-the local Hub goes through fault phases, in turn and then mixed: 5xx bursts, 429 with ``Retry-After``,
+image every 100 steps at a steady rate with `HFSummaryWriter`, timing every `add_*` call. Meanwhile
+the local Hub goes through fault phases, in turn and then mixed: 5xx bursts, 429 with `Retry-After`,
 2-second latency on every request, connections dropped mid-upload (reset), a throttled upload bandwidth,
 and a full outage (the server is stopped, then restarted on the same port and data dir). The driver
 samples the uploader's RSS (psutil) and the journal's oldest pending age every half second.
@@ -15,13 +15,13 @@ samples the uploader's RSS (psutil) and the journal's oldest pending age every h
 At the end the trainer closes its writer and the driver checks:
 
 - every event logged is on the Hub (raw record scan of the logdir and of the downloaded repo, compared);
-- the trainer's acknowledged ``add_*`` calls are all in the logdir;
+- the trainer's acknowledged `add_*` calls are all in the logdir;
 - the number of commits stays within one per tick (plus the final push, plus one per failed attempt);
 - the uploader's memory stays flat (median RSS of the last quarter vs the first quarter);
-- the trainer never waited on the network (max / p99 ``add_*`` latency under a bound);
+- the trainer never waited on the network (max / p99 `add_*` latency under a bound);
 - the uploader never restarted, nothing is pending, and no uploader process is left.
 
-It prints a summary (``--json PATH`` also writes it) and exits 0 when every check passes, 1 otherwise.
+It prints a summary (`--json PATH` also writes it) and exits 0 when every check passes, 1 otherwise.
 Every process started here (the local Hub, the trainer, its uploader) is ended by its own PID on exit.
 """
 
@@ -76,7 +76,7 @@ PHASES: list[tuple[str, list[dict], int | None]] = [
 
 
 class _CallTimes:
-    """The trainer's ``add_*`` calls: each one's latency by kind, the ten slowest, and the errors it would see."""
+    """The trainer's `add_*` calls: each one's latency by kind, the ten slowest, and the errors it would see."""
 
     def __init__(self) -> None:
         self.latencies: dict[str, list[float]] = {"scalar": [], "histogram": [], "image": []}
@@ -176,7 +176,7 @@ def trainer_main(argv: list[str]) -> int:
 
 
 def uploader_processes(logdir: Path) -> list:
-    """Live uploader processes of ``logdir``, found by their command line (never by name alone)."""
+    """Live uploader processes of `logdir`, found by their command line (never by name alone)."""
     import psutil
 
     found = []

@@ -158,3 +158,28 @@ def preempt_at(job: subprocess.Popen, line: str, signum: int = signal.SIGTERM) -
         if printed.strip() == line:
             job.send_signal(signum)
             return
+
+
+# The journal's schema at version 1 (before compaction), to test migrations from it.
+V1_SCHEMA = """
+CREATE TABLE settings (id INTEGER PRIMARY KEY CHECK (id = 1), repo_id TEXT NOT NULL, repo_type TEXT NOT NULL,
+    revision TEXT NOT NULL, path_in_repo TEXT NOT NULL, allow_patterns TEXT, ignore_patterns TEXT,
+    squash_history INTEGER NOT NULL, commit_every_s REAL NOT NULL, private INTEGER, endpoint TEXT,
+    updated_at REAL NOT NULL);
+CREATE TABLE flags (key TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE sequence (id INTEGER PRIMARY KEY CHECK (id = 1), next INTEGER NOT NULL);
+INSERT INTO sequence (id, next) VALUES (1, 6);
+CREATE TABLE segments (id INTEGER PRIMARY KEY AUTOINCREMENT, run TEXT NOT NULL, name TEXT NOT NULL,
+    path_in_repo TEXT NOT NULL UNIQUE, state TEXT NOT NULL CHECK (state IN ('open', 'sealed', 'committed')),
+    size INTEGER, sha256 TEXT, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, created_at REAL NOT NULL,
+    sealed_at REAL, committed_at REAL, commit_oid TEXT, writer_pid INTEGER, writer_create_time REAL,
+    UNIQUE (run, name));
+CREATE INDEX segments_by_state ON segments (state, id);
+CREATE TABLE lease (id INTEGER PRIMARY KEY CHECK (id = 1), pid INTEGER NOT NULL, create_time REAL NOT NULL,
+    host TEXT NOT NULL, acquired_at REAL NOT NULL, heartbeat_at REAL NOT NULL);
+CREATE TABLE history (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, kind TEXT NOT NULL,
+    message TEXT NOT NULL, fields TEXT NOT NULL);
+CREATE INDEX history_by_kind ON history (kind, id);
+PRAGMA application_id = 1212568405;
+PRAGMA user_version = 1;
+"""

@@ -1,8 +1,10 @@
-"""The documentation against the code: the README's front door, the architecture page's layout, and no docstring
-citing notes that are not in the repository. (`mkdocs build --strict`, in the docs tox env, checks the links.)"""
+"""The documentation against the code: the README's front door, the architecture page's layout, no docstring
+citing notes that are not in the repository, and docstrings in the Markdown the API reference renders.
+(`mkdocs build --strict`, in the docs tox env, checks the links.)"""
 
 from __future__ import annotations
 
+import ast
 import re
 
 from helpers import REPO_ROOT
@@ -49,3 +51,19 @@ def test_no_docstring_cites_notes_outside_the_repository():
         if note in path.read_text()
     ]
     assert not cited, cited
+
+
+def test_docstrings_are_markdown_not_restructuredtext():
+    """mkdocstrings renders docstrings as Markdown: a Sphinx role (`:class:` and the like) shows as typed. A
+    cross-reference is `[Name][hf_summary.full.path]` (to an object of the API reference), else `Name` in
+    backticks."""
+    sphinx_role = re.compile(r":(class|func|meth|mod|data|attr|exc|obj|const):`")
+    found = []
+    for folder in ("hf_summary", "scripts"):
+        for path in sorted((REPO_ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                    docstring = ast.get_docstring(node, clean=False) or ""
+                    if sphinx_role.search(docstring) or re.search(r"(?<!`)``(?!`)", docstring):
+                        found.append(f"{path.relative_to(REPO_ROOT)}:{getattr(node, 'lineno', 1)}")
+    assert not found, f"reStructuredText roles or ``literals`` in docstrings (use Markdown): {found}"

@@ -4,9 +4,9 @@ after a final drain (trainer SIGKILLed) and after the uploader's deadline (Hub d
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import signal
-import statistics
 import subprocess
 import threading
 import time
@@ -105,11 +105,8 @@ def _many_writers(tmp_path, monkeypatch, count: int) -> None:
         one(count)  # warm-up: imports, the client's connection pool, the Hub repo
         gc.collect()
         before = _footprint(hub.pid)
-        times = []
         for index in range(count):
-            started = time.monotonic()
             one(index)
-            times.append(time.monotonic() - started)
         gc.collect()
         _same_footprint(before, hub.pid)
         assert not _zombie_children()
@@ -123,11 +120,6 @@ def _many_writers(tmp_path, monkeypatch, count: int) -> None:
             assert (status["committed_segments"] > 0) == logged, (index, status)
             # the uploader starts on the first event only: a writer that logged nothing never started one
             assert (journal_path(logdir).parent / "uploader.log").exists() == logged, index
-        mean = statistics.mean(times)
-        print(f"{count} writers: mean {mean:.3f} s, max {max(times):.3f} s, logging ones "
-              f"{statistics.mean(t for i, t in enumerate(times) if i % 4 != 3):.3f} s, silent ones "
-              f"{statistics.mean(t for i, t in enumerate(times) if i % 4 == 3):.3f} s")
-        assert mean < 5.0 and max(times) < 30, times
 
 
 def test_many_writers_in_one_process_leave_nothing_behind(tmp_path, monkeypatch):
@@ -177,7 +169,7 @@ def test_after_a_final_drain_no_uploader_is_left(tmp_path, hub, writer_env, repo
         kill_uploaders(logdir)
 
 
-def _hub_down_deadline(tmp_path, monkeypatch, *, pushed_before: bool) -> None:
+def _hub_down_deadline(tmp_path, monkeypatch, caplog, *, pushed_before: bool) -> None:
     drain_timeout = 3.0
     with LocalHub() as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
@@ -194,9 +186,9 @@ def _hub_down_deadline(tmp_path, monkeypatch, *, pushed_before: bool) -> None:
                 assert writer.push_to_hub(timeout=30)
                 writer.add_scalar("loss", 2.0, 1)
                 hub.stop()
-            started = time.monotonic()
-            writer.close()
-            assert time.monotonic() - started < 3
+            caplog.set_level(logging.WARNING, logger="hf_summary")
+            writer.close()  # gives up waiting at close_timeout; the uploader goes on until drain_timeout
+            assert any("are not on the Hub after 1 s" in r.getMessage() for r in caplog.records), caplog.text
             wait_until(lambda: not uploader_processes(logdir), timeout=drain_timeout + 5,
                        message="the uploader to give up at its deadline")
             wait_until(lambda: not _zombie_children(), timeout=5, message="the uploader to be reaped")
@@ -208,12 +200,12 @@ def _hub_down_deadline(tmp_path, monkeypatch, *, pushed_before: bool) -> None:
             kill_uploaders(logdir)
 
 
-def test_after_the_drain_deadline_with_the_hub_down_no_uploader_is_left(tmp_path, monkeypatch):
-    _hub_down_deadline(tmp_path, monkeypatch, pushed_before=False)
+def test_after_the_drain_deadline_with_the_hub_down_no_uploader_is_left(tmp_path, monkeypatch, caplog):
+    _hub_down_deadline(tmp_path, monkeypatch, caplog, pushed_before=False)
 
 
-def test_drain_deadline_holds_when_the_hub_goes_down_after_a_push(tmp_path, monkeypatch):
-    _hub_down_deadline(tmp_path, monkeypatch, pushed_before=True)
+def test_drain_deadline_holds_when_the_hub_goes_down_after_a_push(tmp_path, monkeypatch, caplog):
+    _hub_down_deadline(tmp_path, monkeypatch, caplog, pushed_before=True)
 
 
 def test_an_uploader_killed_by_sigkill_leaves_no_scratch_behind(tmp_path, writer_env, repo_id, monkeypatch):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import time
 
 from helpers import uploader_processes, wait_until
 from trainer_kit import Trainer, cli, hub_env, loss_steps, pid_gone
@@ -38,7 +37,6 @@ def test_an_offline_writer_makes_no_request_and_closes_at_once(tmp_path, repo_id
             assert live["pending_segments"] == 1 and live["open_segments"] == 1
             assert live["writer_pid"] == trainer.pid
             closed = trainer.command("close", "closed")
-            assert closed["seconds"] < 0.5
             assert trainer.proc.wait(10) == 0
             assert closed["uploader"] is None and not uploader_processes(logdir)
         assert own.stats()["requests"] == before  # not one request, not even the repo check
@@ -54,14 +52,13 @@ def test_an_offline_writer_makes_no_request_and_closes_at_once(tmp_path, repo_id
 
 def test_an_offline_writer_preempted_by_sigterm_seals_and_exits_at_once(tmp_path, repo_id):
     logdir = tmp_path / "preempted"
-    env = {"REPO": repo_id, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"}  # nothing listens there
+    env = {"REPO": repo_id, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1",  # nothing listens there
+           "HF_SUMMARY_GRACE_PERIOD": "600"}  # a final drain would outlast the wait below: there is none
     with Trainer(logdir, env, tmp_path) as trainer:
         trainer.command("log 80", "logged")
-        started = time.monotonic()
         trainer.proc.send_signal(signal.SIGTERM)
         assert trainer.proc.wait(10) == -signal.SIGTERM
         wait_until(lambda: pid_gone(trainer.pid), timeout=10)
-        assert time.monotonic() - started < 2.0
     with Journal(logdir, create=False) as journal:
         assert not journal.open_segments() and len(journal.pending_segments()) == 1
         (record,) = writer_records(journal)
@@ -78,14 +75,12 @@ def test_the_offline_switch_works_without_hf_hub_offline(tmp_path, repo_id, monk
         monkeypatch.setenv("HF_TOKEN", own.token())
         before = own.stats()["requests"]
         caplog.set_level(logging.INFO, logger="hf_summary")
-        started = time.monotonic()
         with HFSummaryWriter(repo_id, logdir=tmp_path / "switch", offline=True) as writer:
             for step in range(50):
                 writer.add_scalar("loss", step * 0.5, step)
             assert writer.push_to_hub() is False
             writer.add_scalar("loss", 25.0, 50)
             assert writer._uploader is None
-        assert time.monotonic() - started < 1.0
         assert own.stats()["requests"] == before
     assert [r.getMessage() for r in caplog.records if "offline" in r.getMessage()] == [
         f"hf-summary is offline (HF_HUB_OFFLINE or offline=True): {tmp_path / 'switch'} is logged and journaled here "

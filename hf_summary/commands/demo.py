@@ -1,4 +1,4 @@
-"""`hf-summary demo`: log a short numpy training run, check that the Hub holds every event, and (``--view``)
+"""`hf-summary demo`: log a short numpy training run, check that the Hub holds every event, and (`--view`)
 show it in a live TensorBoard."""
 
 from __future__ import annotations

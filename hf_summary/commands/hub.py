@@ -1,4 +1,4 @@
-"""`hf-summary hub`: run the local Hub-compatible server (:mod:`hf_summary.localhub`)."""
+"""`hf-summary hub`: run the local Hub-compatible server (`hf_summary.localhub`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`hf-summary recover`: finish a run's push after a crash and verify the Hub holds it
-(:func:`hf_summary.recover.recover`), and print what it did."""
+([`hf_summary.recover.recover`][hf_summary.recover.recover]), and print what it did."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
 
 
 def _settings(args: argparse.Namespace, logdir: Path) -> RunSettings | None:
-    """The settings given on the command line (``--repo-id`` and friends), for a journal to rebuild."""
+    """The settings given on the command line (`--repo-id` and friends), for a journal to rebuild."""
     if not args.repo_id:
         return None
     import os

@@ -1,5 +1,5 @@
 """`hf-summary settle REPO`: move the pushes parked in the overflow bucket into the repo
-(:func:`hf_summary.settle.settle`)."""
+(`hf_summary.settle.settle`)."""
 
 from __future__ import annotations
 

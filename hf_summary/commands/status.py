@@ -1,5 +1,6 @@
 """`hf-summary status`: a run's state, or one line per run under a directory, rendered from
-:func:`hf_summary.status.run_status` (which reads only the journal: no Hub client, no numpy)."""
+[`hf_summary.status.run_status`][hf_summary.status.run_status] (which reads only the journal: no Hub client,
+no numpy)."""
 
 from __future__ import annotations
 
@@ -115,7 +116,7 @@ def _print_statuses(logdirs: list[Path], *, as_json: bool) -> ExitStatus:
 
 
 def _state(status: dict) -> str:
-    """``offline, 3 segment(s) pending, 1 open`` (``offline, preempted, ...`` when it ended by a signal)."""
+    """`offline, 3 segment(s) pending, 1 open` (`offline, preempted, ...` when it ended by a signal)."""
     preempted = ", preempted" if status["preempted"] and status["state"] != "preempted" else ""
     text = f"{status['state']}{preempted}, {status['pending_segments']} segment(s) pending"
     return text + (f", {status['open_segments']} open" if status["open_segments"] else "")

@@ -1,4 +1,5 @@
-"""`hf-summary sync`: push every run under some directories (:func:`hf_summary.sync.sync`), one line per run."""
+"""`hf-summary sync`: push every run under some directories ([`hf_summary.sync.sync`][hf_summary.sync.sync]),
+one line per run."""
 
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ def register(commands: Commands) -> None:
         "with .hf_summary/journal.db; symlinks are not followed) and push each to its own recorded repo, with "
         "the same verification as `recover`. A run still being written (an offline writer alive on another "
         "node of a shared filesystem, say) gets what is sealed pushed; its open segments stay with their writer "
-        "and a later sync pushes them. Prints one line per run and a total. Safe to run again and again: what "
+        "and a later sync pushes them. Runs that go to the same repo and branch share their commits: one commit per "
+        "batch of runs (at most --files-per-commit files), so a sweep's runs stay within the repo's commit budget; "
+        "a commit the Hub refuses for that budget (HTTP 429) is tried again later, spaced, within --timeout. "
+        "Prints one line per run and a total. Safe to run again and again: what "
         "the Hub holds is never committed again. Exit status: 0 when the Hub holds every run, 1 when something "
         "is still missing (being written, pushed by a live uploader, the Hub failing), 2 when a run failed for "
         "good (token, permissions, unusable journal), no run was found, or HF_HUB_OFFLINE is set.",
@@ -25,6 +29,8 @@ def register(commands: Commands) -> None:
     sync.add_argument("paths", type=Path, nargs="+", metavar="PATH", help="a logdir, or a directory of runs")
     sync.add_argument("--token", default=None, help=TOKEN_HELP)
     sync.add_argument("--timeout", type=float, default=3600.0, help="give up after this many seconds in all")
+    sync.add_argument("--files-per-commit", type=_positive, default=None, metavar="N",
+                      help="at most N files in one commit (default: 100, as the Hub advises)")
     sync.add_argument(
         "--take-over", action="store_true",
         help="take runs over from other hosts known to be gone: the lease of their uploaders, and their writers "
@@ -40,6 +46,13 @@ _SYNC_TOTALS = (("writing", "still being written"), ("incomplete", "incomplete")
                 ("busy", "pushed by a live uploader"), ("failed", "failed"))
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def run(args: argparse.Namespace) -> ExitStatus:
     from hf_summary.recover import RecoverError
     from hf_summary.runs import NoRunsError
@@ -52,6 +65,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
                 token=args.token,
                 timeout=args.timeout,
                 take_over=args.take_over,
+                **({"files_per_commit": args.files_per_commit} if args.files_per_commit else {}),
                 say=say,
             )
     except (RecoverError, NoRunsError, NotADirectoryError) as exc:

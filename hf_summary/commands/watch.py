@@ -1,4 +1,4 @@
-"""`hf-summary watch`: push the logdir of a writer hf-summary does not control (:mod:`hf_summary.watch`)."""
+"""`hf-summary watch`: push the logdir of a writer hf-summary does not control (`hf_summary.watch`)."""
 
 from __future__ import annotations
 

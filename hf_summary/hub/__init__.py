@@ -1,14 +1,15 @@
 """Hub I/O: the only package that talks to the Hub.
 
-- :mod:`~hf_summary.hub.target`: the :class:`PushTarget` interface and the values it returns;
-- :mod:`~hf_summary.hub.errors`: :class:`HubError` and its kinds, and the one translation of huggingface_hub's
+- `target`: the `PushTarget` interface and the values it returns;
+- `errors`: `HubError` and its kinds, and the one translation of huggingface_hub's
   exceptions into them;
-- :mod:`~hf_summary.hub.api`: what the clients share of huggingface_hub (write-access check, offline mode,
+- `api`: what the clients share of huggingface_hub (write-access check, offline mode,
   timeouts, repo id rules);
-- :mod:`~hf_summary.hub.repo` and :mod:`~hf_summary.hub.bucket`: the two push targets;
-- :func:`open_client` picks the client for a target (:func:`client_for`: the one a run's settings name);
-- :mod:`~hf_summary.hub.probe`: the first look at a target, bounded in time;
-- :mod:`~hf_summary.hub.ranges`: a byte range of a local file pushed as a file, without a copy.
+- `repo` and `bucket`: the two push targets;
+- `open_client` picks the client for a target (`client_for`: the one a run's settings name);
+  `commit_or_create` commits, creating the repo only when the Hub says it is missing;
+- `probe`: the first look at a target, bounded in time;
+- `ranges`: a byte range of a local file pushed as a file, without a copy.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from hf_summary.hub.target import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from hf_summary.journal import RunSettings
 
 __all__ = [
@@ -66,6 +69,7 @@ __all__ = [
     "check_write_access",
     "classify",
     "client_for",
+    "commit_or_create",
     "hub_errors",
     "local_xet_hash",
     "offline_mode",
@@ -78,8 +82,8 @@ __all__ = [
 def open_client(
     *, repo_id: str, repo_type: str, revision: str = "main", endpoint: str | None = None, token: str | None = None
 ) -> PushTarget:
-    """The client for a push target: a :class:`RepoClient` for repos, a :class:`~hf_summary.hub.bucket.BucketClient` for
-    ``repo_type="bucket"`` (imported only then: a trainer that pushes to a repo never loads it)."""
+    """The client for a push target: a `RepoClient` for repos, a `BucketClient` for
+    `repo_type="bucket"` (imported only then: a trainer that pushes to a repo never loads it)."""
     if repo_type == BUCKET:
         from hf_summary.hub.bucket import BucketClient
 
@@ -88,6 +92,24 @@ def open_client(
 
 
 def client_for(settings: RunSettings, token: str | None) -> PushTarget:
-    """The client for the target a run's settings name, with ``token`` (``None``: the client's usual lookup)."""
+    """The client for the target a run's settings name, with `token` (`None`: the client's usual lookup)."""
     return open_client(repo_id=settings.repo_id, repo_type=settings.repo_type, revision=settings.revision,
                        endpoint=settings.endpoint, token=token)
+
+
+def commit_or_create(
+    client: PushTarget,
+    files: list[tuple[Path, str]],
+    message: str,
+    *,
+    private: bool | None,
+    never_replace: frozenset[str] = frozenset(),
+    deletions: list[str] = (),
+) -> CommitResult:
+    """`client.commit_files`; the repo (or branch) is created, with `private`, only when the Hub says it is
+    missing: the writer made it at start-up (unless offline), and a push under preemption has no request to spare."""
+    try:
+        return client.commit_files(files, message, never_replace=never_replace, deletions=deletions)
+    except MissingRepoError:
+        client.ensure_repo(private=private)
+        return client.commit_files(files, message, never_replace=never_replace, deletions=deletions)

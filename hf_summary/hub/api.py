@@ -1,4 +1,4 @@
-"""What both push targets' clients share of huggingface_hub: the ``HfApi`` they talk through, the check that a
+"""What both push targets' clients share of huggingface_hub: the `HfApi` they talk through, the check that a
 token may write, and the process-wide settings (offline mode, request timeouts, repo id rules)."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from hf_summary.hub.errors import PermanentHubError, hub_errors
 
 
 def new_api(endpoint: str | None, token: str | None) -> HfApi:
-    """``endpoint=None`` means huggingface_hub's default (``HF_ENDPOINT`` or huggingface.co); ``token=None``
-    means the client's usual lookup (``HF_TOKEN``, then the stored login)."""
+    """`endpoint=None` means huggingface_hub's default (`HF_ENDPOINT` or huggingface.co); `token=None`
+    means the client's usual lookup (`HF_TOKEN`, then the stored login)."""
     return HfApi(endpoint=endpoint, token=token, library_name="hf-summary")
 
 
 def check_write_access(api: HfApi, target_id: str) -> None:
-    """Raise :class:`PermanentHubError` when ``api``'s token clearly cannot write to ``target_id`` (a repo or a
+    """Raise `PermanentHubError` when `api`'s token clearly cannot write to `target_id` (a repo or a
     bucket): a read-only token, or a namespace that is neither the token's user nor one of its organisations.
     (Creating an existing public repo alone does not tell: it succeeds for any reader.)"""
     with hub_errors():
@@ -34,13 +34,13 @@ def check_write_access(api: HfApi, target_id: str) -> None:
 
 
 def offline_mode() -> bool:
-    """Whether huggingface_hub refuses network calls (``HF_HUB_OFFLINE``, with its own parsing of truthy values;
+    """Whether huggingface_hub refuses network calls (`HF_HUB_OFFLINE`, with its own parsing of truthy values;
     read when huggingface_hub is imported)."""
     return constants.is_offline_mode()
 
 
 def check_repo_id(repo_id: object) -> None:
-    """Raise ValueError with a readable message when ``repo_id`` cannot name a Hub repo."""
+    """Raise ValueError with a readable message when `repo_id` cannot name a Hub repo."""
     if not isinstance(repo_id, str) or not repo_id:
         raise ValueError(f"repo_id must be a non-empty string like 'username/my-run', got {repo_id!r}")
     try:
@@ -52,7 +52,7 @@ def check_repo_id(repo_id: object) -> None:
 def use_timeouts(*, connect_s: float = 10.0, io_s: float = 120.0) -> None:
     """Give every request of this process timeouts (huggingface_hub's default client waits forever), so a hung
     Hub is retried instead of blocking a drain past its deadline. Only processes that own their interpreter
-    (the uploader, ``hf-summary view``) call this: the trainer's own huggingface_hub settings are left alone."""
+    (the uploader, `hf-summary view`) call this: the trainer's own huggingface_hub settings are left alone."""
 
     def factory() -> httpx2.Client:
         return httpx2.Client(

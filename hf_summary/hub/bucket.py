@@ -1,13 +1,13 @@
-"""Storage Buckets as a push target: :class:`BucketClient`, a :class:`~hf_summary.hub.target.PushTarget`.
+"""Storage Buckets as a push target: `BucketClient`, a `PushTarget`.
 
 A bucket has no commits and no history. A push is one batch (files go up through Xet, then one `/batch`
 call), and a second one for its deletions (a compaction's), sent only once the first answered; it counts
 as committed only when they answered without a failure for any of its files. A partial failure raises
-:class:`TransientHubError`, so the whole push is retried: the files that did land are sent again, which
+`TransientHubError`, so the whole push is retried: the files that did land are sent again, which
 costs only a shard (Xet deduplicates their chunks) and leaves the same bucket file. Batches are not atomic:
 a push that dies between its two batches leaves a merged file beside the files it replaces, which
-:func:`hf_summary.compaction.settle` deletes. There is no squash and no card. A reader has no commit to
-watch either: :meth:`BucketClient.head` is ``None``, so it lists the folder at each look, and fetches files
+`hf_summary.compaction.settle` deletes. There is no squash and no card. A reader has no commit to
+watch either: `BucketClient.head` is `None`, so it lists the folder at each look, and fetches files
 by their Xet hash.
 """
 
@@ -37,7 +37,7 @@ _MAX_LISTED_FAILURES = 3
 
 
 class BucketClient:
-    """One bucket on one Hub. Methods raise only :class:`~hf_summary.hub.errors.HubError` subclasses."""
+    """One bucket on one Hub. Methods raise only `HubError` subclasses."""
 
     repo_type = "bucket"
     revision = "main"  # buckets have no revisions; kept for the settings the journal records
@@ -67,13 +67,13 @@ class BucketClient:
         never_replace: frozenset[str] = frozenset(),
         deletions: list[str] = (),
     ) -> CommitResult:
-        """Add ``(local path, path in bucket)`` pairs in one batch, then delete the ``deletions`` paths in
+        """Add `(local path, path in bucket)` pairs in one batch, then delete the `deletions` paths in
         another (so no deletion is applied unless every addition was: a reader sees every event once after
         both, and a merged file beside what it replaces between them). A path in
-        ``never_replace`` that holds other content in the bucket stops the push before anything is sent, with
-        :class:`PathConflictError` (one paths-info request, only when there are such paths). ``message`` only
+        `never_replace` that holds other content in the bucket stops the push before anything is sent, with
+        `PathConflictError` (one paths-info request, only when there are such paths). `message` only
         names the push in the returned id: buckets keep no messages. A missing bucket raises
-        :class:`MissingRepoError`."""
+        `MissingRepoError`."""
         guarded = [(src, dest) for src, dest in files if dest in never_replace]
         if guarded:
             held = self.file_info([dest for _, dest in guarded])
@@ -105,12 +105,12 @@ class BucketClient:
 
     @hub_errors()
     def file_info(self, paths: list[str]) -> dict[str, RemoteFile]:
-        """The files among ``paths`` that exist in the bucket (one request), keyed by path."""
+        """The files among `paths` that exist in the bucket (one request), keyed by path."""
         return {entry.path: _remote_file(entry) for entry in self._api.get_bucket_paths_info(self.repo_id, paths)}
 
     def _raise_missing(self) -> None:
         """After a failed upload (hf_xet reports a refused token only as a connection error): raise
-        :class:`MissingRepoError` if the bucket does not exist, so the caller creates it."""
+        `MissingRepoError` if the bucket does not exist, so the caller creates it."""
         try:
             self._api.bucket_info(self.repo_id)
         except BucketNotFoundError as exc:
@@ -127,7 +127,7 @@ class BucketClient:
         return False
 
     def head(self) -> None:
-        """Buckets have no commits, so no cheap sign that something changed: ``None`` tells a reader to list
+        """Buckets have no commits, so no cheap sign that something changed: `None` tells a reader to list
         again at each look."""
         return None
 
@@ -135,9 +135,9 @@ class BucketClient:
     def list_files(
         self, prefix: str, *, commit: str | None = None, missing_ok: bool = True
     ) -> dict[str, RemoteFile]:
-        """Every file under ``prefix`` now, keyed by path (``commit`` is there for the repo interface: a
-        bucket has no commits). A missing bucket or folder gives ``{}``, or :class:`MissingRepoError`
-        (``what`` "repo" or "folder") when ``missing_ok`` is false."""
+        """Every file under `prefix` now, keyed by path (`commit` is there for the repo interface: a
+        bucket has no commits). A missing bucket or folder gives `{}`, or `MissingRepoError`
+        (`what` "repo" or "folder") when `missing_ok` is false."""
         try:
             files = {
                 entry.path: _remote_file(entry)
@@ -153,7 +153,7 @@ class BucketClient:
         return files
 
     def fetch_file(self, file: RemoteFile, *, commit: str | None, cache_dir: Path) -> Path:
-        """Download one bucket file into ``cache_dir`` (``buckets--NS--NAME/blobs/XET_HASH``), once: a cached
+        """Download one bucket file into `cache_dir` (`buckets--NS--NAME/blobs/XET_HASH`), once: a cached
         file is not fetched again. Returns its path there, which holds the whole file or does not exist:
         hf_xet writes a download in place as it goes, so it goes to a temporary name first."""
         blobs = cache_dir / f"buckets--{self.repo_id.replace('/', '--')}" / "blobs"
@@ -174,7 +174,7 @@ class BucketClient:
         return cached
 
     def download(self, prefix: str, dest: Path) -> Path:
-        """Fetch every file under ``prefix`` into ``dest`` (same layout as the bucket); returns ``dest``."""
+        """Fetch every file under `prefix` into `dest` (same layout as the bucket); returns `dest`."""
         files = self.list_files(prefix)
         if files:
             with hub_errors():

@@ -1,7 +1,7 @@
 """The errors of Hub I/O, and the one place that turns what huggingface_hub raises into them.
 
-Every failure leaves the hub package as a :class:`TransientHubError` (worth retrying: network errors, timeouts,
-408/409/412/429/5xx) or a :class:`PermanentHubError` (retrying will not help until a human acts: bad token,
+Every failure leaves the hub package as a `TransientHubError` (worth retrying: network errors, timeouts,
+408/409/412/429/5xx) or a `PermanentHubError` (retrying will not help until a human acts: bad token,
 no write access, missing repo or revision, rejected input).
 """
 
@@ -28,7 +28,7 @@ class HubError(Exception):
 
 
 class TransientHubError(HubError):
-    """A failure worth retrying later; ``retry_after`` is the server's hint in seconds, if it gave one."""
+    """A failure worth retrying later; `retry_after` is the server's hint in seconds, if it gave one."""
 
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
@@ -44,7 +44,7 @@ class PermanentHubError(HubError):
 
 
 class MissingRepoError(PermanentHubError):
-    """The repo, its revision or a folder in it (``what``) does not exist (or the token may not see it)."""
+    """The repo, its revision or a folder in it (`what`) does not exist (or the token may not see it)."""
 
     def __init__(self, message: str, what: str = "repo"):
         super().__init__(message)
@@ -53,7 +53,7 @@ class MissingRepoError(PermanentHubError):
 
 class PathConflictError(PermanentHubError):
     """Files about to be added already hold other content on the Hub: they were pushed by someone else, and
-    are never overwritten. ``paths`` lists them."""
+    are never overwritten. `paths` lists them."""
 
     def __init__(self, paths: list[str]):
         super().__init__(
@@ -85,8 +85,8 @@ def classify(exc: BaseException) -> HubError:
 
 @contextlib.contextmanager
 def hub_errors() -> Iterator[None]:
-    """Let only :class:`HubError` out of the block (or the function it decorates): anything else is raised as
-    what :func:`classify` makes of it, with the original as its cause."""
+    """Let only `HubError` out of the block (or the function it decorates): anything else is raised as
+    what `classify` makes of it, with the original as its cause."""
     try:
         yield
     except HubError:
@@ -101,8 +101,8 @@ def first_line(exc: BaseException) -> str:
 
 
 def _retry_after(exc: HfHubHTTPError) -> float | None:
-    """The server's hint of when to try again, in seconds: ``Retry-After``, else the reset time ``t`` of a
-    ``RateLimit: "api";r=0;t=55`` header (as huggingface_hub's own backoff reads them)."""
+    """The server's hint of when to try again, in seconds: `Retry-After`, else the reset time `t` of a
+    `RateLimit: "api";r=0;t=55` header (as huggingface_hub's own backoff reads them)."""
     headers = exc.response.headers if exc.response is not None else {}
     value = headers.get("Retry-After")
     if value is None and (match := _RATELIMIT_RESET.search(headers.get("RateLimit", ""))):

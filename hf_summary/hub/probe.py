@@ -17,9 +17,9 @@ T = TypeVar("T")
 
 
 def probe(attempt: Callable[[], T], *, doing: str, timeout_s: float = PROBE_TIMEOUT_S) -> T | None:
-    """Run ``attempt`` (its Hub requests) on a daemon thread for up to ``timeout_s`` seconds and return what it
-    returned. Raises its :class:`PermanentHubError`; returns ``None`` when it failed otherwise or did not
-    finish in time, after a warning that ``doing`` (what the caller does meanwhile) goes on."""
+    """Run `attempt` (its Hub requests) on a daemon thread for up to `timeout_s` seconds and return what it
+    returned. Raises its `PermanentHubError`; returns `None` when it failed otherwise or did not
+    finish in time, after a warning that `doing` (what the caller does meanwhile) goes on."""
     outcome: list[T | HubError] = []
 
     def run() -> None:

@@ -1,18 +1,18 @@
-"""Pushing a byte range of a local file as a file of its own, without a copy on disk: :class:`FileRange`.
+"""Pushing a byte range of a local file as a file of its own, without a copy on disk: `FileRange`.
 
-``hf-summary watch`` merges the copies of a foreign event file on the Hub; the merged file is a byte range of
+`hf-summary watch` merges the copies of a foreign event file on the Hub; the merged file is a byte range of
 that foreign file, so it goes up as a view of the range rather than as a staged copy (disk beyond the source
 files stays bounded whatever the run's length). A range is checked against the size and sha256 recorded when it
-was planned: :meth:`FileRange.read` before handing the bytes over, :class:`RangeReader` as the client reads it
+was planned: `FileRange.read` before handing the bytes over, `RangeReader` as the client reads it
 (a pass from the start to the end that does not hash to the record fails at its last read, so the upload fails
 and no commit carries it).
 
-How the client uploads each (huggingface_hub 2.4, hf_xet 1.8): ``bytes`` go through Xet like a path (chunks the
+How the client uploads each (huggingface_hub 2.4, hf_xet 1.8): `bytes` go through Xet like a path (chunks the
 Hub holds are not sent again), held in memory; a file object is not supported by Xet, so the client uploads the
 whole commit's file objects by basic LFS, streamed (sha256 by 1 MiB reads, the upload by the HTTP client's
-chunks). :func:`upload_sources` picks bytes up to :data:`IN_MEMORY_BYTES` per commit, views beyond. A Storage
+chunks). `upload_sources` picks bytes up to `IN_MEMORY_BYTES` per commit, views beyond. A Storage
 Bucket takes no file objects either (Xet only): a range goes to a bucket as its bytes, whatever its size
-(``hf-summary watch``, the only one to push ranges, does not push to buckets).
+(`hf-summary watch`, the only one to push ranges, does not push to buckets).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class RangeChangedError(OSError):
 
 @dataclass(frozen=True)
 class FileRange:
-    """Bytes ``[start, end)`` of ``path``, recorded with ``sha256``."""
+    """Bytes `[start, end)` of `path`, recorded with `sha256`."""
 
     path: Path
     start: int
@@ -44,7 +44,7 @@ class FileRange:
         return self.end - self.start
 
     def read(self) -> bytes:
-        """The range's bytes, checked against the record; :class:`RangeChangedError` otherwise."""
+        """The range's bytes, checked against the record; `RangeChangedError` otherwise."""
         with open(self.path, "rb") as f:
             data = os.pread(f.fileno(), self.size, self.start)
         if len(data) != self.size or hashlib.sha256(data).hexdigest() != self.sha256:
@@ -56,7 +56,7 @@ class FileRange:
 
 
 class RangeReader(io.BufferedIOBase):
-    """A read-only, seekable view of a :class:`FileRange` that checks each pass from its start to its end
+    """A read-only, seekable view of a `FileRange` that checks each pass from its start to its end
     against the record (a pass after a seek elsewhere is not checked: only the client's multi-part upload
     does that, after its own sequential sha256 pass was)."""
 
@@ -117,7 +117,7 @@ class RangeReader(io.BufferedIOBase):
 
 def upload_sources(files: list[tuple[Path | FileRange, str]]) -> list[str | bytes | RangeReader]:
     """What to hand the client for each source: a path as such; a range as its checked bytes while this commit's
-    in-memory ranges stay within :data:`IN_MEMORY_BYTES`, else as a :class:`RangeReader` (the caller closes it)."""
+    in-memory ranges stay within `IN_MEMORY_BYTES`, else as a `RangeReader` (the caller closes it)."""
     budget = IN_MEMORY_BYTES
     sources: list[str | bytes | RangeReader] = []
     for src, _ in files:

@@ -1,4 +1,4 @@
-"""A repo (model, dataset or Space) as a push target: :class:`RepoClient`, one atomic commit per push, with the
+"""A repo (model, dataset or Space) as a push target: `RepoClient`, one atomic commit per push, with the
 branch's history, squash and the card tag."""
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from hf_summary.segments import file_digests
 
 
 def _replaces_other_content(operation: CommitOperationAdd, src: Path) -> bool:
-    """After the pre-upload call: whether ``operation``'s path holds other content on the Hub. The client
-    keeps the Hub's answer (``_remote_oid``: sha256 for LFS files, git blob id for regular ones) next to its
+    """After the pre-upload call: whether `operation`'s path holds other content on the Hub. The client
+    keeps the Hub's answer (`_remote_oid`: sha256 for LFS files, git blob id for regular ones) next to its
     own id of the local file, and skips the file when the two are equal; ids of different kinds (the path
     is regular on the Hub, LFS for this upload, or the reverse) are compared by digesting the local file."""
     remote_oid = operation._remote_oid
@@ -42,10 +42,10 @@ def _remote_file(entry: RepoFile) -> RemoteFile:
 
 
 class RepoClient:
-    """One repo on one Hub, as the uploader sees it: a :class:`~hf_summary.hub.target.PushTarget`.
+    """One repo on one Hub, as the uploader sees it: a `PushTarget`.
 
-    ``endpoint=None`` means huggingface_hub's default (``HF_ENDPOINT`` or huggingface.co); ``token=None``
-    means the client's usual lookup (``HF_TOKEN``, then the stored login).
+    `endpoint=None` means huggingface_hub's default (`HF_ENDPOINT` or huggingface.co); `token=None`
+    means the client's usual lookup (`HF_TOKEN`, then the stored login).
     """
 
     def __init__(
@@ -97,13 +97,13 @@ class RepoClient:
         never_replace: frozenset[str] = frozenset(),
         deletions: list[str] = (),
     ) -> CommitResult:
-        """Push ``(local path or byte range, path in repo)`` pairs, and delete the ``deletions`` paths, in one
-        atomic commit, uploaded by path (a range: see :mod:`~hf_summary.hub.ranges`).
+        """Push `(local path or byte range, path in repo)` pairs, and delete the `deletions` paths, in one
+        atomic commit, uploaded by path (a range: see `hf_summary.hub.ranges`).
 
         Files the Hub already holds with the same content are skipped by the client; when nothing is left (and
         nothing is deleted) it makes no commit and the current head is returned, so pushing the same files twice
-        is a no-op. Deleting a path the Hub does not hold fails the whole commit. A path in ``never_replace``
-        that holds other content on the Hub stops the push before the commit, with :class:`PathConflictError`:
+        is a no-op. Deleting a path the Hub does not hold fails the whole commit. A path in `never_replace`
+        that holds other content on the Hub stops the push before the commit, with `PathConflictError`:
         the client's pre-upload answer tells, so this costs no extra request.
         """
         with contextlib.ExitStack() as views, hub_errors():
@@ -148,7 +148,7 @@ class RepoClient:
 
     @hub_errors()
     def tag_card(self, tag: str = CARD_TAG) -> bool:
-        """Add ``tag`` to the repo card's metadata unless it is there. Returns whether a commit was made."""
+        """Add `tag` to the repo card's metadata unless it is there. Returns whether a commit was made."""
         with tempfile.TemporaryDirectory(prefix="hf-summary-card-") as cache:
             try:
                 readme = self._api.hf_hub_download(
@@ -178,9 +178,9 @@ class RepoClient:
 
     @hub_errors()
     def list_files(self, prefix: str, *, commit: str | None = None, missing_ok: bool = True) -> dict[str, RemoteFile]:
-        """Every file under ``prefix`` at ``commit`` (default: the revision), keyed by path in repo.
+        """Every file under `prefix` at `commit` (default: the revision), keyed by path in repo.
 
-        An absent folder gives ``{}``, or :class:`MissingRepoError` when ``missing_ok`` is false.
+        An absent folder gives `{}`, or `MissingRepoError` when `missing_ok` is false.
         """
         try:
             entries = self._api.list_repo_tree(
@@ -198,13 +198,13 @@ class RepoClient:
 
     @hub_errors()
     def file_info(self, paths: list[str]) -> dict[str, RemoteFile]:
-        """The files among ``paths`` that exist at the revision (one request), keyed by path in repo."""
+        """The files among `paths` that exist at the revision (one request), keyed by path in repo."""
         entries = self._api.get_paths_info(self.repo_id, paths, repo_type=self.repo_type, revision=self.revision)
         return {entry.path: _remote_file(entry) for entry in entries if isinstance(entry, RepoFile)}
 
     @hub_errors()
     def fetch_file(self, file: RemoteFile, *, commit: str | None, cache_dir: Path) -> Path:
-        """Download one file of ``commit`` into the Hugging Face cache at ``cache_dir`` (once: a cached file
+        """Download one file of `commit` into the Hugging Face cache at `cache_dir` (once: a cached file
         is not fetched again); returns the path of its content there."""
         local = self._api.hf_hub_download(
             self.repo_id, file.path, repo_type=self.repo_type, revision=commit or self.revision, cache_dir=cache_dir
@@ -213,7 +213,7 @@ class RepoClient:
 
     @hub_errors()
     def download(self, prefix: str, dest: Path) -> Path:
-        """Fetch every file under ``prefix`` into ``dest`` (same layout as the repo); returns ``dest``."""
+        """Fetch every file under `prefix` into `dest` (same layout as the repo); returns `dest`."""
         self._api.snapshot_download(
             self.repo_id,
             repo_type=self.repo_type,

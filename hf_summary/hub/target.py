@@ -1,5 +1,5 @@
-"""What a push target is: the :class:`PushTarget` interface that a repo's client and a Storage Bucket's client
-both implement, and the values they return. The uploader, ``recover``, compaction and the mirror of ``view``
+"""What a push target is: the `PushTarget` interface that a repo's client and a Storage Bucket's client
+both implement, and the values they return. The uploader, `recover`, compaction and the mirror of `view`
 are written against this interface only."""
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ class RemoteFile:
     def holds(
         self, size: int | None, sha256: str | None, git_oid: str | None, local: Path | None = None
     ) -> bool | None:
-        """Whether this file has that size and content (``local``, if given, is a file with exactly that
-        content); ``None`` when only downloading it can tell (a regular file and no git blob id to compare
+        """Whether this file has that size and content (`local`, if given, is a file with exactly that
+        content); `None` when only downloading it can tell (a regular file and no git blob id to compare
         with, or a bucket file and no local copy to hash)."""
         if self.size != size:
             return False
@@ -56,7 +56,7 @@ class RemoteFile:
 
 
 def local_xet_hash(path: Path) -> str:
-    """The Xet hash the Hub reports for a file with ``path``'s content (computed locally, nothing is sent)."""
+    """The Xet hash the Hub reports for a file with `path`'s content (computed locally, nothing is sent)."""
     import hf_xet  # not at import time: importing it starts its logging, which must see HF_XET_LOG_DEST first
 
     [info] = hf_xet.hash_files([str(path)])
@@ -65,10 +65,10 @@ def local_xet_hash(path: Path) -> str:
 
 class PushTarget(Protocol):
     """One repo (or bucket) on one Hub, as hf-summary sees it. Every method raises only
-    :class:`~hf_summary.hub.errors.HubError` subclasses.
+    `HubError` subclasses.
 
-    What a target does not have is answered, never refused: a bucket keeps no history (``squash`` and
-    ``tag_card`` return ``False``, ``head`` is ``None``, ``commits`` is empty) and has no revision (``commit``
+    What a target does not have is answered, never refused: a bucket keeps no history (`squash` and
+    `tag_card` return `False`, `head` is `None`, `commits` is empty) and has no revision (`commit`
     arguments are ignored)."""
 
     repo_id: str
@@ -80,7 +80,7 @@ class PushTarget(Protocol):
         """Create the target if missing (never change an existing one's visibility); returns its URL."""
 
     def check_write_access(self) -> None:
-        """Raise ``PermanentHubError`` when the token clearly cannot write to the target."""
+        """Raise `PermanentHubError` when the token clearly cannot write to the target."""
 
     def commit_files(
         self,
@@ -90,29 +90,29 @@ class PushTarget(Protocol):
         never_replace: frozenset[str] = frozenset(),
         deletions: list[str] = (),
     ) -> CommitResult:
-        """Push ``(local path or byte range, path in target)`` pairs and delete ``deletions``; a path in ``never_replace``
-        that holds other content stops the push with ``PathConflictError``."""
+        """Push `(local path or byte range, path in target)` pairs and delete `deletions`; a path in
+        `never_replace` that holds other content stops the push with `PathConflictError`."""
 
     def squash(self, message: str) -> bool:
         """Squash the branch's history into one commit; whether there was a history to squash."""
 
     def tag_card(self, tag: str = CARD_TAG) -> bool:
-        """Add ``tag`` to the card's metadata unless it is there; whether a commit was made."""
+        """Add `tag` to the card's metadata unless it is there; whether a commit was made."""
 
     def head(self) -> str | None:
-        """The commit the revision points at now (``None``: no commits, list again at each look)."""
+        """The commit the revision points at now (`None`: no commits, list again at each look)."""
 
     def list_files(self, prefix: str, *, commit: str | None = None, missing_ok: bool = True) -> dict[str, RemoteFile]:
-        """Every file under ``prefix``, keyed by path; an absent folder gives ``{}`` unless not ``missing_ok``."""
+        """Every file under `prefix`, keyed by path; an absent folder gives `{}` unless not `missing_ok`."""
 
     def file_info(self, paths: list[str]) -> dict[str, RemoteFile]:
-        """The files among ``paths`` that exist (one request), keyed by path."""
+        """The files among `paths` that exist (one request), keyed by path."""
 
     def fetch_file(self, file: RemoteFile, *, commit: str | None, cache_dir: Path) -> Path:
-        """Download one file into a cache under ``cache_dir`` (once); the path of its content there."""
+        """Download one file into a cache under `cache_dir` (once); the path of its content there."""
 
     def download(self, prefix: str, dest: Path) -> Path:
-        """Fetch every file under ``prefix`` into ``dest`` (same layout); returns ``dest``."""
+        """Fetch every file under `prefix` into `dest` (same layout); returns `dest`."""
 
     def commits(self) -> list[CommitSummary]:
         """The branch's commits, newest first."""

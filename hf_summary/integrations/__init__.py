@@ -1,8 +1,8 @@
 """Plug-ins for trainers that build their own TensorBoard writer, one module per framework, imported on demand.
 
-- ``hf_summary.integrations.lightning``: ``HFSummaryLogger``, a PyTorch Lightning ``TensorBoardLogger``.
-- ``hf_summary.integrations.transformers``: ``HFSummaryCallback``, a transformers ``TensorBoardCallback``.
-- ``hf_summary.integrations.accelerate``: ``HFSummaryTracker``, registered as ``log_with="hf_summary"``.
+- `hf_summary.integrations.lightning`: `HFSummaryLogger`, a PyTorch Lightning `TensorBoardLogger`.
+- `hf_summary.integrations.transformers`: `HFSummaryCallback`, a transformers `TensorBoardCallback`.
+- `hf_summary.integrations.accelerate`: `HFSummaryTracker`, registered as `log_with="hf_summary"`.
 
 Importing this package imports no framework (nor torch).
 """
@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
 
 def writer_class() -> type[HFSummaryWriter]:
-    """The writer flavour the frameworks' stock TensorBoard loggers would get: ``torch.utils.tensorboard``'s when
-    it imports (it needs the ``tensorboard`` package), else tensorboardX's.
+    """The writer flavour the frameworks' stock TensorBoard loggers would get: `torch.utils.tensorboard`'s when
+    it imports (it needs the `tensorboard` package), else tensorboardX's.
 
     Example:
         ```py
@@ -38,8 +38,8 @@ def writer_class() -> type[HFSummaryWriter]:
 
 
 def purge_from(writer: HFSummaryWriter, step: int) -> None:
-    """Mark a restart at ``step``: TensorBoard hides the events of earlier processes with a step >= ``step``
-    (what ``purge_step`` does, for a writer that already exists).
+    """Mark a restart at `step`: TensorBoard hides the events of earlier processes with a step >= `step`
+    (what `purge_step` does, for a writer that already exists).
 
     Example:
         ```py

@@ -1,4 +1,4 @@
-"""accelerate: ``HFSummaryTracker``, registered under the name ``"hf_summary"`` when this module is imported.
+"""accelerate: `HFSummaryTracker`, registered under the name `"hf_summary"` when this module is imported.
 
 Example:
     ```py
@@ -29,18 +29,18 @@ __all__ = ["HFSummaryTracker"]
 
 
 class HFSummaryTracker(GeneralTracker):
-    """accelerate's ``TensorBoardTracker`` (same layout: ``<logging_dir>/<run_name>``, same events), written by
-    an ``HFSummaryWriter`` on the main process only.
+    """accelerate's `TensorBoardTracker` (same layout: `<logging_dir>/<run_name>`, same events), written by
+    an `HFSummaryWriter` on the main process only.
 
-    ``log`` does not flush after every call as the stock tracker does: each event is already in the OS when it
-    returns. ``finish`` (``accelerator.end_training()``) closes the writer, which waits (up to ``close_timeout``)
+    `log` does not flush after every call as the stock tracker does: each event is already in the OS when it
+    returns. `finish` (`accelerator.end_training()`) closes the writer, which waits (up to `close_timeout`)
     for the final push.
 
     Args:
-        run_name: ``init_trackers``' project name; the run directory is ``logging_dir/run_name``.
-        logging_dir: the accelerator's ``project_dir`` (or ``logging_dir``).
-        repo_id: the Hub repo to push to (``init_kwargs={"hf_summary": {"repo_id": ...}}``).
-        **writer_kwargs: passed to ``HFSummaryWriter`` (``commit_every``, ``path_in_repo``, ``token``, ...).
+        run_name: `init_trackers`' project name; the run directory is `logging_dir/run_name`.
+        logging_dir: the accelerator's `project_dir` (or `logging_dir`).
+        repo_id: the Hub repo to push to (`init_kwargs={"hf_summary": {"repo_id": ...}}`).
+        **writer_kwargs: passed to `HFSummaryWriter` (`commit_every`, `path_in_repo`, `token`, ...).
     """
 
     name = "hf_summary"
@@ -72,7 +72,7 @@ class HFSummaryTracker(GeneralTracker):
 
     @on_main_process
     def store_init_configuration(self, values: dict[str, Any]) -> None:
-        """The hyperparameters as an ``add_hparams`` sub-run, and ``hparams.yml`` beside its events."""
+        """The hyperparameters as an `add_hparams` sub-run, and `hparams.yml` beside its events."""
         sub_run = str(time.time())
         self.writer.add_hparams(values, metric_dict={}, run_name=sub_run)
         os.makedirs(os.path.join(self.logging_dir, sub_run), exist_ok=True)
@@ -81,7 +81,7 @@ class HFSummaryTracker(GeneralTracker):
 
     @on_main_process
     def log(self, values: dict[str, Any], step: int | None = None, **kwargs: Any) -> None:
-        """Numbers (and one-element tensors) as scalars, strings as text, dicts as ``add_scalars``; ``kwargs`` go
+        """Numbers (and one-element tensors) as scalars, strings as text, dicts as `add_scalars`; `kwargs` go
         to those methods."""
         for key, value in listify(values).items():
             if isinstance(value, (int, float)):

@@ -1,4 +1,4 @@
-"""PyTorch Lightning: ``HFSummaryLogger``, a ``TensorBoardLogger`` whose experiment is an ``HFSummaryWriter``.
+"""PyTorch Lightning: `HFSummaryLogger`, a `TensorBoardLogger` whose experiment is an `HFSummaryWriter`.
 
 Example:
     ```py
@@ -32,24 +32,24 @@ __all__ = ["HFSummaryLogger"]
 
 
 class HFSummaryLogger(TensorBoardLogger):
-    """Lightning's ``TensorBoardLogger`` (same arguments, same files) that also pushes the run to a Hub repo.
+    """Lightning's `TensorBoardLogger` (same arguments, same files) that also pushes the run to a Hub repo.
 
-    Only global rank 0 builds a writer (other ranks get Lightning's dummy experiment). ``log_metrics``,
-    ``log_hyperparams``, ``log_graph`` and ``save`` work as in the stock logger; ``finalize`` closes the writer,
-    which waits (up to ``close_timeout``) for the final push.
+    Only global rank 0 builds a writer (other ranks get Lightning's dummy experiment). `log_metrics`,
+    `log_hyperparams`, `log_graph` and `save` work as in the stock logger; `finalize` closes the writer,
+    which waits (up to `close_timeout`) for the final push.
 
-    Restarts: ``version=None`` becomes the SLURM job id when there is one (as Lightning's default logger does), so
-    a requeued job logs into the same ``version_<job id>`` run; elsewhere pin ``version`` to resume a run. When
-    ``fit`` resumes from a checkpoint, the step Lightning resumes logging at is marked as a restart, so
+    Restarts: `version=None` becomes the SLURM job id when there is one (as Lightning's default logger does), so
+    a requeued job logs into the same `version_<job id>` run; elsewhere pin `version` to resume a run. When
+    `fit` resumes from a checkpoint, the step Lightning resumes logging at is marked as a restart, so
     TensorBoard hides what an earlier process logged after that checkpoint (locally or, on a new node, in the
     repo folder the run continues). Lightning handles SIGTERM itself (it stops at the next step
-    and calls ``finalize``), so the writer installs no SIGTERM handler unless ``handle_sigterm=True`` is given.
+    and calls `finalize`), so the writer installs no SIGTERM handler unless `handle_sigterm=True` is given.
 
     Args:
-        save_dir, name, version, log_graph, default_hp_metric, prefix, sub_dir: as ``TensorBoardLogger``.
+        save_dir, name, version, log_graph, default_hp_metric, prefix, sub_dir: as `TensorBoardLogger`.
         repo_id: the Hub repo to push to.
-        **kwargs: passed to ``HFSummaryWriter`` (``commit_every``, ``path_in_repo``, ``token``, ...). The default
-            ``path_in_repo`` mirrors the local layout: ``tensorboard/<name>/<version>``.
+        **kwargs: passed to `HFSummaryWriter` (`commit_every`, `path_in_repo`, `token`, ...). The default
+            `path_in_repo` mirrors the local layout: `tensorboard/<name>/<version>`.
     """
 
     def __init__(
@@ -82,7 +82,7 @@ class HFSummaryLogger(TensorBoardLogger):
     @property
     @rank_zero_experiment
     def experiment(self) -> HFSummaryWriter:
-        """The run's ``HFSummaryWriter`` (torch's flavour when ``torch.utils.tensorboard`` imports, as stock)."""
+        """The run's `HFSummaryWriter` (torch's flavour when `torch.utils.tensorboard` imports, as stock)."""
         if self._experiment is not None:
             return self._experiment
         kwargs = {"path_in_repo": self._default_path_in_repo(), **self._kwargs}
@@ -91,8 +91,8 @@ class HFSummaryLogger(TensorBoardLogger):
 
     @rank_zero_only
     def log_graph(self, model: pl.LightningModule, input_array: torch.Tensor | None = None) -> None:
-        """As stock. Lightning calls it at the start of every ``fit``, right after loading the checkpoint: the
-        logger notes the trainer, to mark a restart at its first ``log_metrics`` if the fit resumed."""
+        """As stock. Lightning calls it at the start of every `fit`, right after loading the checkpoint: the
+        logger notes the trainer, to mark a restart at its first `log_metrics` if the fit resumed."""
         trainer = getattr(model, "_trainer", None)
         self._resuming = None if trainer is None else weakref.ref(trainer)
         super().log_graph(model, input_array)

@@ -1,4 +1,4 @@
-"""transformers: ``HFSummaryCallback``, a ``TensorBoardCallback`` that pushes the run to a Hub repo.
+"""transformers: `HFSummaryCallback`, a `TensorBoardCallback` that pushes the run to a Hub repo.
 
 Example:
     ```py
@@ -25,20 +25,20 @@ __all__ = ["HFSummaryCallback"]
 
 
 class HFSummaryCallback(TensorBoardCallback):
-    """The stock ``TensorBoardCallback`` (same events: ``on_log`` scalars and texts, the ``args`` and
-    ``model_config`` texts at each ``train()``), written by an ``HFSummaryWriter`` on the main process only.
+    """The stock `TensorBoardCallback` (same events: `on_log` scalars and texts, the `args` and
+    `model_config` texts at each `train()`), written by an `HFSummaryWriter` on the main process only.
 
-    Unlike the stock callback, one writer serves every ``train()`` call: ``on_train_end`` closes it, which waits
-    (up to ``close_timeout``) for the final push, and the next ``train()`` reopens the same writer and run.
-    The run directory is stable across restarts: ``logdir``, else ``TENSORBOARD_LOGGING_DIR``, else
-    ``<output_dir>/runs/<run_name or "hf_summary">`` (the stock default changes with every start). A
-    ``train(resume_from_checkpoint=...)`` marks a restart after the checkpoint's step, so TensorBoard hides what
+    Unlike the stock callback, one writer serves every `train()` call: `on_train_end` closes it, which waits
+    (up to `close_timeout`) for the final push, and the next `train()` reopens the same writer and run.
+    The run directory is stable across restarts: `logdir`, else `TENSORBOARD_LOGGING_DIR`, else
+    `<output_dir>/runs/<run_name or "hf_summary">` (the stock default changes with every start). A
+    `train(resume_from_checkpoint=...)` marks a restart after the checkpoint's step, so TensorBoard hides what
     an earlier process logged after that checkpoint.
 
     Args:
         repo_id: the Hub repo to push to.
         logdir: the run directory (see above).
-        **writer_kwargs: passed to ``HFSummaryWriter`` (``commit_every``, ``path_in_repo``, ``token``, ...).
+        **writer_kwargs: passed to `HFSummaryWriter` (`commit_every`, `path_in_repo`, `token`, ...).
     """
 
     def __init__(self, repo_id: str, *, logdir: str | os.PathLike[str] | None = None, **writer_kwargs: Any):

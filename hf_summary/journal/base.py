@@ -1,5 +1,5 @@
 """An open journal's connection and what every state change builds on: opening (and creating or migrating) the file,
-one transaction per change, flags, history and the drainer's lease. :class:`hf_summary.journal.Journal` adds the
+one transaction per change, flags, history and the drainer's lease. `hf_summary.journal.Journal` adds the
 segments and compactions on top."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import hf_summary.journal.queries as queries
 from hf_summary.journal.connection import (
     connect,
+    connect_immutable,
     create_private_file,
     journal_path,
     set_durability,
@@ -53,27 +54,32 @@ _Self = TypeVar("_Self", bound="JournalBase")
 
 
 class JournalBase:
-    """An open journal connection. Thread-safe (a lock serialises the threads); close it (or use ``with``) when done."""
+    """An open journal connection. Thread-safe (a lock serialises the threads); close it (or use `with`) when done."""
 
-    def __init__(self, logdir: str | os.PathLike[str], *, create: bool = True) -> None:
-        """Open the journal of ``logdir``, creating it when ``create`` and it is absent.
+    def __init__(self, logdir: str | os.PathLike[str], *, create: bool = True, immutable: bool = False) -> None:
+        """Open the journal of `logdir`, creating it when `create` and it is absent.
 
-        Raises ``FileNotFoundError`` (``create=False`` and no journal), :class:`JournalCorruptError`,
-        :class:`JournalVersionError`. Only quick checks run here (application_id, user_version, tables);
-        see :meth:`integrity_check` for the full one.
+        `immutable`: open it read-only, without locks or a look for a hot rollback journal, as a file no one
+        changes while it is open; the caller checks that (see `hf_summary.snapshot.read_journal`). A journal
+        of an older schema version then raises `JournalVersionError` (migrating it needs a writable open).
+
+        Raises `FileNotFoundError` (`create=False` and no journal), `JournalCorruptError`,
+        `JournalVersionError`. Only quick checks run here (application_id, user_version, tables);
+        see `integrity_check` for the full one.
         """
         self.logdir = Path(logdir)
         self.path = journal_path(logdir)
         self._lock = threading.RLock()
         self._tables: sqlite_utils.Database | None = None
+        self._immutable = immutable
         if not self.path.exists():
-            if not create:
+            if not create or immutable:
                 raise FileNotFoundError(errno.ENOENT, "no hf-summary journal", str(self.path))
             create_private_file(self.path)
-        conn = connect(self.path)
+        conn = connect_immutable(self.path) if immutable else connect(self.path)
         try:
             self.db = conn
-            self._open(create)
+            self._open(create and not immutable)
         except sqlite3.DatabaseError as exc:
             conn.close()
             if is_corruption(exc):
@@ -97,6 +103,9 @@ class JournalBase:
         if app_id != APPLICATION_ID:
             raise JournalCorruptError(f"{self.path} is an SQLite database but not an hf-summary journal")
         if migrates_from(version):
+            if self._immutable:
+                raise JournalVersionError(f"{self.path} has the older journal schema version {version}: open it "
+                                          "writable to migrate it")
             self._migrate()
             app_id, version, tables = read_header(self.db)
         if version != SCHEMA_VERSION:
@@ -106,6 +115,8 @@ class JournalBase:
             )
         if missing := TABLES - tables:
             raise JournalCorruptError(f"{self.path} lacks tables {sorted(missing)}")
+        if self._immutable:
+            return
         suit_filesystem(self.db, self.path)
         set_durability(self.db)
 
@@ -133,7 +144,7 @@ class JournalBase:
 
     @contextmanager
     def _transaction(self, mode: str = "IMMEDIATE") -> Iterator[sqlite3.Connection]:
-        """``BEGIN <mode>`` ... ``COMMIT`` under the thread lock; roll back on any exception."""
+        """`BEGIN <mode>` ... `COMMIT` under the thread lock; roll back on any exception."""
         with self._lock:
             try:
                 self.db.execute(f"BEGIN {mode}")
@@ -155,7 +166,7 @@ class JournalBase:
                 raise
 
     def _insert(self, table: str, row: dict[str, Any], *, replace: bool = False) -> int:
-        """Inside a transaction: write one row through sqlite-utils (``replace``: over the row with the same key);
+        """Inside a transaction: write one row through sqlite-utils (`replace`: over the row with the same key);
         returns its rowid. sqlite-utils >= 4.0 nests its writes in the open transaction as a savepoint (3.x
         committed it)."""
         if self._tables is None:  # imported on the first write: `import hf_summary` and `status` never load it
@@ -165,11 +176,11 @@ class JournalBase:
         return self._tables.table(table).insert(row, replace=replace).last_rowid
 
     def _set_flag(self, key: str, value: Any, now: float) -> None:
-        """Inside a transaction: store ``value`` (JSON) under ``key``."""
+        """Inside a transaction: store `value` (JSON) under `key`."""
         self._insert("flags", {"key": key, "value": json.dumps(value), "updated_at": now}, replace=True)
 
     def integrity_check(self) -> str:
-        """``PRAGMA integrity_check``: ``"ok"`` or SQLite's list of problems (slow on big files)."""
+        """`PRAGMA integrity_check`: `"ok"` or SQLite's list of problems (slow on big files)."""
         with self._lock:
             try:
                 rows = self.db.execute("PRAGMA integrity_check").fetchall()
@@ -182,17 +193,17 @@ class JournalBase:
     # -- flags --------------------------------------------------------------------------------------
 
     def get_value(self, key: str, default: Any = None) -> Any:
-        """The JSON value stored under ``key``, or ``default``."""
+        """The JSON value stored under `key`, or `default`."""
         with self._lock:
             return queries.flag(self.db, key, default)
 
     def set_value(self, key: str, value: Any) -> None:
-        """Store a small JSON-serialisable value under ``key``."""
+        """Store a small JSON-serialisable value under `key`."""
         with self._transaction():
             self._set_flag(key, value, time.time())
 
     def values(self, prefix: str) -> dict[str, Any]:
-        """Every JSON value stored under a key starting with ``prefix``, by key."""
+        """Every JSON value stored under a key starting with `prefix`, by key."""
         if not prefix:
             sql, params = "SELECT key, value FROM flags ORDER BY key", []
         else:  # a range of the primary key (UTF-8 sorts by code point): an index search, not a scan
@@ -206,7 +217,7 @@ class JournalBase:
     # -- history ------------------------------------------------------------------------------------
 
     def record_event(self, kind: str, message: str, **fields: Any) -> None:
-        """Append a history entry; ``fields`` must be JSON-serialisable and not named id/at/kind/message."""
+        """Append a history entry; `fields` must be JSON-serialisable and not named id/at/kind/message."""
         with self._transaction():
             self._add_history(kind, message, fields)
 
@@ -225,17 +236,22 @@ class JournalBase:
         )
 
     def history(self, kind: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        """Newest-first history entries as ``{"id", "at", "kind", "message", **fields}``."""
+        """Newest-first history entries as `{"id", "at", "kind", "message", **fields}`."""
         with self._lock:
             return queries.history(self.db, kind, limit)
+
+    def latest_history(self, kinds: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The newest history entry of each of `kinds` that has one, by kind."""
+        with self._lock:
+            return queries.latest_history(self.db, kinds)
 
     # -- lease --------------------------------------------------------------------------------------
 
     def acquire_lease(self, owner: LeaseOwner, owner_is_alive: Callable[[LeaseOwner], bool]) -> bool:
-        """Take the lease if it is free, already ours, or held by an owner ``owner_is_alive`` says is dead.
+        """Take the lease if it is free, already ours, or held by an owner `owner_is_alive` says is dead.
 
-        One ``BEGIN IMMEDIATE`` transaction; ``owner_is_alive`` runs inside it, so keep it quick.
-        Returns whether ``owner`` now holds the lease.
+        One `BEGIN IMMEDIATE` transaction; `owner_is_alive` runs inside it, so keep it quick.
+        Returns whether `owner` now holds the lease.
         """
         with self._transaction() as db:
             row = db.execute("SELECT pid, create_time, host, acquired_at FROM lease WHERE id = 1").fetchone()
@@ -263,7 +279,7 @@ class JournalBase:
             return True
 
     def heartbeat(self, owner: LeaseOwner) -> None:
-        """Refresh the lease's heartbeat; raises :class:`JournalError` if ``owner`` no longer holds it."""
+        """Refresh the lease's heartbeat; raises `JournalError` if `owner` no longer holds it."""
         with self._transaction() as db:
             cursor = db.execute(
                 "UPDATE lease SET heartbeat_at = ? WHERE id = 1 AND pid = ? AND create_time = ? AND host = ?",
@@ -273,7 +289,7 @@ class JournalBase:
                 raise JournalError(f"lease lost: {owner} no longer holds the lease of {self.path}")
 
     def release_lease(self, owner: LeaseOwner) -> None:
-        """Give the lease up if ``owner`` holds it (otherwise do nothing)."""
+        """Give the lease up if `owner` holds it (otherwise do nothing)."""
         with self._transaction() as db:
             db.execute(
                 "DELETE FROM lease WHERE id = 1 AND pid = ? AND create_time = ? AND host = ?",
@@ -281,6 +297,6 @@ class JournalBase:
             )
 
     def lease_owner(self) -> tuple[LeaseOwner, float] | None:
-        """The lease holder and its last heartbeat time, or ``None`` when the lease is free."""
+        """The lease holder and its last heartbeat time, or `None` when the lease is free."""
         with self._lock:
             return queries.lease_owner(self.db)

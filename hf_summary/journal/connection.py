@@ -1,14 +1,14 @@
 """Where the journal lives and how it is opened: its file, its connection settings, moving a broken one aside.
 
-Every connection to a journal is made here, so the journal mode, the durability (``synchronous``) and the
+Every connection to a journal is made here, so the journal mode, the durability (`synchronous`) and the
 lock wait are chosen in one place.
 
 Journal mode: WAL on a local disk. On a filesystem other hosts may see (network or FUSE, see
-:mod:`hf_summary.filesystems`; ``HF_SUMMARY_SHARED_FS=1/0`` overrides), a rollback journal (``DELETE``) and no
-mmap: WAL's index is shared memory, an mmap of ``-shm`` that two hosts never share, so a second host would read a
+`hf_summary.filesystems`; `HF_SUMMARY_SHARED_FS=1/0` overrides), a rollback journal (`DELETE`) and no
+mmap: WAL's index is shared memory, an mmap of `-shm` that two hosts never share, so a second host would read a
 stale index and could corrupt the file. The design there does not rely on locks reaching across hosts either:
 only the writer's host opens the journal while the writer lives; other hosts read consistent copies of it
-(:mod:`hf_summary.snapshot`) and take it over once the writer has closed or is known to be gone.
+(`hf_summary.snapshot`) and take it over once the writer has closed or is known to be gone.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ _SIDE_FILES = ("-wal", "-shm")  # moved before the main file, so a stale WAL nev
 
 
 def journal_path(logdir: str | os.PathLike[str]) -> Path:
-    """``LOGDIR/.hf_summary/journal.db``."""
+    """`LOGDIR/.hf_summary/journal.db`."""
     return Path(logdir) / JOURNAL_DIR / JOURNAL_FILE
 
 
@@ -49,7 +49,7 @@ def create_private_file(path: Path) -> None:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """A read-write connection in autocommit mode (the journal runs its own ``BEGIN``), shareable by threads."""
+    """A read-write connection in autocommit mode (the journal runs its own `BEGIN`), shareable by threads."""
     return sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
 
 
@@ -58,8 +58,15 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
 
 
+def connect_immutable(path: Path) -> sqlite3.Connection:
+    """A read-only connection that takes no lock and never looks for a hot rollback journal: SQLite's
+    `immutable` mode, for reading a journal another host may write while the caller checks that no transaction
+    ran meanwhile (see `hf_summary.snapshot.read_journal`)."""
+    return sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True, isolation_level=None)
+
+
 def journal_mode_for(path: Path) -> str:
-    """The journal mode of a journal at ``path``: see the module docstring."""
+    """The journal mode of a journal at `path`: see the module docstring."""
     return SHARED_FS_JOURNAL_MODE if filesystem_of(path).shared else JOURNAL_MODE
 
 
@@ -87,9 +94,9 @@ def set_durability(db: sqlite3.Connection) -> None:
 
 
 def move_aside(logdir: str | os.PathLike[str]) -> Path | None:
-    """Rename ``journal.db`` (and ``-wal``/``-shm``) to ``journal.db.broken-<UTC timestamp>``; never deletes.
+    """Rename `journal.db` (and `-wal`/`-shm`) to `journal.db.broken-<UTC timestamp>`; never deletes.
 
-    Returns the new path of the database file, or ``None`` when there was no journal. Close every
+    Returns the new path of the database file, or `None` when there was no journal. Close every
     connection to the journal first. The WAL files keep their suffix, so SQLite can still open the
     moved copy with its WAL.
     """

@@ -1,7 +1,7 @@
 """The journal's state changes: the run's settings, segment sequence numbers, segments and compactions.
 
-Every state change is one ``BEGIN IMMEDIATE`` transaction, so a crash leaves either all of it or none (see
-:class:`hf_summary.journal.base.JournalBase`; the tables are described in :mod:`hf_summary.journal.schema`).
+Every state change is one `BEGIN IMMEDIATE` transaction, so a crash leaves either all of it or none (see
+`hf_summary.journal.base.JournalBase`; the tables are described in `hf_summary.journal.schema`).
 
 Segment states::
 
@@ -11,7 +11,7 @@ Segment states::
                                                          |
                                         (compaction) --> replaced  (merged into a file of a higher level)
     drop_segment deletes an open row (its file got no record) or a sealed one (its file vanished).
-    add_sealed_segment inserts straight into ``sealed`` (rebuilding from files on disk).
+    add_sealed_segment inserts straight into `sealed` (rebuilding from files on disk).
 
 Compaction (hf_summary/compaction.py)::
 
@@ -22,9 +22,9 @@ Compaction (hf_summary/compaction.py)::
     mark_applied:        compaction 'applied' (the logdir holds the merged file instead of its members)
     abandon_compaction:  a planned one the Hub never got: deleted, members live again
 
-A row becomes ``committed`` only with the commit oid the Hub returned (or, for a merged file whose commit a
+A row becomes `committed` only with the commit oid the Hub returned (or, for a merged file whose commit a
 crash interrupted, once the Hub is seen holding it: its oid then stays unknown). Failures never change the
-state: ``record_failure`` counts the attempt and keeps the error, and the segment stays pending.
+state: `record_failure` counts the attempt and keeps the error, and the segment stays pending.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ _RUN_ID_KEY = "run_id"
 
 
 class Journal(JournalBase):
-    """An open journal. Thread-safe; close it (or use ``with``) when done."""
+    """An open journal. Thread-safe; close it (or use `with`) when done."""
 
     # -- settings ---------------------------------------------------------------------------------
 
@@ -56,7 +56,7 @@ class Journal(JournalBase):
             self._insert("settings", {"id": 1, **settings.to_row(), "updated_at": time.time()}, replace=True)
 
     def load_settings(self) -> RunSettings | None:
-        """The stored settings, or ``None`` when none were saved."""
+        """The stored settings, or `None` when none were saved."""
         with self._lock:
             return queries.run_settings(self.db)
 
@@ -84,7 +84,7 @@ class Journal(JournalBase):
         return run_id
 
     def ensure_sequence_above(self, sequence: int) -> None:
-        """Make every later :meth:`next_sequence` return more than ``sequence``."""
+        """Make every later `next_sequence` return more than `sequence`."""
         with self._transaction() as db:
             db.execute("UPDATE sequence SET next = max(next, ?) WHERE id = 1", [sequence + 1])
 
@@ -95,7 +95,7 @@ class Journal(JournalBase):
     ) -> int:
         """Record a segment the trainer is about to write; returns its id.
 
-        Raises :class:`JournalError` when ``path_in_repo`` (or ``run``/``name``) is already recorded.
+        Raises `JournalError` when `path_in_repo` (or `run`/`name`) is already recorded.
         """
         return self._insert_segment(
             {
@@ -135,7 +135,7 @@ class Journal(JournalBase):
             ) from exc
 
     def mark_sealed(self, segment_id: int, size: int, sha256: str) -> None:
-        """``open -> sealed``; raises :class:`JournalError` if the segment is unknown or not open."""
+        """`open -> sealed`; raises `JournalError` if the segment is unknown or not open."""
         with self._transaction() as db:
             cursor = db.execute(
                 "UPDATE segments SET state = 'sealed', size = ?, sha256 = ?, sealed_at = ? "
@@ -160,7 +160,7 @@ class Journal(JournalBase):
         return "no such segment" if row is None else f"state {row[0]}"
 
     def segments(self, state: str | None = None) -> list[SegmentRow]:
-        """Segments, optionally only those in ``state``, ordered by id (creation order)."""
+        """Segments, optionally only those in `state`, ordered by id (creation order)."""
         if state is None:
             sql, params = "SELECT * FROM segments ORDER BY id", []
         elif state in SEGMENT_STATES:
@@ -171,8 +171,8 @@ class Journal(JournalBase):
             return [SegmentRow(**row) for row in queries.query(self.db, sql, params)]
 
     def known_files(self, files: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-        """The ``(run, name)`` pairs among ``files`` that have a row in any state (replaced ones too): one lookup
-        of the ``(run, name)`` index each, so that matching the files on disk against the journal does not read
+        """The `(run, name)` pairs among `files` that have a row in any state (replaced ones too): one lookup
+        of the `(run, name)` index each, so that matching the files on disk against the journal does not read
         a long run's whole compaction history."""
         pairs = json.dumps([[run, name] for run, name in files])
         with self._lock:
@@ -194,11 +194,11 @@ class Journal(JournalBase):
     def mark_committed(
         self, segment_ids: list[int], commit_oid: str, commit_url: str | None, compactions: list[int] = ()
     ) -> None:
-        """``sealed -> committed`` for ``segment_ids`` and ``planned -> committed`` for ``compactions`` (which
-        rode in the same commit) in one transaction, plus a ``commit`` history entry.
+        """`sealed -> committed` for `segment_ids` and `planned -> committed` for `compactions` (which
+        rode in the same commit) in one transaction, plus a `commit` history entry.
 
         Segments already committed keep their first commit (pushing twice is a no-op); an unknown or open
-        segment, or a compaction that is not planned, raises :class:`JournalError` and nothing changes.
+        segment, or a compaction that is not planned, raises `JournalError` and nothing changes.
         """
         ids = json.dumps([int(i) for i in segment_ids])
         with self._transaction() as db:
@@ -228,7 +228,7 @@ class Journal(JournalBase):
     # -- compaction ---------------------------------------------------------------------------------
 
     def live_files(self, run: str) -> list[SegmentRow]:
-        """The files of run dir ``run`` that are not replaced (any state), in name order (= creation order)."""
+        """The files of run dir `run` that are not replaced (any state), in name order (= creation order)."""
         with self._lock:
             return [
                 SegmentRow(**row)
@@ -241,9 +241,9 @@ class Journal(JournalBase):
     def plan_compaction(
         self, run: str, level: int, name: str, path_in_repo: str, size: int, sha256: str, member_ids: list[int]
     ) -> int:
-        """Record a planned merge of the committed, live files ``member_ids`` of ``run``; returns its id.
+        """Record a planned merge of the committed, live files `member_ids` of `run`; returns its id.
 
-        Raises :class:`JournalError` (and changes nothing) if any member is not such a file."""
+        Raises `JournalError` (and changes nothing) if any member is not such a file."""
         ids = json.dumps([int(i) for i in member_ids])
         with self._transaction() as db:
             now = time.time()
@@ -262,7 +262,7 @@ class Journal(JournalBase):
         return compaction_id
 
     def compactions(self, state: str) -> list[CompactionRow]:
-        """Compactions in ``state``, oldest first."""
+        """Compactions in `state`, oldest first."""
         if state not in COMPACTION_STATES:
             raise ValueError(f"unknown compaction state {state!r}; expected one of {COMPACTION_STATES}")
         with self._lock:
@@ -283,7 +283,7 @@ class Journal(JournalBase):
             ]
 
     def confirm_compaction(self, compaction_id: int, commit_oid: str | None) -> None:
-        """``planned -> committed`` for a merge found on the Hub after a crash (``commit_oid`` may be unknown)."""
+        """`planned -> committed` for a merge found on the Hub after a crash (`commit_oid` may be unknown)."""
         with self._transaction():
             self._commit_compaction(compaction_id, commit_oid, time.time())
             self._add_history("compaction", f"compaction {compaction_id} found on the Hub", {"compaction": compaction_id})
@@ -314,7 +314,7 @@ class Journal(JournalBase):
         )
 
     def _count_replaced(self, added: int, now: float) -> None:
-        """Inside a transaction: keep the count of ``replaced`` rows (for ``status``, which then reads one row instead
+        """Inside a transaction: keep the count of `replaced` rows (for `status`, which then reads one row instead
         of counting a long run's compaction history); a journal from before the count is counted once."""
         stored = queries.stored_replaced_count(self.db)
         count = queries.counted_replaced_rows(self.db) if stored is None else stored + added  # counted: includes them
@@ -329,7 +329,7 @@ class Journal(JournalBase):
             db.execute("UPDATE segments SET replaced_by = NULL WHERE replaced_by = ?", [compaction_id])
 
     def mark_applied(self, compaction_id: int) -> None:
-        """``committed -> applied``: the logdir holds the merged file instead of the files it replaces."""
+        """`committed -> applied`: the logdir holds the merged file instead of the files it replaces."""
         with self._transaction() as db:
             cursor = db.execute(
                 "UPDATE compactions SET state = 'applied' WHERE id = ? AND state = 'committed'", [compaction_id]
@@ -338,9 +338,9 @@ class Journal(JournalBase):
                 raise JournalError(f"compaction {compaction_id} is not committed")
 
     def requeue_segments(self, segment_ids: list[int], reason: str) -> None:
-        """``committed -> sealed`` again (the Hub turned out not to hold them), keeping ``reason`` as their
-        last error, plus a ``requeue`` history entry. Sealed ones stay as they are; an unknown or open
-        segment raises :class:`JournalError` and nothing changes."""
+        """`committed -> sealed` again (the Hub turned out not to hold them), keeping `reason` as their
+        last error, plus a `requeue` history entry. Sealed ones stay as they are; an unknown or open
+        segment raises `JournalError` and nothing changes."""
         reason = redact(reason)
         ids = json.dumps([int(i) for i in segment_ids])
         with self._transaction() as db:
@@ -356,7 +356,7 @@ class Journal(JournalBase):
     def _closed_segments(
         self, segment_ids: list[int], ids: str, verb: str
     ) -> list[tuple[int, str, int | None]]:
-        """``(id, state, size)`` of ``segment_ids``; :class:`JournalError` if any is unknown or open."""
+        """`(id, state, size)` of `segment_ids`; `JournalError` if any is unknown or open."""
         rows = self.db.execute(
             "SELECT id, state, size FROM segments WHERE id IN (SELECT value FROM json_each(?))", [ids]
         ).fetchall()
@@ -367,7 +367,7 @@ class Journal(JournalBase):
         return rows
 
     def record_failure(self, segment_ids: list[int], error: str, *, permanent: bool) -> None:
-        """Count a failed push of ``segment_ids`` (state unchanged) and add an ``error`` history entry."""
+        """Count a failed push of `segment_ids` (state unchanged) and add an `error` history entry."""
         error = redact(error)
         ids = json.dumps([int(i) for i in segment_ids])
         with self._transaction() as db:
@@ -381,15 +381,15 @@ class Journal(JournalBase):
     # -- status -------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Counts and the latest commit/error, from one consistent snapshot (see :func:`queries.run_summary`)."""
+        """Counts and the latest commit/error, from one consistent snapshot (see `queries.run_summary`)."""
         with self._transaction("DEFERRED") as db:
             return queries.run_summary(db)
 
     def add_conflicts(self, segment_ids: list[int]) -> None:
         """Record segments whose path on the Hub holds another run's file: they are never pushed (kept on
-        disk and in their state) and uploads leave them out; ``status`` counts them."""
+        disk and in their state) and uploads leave them out; `status` counts them."""
         self.set_value(queries.CONFLICTS_KEY, sorted(self.conflicts() | {int(i) for i in segment_ids}))
 
     def conflicts(self) -> set[int]:
-        """Ids recorded by :meth:`add_conflicts`."""
+        """Ids recorded by `add_conflicts`."""
         return set(self.get_value(queries.CONFLICTS_KEY, []))

@@ -24,18 +24,18 @@ class JournalVersionError(JournalError):
 
 
 def redact(text: str) -> str:
-    """``text`` with token-like strings replaced by ``***`` (no token is ever stored in the journal)."""
+    """`text` with token-like strings replaced by `***` (no token is ever stored in the journal)."""
     return _SECRET.sub("***", text)
 
 
 def is_corruption(exc: sqlite3.DatabaseError) -> bool:
-    """Whether ``exc`` says the file is damaged or not a database."""
+    """Whether `exc` says the file is damaged or not a database."""
     # SQLITE_CORRUPT / SQLITE_NOTADB surface as the base class; busy, constraint, misuse... as subclasses.
     return type(exc) is sqlite3.DatabaseError
 
 
 def as_os_error(exc: sqlite3.DatabaseError, path: Path) -> OSError | None:
-    """SQLITE_FULL / SQLITE_IOERR as the OSError a plain file write raises (ENOSPC / EIO), so that callers (``add_*``
+    """SQLITE_FULL / SQLITE_IOERR as the OSError a plain file write raises (ENOSPC / EIO), so that callers (`add_*`
     in the trainer) see what tensorboardX raises on a full disk; None for other errors."""
     code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
     primary = code & 0xFF if code is not None else None

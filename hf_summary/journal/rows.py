@@ -9,7 +9,7 @@ from pathlib import Path
 
 @dataclass
 class SegmentRow:
-    """One row of the ``segments`` table."""
+    """One row of the `segments` table."""
 
     id: int
     run: str
@@ -30,13 +30,13 @@ class SegmentRow:
     replaced_by: int | None = None
 
     def local_path(self, logdir: str | os.PathLike[str]) -> Path:
-        """``logdir / run / name`` (run ``""`` is the logdir itself)."""
+        """`logdir / run / name` (run `""` is the logdir itself)."""
         return Path(logdir, *filter(None, self.run.split("/")), self.name)
 
 
 @dataclass
 class CompactionRow:
-    """One row of the ``compactions`` table."""
+    """One row of the `compactions` table."""
 
     id: int
     run: str

@@ -1,56 +1,57 @@
 """The journal's schema, its version, and the migrations that bring an older journal to it in place.
 
-Schema (``PRAGMA application_id`` = :data:`APPLICATION_ID`, ``PRAGMA user_version`` = :data:`SCHEMA_VERSION`):
+Schema (`PRAGMA application_id` = `APPLICATION_ID`, `PRAGMA user_version` = `SCHEMA_VERSION`):
 
-``settings``  one row (id 1): how to push this logdir, so that ``recover`` needs only the logdir.
+`settings`  one row (id 1): how to push this logdir, so that `recover` needs only the logdir.
     repo_id, repo_type, revision, path_in_repo, allow_patterns / ignore_patterns (JSON list or NULL),
     squash_history, commit_every_s, private (NULL = unspecified), endpoint, updated_at
-    (see :class:`hf_summary.journal.settings.RunSettings`).
-``flags``     small JSON key/value flags (``key`` primary key, ``value`` JSON text, updated_at):
-    ``run_id`` (the run id in this run's segment names), ``conflicts`` (ids of segments whose path on
-    the Hub holds another run's file, see :meth:`Journal.add_conflicts`), ``replaced_segments`` (how many
-    segments rows are ``replaced``, kept by each compaction's commit), ``assets`` (the assets pushed so far:
-    logdir-relative path -> ``{"size", "mtime_ns", "sha256"}`` as pushed, see :mod:`hf_summary.assets`),
-    ``card_tagged`` (true once the repo's card carries the hf-summary tag), ``watch`` (true when
-    ``hf-summary watch`` pushes this logdir, not an HFSummaryWriter), and one
-    ``writer:<host>:<pid>:<create time>`` record per writer process (see :mod:`hf_summary.liveness`).
-``sequence``  one row (id 1): ``next``, the lowest segment sequence number still free (time-based, see
-    :meth:`Journal.next_sequence`).
-``segments``  one row per segment file, ``id`` AUTOINCREMENT (never reused, so ``id`` order is
-    creation order). run (logdir-relative directory, ``/``-separated, ``""`` = logdir), name,
+    (see `hf_summary.journal.settings.RunSettings`).
+`flags`     small JSON key/value flags (`key` primary key, `value` JSON text, updated_at):
+    `run_id` (the run id in this run's segment names), `conflicts` (ids of segments whose path on
+    the Hub holds another run's file, see `Journal.add_conflicts`), `replaced_segments` (how many
+    segments rows are `replaced`, kept by each compaction's commit), `assets` (the assets pushed so far:
+    logdir-relative path -> `{"size", "mtime_ns", "sha256"}` as pushed, see `hf_summary.assets`),
+    `card_tagged` (true once the repo's card carries the hf-summary tag), `watch` (true when
+    `hf-summary watch` pushes this logdir, not an HFSummaryWriter), and one
+    `writer:<host>:<pid>:<create time>` record per writer process (see `hf_summary.liveness`).
+`sequence`  one row (id 1): `next`, the lowest segment sequence number still free (time-based, see
+    `Journal.next_sequence`).
+`segments`  one row per segment file, `id` AUTOINCREMENT (never reused, so `id` order is
+    creation order). run (logdir-relative directory, `/`-separated, `""` = logdir), name,
     path_in_repo (UNIQUE), state, size, sha256, attempts, last_error, created_at, sealed_at,
     committed_at, commit_oid, writer_pid, writer_create_time (the writer process's create time, so that a
     reused pid is not taken for a live writer), level (0 = a segment the writer wrote; L >= 1 = a merged file
-    made by compaction), replaced_by (the ``compactions`` row that merged it away, set when the merge is
-    planned). A partial index on ``(run, name)`` over the rows not ``replaced`` keeps a run dir's live files one
-    short index scan away. ``(run, name)`` is UNIQUE too.
-``compactions`` one row per merge of committed files of one run dir into one file of ``level``: run, level,
-    name, path_in_repo, size, sha256, state (``planned`` -> ``committed`` -> ``applied``), segment_id (the
-    merged file's ``segments`` row, once committed), created_at, committed_at, commit_oid. The files it
-    replaces are the ``segments`` rows whose replaced_by is its id.
-``lease``     at most one row (id 1): the live drainer's pid, create_time, host, acquired_at,
+    made by compaction), replaced_by (the `compactions` row that merged it away, set when the merge is
+    planned). A partial index on `(run, name)` over the rows not `replaced` keeps a run dir's live files one
+    short index scan away. `(run, name)` is UNIQUE too.
+`compactions` one row per merge of committed files of one run dir into one file of `level`: run, level,
+    name, path_in_repo, size, sha256, state (`planned` -> `committed` -> `applied`), segment_id (the
+    merged file's `segments` row, once committed), created_at, committed_at, commit_oid. The files it
+    replaces are the `segments` rows whose replaced_by is its id.
+`lease`     at most one row (id 1): the live drainer's pid, create_time, host, acquired_at,
     heartbeat_at.
-``history``   recent events for ``status``: at, kind (``commit``, ``error``, ``requeue``, ``lease``, ``compaction``,
-    ``preemption`` (field ``signal``), ``final_push`` (``segments``, ``bytes``, ``commits``: what the
-    pushes of the final drain after a preemption carried; ``parked`` in the overflow bucket, ``pending`` after
-    it, ``last_commit``), ``budget`` (``gap_s``, ``retry_after``: the Hub refused a commit for the repo's commit
-    budget and commits are spaced by ``gap_s``; 0 once they are not), ``overflow`` (``bucket``, ``record``,
-    ``segments``, ``bytes``: a push parked in the overflow bucket), ``settled`` (``bucket``, ``records``,
-    ``commit``: parked pushes moved into the repo), ...), message,
-    fields (JSON object). Trimmed to the last :data:`HISTORY_KEEP` rows, always keeping the newest row of each kind.
+`history`   recent events for `status`: at, kind (`commit`, `error`, `requeue`, `lease`, `compaction`,
+    `preemption` (field `signal`), `final_push` (`segments`, `bytes`, `commits`: what the
+    pushes of the final drain after a preemption carried; `parked` in the overflow bucket, `pending` after
+    it, `last_commit`), `budget` (`gap_s`, `retry_after`: the Hub refused a commit for the repo's commit
+    budget and commits are spaced by `gap_s`; 0 once they are not), `overflow` (`bucket`, `record`,
+    `segments`, `bytes`: a push parked in the overflow bucket), `settled` (`bucket`, `records`,
+    `commit`: parked pushes moved into the repo), ...), message,
+    fields (JSON object). Trimmed to the last `HISTORY_KEEP` rows, always keeping the newest row of each kind.
 
-Schema versions: 1 (no compaction); 2 adds ``segments.level``, ``segments.replaced_by``, the ``replaced`` state
-and ``compactions``. A version-1 journal is migrated in place when opened.
+Schema versions: 1 (no compaction); 2 adds `segments.level`, `segments.replaced_by`, the `replaced` state
+and `compactions`. A version-1 journal is migrated in place when opened.
 
-The schema and its migrations are written in SQL, not with sqlite-utils' ``Table.create``/``create_index``/
-``transform`` (which the rows are written with): its table API has no CHECK constraint, no AUTOINCREMENT and no partial
+The schema and its migrations are written in SQL, not with sqlite-utils' `Table.create`/`create_index`/
+`transform` (which the rows are written with): its table API has no CHECK constraint, no AUTOINCREMENT and no partial
 index, which the journal relies on (a state outside the machine is refused; an id is never handed out twice; live
-files are one short index scan away), and ``transform`` keeps a table's CHECK constraints but cannot change one, which
+files are one short index scan away), and `transform` keeps a table's CHECK constraints but cannot change one, which
 is what the migration to version 2 does.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 SCHEMA_VERSION = 2
@@ -167,11 +168,12 @@ TABLES = frozenset({"settings", "flags", "sequence", "segments", "compactions", 
 
 
 def read_header(db: sqlite3.Connection) -> tuple[int, int, set[str]]:
-    """``(application_id, user_version, table names)`` of the database."""
-    app_id = db.execute("PRAGMA application_id").fetchone()[0]
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    return app_id, version, tables - {"sqlite_sequence"}
+    """`(application_id, user_version, table names)` of the database."""
+    app_id, version, names = db.execute(
+        "SELECT (SELECT application_id FROM pragma_application_id), (SELECT user_version FROM pragma_user_version), "
+        "(SELECT json_group_array(name) FROM sqlite_master WHERE type = 'table')"
+    ).fetchone()
+    return app_id, version, set(json.loads(names)) - {"sqlite_sequence"}
 
 
 def is_blank(header: tuple[int, int, set[str]]) -> bool:
@@ -188,7 +190,7 @@ def create_schema(db: sqlite3.Connection) -> None:
 
 
 def migrates_from(version: int) -> bool:
-    """Whether a journal of ``version`` can be migrated to a newer version."""
+    """Whether a journal of `version` can be migrated to a newer version."""
     return version in _MIGRATIONS
 
 

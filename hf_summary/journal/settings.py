@@ -1,4 +1,4 @@
-"""How a logdir is pushed (:class:`RunSettings`), and the one conversion to and from the journal's ``settings`` row."""
+"""How a logdir is pushed (`RunSettings`), and the one conversion to and from the journal's `settings` row."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ _DEFAULT_COMMIT_EVERY_S = 300.0
 
 @dataclass
 class RunSettings:
-    """How a logdir is pushed; ``path_in_repo`` already includes the logdir name."""
+    """How a logdir is pushed; `path_in_repo` already includes the logdir name."""
 
     repo_id: str
     repo_type: str
@@ -33,7 +33,7 @@ class RunSettings:
         return (self.repo_id, self.repo_type, self.revision, self.path_in_repo)
 
     def to_row(self) -> dict[str, Any]:
-        """The columns of the ``settings`` row (patterns as JSON lists), without ``id`` and ``updated_at``."""
+        """The columns of the `settings` row (patterns as JSON lists), without `id` and `updated_at`."""
         row = asdict(self)
         for key in ("allow_patterns", "ignore_patterns"):
             row[key] = None if row[key] is None else json.dumps(list(row[key]))
@@ -41,9 +41,9 @@ class RunSettings:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RunSettings:
-        """The settings a ``settings`` row holds. Tolerates the columns a damaged or foreign journal may lack
-        (``repo_id`` and ``path_in_repo`` excepted) and checks every value's type; raises ``KeyError``,
-        ``TypeError`` or ``ValueError`` when the row cannot be read as settings."""
+        """The settings a `settings` row holds. Tolerates the columns a damaged or foreign journal may lack
+        (`repo_id` and `path_in_repo` excepted) and checks every value's type; raises `KeyError`,
+        `TypeError` or `ValueError` when the row cannot be read as settings."""
 
         def text(key: str, default: str | None = None) -> str | None:
             value = row.get(key)

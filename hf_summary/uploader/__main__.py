@@ -1,7 +1,7 @@
-"""The uploader child's entry: ``python -m hf_summary.uploader LOGDIR --parent-pid P --parent-create-time T
---drain-timeout D --grace-period G --reverse-fd FD``, started by the writer or the watcher
-(:mod:`~hf_summary.uploader.launcher`) in its own session. It reads the token and then the trainer's requests
-on stdin (:mod:`~hf_summary.uploader.protocol`) and drains the journal (:mod:`~hf_summary.uploader.drain`).
+"""The uploader child's entry: `python -m hf_summary.uploader LOGDIR --parent-pid P --parent-create-time T
+--drain-timeout D --grace-period G --reverse-fd FD`, started by the writer or the watcher
+(`launcher`) in its own session. It reads the token and then the trainer's requests
+on stdin (`protocol`) and drains the journal (`drain`).
 """
 
 # ruff: noqa: E402  (stop signals are held before the imports, which take about a second)
@@ -39,7 +39,7 @@ logger = logging.getLogger("hf_summary")
 
 
 def _read_requests(stream: IO[str], wakeups: queue.Queue, closing: threading.Event) -> None:
-    """The trainer's lines, onto the drain loop's queue; ``closing`` is set on ``close`` or end of file."""
+    """The trainer's lines, onto the drain loop's queue; `closing` is set on `close` or end of file."""
     for line in stream:
         wakeups.put(line.strip())
         if protocol.decode(line)[0] == protocol.CLOSE:
@@ -51,7 +51,7 @@ def _read_requests(stream: IO[str], wakeups: queue.Queue, closing: threading.Eve
 @contextlib.contextmanager
 def sharing(pusher: Pusher, owner: LeaseOwner) -> Iterator[None]:
     """Share pushes with this host's other uploaders to the same repo branch (see
-    :mod:`~hf_summary.uploader.hostshare`) while the block runs, unless turned off or pushing to a bucket."""
+    `hostshare`) while the block runs, unless turned off or pushing to a bucket."""
     if pusher.settings.repo_type == BUCKET or not shared_pushes_enabled():
         yield
         return

@@ -1,13 +1,13 @@
 """The uploader's drain loop: holds the journal's lease and pushes what the trainer seals, one commit per push
-(through a :class:`~hf_summary.uploader.pusher.Pusher`), until the trainer is gone and nothing is pending.
+(through a `Pusher`), until the trainer is gone and nothing is pending.
 
 The trainer's requests and its end (end of file on the pipe, or its death seen through psutil: pid and create
-time) come through :attr:`Uploader.wakeups`; a final drain seals what the trainer left open, pushes everything
-and ends within ``drain_timeout`` seconds. A preemption (:mod:`~hf_summary.uploader.preemption`) makes it
+time) come through `Uploader.wakeups`; a final drain seals what the trainer left open, pushes everything
+and ends within `drain_timeout` seconds. A preemption (`preemption`) makes it
 urgent: ask the trainer to seal (over the reverse channel), push everything pending at once, skip the card
 tag and squash, go on sealing and pushing what the trainer still logs, and end as soon as the trainer is gone
 and nothing is pending, or when the grace period has passed. The journal's history records the preemption
-and what the final push carried, for ``hf-summary status``.
+and what the final push carried, for `hf-summary status`.
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ class _FinalPush:
 
 
 class Uploader:
-    """Drains one journal through ``pusher``. ``parent`` is the trainer to watch (None: nobody, drain and
-    exit); ``owner`` is who holds the lease (default: this process); ``reverse_fd`` is the pipe to the
-    trainer's reverse channel (see :mod:`~hf_summary.uploader.protocol`)."""
+    """Drains one journal through `pusher`. `parent` is the trainer to watch (None: nobody, drain and
+    exit); `owner` is who holds the lease (default: this process); `reverse_fd` is the pipe to the
+    trainer's reverse channel (see `protocol`)."""
 
     def __init__(
         self,
@@ -181,7 +181,7 @@ class Uploader:
         return requested > self._assets_seen or (self._closing and not self._assets_seen_final)
 
     def _outcome(self, pending: list[SegmentRow], assets_due: bool) -> ExitStatus | None:
-        """The exit status once the drain is over, ``None`` while it goes on."""
+        """The exit status once the drain is over, `None` while it goes on."""
         if not (self._closing or self.preemption.active):
             return None
         # Preempted, the trainer may still log (a checkpoint handler): keep taking its seals until the deadline.
@@ -248,7 +248,7 @@ class Uploader:
         """Watchdog thread. The loop checks the deadline between pushes, but a push can outlast it (it may have
         started before the close request; huggingface_hub retries some requests on its own; a connection can
         hang): end the process a little after the deadline regardless. What was not pushed stays pending in
-        the journal for ``hf-summary recover``."""
+        the journal for `hf-summary recover`."""
         closing.wait()
         time.sleep(self.drain_timeout + DEADLINE_GRACE_S)
         logger.error("drain deadline passed during a push; giving up on %s. Run `hf-summary recover %s`",
@@ -257,7 +257,7 @@ class Uploader:
         os._exit(1)
 
     def _wait(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for a message from the trainer (or a signal), then take all that came."""
+        """Wait up to `timeout` s for a message from the trainer (or a signal), then take all that came."""
         try:
             message = self.wakeups.get(timeout=timeout)
         except queue.Empty:
@@ -270,7 +270,7 @@ class Uploader:
                 return
 
     def _take(self, message: object) -> None:
-        """One item of :attr:`wakeups`: a line from the trainer, :data:`EOF`, or a wake-up."""
+        """One item of `wakeups`: a line from the trainer, `EOF`, or a wake-up."""
         if message is EOF:
             self._closing = True
             return
@@ -320,7 +320,7 @@ class Uploader:
 
     def _keep_trainer_sealing(self) -> None:
         """While preempted: at once, record the preemption and get what the trainer logged so far sealed;
-        then ask for a seal every ``SEAL_REQUEST_INTERVAL_S``, so that what it still logs (a checkpoint
+        then ask for a seal every `SEAL_REQUEST_INTERVAL_S`, so that what it still logs (a checkpoint
         handler that keeps training) follows within the grace period."""
         if not self.preemption.recorded:
             self._record_preemption()
@@ -337,7 +337,7 @@ class Uploader:
                                       signal=self.preemption.cause)
 
     def _wait_for_first_seal(self) -> None:
-        """Ask the trainer to seal and wait (up to ``FIRST_SEAL_WAIT_S``) until every segment it opened before
+        """Ask the trainer to seal and wait (up to `FIRST_SEAL_WAIT_S`) until every segment it opened before
         the preemption is sealed, so that the first push carries all of it."""
         self._tell_trainer(protocol.SEAL)
         self._next_seal_request = time.monotonic() + SEAL_REQUEST_INTERVAL_S

@@ -22,7 +22,7 @@ logger = logging.getLogger("hf_summary")
 
 
 def configure_logging(logdir: Path) -> None:
-    """INFO and up to ``LOGDIR/.hf_summary/uploader.log``, warnings and up to stderr (the trainer's)."""
+    """INFO and up to `LOGDIR/.hf_summary/uploader.log`, warnings and up to stderr (the trainer's)."""
     log_path = logdir / JOURNAL_DIR / "uploader.log"
     handlers: list[logging.Handler] = []
     try:
@@ -63,8 +63,8 @@ def prepare_process(logdir: Path) -> Path:
 
 
 def _scratch_dir(logdir: Path) -> Path:
-    """``LOGDIR/.hf_summary/xet/<pid>``, this process's scratch for hf_xet (never uploaded: the journal's
-    directory is not). Those of uploaders that are gone (a SIGKILL, the deadline's ``os._exit``) are removed
+    """`LOGDIR/.hf_summary/xet/<pid>`, this process's scratch for hf_xet (never uploaded: the journal's
+    directory is not). Those of uploaders that are gone (a SIGKILL, the deadline's `os._exit`) are removed
     first, so they never pile up."""
     root = logdir / JOURNAL_DIR / "xet"
     with contextlib.suppress(OSError):

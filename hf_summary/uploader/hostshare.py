@@ -1,22 +1,22 @@
 """Shared pushes: the uploaders of one host that push to the same repo and branch make one commit per tick
 between them, instead of one each.
 
-How they find each other: a *rendezvous* folder on the host's own disk (``HF_SUMMARY_RUNTIME_DIR``, else
-``$XDG_RUNTIME_DIR/hf-summary``, else ``/tmp/hf-summary-<uid>``; never the logdir, which may be on a shared
+How they find each other: a *rendezvous* folder on the host's own disk (`HF_SUMMARY_RUNTIME_DIR`, else
+`$XDG_RUNTIME_DIR/hf-summary`, else `/tmp/hf-summary-<uid>`; never the logdir, which may be on a shared
 filesystem), one sub-folder per host name and per target (a hash of endpoint, repo type, repo id and branch).
 Each uploader registers there (a file named by its pid and create time, holding its logdir) while it runs.
 
-Who pushes: whoever holds the folder's ``flock`` for the time of one push. A member whose tick comes takes the
+Who pushes: whoever holds the folder's `flock` for the time of one push. A member whose tick comes takes the
 lock, and unless the last shared commit is younger than its tick (then it waits for the next), commits its own
 sealed segments and those of every live member whose journal lease it holds, in one commit, marks them
 committed in each journal, and notes the time of the shared commit. Each journal keeps its own lease, its own
-uploader and its own trainer's pipes: per-logdir guarantees (``recover``, ``status``, preemption, a trainer's
+uploader and its own trainer's pipes: per-logdir guarantees (`recover`, `status`, preemption, a trainer's
 crash) are those of a lone writer; a member whose journal is pushed by another simply finds nothing pending.
 
 When the pushing uploader dies, the kernel releases its lock; the next member to tick takes it. Nothing was
 in flight but the commit: its segments are still sealed in their journals, and the next push carries them
 again (pushing a file twice is a no-op). A member that is gone (its registration names a dead process) is
-left out, and its registration removed; its journal waits for its next uploader or ``recover``.
+left out, and its registration removed; its journal waits for its next uploader or `recover`.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ _LOCK = "lock"
 
 
 def shared_pushes_enabled() -> bool:
-    """Whether uploaders share pushes (``HF_SUMMARY_SHARED_PUSHES``, on unless ``0``/``false``/``no``/``off``)."""
+    """Whether uploaders share pushes (`HF_SUMMARY_SHARED_PUSHES`, on unless `0`/`false`/`no`/`off`)."""
     return os.environ.get(SHARED_PUSHES_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
@@ -89,7 +89,7 @@ class HostShare:
 
     @contextlib.contextmanager
     def pushing(self, timeout: float) -> Iterator[bool]:
-        """Hold the target's lock for one push; yields whether it was had within ``timeout`` seconds."""
+        """Hold the target's lock for one push; yields whether it was had within `timeout` seconds."""
         fd = os.open(self.folder / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             deadline = time.monotonic() + timeout

@@ -1,5 +1,5 @@
 """Start the uploader child and own the two pipes between it and the trainer (trainer side; the words on them
-are :mod:`hf_summary.uploader.protocol`'s).
+are `hf_summary.uploader.protocol`'s).
 
 The child is a fresh interpreter (never a fork of the trainer) in its own session, so a Ctrl-C or a job-wide
 SIGTERM to the trainer's process group does not cut its final push short.
@@ -26,8 +26,8 @@ _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent.parent)
 
 
 def child_environment() -> dict[str, str]:
-    """This process's environment, with this copy of hf_summary first on ``PYTHONPATH``: a child started with
-    ``python -m hf_summary...`` runs the same code as its parent, wherever that was imported from."""
+    """This process's environment, with this copy of hf_summary first on `PYTHONPATH`: a child started with
+    `python -m hf_summary...` runs the same code as its parent, wherever that was imported from."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
     return env
@@ -36,7 +36,7 @@ def child_environment() -> dict[str, str]:
 class UploaderProcess:
     """Handle on a running uploader child. Sending never blocks the trainer.
 
-    ``on_seal`` runs on the reverse channel's reader thread whenever the uploader asks for a seal.
+    `on_seal` runs on the reverse channel's reader thread whenever the uploader asks for a seal.
     """
 
     def __init__(
@@ -95,7 +95,7 @@ class UploaderProcess:
         ).start()
 
     def _send(self, line: bytes, what: str) -> bool:
-        """Write ``line`` without blocking; ``what`` names it in the debug log (never the line: it may hold the
+        """Write `line` without blocking; `what` names it in the debug log (never the line: it may hold the
         token)."""
         with self._send_lock:
             stdin = self._proc.stdin
@@ -115,7 +115,7 @@ class UploaderProcess:
             return number if self._send(protocol.encode(word, number), f"{word} {number}") else None
 
     def request_push(self) -> int | None:
-        """Ask for a push of everything sealed so far. Returns the request's number (``None``: not sent)."""
+        """Ask for a push of everything sealed so far. Returns the request's number (`None`: not sent)."""
         return self._request(protocol.PUSH)
 
     def request_preempted_push(self) -> int | None:
@@ -130,8 +130,8 @@ class UploaderProcess:
                 self._proc.stdin.close()
 
     def wait_drained(self, request: int | None, timeout: float) -> bool:
-        """Wait up to ``timeout`` s until the uploader says that what was sealed before ``request`` is on
-        the Hub; returns at once, ``False``, when it can no longer say so (``request`` not sent, uploader
+        """Wait up to `timeout` s until the uploader says that what was sealed before `request` is on
+        the Hub; returns at once, `False`, when it can no longer say so (`request` not sent, uploader
         gone)."""
         if request is None:
             return False
@@ -162,7 +162,7 @@ class UploaderProcess:
             self._answers.notify_all()
 
     def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for the child to exit. When it outlives the wait, a daemon thread reaps it
+        """Wait up to `timeout` s for the child to exit. When it outlives the wait, a daemon thread reaps it
         later so it never lingers as a zombie. Returns whether it exited."""
         try:
             self._proc.wait(timeout=timeout)

@@ -2,10 +2,10 @@
 
 The Hub allows about 128 commits per hour per repo, shared by every writer of the repo: 32 jobs of a sweep at a
 5-minute tick already ask for 384. A commit refused for the budget (HTTP 429) says so, often with
-``Retry-After``. Retrying on a fixed schedule then spends every slot the moment it frees, and leaves none for a
+`Retry-After`. Retrying on a fixed schedule then spends every slot the moment it frees, and leaves none for a
 preempted job's final push. So an uploader that meets 429 spaces its commits: a *gap* between commits that
-doubles at each refusal (at least the run's tick, at most :data:`MAX_GAP_S`) and halves at each accepted
-commit (gone once below the tick). While the trainer waits on ``close()`` (and while preempted) the uploader
+doubles at each refusal (at least the run's tick, at most `MAX_GAP_S`) and halves at each accepted
+commit (gone once below the tick). While the trainer waits on `close()` (and while preempted) the uploader
 does not space its commits: see the uploader. Segments sealed meanwhile ride in the next commit, so nothing is dropped:
 each commit carries more. After a refusal the next try comes the gap *after* the time the Hub named, so the
 slot that frees there stays free a while for someone in a hurry.
@@ -21,7 +21,7 @@ MAX_GAP_S = 900.0
 
 @dataclass
 class Refusal:
-    """What :meth:`CommitPacer.refused` decided: wait ``delay_s`` before the next try; ``first`` is true for the
+    """What `CommitPacer.refused` decided: wait `delay_s` before the next try; `first` is true for the
     first refusal after accepted commits (worth a line in the journal's history)."""
 
     delay_s: float

@@ -1,8 +1,8 @@
 """The uploader's urgent final drain when its job is being stopped: SIGTERM, SIGHUP and SIGINT never kill the
-uploader outright. The first one (or a ``preempt`` request from a trainer that got SIGTERM itself) starts a
+uploader outright. The first one (or a `preempt` request from a trainer that got SIGTERM itself) starts a
 drain bounded by the grace period; a second signal ends the process at once, and so does a watchdog a little
 after the grace period when a push hangs. Whatever is left stays in the journal, for the next uploader or
-``hf-summary recover``."""
+`hf-summary recover`."""
 
 from __future__ import annotations
 
@@ -23,15 +23,15 @@ WAKE = object()  # put on the uploader's queue to wake its loop
 
 
 def flush_logs() -> None:
-    """Before an ``os._exit``: what was logged reaches its files."""
+    """Before an `os._exit`: what was logged reaches its files."""
     for handler in logger.handlers:
         with contextlib.suppress(Exception):
             handler.flush()
 
 
 class Preemption:
-    """The urgent final drain's state: started by the first stop signal or by the trainer's ``preempt``
-    request, bounded by ``grace_s``. Signal-handler safe: it only sets fields and wakes the loop; a watchdog
+    """The urgent final drain's state: started by the first stop signal or by the trainer's `preempt`
+    request, bounded by `grace_s`. Signal-handler safe: it only sets fields and wakes the loop; a watchdog
     thread ends the process a little after the budget even when a push hangs."""
 
     def __init__(self, grace_s: float, wakeups: queue.Queue):

@@ -1,12 +1,12 @@
 """One push: every pending segment (with the assets that changed, and the compaction riding along) in one
 commit, the journal told of the outcome, and the backoff before the next attempt after a failure. The
-uploader's drain loop and ``hf-summary recover`` both push through a :class:`Pusher`.
+uploader's drain loop and `hf-summary recover` both push through a `Pusher`.
 
 The repo's commit budget (HTTP 429 on a commit): an unhurried push spaces the next ones
-(:mod:`~hf_summary.uploader.pacing`); an urgent one (preempted) that the Hub will not take within the grace
-period is parked in the overflow bucket (:mod:`hf_summary.overflow`). Before its first unhurried push a pusher
-moves its run folder's parked pushes into the repo (:mod:`hf_summary.settle`). With a
-:class:`~hf_summary.uploader.hostshare.HostShare`, a push also carries the sealed segments of the host's other
+(`pacing`); an urgent one (preempted) that the Hub will not take within the grace
+period is parked in the overflow bucket (`hf_summary.overflow`). Before its first unhurried push a pusher
+moves its run folder's parked pushes into the repo (`hf_summary.settle`). With a
+`HostShare`, a push also carries the sealed segments of the host's other
 uploaders to the same target."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hf_summary import compaction
 from hf_summary._faults import fault
@@ -25,12 +26,12 @@ from hf_summary.hub import (
     BUCKET,
     CommitResult,
     HubError,
-    MissingRepoError,
     PathConflictError,
     PermanentHubError,
     PushTarget,
     RateLimitedError,
     client_for,
+    commit_or_create,
     open_client,
 )
 from hf_summary.journal import Journal, RunSettings, SegmentRow
@@ -61,8 +62,8 @@ class Pushed:
 
 
 class Pusher:
-    """Pushes one journal's pending segments to its target, one commit per :meth:`push`. Keeps the backoff
-    between failed attempts (:meth:`due`), the last permanent error, and the segments left out because their
+    """Pushes one journal's pending segments to its target, one commit per `push`. Keeps the backoff
+    between failed attempts (`due`), the last permanent error, and the segments left out because their
     path on the Hub holds another run's file."""
 
     def __init__(self, journal: Journal, settings: RunSettings, client: PushTarget, token: str | None = None):
@@ -85,7 +86,7 @@ class Pusher:
 
     @classmethod
     def open(cls, journal: Journal, settings: RunSettings, token: str | None) -> Pusher:
-        """A pusher to the target ``settings`` name, with ``token`` (``None``: the client's usual lookup)."""
+        """A pusher to the target `settings` name, with `token` (`None`: the client's usual lookup)."""
         return cls(journal, settings, client_for(settings, token), token)
 
     def pushable(self) -> list[SegmentRow]:
@@ -104,12 +105,12 @@ class Pusher:
     def push(
         self, pending: list[SegmentRow], *, urgent: bool = False, final: bool = False, deadline: float | None = None
     ) -> Pushed | None:
-        """One commit carrying every segment of ``pending`` still on disk (and, when sharing, the host's other
-        uploaders' sealed segments for the target); what it carried, or ``None`` when the Hub did not take it
+        """One commit carrying every segment of `pending` still on disk (and, when sharing, the host's other
+        uploaders' sealed segments for the target); what it carried, or `None` when the Hub did not take it
         (then the journal records the failure and the next attempt waits its backoff).
 
-        ``urgent`` (a preempted drain, to end by ``deadline``, monotonic): no compaction, no card tag or squash
-        after it, a backoff of a second at most, and a push refused for the commit budget is parked. ``final``
+        `urgent` (a preempted drain, to end by `deadline`, monotonic): no compaction, no card tag or squash
+        after it, a backoff of a second at most, and a push refused for the commit budget is parked. `final`
         (a final drain): every asset is looked at, interrupted merges are finished and no new one is planned."""
         pushed = self._push_shared(urgent, final, deadline) if self.share is not None else self._push(
             pending, [], urgent=urgent, final=final, deadline=deadline)
@@ -139,33 +140,31 @@ class Pusher:
 
     def push_assets(self, *, urgent: bool = False, final: bool = False, deadline: float | None = None) -> bool:
         """With no segment pending: one commit carrying the assets that changed since they were pushed (none when
-        none did). Whether the Hub holds them as they are now; ``False`` when it did not take the commit (the
-        next attempt then waits its backoff). Options as for :meth:`push`."""
-        assets = self.assets.changed(self.journal.get_value("assets", {}), full=final)
-        if not assets:
+        none did). Whether the Hub holds them as they are now; `False` when it did not take the commit (the
+        next attempt then waits its backoff). Options as for `push`."""
+        changes = self.changed_assets(full=final)
+        if not changes[0]:
             return True
-        if self._push([], [], urgent=urgent, final=final, deadline=deadline, assets=assets) is not None:
+        if self._push([], [], urgent=urgent, final=final, deadline=deadline, changes=changes) is not None:
             return True
         self._to_park = None  # only segments are parked: the assets wait for the next push
         self.next_attempt = max(self.next_attempt, time.monotonic() + URGENT_BACKOFF_CAP_S)
         return False
 
     def _push(self, pending: list[SegmentRow], others: list[tuple[Journal, list[SegmentRow]]], *, urgent: bool,
-              final: bool, deadline: float | None, assets: dict[str, dict] | None = None) -> Pushed | None:
+              final: bool, deadline: float | None,
+              changes: tuple[dict[str, Any], list[tuple[Path, str]]] | None = None) -> Pushed | None:
+        """One commit; `changes`: the assets that changed, when the caller looked already."""
         fault("after_claim")
         rows, files = self._on_disk(pending)
-        if not rows and not others and not assets:
+        if not rows and not others and not (changes and changes[0]):
             return None
         if self._settle_due and not urgent and not self._settle_parked(rows):
             return None
         files += [(row.local_path(journal.logdir), row.path_in_repo) for journal, theirs in others for row in theirs]
         never_replace = frozenset(dest for _, dest in files) - self.may_replace
-        pushed_assets = self.journal.get_value("assets", {})
-        if assets is None:
-            assets = self.assets.changed(pushed_assets, full=final)
-        for relative in assets:
-            run, _, name = relative.rpartition("/")
-            files.append((self.journal.logdir / relative, repo_path(self.settings, run, name)))
+        assets, asset_files = changes if changes is not None else self.changed_assets(full=final)
+        files += asset_files
         size = sum(row.size or 0 for row in rows)
         try:
             # -- compaction rides in this commit (hf_summary/compaction.py)
@@ -176,7 +175,7 @@ class Pusher:
             result = self._commit(files + ride.additions, _message(rows, size, ride, others, len(assets)),
                                   never_replace, ride.deletions)
         except PathConflictError as exc:
-            self._on_conflict([row for row in rows if row.path_in_repo in exc.paths], exc)
+            self.set_aside([row for row in rows if row.path_in_repo in exc.paths], exc)
             return None
         except HubError as exc:
             for journal, theirs in others:
@@ -190,18 +189,36 @@ class Pusher:
             journal.mark_committed([row.id for row in theirs], result.oid, result.url)
         self.journal.mark_committed([row.id for row in rows], result.oid, result.url, ride.compaction_ids)
         compaction.apply(self.journal)  # -- end of compaction
-        if assets:
-            self.journal.set_value("assets", {**pushed_assets, **assets})
+        self.assets_pushed(assets)
         logger.info("pushed %d segment(s), %d bytes, in commit %s", len(rows), size, result.oid)
         self._failures = 0
         self.permanent_error = None
         self.next_attempt = time.monotonic() + self._paced(urgent or final)
         if not urgent:  # the card tag and the squash wait for a later, unhurried push
-            self._after_commit()
+            self.after_commit()
         return Pushed(len(rows), size, result.oid)
 
+    def changed_assets(self, *, full: bool) -> tuple[dict[str, Any], list[tuple[Path, str]]]:
+        """The assets changed since they were last pushed (every one looked at when `full`), and their
+        `(local path, path in repo)`; once committed, `assets_pushed` records them."""
+        assets = self.assets.changed(self.journal.get_value("assets", {}), full=full)
+        files = []
+        for relative in assets:
+            run, _, name = relative.rpartition("/")
+            files.append((self.journal.logdir / relative, repo_path(self.settings, run, name)))
+        return assets, files
+
+    def assets_pushed(self, assets: dict[str, Any]) -> None:
+        if assets:
+            self.journal.set_value("assets", {**self.journal.get_value("assets", {}), **assets})
+
+    def settle_first(self) -> bool:
+        """Before the first unhurried push: move this run folder's parked pushes into the repo (see
+        `_settle_parked`); whether a push may go on."""
+        return not self._settle_due or self._settle_parked(self.pushable())
+
     def _on_disk(self, pending: list[SegmentRow]) -> tuple[list[SegmentRow], list[tuple[Path, str]]]:
-        """The segments of ``pending`` whose file is there, with their files; the others are recorded as lost."""
+        """The segments of `pending` whose file is there, with their files; the others are recorded as lost."""
         rows, files = [], []
         for row in pending:
             path = row.local_path(self.journal.logdir)
@@ -217,15 +234,11 @@ class Pusher:
     def _commit(
         self, files: list[tuple[Path, str]], message: str, never_replace: frozenset[str], deletions: list[str]
     ) -> CommitResult:
-        """Commit; create the repo (or branch) only when the Hub says it is missing: the writer made it at
-        start-up, and a push under preemption has no request to spare."""
-        try:
-            return self.client.commit_files(files, message, never_replace=never_replace, deletions=deletions)
-        except MissingRepoError:
-            self.client.ensure_repo(private=self.settings.private)
-            return self.client.commit_files(files, message, never_replace=never_replace, deletions=deletions)
+        return commit_or_create(self.client, files, message, private=self.settings.private,
+                                never_replace=never_replace, deletions=deletions)
 
-    def _after_commit(self) -> None:
+    def after_commit(self) -> None:
+        """After an unhurried commit: squash the history if the run asks for it; tag the repo card once."""
         if self.settings.squash_history:
             fault("during_squash")
             try:
@@ -240,7 +253,7 @@ class Pusher:
             except HubError as exc:
                 logger.warning("could not tag the repo card (will try after the next commit): %s", exc)
 
-    def _on_conflict(self, rows: list[SegmentRow], exc: PathConflictError) -> None:
+    def set_aside(self, rows: list[SegmentRow], exc: PathConflictError) -> None:
         """Segments whose path on the Hub holds another run's file: never pushed (the Hub's file stays), kept
         on disk and in the journal, and left out of later pushes so the rest of the run goes on."""
         self.journal.record_failure([row.id for row in rows], str(exc), permanent=True)
@@ -278,7 +291,7 @@ class Pusher:
     # ---------------------------------------------------------------- the commit budget
 
     def _paced(self, hurried: bool) -> float:
-        """After an accepted commit: the wait before the next one (see :mod:`~hf_summary.uploader.pacing`)."""
+        """After an accepted commit: the wait before the next one (see `pacing`)."""
         was_bound = self.pacer.budget_bound
         gap = self.pacer.committed()
         if was_bound and not self.pacer.budget_bound:
@@ -288,7 +301,7 @@ class Pusher:
     def _on_budget_spent(self, rows: list[SegmentRow], exc: RateLimitedError, *, urgent: bool,
                          deadline: float | None) -> None:
         """A commit refused for the repo's commit budget. Unhurried: space the commits (the segments wait and
-        ride together in the next one). Urgent: wait for the Hub's hint if it falls before ``deadline``, else
+        ride together in the next one). Urgent: wait for the Hub's hint if it falls before `deadline`, else
         park the push in the overflow bucket, where no commit is needed."""
         if rows:
             self.journal.record_failure([row.id for row in rows], str(exc), permanent=False)
@@ -314,7 +327,7 @@ class Pusher:
                            endpoint=self.settings.endpoint, token=self.token)
 
     def park(self, rows: list[SegmentRow], exc: HubError) -> bool:
-        """Put ``rows`` in the overflow bucket with the record a later settle needs; returns whether the bucket
+        """Put `rows` in the overflow bucket with the record a later settle needs; returns whether the bucket
         took them. They stay pending in the journal (a surviving logdir pushes them as usual; settle then finds
         them in the repo and only removes the bucket's copies), but this pusher pushes them no more."""
         if not rows:

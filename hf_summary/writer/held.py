@@ -1,4 +1,4 @@
-"""Held events: while the logdir's filesystem refuses writes (full, over quota, I/O errors, removed), ``_write``
+"""Held events: while the logdir's filesystem refuses writes (full, over quota, I/O errors, removed), `_write`
 holds the events in memory, in order; these write them out once it takes them again, keep the journal's record
 of the disk episode current, and give up on the way out."""
 
@@ -17,14 +17,14 @@ _HELD_CHUNK_BYTES = 1 << 20  # written out per turn of the writer's lock, so tha
 
 
 class HeldEvents:
-    """The held events' backlog and its disk episodes, mixed into ``HFSummaryWriter``; events are written out
-    through :class:`~hf_summary.writer.rolling.SegmentRolling`'s ``_write_now``, under its ``_lock``."""
+    """The held events' backlog and its disk episodes, mixed into `HFSummaryWriter`; events are written out
+    through `SegmentRolling`'s `_write_now`, under its `_lock`."""
 
     _lock: threading.RLock
     _journal: Journal | None
 
     def _init_held(self, limit_bytes: int) -> None:
-        # Events the logdir's filesystem refused, in order; while it holds any (``_holding``), add_* only appends.
+        # Events the logdir's filesystem refused, in order; while it holds any (`_holding`), add_* only appends.
         self._backlog = Backlog(limit_bytes)
         self._holding = False
         self._episode_recorded = False  # the current episode's start is in the journal's history
@@ -53,7 +53,7 @@ class HeldEvents:
         self._record_episode(episode, ended=True)
 
     def _write_out_chunk(self) -> BaseException | None:
-        """Under the lock: up to ``_HELD_CHUNK_BYTES`` of held events; the error that stopped it, if any."""
+        """Under the lock: up to `_HELD_CHUNK_BYTES` of held events; the error that stopped it, if any."""
         written = 0
         while self._backlog and written < _HELD_CHUNK_BYTES:
             run, data = self._backlog.peek()
@@ -68,7 +68,7 @@ class HeldEvents:
         return None
 
     def _record_episode(self, episode: Episode | None, *, ended: bool) -> None:
-        """Keep the journal's record of a disk episode current (for ``status``); the history gets its start and
+        """Keep the journal's record of a disk episode current (for `status`); the history gets its start and
         its end. The journal may sit on the full disk too: a failure here is retried at the next turn."""
         if episode is None or self._journal is None:
             return

@@ -1,5 +1,5 @@
 """The writer's lifecycle: its background parts (ticker, uploader, presence, SIGTERM handler, exit hook) started
-and stopped; ``push_to_hub``; ``close()``, reopening after it, and the way out on interpreter exit or SIGTERM."""
+and stopped; `push_to_hub`; `close()`, reopening after it, and the way out on interpreter exit or SIGTERM."""
 
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ logger = logging.getLogger("hf_summary")
 
 
 class Lifecycle:
-    """Mixed into ``HFSummaryWriter``: seals through :class:`~hf_summary.writer.rolling.SegmentRolling`'s
-    ``_roll``, writes out or gives up :class:`~hf_summary.writer.held.HeldEvents`, runs
-    :class:`~hf_summary.writer.ticker.Ticker`'s ``_tick`` on its thread."""
+    """Mixed into `HFSummaryWriter`: seals through `SegmentRolling`'s
+    `_roll`, writes out or gives up `HeldEvents`, runs
+    `Ticker`'s `_tick` on its thread."""
 
     _settings: RunSettings
     _logdir_path: Path
@@ -90,10 +90,10 @@ class Lifecycle:
     def push_to_hub(self, *, blocking: bool = True, timeout: float | None = None) -> bool:
         """Seal what was logged so far and push it now instead of at the next tick.
 
-        With ``blocking``, wait (up to ``timeout`` s, default ``close_timeout``) until the Hub holds it; returns
-        whether it does (at once ``False`` when a segment's path on the Hub holds another run's file: that one
+        With `blocking`, wait (up to `timeout` s, default `close_timeout`) until the Hub holds it; returns
+        whether it does (at once `False` when a segment's path on the Hub holds another run's file: that one
         is never pushed). Never raises on Hub errors: they are retried in the background. Offline, this only
-        seals and returns False: ``hf-summary sync`` pushes later.
+        seals and returns False: `hf-summary sync` pushes later.
         """
         if not self._write_to_disk:
             return True
@@ -121,7 +121,7 @@ class Lifecycle:
     # ---------------------------------------------------------------- closing, exit and signals
 
     def close(self) -> None:
-        """Seal everything, wait (up to ``close_timeout``) until the Hub holds it, and stop the uploader."""
+        """Seal everything, wait (up to `close_timeout`) until the Hub holds it, and stop the uploader."""
         if self._closed:
             return
         self._closed = True
@@ -166,7 +166,7 @@ class Lifecycle:
         self._journal.close()
 
     def _reopen(self) -> None:
-        """tensorboardX lets ``add_*`` go on after ``close()``: reopen the journal, ticker and uploader."""
+        """tensorboardX lets `add_*` go on after `close()`: reopen the journal, ticker and uploader."""
         self._open_journal()
         self._start_background()
 
@@ -175,7 +175,7 @@ class Lifecycle:
 
     def _seal_and_hand_over(self, *, interrupting: bool) -> int | None:
         """Seal and ask for a push without waiting (an urgent one from a signal handler); returns the
-        request's number, for ``_wait_for_push``. When this process ends, its pipe closes and the uploader
+        request's number, for `_wait_for_push`. When this process ends, its pipe closes and the uploader
         drains on its own."""
         sealed = 0
         if not (interrupting and self._lock._is_owned()):  # never write into a record we interrupted
@@ -194,8 +194,8 @@ class Lifecycle:
         return None
 
     def _wait_for_push(self, request: int | None) -> None:
-        """On the way out: wait, up to ``grace_period``, until the uploader says the Hub holds what was
-        sealed before ``request``; return as soon as it does, or as soon as it cannot say so."""
+        """On the way out: wait, up to `grace_period`, until the uploader says the Hub holds what was
+        sealed before `request`; return as soon as it does, or as soon as it cannot say so."""
         if self._uploader is not None and not self._uploader.wait_drained(request, self._grace_period):
             logger.warning("exiting before the Hub confirmed the last push of %s; `hf-summary status %s` "
                            "tells where it stands", self.logdir, self.logdir)

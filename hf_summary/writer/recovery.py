@@ -1,4 +1,4 @@
-"""A logdir removed under the running writer (``rm -rf``): noticed by the ticker, what its open segments held
+"""A logdir removed under the running writer (`rm -rf`): noticed by the ticker, what its open segments held
 read back and written out again, and, if the journal went too, the logdir made again with a new journal."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ logger = logging.getLogger("hf_summary")
 
 
 class LogdirRecovery:
-    """Mixed into ``HFSummaryWriter``: works on :class:`~hf_summary.writer.rolling.SegmentRolling`'s segments and
-    :class:`~hf_summary.writer.held.HeldEvents`' backlog, and restarts the uploader and presence on a new journal."""
+    """Mixed into `HFSummaryWriter`: works on `SegmentRolling`'s segments and
+    `HeldEvents`' backlog, and restarts the uploader and presence on a new journal."""
 
     _settings: RunSettings
     _logdir_path: Path
@@ -29,7 +29,7 @@ class LogdirRecovery:
     _journal: Journal
 
     def _logdir_removed(self) -> bool:
-        """Whether the journal, or the file of an open segment, was removed under the writer (``rm -rf``)."""
+        """Whether the journal, or the file of an open segment, was removed under the writer (`rm -rf`)."""
         return not self._journal.path.exists() or any(o.segment.unlinked() for o in list(self._segments.values()))
 
     def _recreate_logdir(self) -> bool:

@@ -1,4 +1,4 @@
-"""Segments and rolls: each event into its run's open segment with one ``write(2)``, the next segment made ready
+"""Segments and rolls: each event into its run's open segment with one `write(2)`, the next segment made ready
 off the training thread, and every open segment sealed and recorded in the journal at each roll."""
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ class _OpenSegment:
 
 
 class SegmentRolling:
-    """The writer's segments: ``_write`` (the hot path's end), the prepared next segments, ``_roll``.
+    """The writer's segments: `_write` (the hot path's end), the prepared next segments, `_roll`.
 
-    Mixed into ``HFSummaryWriter``, which provides the run's identity (``_settings``, ``_logdir_path``, ``_run_id``,
-    ``_host``, ``_create_time``, ``_filename_suffix``), ``_journal``, ``_closed``, the held events' ``_backlog``
-    and ``_holding`` (:class:`~hf_summary.writer.held.HeldEvents`), and ``_ensure_uploader()``.
+    Mixed into `HFSummaryWriter`, which provides the run's identity (`_settings`, `_logdir_path`, `_run_id`,
+    `_host`, `_create_time`, `_filename_suffix`), `_journal`, `_closed`, the held events' `_backlog`
+    and `_holding` (`HeldEvents`), and `_ensure_uploader()`.
     """
 
     _settings: RunSettings
@@ -62,7 +62,7 @@ class SegmentRolling:
         self._record_lock = threading.Lock()
 
     def _write(self, run: str, data: bytes) -> None:
-        """One event to ``run``'s segment; held in memory, in order, while the logdir's storage refuses writes."""
+        """One event to `run`'s segment; held in memory, in order, while the logdir's storage refuses writes."""
         with self._lock:
             if self._holding:  # the ticker writes the backlog out: no retry storm on the training thread
                 self._backlog.hold(run, data)
@@ -101,8 +101,8 @@ class SegmentRolling:
         return opened
 
     def _new_segment(self, run: str, *, staged: bool) -> _OpenSegment:
-        """A new segment of ``run`` with its journal row and header record; ``staged``: created under the
-        journal's directory (no reader sees it there) for :meth:`_take_prepared` to rename into ``run``."""
+        """A new segment of `run` with its journal row and header record; `staged`: created under the
+        journal's directory (no reader sees it there) for `_take_prepared` to rename into `run`."""
         journal = self._journal
         name = segment_name(journal.next_sequence(), self._host, self._filename_suffix, run_id=self._run_id)
         relative = logdir_relative(run, name)
@@ -135,7 +135,7 @@ class SegmentRolling:
         return _OpenSegment(segment, row_id, target if staged else None)
 
     def _prepare_next(self, runs: list[str]) -> None:
-        """Ticker thread, before a roll: make the next segment of each of ``runs`` ready, off the training thread.
+        """Ticker thread, before a roll: make the next segment of each of `runs` ready, off the training thread.
         If the run's current segment changed meanwhile (the training thread started one the slow way, with a
         later sequence), the prepared one would sort before it: it is discarded."""
         for run in runs:
@@ -151,7 +151,7 @@ class SegmentRolling:
                 self._discard(opened)
 
     def _take_prepared(self, run: str) -> _OpenSegment | None:
-        """Under the lock: move the prepared segment of ``run`` into its run dir (one rename) and make it current."""
+        """Under the lock: move the prepared segment of `run` into its run dir (one rename) and make it current."""
         opened = self._prepared.pop(run, None)
         if opened is None:
             return None
@@ -188,9 +188,9 @@ class SegmentRolling:
     def _roll(self, *, interrupting: bool = False) -> int:
         """Seal every open segment and record it in the journal. Returns how many were sealed.
 
-        ``interrupting``: called from a signal handler, which may have interrupted the lock's holder on this
+        `interrupting`: called from a signal handler, which may have interrupted the lock's holder on this
         very thread. Records are whole (one write each), so after a short wait sealing goes ahead without the
-        lock; if the interrupted write resumes, ``_write()`` starts a new segment.
+        lock; if the interrupted write resumes, `_write()` starts a new segment.
         """
         locked = self._lock.acquire(timeout=SIGNAL_LOCK_WAIT_S if interrupting else -1)
         try:
@@ -220,9 +220,9 @@ class SegmentRolling:
         return len(detached) or recorded
 
     def _record_sealed(self, *, interrupting: bool = False) -> int:
-        """Record in the journal the segments finished on disk (``_unrecorded``), oldest first, so that none
+        """Record in the journal the segments finished on disk (`_unrecorded`), oldest first, so that none
         stays 'open' while this process lives; returns how many were sealed. Raises OSError when the journal
-        cannot be written (they stay in ``_unrecorded``)."""
+        cannot be written (they stay in `_unrecorded`)."""
         if not self._record_lock.acquire(timeout=SIGNAL_LOCK_WAIT_S if interrupting else -1):
             return 0  # we interrupted the call that is recording them
         recorded = 0
@@ -245,7 +245,7 @@ class SegmentRolling:
         return recorded
 
     def flush(self) -> None:
-        """Events are already in the OS when ``add_*`` returns; this also fsyncs the open segments."""
+        """Events are already in the OS when `add_*` returns; this also fsyncs the open segments."""
         with self._lock:
             for opened in self._segments.values():
                 opened.segment.sync()

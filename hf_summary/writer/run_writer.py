@@ -1,4 +1,4 @@
-"""`RunWriter`: tensorboardX's ``FileWriter`` surface for one run directory, writing through the owner's segments."""
+"""`RunWriter`: tensorboardX's `FileWriter` surface for one run directory, writing through the owner's segments."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 
 
 class RunWriter:
-    """The tensorboardX ``FileWriter`` surface for one run directory, writing through the owner's segments (its
-    ``_write``)."""
+    """The tensorboardX `FileWriter` surface for one run directory, writing through the owner's segments (its
+    `_write`)."""
 
     def __init__(self, owner: SegmentRolling, logdir: str, run: str):
         self._owner = owner
@@ -28,7 +28,7 @@ class RunWriter:
         return self._logdir
 
     def stamp(self, step: int | None, walltime: float | None) -> tuple[int | None, float]:
-        """The step and wall time an event gets: the arguments, else ``use_metadata``'s, else now."""
+        """The step and wall time an event gets: the arguments, else `use_metadata`'s, else now."""
         if walltime is None:
             walltime = self._default_metadata.get("walltime") or time.time()
         if step is None:
@@ -60,7 +60,7 @@ class RunWriter:
     add_openvino_graph = add_onnx_graph
 
     def flush(self) -> None:
-        """Nothing waits in user space; the owner's ``flush()`` fsyncs."""
+        """Nothing waits in user space; the owner's `flush()` fsyncs."""
 
     def close(self) -> None:
         """Segments are sealed by the owner, all runs at once."""

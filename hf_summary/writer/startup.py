@@ -25,7 +25,7 @@ _BUCKET_COMMIT_EVERY_MIN = 1  # no commit budget: push sooner
 
 
 class ExistingRunError(FileExistsError):
-    """The repo folder already holds another run's event files and ``existing_run="error"`` was asked."""
+    """The repo folder already holds another run's event files and `existing_run="error"` was asked."""
 
 
 def default_commit_every(repo_type: str | None) -> int:
@@ -95,7 +95,7 @@ def run_settings(
 
 
 def resolve_logdir(logdir, kwargs: dict) -> Path:
-    """tensorboardX's logdir rule (``logdir``, else torch's ``log_dir``, else ``runs/DATE_HOST+comment``)."""
+    """tensorboardX's logdir rule (`logdir`, else torch's `log_dir`, else `runs/DATE_HOST+comment`)."""
     log_dir = kwargs.pop("log_dir", None)
     chosen = logdir if logdir is not None else log_dir
     if chosen is None:
@@ -123,7 +123,7 @@ def prepare_logdir(logdir: Path) -> None:
 
 
 def open_journal(logdir: Path, settings: RunSettings, presence: WriterPresence) -> tuple[Journal, str]:
-    """The logdir's journal (rebuilt from disk if needed) with ``settings`` recorded, and the run's id; this writer
+    """The logdir's journal (rebuilt from disk if needed) with `settings` recorded, and the run's id; this writer
     is announced in it first. Refuses to switch a logdir whose segments are still pending for another destination
     (the presence stopped and the journal closed again)."""
     journal, _ = open_or_rebuild(logdir, settings)

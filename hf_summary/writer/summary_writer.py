@@ -1,7 +1,7 @@
-"""`HFSummaryWriter`: a tensorboardX ``SummaryWriter`` whose logs reach the Hub, whatever happens to the job.
+"""`HFSummaryWriter`: a tensorboardX `SummaryWriter` whose logs reach the Hub, whatever happens to the job.
 
-This module holds the class, its constructor and its tensorboardX surface (``add_*``); the rest of the writer is
-mixed in from the other modules of :mod:`hf_summary.writer`, one job each."""
+This module holds the class, its constructor and its tensorboardX surface (`add_*`); the rest of the writer is
+mixed in from the other modules of `hf_summary.writer`, one job each."""
 
 from __future__ import annotations
 
@@ -47,51 +47,51 @@ _time = time.time
 
 
 class HFSummaryWriter(Lifecycle, Ticker, LogdirRecovery, HeldEvents, SegmentRolling, SummaryWriter):
-    """A drop-in ``SummaryWriter`` that pushes its event files to a Hub repo in the background.
+    """A drop-in `SummaryWriter` that pushes its event files to a Hub repo in the background.
 
-    Each ``add_*`` call hands its whole event to the OS with one ``write(2)`` before returning, so a crash of
-    the training process loses nothing that was logged. Every ``commit_every`` minutes the open event files
+    Each `add_*` call hands its whole event to the OS with one `write(2)` before returning, so a crash of
+    the training process loses nothing that was logged. Every `commit_every` minutes the open event files
     ("segments") are sealed and recorded in an SQLite journal in the logdir; a separate uploader process
     pushes them in one commit and survives the trainer: if the trainer dies, the uploader seals what was
-    left open and pushes it. ``hf-summary recover LOGDIR`` finishes the job if both died.
+    left open and pushes it. `hf-summary recover LOGDIR` finishes the job if both died.
 
     Args:
-        repo_id: the repo to push to (``"username/my-run"``); created if missing.
-        logdir: where event files are written (default: ``runs/DATE_HOST``, as tensorboardX).
+        repo_id: the repo to push to (`"username/my-run"`); created if missing.
+        logdir: where event files are written (default: `runs/DATE_HOST`, as tensorboardX).
         commit_every: minutes between two pushes (default 5 for repos, whose commits the Hub rate-limits, and 1
             for buckets, which have no commit budget).
         squash_history: squash the branch's history into one commit after each push (not for buckets).
         repo_type, repo_revision, repo_private: the repo's type, branch and (new repos only) visibility.
-            ``repo_type="bucket"`` pushes to a Storage Bucket ``repo_id`` instead: no commits, no branch, no card.
-        path_in_repo: folder in the repo; the logdir's name is appended (default ``tensorboard``).
+            `repo_type="bucket"` pushes to a Storage Bucket `repo_id` instead: no commits, no branch, no card.
+        path_in_repo: folder in the repo; the logdir's name is appended (default `tensorboard`).
         repo_allow_patterns, repo_ignore_patterns: glob patterns on paths relative to the logdir.
-        token: Hub token (default: ``HF_TOKEN`` or the stored login). Never written anywhere.
-        close_timeout: seconds ``close()``/``__exit__`` wait for the final push (default 120). If the Hub is
-            still unreachable then, the uploader keeps trying in the background for up to ``drain_timeout``.
+        token: Hub token (default: `HF_TOKEN` or the stored login). Never written anywhere.
+        close_timeout: seconds `close()`/`__exit__` wait for the final push (default 120). If the Hub is
+            still unreachable then, the uploader keeps trying in the background for up to `drain_timeout`.
         drain_timeout: seconds the uploader keeps pushing after the trainer closed or died (default 600).
         handle_sigterm: install a SIGTERM handler that seals and asks for an urgent push, then chains at once
             to a previous Python handler, or, when the signal's default action would end the process, first
-            waits (up to ``grace_period``) until the Hub holds what was logged (default True; only possible
+            waits (up to `grace_period`) until the Hub holds what was logged (default True; only possible
             from the main thread). With or without it, the uploader turns its own SIGTERM (a job-wide signal)
             into an urgent final push and asks this process to seal.
         grace_period: seconds a stop may spend on the final push: the trainer's wait on its way out (SIGTERM,
-            interpreter exit without ``close()``) and the uploader's final drain after a stop signal
-            (default ``HF_SUMMARY_GRACE_PERIOD``, else 8: inside ``docker stop``'s 10 s). Set it a little
+            interpreter exit without `close()`) and the uploader's final drain after a stop signal
+            (default `HF_SUMMARY_GRACE_PERIOD`, else 8: inside `docker stop`'s 10 s). Set it a little
             below the time your scheduler leaves between SIGTERM and SIGKILL.
         held_events_limit: bytes of events kept in memory while the logdir's filesystem refuses writes (full,
             over quota, I/O errors, removed; default 32 MiB). They are written out, in order, once it takes
-            them again; events past the limit are dropped and counted (the oldest are kept). ``add_*`` never
-            raises for such an error; a warning says when it starts and ends, and ``hf-summary status`` shows it.
+            them again; events past the limit are dropped and counted (the oldest are kept). `add_*` never
+            raises for such an error; a warning says when it starts and ends, and `hf-summary status` shows it.
         existing_run: what to do when the repo folder already holds event files of another run (a
             requeued job on a new node, whose fresh logdir has the same name; or another experiment):
-            ``"continue"`` (default) logs on into it as the same TensorBoard run, after a warning;
-            ``"error"`` refuses to start. No run ever replaces a file of another either way.
+            `"continue"` (default) logs on into it as the same TensorBoard run, after a warning;
+            `"error"` refuses to start. No run ever replaces a file of another either way.
         offline: log and journal as usual but never touch the network: no repo check, no uploader, and
-            ``close()`` returns at once; ``hf-summary sync LOGDIR`` pushes the run later from a connected
-            machine. Also on whenever huggingface_hub is in offline mode (``HF_HUB_OFFLINE``, read when
+            `close()` returns at once; `hf-summary sync LOGDIR` pushes the run later from a connected
+            machine. Also on whenever huggingface_hub is in offline mode (`HF_HUB_OFFLINE`, read when
             huggingface_hub is imported), since it would refuse every request anyway.
-        **kwargs: passed to tensorboardX's ``SummaryWriter`` (``comment``, ``purge_step``,
-            ``filename_suffix``, ...; ``max_queue`` and ``flush_secs`` are accepted and have nothing to do:
+        **kwargs: passed to tensorboardX's `SummaryWriter` (`comment`, `purge_step`,
+            `filename_suffix`, ...; `max_queue` and `flush_secs` are accepted and have nothing to do:
             there is no queue and no buffer).
 
     Example:
@@ -215,7 +215,7 @@ class HFSummaryWriter(Lifecycle, Ticker, LogdirRecovery, HeldEvents, SegmentRoll
 
     @property
     def log_dir(self) -> str:
-        """torch.utils.tensorboard's name for ``logdir``."""
+        """torch.utils.tensorboard's name for `logdir`."""
         return self.logdir
 
     def get_logdir(self) -> str:
@@ -245,9 +245,9 @@ class HFSummaryWriter(Lifecycle, Ticker, LogdirRecovery, HeldEvents, SegmentRoll
         new_style: bool = False,
         double_precision: bool = False,
     ) -> None:
-        """tensorboardX's ``add_scalar``, plus torch's ``new_style`` tensor scalars (``double_precision`` applies
-        to those only, as in torch: without ``new_style`` the value is a float32 ``simple_value``). Takes what
-        torch's takes: a number, a numpy scalar or array, a tensor of any dtype, ``bfloat16`` included."""
+        """tensorboardX's `add_scalar`, plus torch's `new_style` tensor scalars (`double_precision` applies
+        to those only, as in torch: without `new_style` the value is a float32 `simple_value`). Takes what
+        torch's takes: a number, a numpy scalar or array, a tensor of any dtype, `bfloat16` included."""
         value = scalar_value if type(scalar_value) in _PLAIN_NUMBERS else scalar_number(scalar_value)
         if not (new_style or display_name or summary_description) and self._add_lean_scalar(
             self.file_writer, tag, value, global_step, walltime
@@ -261,13 +261,13 @@ class HFSummaryWriter(Lifecycle, Ticker, LogdirRecovery, HeldEvents, SegmentRoll
         self._add_simple_scalar(tag, value, global_step, walltime, display_name, summary_description)
 
     def _add_simple_scalar(self, tag: str, value, global_step, walltime, display_name: str, description: str) -> None:
-        """A ``simple_value`` scalar the lean path left (a NaN, a display name...), ``value`` converted by
-        :func:`scalar_number`."""
+        """A `simple_value` scalar the lean path left (a NaN, a display name...), `value` converted by
+        `scalar_number`."""
         SummaryWriter.add_scalar(self, tag, value, global_step, walltime, display_name, description)
 
     def _add_lean_scalar(self, writer: object, tag: str, value, step, walltime) -> bool:
-        """``add_scalar``'s hot path into ``writer`` (a run dir's): a Python float/int (numpy and torch scalars
-        are made one by :func:`scalar_number` first), its Event encoded directly (the same bytes protobuf writes)
+        """`add_scalar`'s hot path into `writer` (a run dir's): a Python float/int (numpy and torch scalars
+        are made one by `scalar_number` first), its Event encoded directly (the same bytes protobuf writes)
         and written. Returns False, having done nothing, for anything else."""
         if (
             type(value) not in _PLAIN_NUMBERS
@@ -300,20 +300,20 @@ class HFSummaryWriter(Lifecycle, Ticker, LogdirRecovery, HeldEvents, SegmentRoll
 
     @numpy_arguments
     def add_audio(self, tag: str, snd_tensor, *args, **kwargs) -> None:
-        """tensorboardX's ``add_audio``, taking ``float16`` (and ``bfloat16``) sound too, as ``float32``, which
-        holds it exactly (tensorboardX's WAV encoder has no ``float16``)."""
+        """tensorboardX's `add_audio`, taking `float16` (and `bfloat16`) sound too, as `float32`, which
+        holds it exactly (tensorboardX's WAV encoder has no `float16`)."""
         if getattr(snd_tensor, "dtype", None) == np.float16:
             snd_tensor = snd_tensor.astype(np.float32)
         SummaryWriter.add_audio(self, tag, snd_tensor, *args, **kwargs)
 
     def add_tensor(self, tag: str, tensor, global_step: int | None = None, walltime: float | None = None) -> None:
-        """torch's ``add_tensor``: a tensor (or numpy array) of any dtype torch's takes, as a TensorProto."""
+        """torch's `add_tensor`: a tensor (or numpy array) of any dtype torch's takes, as a TensorProto."""
         self._get_file_writer().add_summary(tensor_summary(tag, *tensor_array(tensor)), global_step, walltime)
 
     def add_scalars(self, main_tag: str, tag_scalar_dict: dict, global_step=None, walltime=None) -> None:
-        """Each tag goes to its own sub-run ``logdir/main_tag/tag``, which rolls like the main run. As in
-        tensorboardX, the values are also kept in ``scalar_dict`` for ``export_scalars_to_json``, as
-        ``(walltime, step, value)`` tuples (the garbage collector stops tracking those; lists would make its
+        """Each tag goes to its own sub-run `logdir/main_tag/tag`, which rolls like the main run. As in
+        tensorboardX, the values are also kept in `scalar_dict` for `export_scalars_to_json`, as
+        `(walltime, step, value)` tuples (the garbage collector stops tracking those; lists would make its
         full collections ever longer in a long run)."""
         walltime = _time() if walltime is None else walltime
         fw_logdir = str(self._get_file_writer().get_logdir())
@@ -329,7 +329,7 @@ class HFSummaryWriter(Lifecycle, Ticker, LogdirRecovery, HeldEvents, SegmentRoll
             self._get_comet_logger().log_metrics(tag_scalar_dict, main_tag, step=global_step)
 
     def _sub_run_writer(self, run_logdir: str) -> RunWriter | DummyFileWriter:
-        """The writer of the sub-run ``run_logdir`` of ``add_scalars``, made on first use."""
+        """The writer of the sub-run `run_logdir` of `add_scalars`, made on first use."""
         writer = self.all_writers.get(run_logdir)
         if writer is None:
             writer = self.all_writers[run_logdir] = self._run_writer(run_logdir)
@@ -345,7 +345,7 @@ class HFSummaryWriter(Lifecycle, Ticker, LogdirRecovery, HeldEvents, SegmentRoll
         hparam_domain_discrete: dict | None = None,
         run_name: str | None = None,
     ) -> None:
-        """tensorboardX's ``add_hparams`` (a sub-run ``logdir/name``), plus torch's keyword arguments."""
+        """tensorboardX's `add_hparams` (a sub-run `logdir/name`), plus torch's keyword arguments."""
         if type(hparam_dict) is not dict or type(metric_dict) is not dict:
             raise TypeError("hparam_dict and metric_dict should be dictionary.")
         hparam_dict = {key: hparam_value(value) for key, value in hparam_dict.items()}

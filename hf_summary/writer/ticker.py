@@ -1,4 +1,4 @@
-"""The ticker thread: a roll and a push every ``commit_every``, the held events written out in between, and a
+"""The ticker thread: a roll and a push every `commit_every`, the held events written out in between, and a
 removed logdir noticed and made again."""
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ _HELD_RETRY_S = 1.0  # while events are held, the ticker tries to write them out
 
 
 class Ticker:
-    """The ticker's loop, mixed into ``HFSummaryWriter``: it drives the writer's rolls
-    (:class:`~hf_summary.writer.rolling.SegmentRolling`), held events (:class:`~hf_summary.writer.held.HeldEvents`)
-    and logdir recovery (:class:`~hf_summary.writer.recovery.LogdirRecovery`), and asks the uploader for pushes."""
+    """The ticker's loop, mixed into `HFSummaryWriter`: it drives the writer's rolls
+    (`SegmentRolling`), held events (`HeldEvents`)
+    and logdir recovery (`LogdirRecovery`), and asks the uploader for pushes."""
 
     _settings: RunSettings
     _stop_ticking: threading.Event
     _holding: bool
 
     def _tick(self) -> None:
-        """Ticker thread: roll and ask for a push every ``commit_every``; while events are held, try to write
-        them out every ``_HELD_RETRY_S`` in between."""
+        """Ticker thread: roll and ask for a push every `commit_every`; while events are held, try to write
+        them out every `_HELD_RETRY_S` in between."""
         next_roll = time.monotonic() + self._settings.commit_every_s
         while not self._stop_ticking.wait(self._until_next_turn(next_roll)):
             if self._logdir_removed() and not self._recreate_logdir():

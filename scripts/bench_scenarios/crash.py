@@ -31,7 +31,7 @@ class HubWatch:
 
 def watch_hub(bench: Bench, process: Worker, acknowledged: int, killed_at: tuple[float, float]) -> HubWatch:
     """Poll the repo until it holds every acknowledged step, the 30 s deadline passes, or nothing can change
-    any more (no process of the run alive and no new commit for the profile's ``crash_quiet_s``).
+    any more (no process of the run alive and no new commit for the profile's `crash_quiet_s`).
 
     A download is trusted only if the commit count did not move while it ran; the commit completing the
     steps is then the newest one, and its timestamp (same machine, same clock) gives the time to the Hub."""

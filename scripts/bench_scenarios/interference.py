@@ -11,7 +11,7 @@ from benchkit.stats import max_or_none, median, percentile
 
 
 def _interference_run(bench: Bench, writer: str) -> dict:
-    """One run (see ``scenario_interference``): the Hub is throttled throughout; ``go`` once a Hub writer's
+    """One run (see `scenario_interference`): the Hub is throttled throughout; `go` once a Hub writer's
     first push landed."""
     p = bench.profile
     hub = bench.hub()

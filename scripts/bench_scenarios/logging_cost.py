@@ -1,5 +1,5 @@
-"""Scenario 1, logging cost: ``add_scalar`` calls per second until return (and including ``close()``) on a
-settled writer, then mixed steps; and the cost of one ``add_scalar`` call per kind of value a loop logs."""
+"""Scenario 1, logging cost: `add_scalar` calls per second until return (and including `close()`) on a
+settled writer, then mixed steps; and the cost of one `add_scalar` call per kind of value a loop logs."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def run(bench: Bench) -> dict:
 
 
 def _per_kind(samples: dict[str, list[dict]]) -> dict[str, dict[str, float | None]]:
-    """``{kind: {writer: median µs per add_scalar call, ..., "ratio_tensorboardX_vs_ours": ...}}``."""
+    """`{kind: {writer: median µs per add_scalar call, ..., "ratio_tensorboardX_vs_ours": ...}}`."""
     figures = {}
     for kind in available_kinds():
         us = {writer: median([run["kinds_us"].get(kind) for run in samples.get(writer, [])])
@@ -54,7 +54,7 @@ def _per_kind(samples: dict[str, list[dict]]) -> dict[str, dict[str, float | Non
 
 
 def render_kinds(c: dict) -> str:
-    """The per-kind table: µs per ``add_scalar`` call, and how many times ours each other writer takes."""
+    """The per-kind table: µs per `add_scalar` call, and how many times ours each other writer takes."""
     per_kind = c["add_scalar_us_per_kind"]
     others = [w for w in KIND_WRITERS if w != "ours"]
     lines = [f"`add_scalar` per kind of value: µs per call on a settled writer, best of 3 runs of {c['n_kinds']:,} "

@@ -1,4 +1,4 @@
-"""The harness of ``scripts/bench.py`` and the benchmarks built on it: trainer processes (``bench_workers.py``)
+"""The harness of `scripts/bench.py` and the benchmarks built on it: trainer processes (`bench_workers.py`)
 watched and ended by PID, the bench's context (profile, local Hubs, temp dir, errors), interleaved rounds, and
 the facts of the machine a run was on."""
 
@@ -110,7 +110,7 @@ class Reaper:
 
 
 def _running(process: psutil.Process) -> bool:
-    """Running and not a zombie; ``is_running`` also checks the create time, so a reused PID is not ours."""
+    """Running and not a zombie; `is_running` also checks the create time, so a reused PID is not ours."""
     try:
         return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -130,7 +130,7 @@ def _vm_hwm_mb(pid: int) -> float | None:
 
 
 class Worker:
-    """One trainer process (``bench_workers.py``): JSON lines in, commands out, descendants watched."""
+    """One trainer process (`bench_workers.py`): JSON lines in, commands out, descendants watched."""
 
     def __init__(self, config: dict, env: dict[str, str], reaper: Reaper, log_dir: Path) -> None:
         self.config = config
@@ -182,7 +182,7 @@ class Worker:
                 return
 
     def expect(self, name: str, timeout: float) -> dict:
-        """The next message called ``name`` (others are skipped); BenchError on EOF or timeout."""
+        """The next message called `name` (others are skipped); BenchError on EOF or timeout."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -281,7 +281,7 @@ class Bench:
         return self._hubs[lfs]
 
     def env(self, hub: LocalHub, endpoint: str | None = None) -> dict[str, str]:
-        """A worker's environment (:func:`trainer_env`): the Hub to use, a private HF_HOME, one BLAS/OpenMP
+        """A worker's environment (`trainer_env`): the Hub to use, a private HF_HOME, one BLAS/OpenMP
         thread."""
         return {
             **trainer_env(hub),
@@ -315,7 +315,7 @@ class Bench:
         process.finish(timeout=finish_timeout)
 
     def attempt(self, scenario: str, writer: str, run: Callable[[], dict]) -> dict | None:
-        """``run()``, or None when it failed (the error is kept for the report and printed)."""
+        """`run()`, or None when it failed (the error is kept for the report and printed)."""
         try:
             return run()
         except BenchError as exc:
@@ -334,9 +334,9 @@ class Bench:
 
 def interleaved(bench: Bench, scenario: str, writers: tuple[str, ...], rounds: int,
                  run: Callable[[Bench, str], dict]) -> dict[str, list[dict]]:
-    """``run(bench, writer)`` for A B C, B C A, C A B, ... over ``rounds`` (each round starts one writer later,
+    """`run(bench, writer)` for A B C, B C A, C A B, ... over `rounds` (each round starts one writer later,
     so that no writer always runs first or right after the same one); each writer's successful results, also
-    kept in ``bench.raw`` for the JSON."""
+    kept in `bench.raw` for the JSON."""
     samples: dict[str, list[dict]] = {writer: [] for writer in writers}  # writer or variant ("ours/down")
     bench.raw[scenario] = samples
     for round_number in range(rounds):
@@ -354,7 +354,7 @@ def interleaved(bench: Bench, scenario: str, writers: tuple[str, ...], rounds: i
 
 def per_writer(samples: dict[str, list[dict]], figure: Callable[[dict], Any],
                reduce: Callable[[list[Any]], Any] = median) -> dict[str, Any]:
-    """``{writer: reduce(figure(sample) for each round)}`` for the three writers (None where none ran)."""
+    """`{writer: reduce(figure(sample) for each round)}` for the three writers (None where none ran)."""
     return {writer: reduce([figure(s) for s in samples.get(writer, [])]) for writer in WRITERS}
 
 
@@ -367,7 +367,7 @@ def ratios(figures: dict[str, dict], key: str, label: str) -> dict[str, float | 
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = POLL_S) -> bool:
-    """Poll ``predicate`` until truthy (True) or ``timeout`` s passed (False)."""
+    """Poll `predicate` until truthy (True) or `timeout` s passed (False)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() >= deadline:

@@ -21,7 +21,7 @@ def closed_port_endpoint() -> str:
 
 
 def scalar_steps(root: Path, tag: str = "loss") -> set[int]:
-    """Steps of ``tag`` in every event file under ``root``: a raw record scan (no sampling)."""
+    """Steps of `tag` in every event file under `root`: a raw record scan (no sampling)."""
     from tensorboardX.proto.event_pb2 import Event
 
     from hf_summary.segments import read_records
@@ -38,7 +38,7 @@ def scalar_steps(root: Path, tag: str = "loss") -> set[int]:
 
 
 def hub_steps(hub: LocalHub, repo_id: str, dest: Path) -> set[int]:
-    """Steps of ``loss`` in the repo's event files, downloaded with the real client into ``dest``."""
+    """Steps of `loss` in the repo's event files, downloaded with the real client into `dest`."""
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=hub.endpoint, token=hub.token())
@@ -50,7 +50,7 @@ def hub_steps(hub: LocalHub, repo_id: str, dest: Path) -> set[int]:
 
 
 def commit_time(hub: LocalHub, repo_id: str, count: int) -> float:
-    """Wall-clock time of the ``count``-th commit of the repo's main branch (1 = the initial commit)."""
+    """Wall-clock time of the `count`-th commit of the repo's main branch (1 = the initial commit)."""
     from huggingface_hub import HfApi
 
     history = HfApi(endpoint=hub.endpoint, token=hub.token()).list_repo_commits(repo_id)  # newest first

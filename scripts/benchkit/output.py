@@ -1,5 +1,5 @@
-"""Benchmark output: the Markdown table printed (and written where ``--markdown`` says), the figures written as
-JSON where ``--json`` says, and the rows of ``bench.py``'s table, one value per writer."""
+"""Benchmark output: the Markdown table printed (and written where `--markdown` says), the figures written as
+JSON where `--json` says, and the rows of `bench.py`'s table, one value per writer."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def check(value: Any, test: Callable[[Any], bool]) -> bool | None:
 
 
 def render_rows(rows: list[Row], writers: tuple[str, ...], headings: tuple[str, ...]) -> list[str]:
-    """The Markdown lines of a table of ``rows``: scenario, figure, one column per writer, target, met."""
+    """The Markdown lines of a table of `rows`: scenario, figure, one column per writer, target, met."""
     lines = [f"| scenario | figure | {' | '.join(headings)} | target | met |",
              "|---|---|" + "--:|" * len(writers) + "---|:-:|"]
     for row in rows:

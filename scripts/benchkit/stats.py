@@ -8,7 +8,7 @@ from typing import Any
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
-    """The ``q`` quantile (0 <= q <= 1) of ``values``, nearest rank: the value with ``int(q * n)`` smaller ones
+    """The `q` quantile (0 <= q <= 1) of `values`, nearest rank: the value with `int(q * n)` smaller ones
     (the largest for q = 1); None for no values. p99 of 100 values is their maximum."""
     ordered = sorted(values)
     if not ordered:
@@ -17,7 +17,7 @@ def percentile(values: Iterable[float], q: float) -> float | None:
 
 
 def median(values: Iterable[Any]) -> float | None:
-    """The median of the numbers among ``values`` (None and NaN left out); None when there are none."""
+    """The median of the numbers among `values` (None and NaN left out); None when there are none."""
     numbers = [v for v in values if isinstance(v, (int, float)) and v == v]
     return statistics.median(numbers) if numbers else None
 
@@ -33,10 +33,10 @@ def max_or_none(values: Iterable[Any]) -> Any:
 
 
 def divide(a: float | None, b: float | None) -> float | None:
-    """``a / b``, or None when either is missing or ``b`` is zero."""
+    """`a / b`, or None when either is missing or `b` is zero."""
     return a / b if a is not None and b else None
 
 
 def spread(values: list[float]) -> str:
-    """``min–max`` of ``values`` (rounded), or "" for fewer than two."""
+    """`min–max` of `values` (rounded), or "" for fewer than two."""
     return f"{min(values):.0f}–{max(values):.0f}" if len(values) > 1 else ""

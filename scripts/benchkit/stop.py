@@ -10,7 +10,7 @@ import psutil
 
 
 def stop_like_a_scheduler(processes: list[psutil.Process], grace_s: float) -> None:
-    """SIGTERM ``processes`` together; SIGKILL those still running ``grace_s`` seconds later."""
+    """SIGTERM `processes` together; SIGKILL those still running `grace_s` seconds later."""
     for process in processes:
         with contextlib.suppress(psutil.Error):
             process.send_signal(signal.SIGTERM)

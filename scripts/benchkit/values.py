@@ -1,4 +1,4 @@
-"""The kinds of scalar a training loop logs, for the benchmarks that time ``add_scalar`` per kind: a Python float,
+"""The kinds of scalar a training loop logs, for the benchmarks that time `add_scalar` per kind: a Python float,
 a numpy scalar, a 0-d numpy array, and (where torch is installed) a 0-d float32 and a 0-d bfloat16 tensor."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ def available_kinds() -> tuple[str, ...]:
 
 
 def maker(kind: str) -> Callable[[float], object]:
-    """A function turning a float into a value of ``kind`` (imports numpy, and torch for the tensor kinds)."""
+    """A function turning a float into a value of `kind` (imports numpy, and torch for the tensor kinds)."""
     import numpy as np
 
     if kind == "float":
