@@ -17,9 +17,12 @@ Bucket takes no file objects either (Xet only): a range goes to a bucket as its 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,3 +132,20 @@ def upload_sources(files: list[tuple[Path | FileRange, str]]) -> list[str | byte
         else:
             sources.append(src.open())
     return sources
+
+
+class _FallbackNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "binary IO buffer" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_view_fallback() -> Iterator[None]:
+    """huggingface_hub warns at each upload of file objects that Xet takes none and basic LFS is used: intended
+    for views, so not logged while they are uploaded."""
+    client_log, notice = logging.getLogger("huggingface_hub._commit_api"), _FallbackNotice()
+    client_log.addFilter(notice)
+    try:
+        yield
+    finally:
+        client_log.removeFilter(notice)

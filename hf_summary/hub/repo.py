@@ -19,7 +19,7 @@ from hf_summary.hub.errors import (
     first_line,
     hub_errors,
 )
-from hf_summary.hub.ranges import FileRange, upload_sources
+from hf_summary.hub.ranges import FileRange, quiet_view_fallback, upload_sources
 from hf_summary.hub.target import CARD_TAG, CommitResult, CommitSummary, RemoteFile
 from hf_summary.segments import file_digests
 
@@ -118,11 +118,16 @@ class RepoClient:
             except ValueError as exc:  # an invalid path in repo: the same on every retry
                 raise PermanentHubError(f"cannot commit these files: {first_line(exc)}") from exc
             # the client uploads a commit's file objects by basic LFS, and all its files with them: apart
-            for batch in ([op for op in operations if not isinstance(op.path_or_fileobj, io.IOBase)],
-                          [op for op in operations if isinstance(op.path_or_fileobj, io.IOBase)]):
-                if batch:
+            files_and_bytes = [op for op in operations if not isinstance(op.path_or_fileobj, io.IOBase)]
+            views_only = [op for op in operations if isinstance(op.path_or_fileobj, io.IOBase)]
+            if files_and_bytes:
+                self._api.preupload_lfs_files(
+                    self.repo_id, additions=files_and_bytes, repo_type=self.repo_type, revision=self.revision
+                )
+            if views_only:
+                with quiet_view_fallback():
                     self._api.preupload_lfs_files(
-                        self.repo_id, additions=batch, repo_type=self.repo_type, revision=self.revision
+                        self.repo_id, additions=views_only, repo_type=self.repo_type, revision=self.revision
                     )
             conflicts = [
                 operation.path_in_repo
