@@ -27,11 +27,13 @@ from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.summary import scalar
 from trainer_kit import api, cli, commit_titles, fake_dead_run, hub_env, pid_gone
 
+from hf_summary import compaction
 from hf_summary.assets import RACY_MARGIN_S
 from hf_summary.compaction import FANOUT
 from hf_summary.journal import Journal, JournalCorruptError, RunSettings
 from hf_summary.segments import frame_record, last_complete_offset
 from hf_summary.tailcopy import CopyName, TailCopier, parse_repo_copy_name
+from hf_summary.uploader.pusher import Pusher
 from hf_summary.verify import iter_events
 from hf_summary.watch import WatchBusyError, Watcher, WatchError
 
@@ -628,6 +630,37 @@ def test_an_asset_that_changes_alone_is_pushed_at_the_next_tick(tmp_path, hub, w
     finally:
         watcher.stop()
         thread.join(120)
+
+
+def test_a_merge_whose_source_was_rewritten_before_its_push_is_never_committed(tmp_path, hub, writer_env, repo_id,
+                                                                                monkeypatch):
+    """The foreign file is rewritten in place between a merge's plan and its commit: the push that carries the
+    merge fails (its byte range no longer hashes to the plan), the next one abandons it and pushes the rest; the
+    Hub keeps the copies it held, and never gets a merged file of other bytes."""
+    logdir = tmp_path / "rewritten"
+    logdir.mkdir()
+    source = logdir / SOURCE
+    source.write_bytes(b"")
+    settings = Watcher(logdir, repo_id, commit_every=1, assets=[]).settings
+    with Journal(logdir) as journal:
+        journal.save_settings(settings)
+        copier, pusher = TailCopier(journal, settings), Pusher.open(journal, settings, hub.token())
+        pusher.client.ensure_repo(private=None)
+        for step in range(FANOUT + 1):
+            with source.open("ab") as f:
+                f.write(_record(step))
+            copier.copy_new_records()
+            if step == FANOUT:  # this push plans the merge of the first FANOUT copies: rewrite the file then
+                monkeypatch.setattr(compaction, "fault", lambda point: point == "after_compaction_planned" and (
+                    source.write_bytes(source.read_bytes().replace(b"loss", b"LOSS"))))
+                assert pusher.push(pusher.pushable()) is None
+                assert len(journal.compactions("planned")) == 1
+            pusher.next_attempt = 0.0
+            assert pusher.push(pusher.pushable()) is not None
+        assert not journal.pending_segments() and not journal.compactions("planned")
+        assert not journal.compactions("committed") and not journal.compactions("applied")
+    names = [name for name in api(hub).list_repo_files(repo_id) if name.endswith(".hfw")]
+    assert len(names) == FANOUT + 1 and not any(parse_repo_copy_name(name)[2].merged for name in names), names
 
 
 def _pushed_up_to(logdir: Path) -> int:
