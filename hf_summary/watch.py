@@ -9,9 +9,10 @@ month-long runs the copies behave as the writer's segments: compaction merges th
 of files per event file: `8 * (floor(log8 n) + 1)` for `n` ticks that found it grown), and each tick removes
 the local copies the Hub holds. A merge is pushed as a checked byte range of the event file
 (`hf_summary.hub.ranges`), never written to disk, so the disk used beyond the event files is bounded
-whatever the run's length: the copies not pushed yet (one tick's growth while the Hub takes the pushes), the
-uploader's hf_xet scratch and the journal. A tick lists only the directories that changed and reads only what
-each event file gained.
+whatever the run's length: the copies not pushed yet (one tick's growth while the Hub takes the pushes) and the
+uploader's hf_xet scratch (its shard cache capped at 8 MiB), besides the journal and the uploader's log, which
+grow by about 1 KB per copy and a line per push. A tick lists only the directories that changed and reads only
+what each event file gained.
 
 It runs until SIGINT, [`Watcher.stop`][hf_summary.watch.Watcher.stop] or the end of the watched job's process
 (`pid`), then copies every complete record left and pushes it within `drain_timeout`; or until SIGTERM or
