@@ -3,7 +3,7 @@ lock of the shared file: locks may not reach across hosts.
 
 - `read_journal` runs a short read in place, and keeps its result when no transaction was under way
   before it nor ran during it (no side file, the same size, mtime and change counter after as before); else it
-  reads a copy. `status` reads a thousand runs this way.
+  reads a copy (or, on a local disk, opens the journal as usual). `status` reads a thousand runs this way.
 - `journal_snapshot` gives a private copy to keep for a long while (`recover` pushes from it), taken when
   neither the file nor its side files changed while they were copied (see `_copy_if_quiet`).
 
@@ -105,13 +105,15 @@ def journal_snapshot(logdir: Path, timeout: float = SNAPSHOT_TIMEOUT_S) -> Itera
             yield journal
 
 
-def read_journal(logdir: Path, read: Callable[[Journal], T], timeout: float = SNAPSHOT_TIMEOUT_S) -> T:
+def read_journal(logdir: Path, read: Callable[[Journal], T], *, shared: bool = True,
+                 timeout: float = SNAPSHOT_TIMEOUT_S) -> T:
     """`read(journal)` on `logdir`'s journal as it was at one instant; `read` must only read, and be short.
 
-    In place (no copy, no lock) when the journal has no side file (no transaction under way, no WAL) and is the
-    same after `read` as before it; a read torn by a transaction meanwhile is thrown away and made again. A
-    journal with a side file (a transaction under way, or a hot rollback journal its killed writer left for good)
-    or of an older schema version is read from a `journal_snapshot`. Raises as `journal_snapshot`.
+    In place (no copy, no lock, no file created) when the journal has no side file (no transaction under way, no
+    WAL) and is the same after `read` as before it; a read torn by a transaction meanwhile is thrown away and made
+    again. Else (a transaction under way, a hot rollback journal its killed writer left for good, a live WAL, an
+    older schema version): on a filesystem other hosts see (`shared`), from a `journal_snapshot`; on a local
+    disk, through an ordinary connection, whose locks work there. Raises as `journal_snapshot`.
     """
     source = journal_path(logdir)
     deadline = time.monotonic() + timeout
@@ -133,5 +135,8 @@ def read_journal(logdir: Path, read: Callable[[Journal], T], timeout: float = SN
         if time.monotonic() >= deadline:
             raise SnapshotError(f"{source} kept changing: no consistent read of it within {timeout:.0f} s")
         time.sleep(0.05)
+    if not shared:
+        with Journal(logdir, create=False) as journal:
+            return read(journal)
     with journal_snapshot(logdir, max(0.0, deadline - time.monotonic())) as journal:
         return read(journal)

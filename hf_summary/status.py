@@ -36,11 +36,7 @@ def run_status(logdir: Path) -> dict:
     if not journal_path(logdir).exists():
         raise StatusError(f"{logdir} has no hf-summary journal ({journal_path(logdir)} is missing)")
     try:
-        if filesystem_of(logdir).shared:
-            status, settings, lease, writers = read_journal(logdir, _read)
-        else:
-            with Journal(logdir, create=False) as journal:
-                status, settings, lease, writers = _read(journal)
+        status, settings, lease, writers = read_journal(logdir, _read, shared=filesystem_of(logdir).shared)
     except SnapshotError as exc:
         raise StatusError(f"{exc}; try again in a moment") from exc
     except FileNotFoundError as exc:  # an empty file: a writer is creating it (or died doing so)

@@ -100,3 +100,12 @@ def test_a_journal_of_an_older_version_is_read_from_a_migrated_copy(tmp_path, mo
     db = sqlite3.connect(journal_path(tmp_path))
     assert db.execute("PRAGMA user_version").fetchone()[0] == 1  # the original is left alone
     db.close()
+
+
+def test_a_live_wal_journal_on_a_local_disk_is_read_through_its_own_locks(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_SUMMARY_SHARED_FS", "0")
+    with Journal(tmp_path) as writer:  # open: its -wal file exists, and holds the commit
+        writer.set_value("step", 7)
+        assert journal_path(tmp_path).with_name("journal.db-wal").stat().st_size > 0
+        assert read_journal(tmp_path, lambda journal: journal.get_value("step"), shared=False, timeout=5) == 7
+    assert read_journal(tmp_path, lambda journal: journal.get_value("step"), shared=False, timeout=5) == 7

@@ -31,7 +31,7 @@ _SIDE_FILES = ("-wal", "-shm")  # moved before the main file, so a stale WAL nev
 
 def journal_path(logdir: str | os.PathLike[str]) -> Path:
     """`LOGDIR/.hf_summary/journal.db`."""
-    return Path(logdir) / JOURNAL_DIR / JOURNAL_FILE
+    return Path(os.path.join(logdir, JOURNAL_DIR, JOURNAL_FILE))  # one parse: `status` makes thousands
 
 
 def create_private_file(path: Path) -> None:
