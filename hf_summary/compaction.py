@@ -23,13 +23,16 @@ Each step is crash-safe (a crash between two steps leaves a state the next push,
    a `planned` merge whose file the Hub holds was committed (atomically with its deletions in a repo; in a
    bucket, deletions the push did not get to are sent now); one it lacks
    rides again (`recover` abandons it instead); `committed` ones are applied to the logdir. Then plan: write the merged file to `LOGDIR/.hf_summary/compaction/` (not a `tfevents`
-   name, so no reader sees it), fsync, and record it `planned` with the files it replaces.
+   name, so no reader sees it), fsync, and record it `planned` with the files it replaces. A merge of
+   `watch`'s copies is not written: it is a byte range of the foreign file, hashed and recorded, pushed from
+   there (`merged_source`) and checked again as it is read; one whose range no longer hashes to the
+   record is abandoned by the next push.
 2. The push's one commit adds the merged file and deletes the files it replaces (a reader of the repo sees
    either the old files or the merged one, each event once). A bucket push sends the deletions in a second
    batch, once the first answered (between the two, a reader of the bucket may see those events twice).
 3. `journal.mark_committed(..., compactions=...)` records both in one transaction.
-4. `apply`: in the logdir, rename the merged file into its run dir, then unlink the files it replaces,
-   then mark it `applied`. (A directory has no atomic multi-file swap: a reader that lists the run dir
+4. `apply`: in the logdir, rename the merged file into its run dir (a merge of copies has none), then
+   unlink the files it replaces, then mark it `applied`. (A directory has no atomic multi-file swap: a reader that lists the run dir
    between the rename and the unlinks, microseconds, may see those events twice.)
 
 TensorBoard running on the logdir during a compaction: the Python loader never reads a file that sorts
@@ -52,11 +55,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hf_summary._faults import fault
-from hf_summary.hub import PushTarget
+from hf_summary.hub import FileRange, PushTarget
 from hf_summary.journal import CompactionRow, Journal, JournalError, RunSettings, SegmentRow
 from hf_summary.reconcile import JOURNAL_DIR, logdir_relative, repo_path
-from hf_summary.segments import concatenate, fsync_dir, merged_name, segment_span
-from hf_summary.tailcopy import CopyName, copy_range, merged_copy_name
+from hf_summary.segments import concatenate, concatenation_digest, fsync_dir, merged_name, segment_span
+from hf_summary.tailcopy import CopyName, copy_range, merged_copy_name, range_sha256
 
 logger = logging.getLogger("hf_summary")
 
@@ -69,7 +72,8 @@ class Ride:
     """What the merges of one push add to its commit."""
 
     compaction_ids: list[int] = field(default_factory=list)
-    additions: list[tuple[Path, str]] = field(default_factory=list)  # (staged merged file, path in repo)
+    # (staged merged file, or a copies' merge's byte range of its foreign file; path in repo)
+    additions: list[tuple[Path | FileRange, str]] = field(default_factory=list)
     deletions: list[str] = field(default_factory=list)  # paths in repo of the files they replace
 
 
@@ -86,33 +90,63 @@ def prepare(journal: Journal, settings: RunSettings, client: PushTarget, runs: s
     ride = Ride()
     for compaction in planned:
         ride.compaction_ids.append(compaction.id)
-        ride.additions.append((staging_path(journal.logdir, compaction.run, compaction.name), compaction.path_in_repo))
+        ride.additions.append((merged_source(journal, compaction), compaction.path_in_repo))
         ride.deletions += [row.path_in_repo for row in journal.compaction_members(compaction.id)]
     return ride
 
 
 def apply(journal: Journal) -> int:
-    """Make the logdir match the repo for every committed merge: move the merged file into its run dir, unlink
-    the files it replaced, mark it applied. Idempotent; returns how many were applied."""
+    """Make the logdir match the repo for every committed merge: move the merged file into its run dir (a
+    copies' merge has none: the foreign file holds its bytes), unlink the files it replaced, mark it applied.
+    Idempotent; returns how many were applied."""
     applied = 0
     for compaction in journal.compactions("committed"):
-        staged = staging_path(journal.logdir, compaction.run, compaction.name)
-        target = journal.logdir / logdir_relative(compaction.run, compaction.name)
         members = journal.compaction_members(compaction.id)
-        if staged.exists():
-            os.replace(staged, target)
-            fsync_dir(target.parent)
-        elif not target.exists():
-            logger.error("the merged file %s is missing from disk; keeping the %d file(s) it replaced",
-                         target, len(members))
+        if copy_range(journal.logdir, compaction) is None and not _move_into_place(journal, compaction, members):
             continue
         fault("during_compaction_swap")
         for row in members:
             row.local_path(journal.logdir).unlink(missing_ok=True)
-        fsync_dir(target.parent)
+        if (directory := members[0].local_path(journal.logdir).parent).is_dir():
+            fsync_dir(directory)
         journal.mark_applied(compaction.id)
         applied += 1
     return applied
+
+
+def _move_into_place(journal: Journal, compaction: CompactionRow, members: list[SegmentRow]) -> bool:
+    """Rename the staged merged file into its run dir (done already if it is there); whether it is there."""
+    staged = staging_path(journal.logdir, compaction.run, compaction.name)
+    target = journal.logdir / logdir_relative(compaction.run, compaction.name)
+    if staged.exists():
+        os.replace(staged, target)
+        fsync_dir(target.parent)
+    elif not target.exists():
+        logger.error("the merged file %s is missing from disk; keeping the %d file(s) it replaced",
+                     target, len(members))
+        return False
+    return True
+
+
+def merged_source(journal: Journal, compaction: CompactionRow) -> Path | FileRange:
+    """What a push uploads for merged file `compaction`: its staged file, or for `hf-summary watch`'s copies
+    the byte range of the foreign file they were taken from, checked against the merge's record as it is read
+    (`hf_summary.hub.ranges`), so no merged copy is ever written to disk."""
+    if (span := copy_range(journal.logdir, compaction)) is not None:
+        return FileRange(*span, compaction.sha256)
+    return staging_path(journal.logdir, compaction.run, compaction.name)
+
+
+def _source_holds(journal: Journal, compaction: CompactionRow) -> bool:
+    """Whether what `merged_source` names still holds the merge: the staged file is there, or the foreign
+    file's range hashes to the merge's sha256 (one read of the range, only for a merge a failed push left)."""
+    source = merged_source(journal, compaction)
+    if isinstance(source, Path):
+        return source.is_file()
+    try:
+        return range_sha256(source.path, source.start, source.end) == source.sha256
+    except OSError:
+        return False
 
 
 def staging_path(logdir: Path, run: str, name: str) -> Path:
@@ -168,31 +202,38 @@ def _plan(journal: Journal, settings: RunSettings, run: str) -> CompactionRow | 
         return None
     level = group[0].level + 1
     name, path_in_repo, inputs = _merge_inputs(journal, settings, run, group, level)
-    staged = staging_path(journal.logdir, run, name)
+    # a copies' merge is a byte range of the foreign file: read to check and hash, never written
+    staged = None if isinstance(inputs[0], tuple) else staging_path(journal.logdir, run, name)
     try:  # a full disk, a quota, an I/O error: abandoned, the next push plans it again
-        staged.parent.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(staged.parent, 0o700)  # mkdir's mode is subject to the umask
-        staged.unlink(missing_ok=True)  # left by a crash before the plan was recorded
-        merged, read = concatenate(inputs, staged)
+        if staged is None:
+            size, sha256, read = concatenation_digest(inputs)
+        else:
+            staged.parent.mkdir(mode=0o700, exist_ok=True)
+            os.chmod(staged.parent, 0o700)  # mkdir's mode is subject to the umask
+            staged.unlink(missing_ok=True)  # left by a crash before the plan was recorded
+            merged, read = concatenate(inputs, staged)
+            size, sha256 = merged.size, merged.sha256
     except OSError as exc:
         logger.warning("cannot merge %d file(s) of run dir %r now: %s", len(group), run, exc)
-        with contextlib.suppress(OSError):
-            staged.unlink(missing_ok=True)
+        _discard(staged)
         return None
     if any((got.size, got.sha256) != (row.size, row.sha256) for got, row in zip(read, group, strict=True)):
         logger.warning("not merging files of run dir %r: one changed on disk since it was committed", run)
-        staged.unlink()
+        _discard(staged)
         return None
     try:
-        compaction_id = journal.plan_compaction(
-            run, level, name, path_in_repo, merged.size, merged.sha256, [row.id for row in group]
-        )
+        compaction_id = journal.plan_compaction(run, level, name, path_in_repo, size, sha256, [row.id for row in group])
     except (JournalError, OSError) as exc:  # a member changed state since it was read, or the journal cannot be
         logger.warning("not merging files of run dir %r: %s", run, exc)  # written: plan again at the next push
-        with contextlib.suppress(OSError):
-            staged.unlink()
+        _discard(staged)
         return None
     return next(c for c in journal.compactions("planned") if c.id == compaction_id)
+
+
+def _discard(staged: Path | None) -> None:
+    if staged is not None:
+        with contextlib.suppress(OSError):
+            staged.unlink(missing_ok=True)
 
 
 def settle(journal: Journal, client: PushTarget, *, abandon: bool) -> list[CompactionRow]:
@@ -208,14 +249,13 @@ def settle(journal: Journal, client: PushTarget, *, abandon: bool) -> list[Compa
         remote = client.file_info([path for c in planned for path in (c.path_in_repo, *members[c.id])])
         for compaction in planned:
             found = remote.get(compaction.path_in_repo)
-            staged = staging_path(journal.logdir, compaction.run, compaction.name)
             if found is not None and found.size == compaction.size and found.sha256 in (None, compaction.sha256):
                 if leftovers := [path for path in members[compaction.id] if path in remote]:
                     client.commit_files([], f"hf-summary: finish merging into {compaction.name}", deletions=leftovers)
                 journal.confirm_compaction(compaction.id, None)
-            elif abandon or not staged.is_file():
+            elif abandon or not _source_holds(journal, compaction):
                 journal.abandon_compaction(compaction.id)
-                staged.unlink(missing_ok=True)
+                staging_path(journal.logdir, compaction.run, compaction.name).unlink(missing_ok=True)
             else:
                 pending.append(compaction)
     apply(journal)

@@ -16,7 +16,7 @@ import os
 import re
 import secrets
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -412,32 +412,48 @@ def concatenate(sources: list[Path | tuple[Path, int, int]], dest: Path) -> tupl
     Event files are sequences of whole records, so the result holds exactly their records, in order. Returns
     the new file's summary and each source's (size and sha256 as read), for the caller to check.
     """
-    read: list[SealedFile] = []
-    total = hashlib.sha256()
-    size = 0
     fd = os.open(dest, _OPEN_FLAGS, 0o644)
+
+    def write(chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view):]
+
     try:
-        for source in sources:
-            path, start, end = source if isinstance(source, tuple) else (source, 0, None)
-            sha, n = hashlib.sha256(), 0
-            with open(path, "rb", buffering=0) as f:
-                f.seek(start)
-                while chunk := f.read(_READ_CHUNK if end is None else min(_READ_CHUNK, end - start - n)):
-                    sha.update(chunk)
-                    total.update(chunk)
-                    n += len(chunk)
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view):]
-            read.append(SealedFile(Path(path), n, sha.hexdigest()))
-            size += n
+        size, sha256, read = _read_sources(sources, write)
         os.fsync(fd)
     except BaseException:
         os.close(fd)
         Path(dest).unlink(missing_ok=True)
         raise
     os.close(fd)
-    return SealedFile(Path(dest), size, total.hexdigest()), read
+    return SealedFile(Path(dest), size, sha256), read
+
+
+def concatenation_digest(sources: list[Path | tuple[Path, int, int]]) -> tuple[int, str, list[SealedFile]]:
+    """`(size, sha256)` of what `concatenate` would write, and each source's summary, without writing."""
+    return _read_sources(sources, lambda chunk: None)
+
+
+def _read_sources(
+    sources: list[Path | tuple[Path, int, int]], sink: Callable[[bytes], None]
+) -> tuple[int, str, list[SealedFile]]:
+    read: list[SealedFile] = []
+    total = hashlib.sha256()
+    size = 0
+    for source in sources:
+        path, start, end = source if isinstance(source, tuple) else (source, 0, None)
+        sha, n = hashlib.sha256(), 0
+        with open(path, "rb", buffering=0) as f:
+            f.seek(start)
+            while chunk := f.read(_READ_CHUNK if end is None else min(_READ_CHUNK, end - start - n)):
+                sha.update(chunk)
+                total.update(chunk)
+                n += len(chunk)
+                sink(chunk)
+        read.append(SealedFile(Path(path), n, sha.hexdigest()))
+        size += n
+    return size, total.hexdigest(), read
 
 
 def seal_tail(path: str | os.PathLike[str]) -> SealedFile:

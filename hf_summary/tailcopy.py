@@ -29,7 +29,8 @@ once against the row's sha256).
 Compaction (`hf_summary.compaction`) merges `FANOUT` committed, contiguous copies of one source (one
 generation) as it merges segments: the merged copy `<first counter>-<last counter>.<start>-<end>.hfw` sorts
 where its first copy did and is built from bytes `[start, end)` of the source (`copy_range`), checked
-against each member's sha256, so no local copy is needed for it.
+against each member's sha256, and pushed from there as a byte range (`hf_summary.hub.ranges`): no local
+copy is needed for it, and none is written.
 
 Only complete, CRC-valid records are copied (never a torn tail); the scan resumes at the recorded offset, so a
 copy costs what is new, not the size of the file.
@@ -56,7 +57,7 @@ from pathlib import Path
 
 from hf_summary._faults import fault as _fault
 from hf_summary.assets import AssetTracker
-from hf_summary.journal import Journal, RunSettings, SegmentRow
+from hf_summary.journal import CompactionRow, Journal, RunSettings, SegmentRow
 from hf_summary.reconcile import JOURNAL_DIR, logdir_relative, repo_path
 from hf_summary.segments import (
     Segment,
@@ -137,7 +138,7 @@ def merged_copy_name(first: str, last: str) -> str:
     return CopyName(head.counter, head.start, tail.end, tail.last_counter or tail.counter).local_name
 
 
-def copy_range(logdir: Path, row: SegmentRow) -> tuple[Path, int, int] | None:
+def copy_range(logdir: Path, row: SegmentRow | CompactionRow) -> tuple[Path, int, int] | None:
     """`(source file, start, end)`: where the bytes of copy (or merged copy) `row` are in the foreign file it
     was taken from, as long as that file was not rewritten since; `None` for rows that are no copies."""
     key, copy = _source_of(row), CopyName.parse(row.name)

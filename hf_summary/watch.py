@@ -4,10 +4,15 @@ logger, tensorboardX or torch's own `SummaryWriter`) with the guarantees of `HFS
 Every `commit_every` minutes the watcher copies the new complete records of each foreign event file into a
 sealed, journaled segment (`hf_summary.tailcopy`) and wakes its uploader child (the same one
 `HFSummaryWriter` starts), which pushes them in one commit together with the other matching files that changed
-(`hparams.yaml`, `projector_config.pbtxt`...). For month-long runs the copies behave as the writer's
-segments: compaction merges them on the Hub (a bounded number of files per run folder), and each tick removes
-the local copies the Hub holds, so the logdir holds the run once plus what is not pushed yet. A tick lists only
-the directories that changed and reads only what each event file gained.
+(`hparams.yaml`, `projector_config.pbtxt`...; one that changes alone is pushed at the next tick). For
+month-long runs the copies behave as the writer's segments: compaction merges them on the Hub (a bounded number
+of files per event file: `8 * (floor(log8 n) + 1)` for `n` ticks that found it grown), and each tick removes
+the local copies the Hub holds. A merge is pushed as a checked byte range of the event file
+(`hf_summary.hub.ranges`), never written to disk, so the disk used beyond the event files is bounded
+whatever the run's length: the copies not pushed yet (one tick's growth while the Hub takes the pushes) and the
+uploader's hf_xet scratch (its shard cache capped at 8 MiB), besides the journal and the uploader's log, which
+grow by about 1 KB per copy and a line per push. A tick lists only the directories that changed and reads only
+what each event file gained.
 
 It runs until SIGINT, [`Watcher.stop`][hf_summary.watch.Watcher.stop] or the end of the watched job's process
 (`pid`), then copies every complete record left and pushes it within `drain_timeout`; or until SIGTERM or
@@ -192,7 +197,7 @@ class Watcher:
             while not (self.stopping or self._job_gone()):
                 if self._copy_requested or time.monotonic() >= next_tick:
                     self._copy_requested = False
-                    if self._copy(journal, copier):
+                    if self._copy(journal, copier) or self.settings.allow_patterns:  # an asset alone may change
                         self._ensure_uploader().request_push()
                     next_tick = time.monotonic() + self.settings.commit_every_s
                 self._sleep(next_tick - time.monotonic())

@@ -8,8 +8,9 @@ and `validation/`, flushing as often as the watcher ticks, so both run dirs grow
 
 Reported: for the first and the last 10% of the ticks, the push time of each copy (copied to committed) and the
 event files per run folder on the Hub; for the whole run, the most files any run folder held on the Hub, the
-bytes on disk beyond the foreign files (local copies and staged merges; the journal apart), and the bytes the Hub
-received per byte logged.
+bytes on disk beyond the foreign files (the journal apart: the copies not pushed yet, staged merges, and the
+uploader's hf_xet scratch), sampled every `DISK_EVERY_S` s, their peak over the samples taken while a merge
+was being pushed (planned, not yet committed) and at the end, and the bytes the Hub received per byte logged.
 
 Usage::
 
@@ -49,7 +50,9 @@ from hf_summary.tailcopy import CopyName  # noqa: E402
 
 WRITERS = ("tbx", "keras")
 TRANSPORTS = ("lfs", "xet")
-SAMPLE_EVERY_S = 0.5
+SAMPLE_EVERY_S = 0.5  # Hub listings
+DISK_EVERY_S = 0.05  # disk and merge state: often enough to catch merges in flight
+DISK_PARTS = {"copies": "watch", "staged": "compaction", "scratch": "xet"}  # under LOGDIR/.hf_summary
 
 # The foreign trainer: logs until a line arrives on stdin, then closes its writers and prints "closed".
 TRAINER = """
@@ -101,14 +104,24 @@ def _ticks(logdir: Path) -> int:
     return max(per_source.values(), default=0)
 
 
-def _disk_beyond_sources(logdir: Path) -> int:
-    """Bytes under the journal's directory other than the journal itself: local copies and staged merges."""
-    total = 0
-    for dirpath, _, names in (walk for sub in ("watch", "compaction") for walk in os.walk(logdir / ".hf_summary" / sub)):
-        for name in names:
-            with contextlib.suppress(FileNotFoundError):  # removed by the watcher since the listing
-                total += os.stat(os.path.join(dirpath, name)).st_size
-    return total
+def _disk_beyond_sources(logdir: Path) -> dict[str, int]:
+    """Bytes under the journal's directory other than the journal, by part (`DISK_PARTS`), and `total`."""
+    parts = dict.fromkeys(DISK_PARTS, 0)
+    for part, sub in DISK_PARTS.items():
+        for dirpath, _, names in os.walk(logdir / ".hf_summary" / sub):
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):  # removed by the watcher since the listing
+                    parts[part] += os.stat(os.path.join(dirpath, name)).st_size
+    return {**parts, "total": sum(parts.values())}
+
+
+def _merging(logdir: Path) -> bool:
+    """Whether a merge is being pushed: planned, not yet committed."""
+    try:
+        with Journal(logdir, create=False) as journal:
+            return bool(journal.compactions("planned"))
+    except FileNotFoundError:
+        return False
 
 
 def _pushes(logdir: Path) -> list[tuple[float, float]]:
@@ -144,12 +157,17 @@ def run_one(hub, writer: str, transport: str, args: argparse.Namespace, tmp: Pat
                                 "--commit-every", str(args.tick_s / 60), "--pid", str(trainer.pid)], env=env)
     api = HfApi(endpoint=hub.endpoint, token=hub.token("alice"))
     samples: list[dict[str, Any]] = []
+    disk: list[tuple[bool, dict[str, int]]] = []  # (merging, bytes by part)
     deadline = time.monotonic() + args.ticks * args.tick_s * 10 + 600
+    next_listing = 0.0
     try:
         while (ticks := _ticks(logdir)) < args.ticks and time.monotonic() < deadline and watcher.poll() is None:
-            samples.append({"t": time.time(), "files": _hub_files_per_run(api, repo_id, ""),
-                            "disk": _disk_beyond_sources(logdir)})
-            time.sleep(SAMPLE_EVERY_S)
+            if time.monotonic() >= next_listing:
+                samples.append({"t": time.time(), "files": _hub_files_per_run(api, repo_id, "")})
+                next_listing = time.monotonic() + SAMPLE_EVERY_S
+            merging = _merging(logdir)
+            disk.append((merging, _disk_beyond_sources(logdir)))
+            time.sleep(DISK_EVERY_S)
         trainer.stdin.write("stop\n")
         trainer.stdin.flush()
         trainer.wait(120)
@@ -174,10 +192,20 @@ def run_one(hub, writer: str, transport: str, args: argparse.Namespace, tmp: Pat
                  "hub_files_per_run_max": max(_window(files, last=True), default=None)},
         "hub_files_per_run_max": max((s["files"] for s in samples), default=0),
         "final_hub_files_per_run": _hub_files_per_run(api, repo_id, ""),
-        "disk_beyond_sources_max": max((s["disk"] for s in samples), default=0),
+        "disk_beyond_sources_max": _peak(part for _, part in disk),
+        "disk_beyond_sources_during_merges_max": _peak(part for merging, part in disk if merging),
+        "merge_samples": sum(merging for merging, _ in disk),
         "disk_beyond_sources_final": _disk_beyond_sources(logdir),
         "journal_bytes": (logdir / ".hf_summary" / "journal.db").stat().st_size,
     }
+
+
+def _peak(samples: Any) -> dict[str, int]:
+    """Per part, the most bytes any sample saw (`total`: the most at once)."""
+    peak = dict.fromkeys([*DISK_PARTS, "total"], 0)
+    for sample in samples:
+        peak = {part: max(peak[part], sample[part]) for part in peak}
+    return peak
 
 
 def _median_ms(values: list[float]) -> float | None:
@@ -188,15 +216,18 @@ def render(results: dict[str, dict], args: argparse.Namespace) -> str:
     head = (f"`watch_long_run`: `hf-summary watch` ticking every {args.tick_s} s for {args.ticks} ticks on a foreign "
             "writer whose `train/` and `validation/` grow at every tick; local Hub.\n\n")
     lines = ["| writer / transport | ticks | push ms first 10% | push ms last 10% | last/first | Hub files per run "
-             "folder first / last 10% (max over the run) | disk beyond the sources max / final (bytes) | uploaded / "
-             "logged |", "|---|---|---|---|---|---|---|---|"]
+             "folder first / last 10% (max over the run) | disk beyond the sources, bytes: max / max during a merge push "
+             "(samples) / final | of which copies / staged merges / hf_xet scratch (max) | uploaded / logged |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         first, last = r["first"]["push_ms_median"], r["last"]["push_ms_median"]
         ratio = last / first if first and last else None
+        peak, during = r["disk_beyond_sources_max"], r["disk_beyond_sources_during_merges_max"]
         lines.append(
             f"| {name} | {r['ticks']} | {_fmt(first)} | {_fmt(last)} | {_fmt(ratio, 2)} | "
             f"{_fmt(r['first']['hub_files_per_run_max'])} / {_fmt(r['last']['hub_files_per_run_max'])} "
-            f"({r['hub_files_per_run_max']}) | {r['disk_beyond_sources_max']} / {r['disk_beyond_sources_final']} | "
+            f"({r['hub_files_per_run_max']}) | {peak['total']} / {during['total']} ({r['merge_samples']}) / "
+            f"{r['disk_beyond_sources_final']['total']} | {peak['copies']} / {peak['staged']} / {peak['scratch']} | "
             f"{_fmt(r['bytes_received_per_logged'], 2)} |"
         )
     return head + "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
@@ -53,6 +54,15 @@ def hub_events(hub, repo_id: str, tmp_path: Path, *, path_in_repo: str, **kwargs
     """Event keys of the repo's copy of one logdir (``path_in_repo`` is the folder holding it)."""
     dest = download_repo(hub.endpoint, hub.token(), repo_id, tmp_path / f"hub-{time.monotonic_ns()}", **kwargs)
     return event_keys(dest / path_in_repo) if (dest / path_in_repo).exists() else set()
+
+
+def hub_text(hub, repo_id: str, path: str) -> str | None:
+    """The text of file ``path`` of the repo's main branch now; ``None`` while it has none."""
+    api = HfApi(endpoint=hub.endpoint, token=hub.token())
+    if path not in api.list_repo_files(repo_id):
+        return None
+    with tempfile.TemporaryDirectory(prefix="hub-text-") as cache:
+        return Path(api.hf_hub_download(repo_id, path, cache_dir=cache)).read_text()
 
 
 def uploader_processes(logdir: Path) -> list[psutil.Process]:

@@ -263,7 +263,7 @@ def test_disk_full_bench_runs_and_ours_survives(tmp_path: Path) -> None:
 
 def test_watch_long_run_bench_runs_and_bounds_files_and_disk(tmp_path: Path) -> None:
     """`scripts/bench_watch_long_run.py` at minimal size, tensorboardX's writer through basic LFS and Xet: every
-    figure there; the copies merged on the Hub and none left on disk once pushed."""
+    figure there; the copies merged on the Hub, never a merge staged on disk, and no copy left once pushed."""
     out = tmp_path / "watch_long_run.json"
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "bench_watch_long_run.py"), "--ticks", "40", "--tick-s", "0.1",
@@ -277,7 +277,10 @@ def test_watch_long_run_bench_runs_and_bounds_files_and_disk(tmp_path: Path) -> 
         assert figures["ticks"] >= 40 and _is_number(figures["bytes_received_per_logged"]), name
         assert _is_number(figures["last"]["push_ms_median"]), name
         assert figures["final_hub_files_per_run"] < figures["ticks"] - 2 * 7, name  # copies merged (2 of 8 at least)
-        assert figures["disk_beyond_sources_final"] == 0, name
+        final, peak = figures["disk_beyond_sources_final"], figures["disk_beyond_sources_max"]
+        assert final["copies"] == final["staged"] == 0, name  # everything pushed: no copy left on disk
+        assert peak["staged"] == 0, name  # merges go up as byte ranges of the sources, never staged
+        assert figures["disk_beyond_sources_during_merges_max"]["total"] <= peak["total"], name
     assert "| tbx/lfs | " in result.stdout
 
 

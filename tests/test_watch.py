@@ -14,16 +14,26 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import REPO_ROOT, download_repo, kill_uploaders, run_script, uploader_processes, wait_until
+from helpers import (
+    REPO_ROOT,
+    download_repo,
+    hub_text,
+    kill_uploaders,
+    run_script,
+    uploader_processes,
+    wait_until,
+)
 from tensorboardX.proto.event_pb2 import Event
 from tensorboardX.summary import scalar
 from trainer_kit import api, cli, commit_titles, fake_dead_run, hub_env, pid_gone
 
+from hf_summary import compaction
 from hf_summary.assets import RACY_MARGIN_S
 from hf_summary.compaction import FANOUT
 from hf_summary.journal import Journal, JournalCorruptError, RunSettings
 from hf_summary.segments import frame_record, last_complete_offset
 from hf_summary.tailcopy import CopyName, TailCopier, parse_repo_copy_name
+from hf_summary.uploader.pusher import Pusher
 from hf_summary.verify import iter_events
 from hf_summary.watch import WatchBusyError, Watcher, WatchError
 
@@ -601,6 +611,58 @@ def test_a_long_watch_keeps_files_bounded_on_the_hub_and_no_second_copy_on_disk(
     assert left == [], left  # everything is pushed: no second copy of the run on disk
 
 
+def test_an_asset_that_changes_alone_is_pushed_at_the_next_tick(tmp_path, hub, writer_env, repo_id):
+    """Only ``hparams.yaml`` changes, no event file grows: the next tick pushes it (not the next copy of events,
+    nor the watcher's end)."""
+    logdir = tmp_path / "assets"
+    (logdir / "train").mkdir(parents=True)
+    (logdir / "train" / SOURCE).write_bytes(_record(0))
+    watcher = Watcher(logdir, repo_id, commit_every=0.005)  # the default assets: *.yaml among them
+    thread = threading.Thread(target=watcher.run)
+    thread.start()
+    try:
+        wait_until(lambda: _pushed_up_to(logdir) == len(_record(0)), timeout=60, message="the first copy pushed")
+        for lr in ("0.1", "0.01"):  # a new file, then the same file rewritten
+            (logdir / "hparams.yaml").write_text(f"lr: {lr}\n")
+            wait_until(lambda lr=lr: hub_text(hub, repo_id, "tensorboard/assets/hparams.yaml") == f"lr: {lr}\n",
+                       timeout=30, interval=0.3, message=f"hparams.yaml with lr {lr} on the Hub")
+        assert thread.is_alive()  # pushed by a tick, not by the final push
+    finally:
+        watcher.stop()
+        thread.join(120)
+
+
+def test_a_merge_whose_source_was_rewritten_before_its_push_is_never_committed(tmp_path, hub, writer_env, repo_id,
+                                                                                monkeypatch):
+    """The foreign file is rewritten in place between a merge's plan and its commit: the push that carries the
+    merge fails (its byte range no longer hashes to the plan), the next one abandons it and pushes the rest; the
+    Hub keeps the copies it held, and never gets a merged file of other bytes."""
+    logdir = tmp_path / "rewritten"
+    logdir.mkdir()
+    source = logdir / SOURCE
+    source.write_bytes(b"")
+    settings = Watcher(logdir, repo_id, commit_every=1, assets=[]).settings
+    with Journal(logdir) as journal:
+        journal.save_settings(settings)
+        copier, pusher = TailCopier(journal, settings), Pusher.open(journal, settings, hub.token())
+        pusher.client.ensure_repo(private=None)
+        for step in range(FANOUT + 1):
+            with source.open("ab") as f:
+                f.write(_record(step))
+            copier.copy_new_records()
+            if step == FANOUT:  # this push plans the merge of the first FANOUT copies: rewrite the file then
+                monkeypatch.setattr(compaction, "fault", lambda point: point == "after_compaction_planned" and (
+                    source.write_bytes(source.read_bytes().replace(b"loss", b"LOSS"))))
+                assert pusher.push(pusher.pushable()) is None
+                assert len(journal.compactions("planned")) == 1
+            pusher.next_attempt = 0.0
+            assert pusher.push(pusher.pushable()) is not None
+        assert not journal.pending_segments() and not journal.compactions("planned")
+        assert not journal.compactions("committed") and not journal.compactions("applied")
+    names = [name for name in api(hub).list_repo_files(repo_id) if name.endswith(".hfw")]
+    assert len(names) == FANOUT + 1 and not any(parse_repo_copy_name(name)[2].merged for name in names), names
+
+
 def _pushed_up_to(logdir: Path) -> int:
     """The offset of the source up to which the Hub holds the copies (-1 while some are pending)."""
     try:
@@ -644,6 +706,8 @@ def test_an_uploader_killed_while_merging_copies_loses_and_doubles_nothing(tmp_p
     watcher.proc.send_signal(signal.SIGKILL)
     watcher.wait(10)
     kill_uploaders(logdir)
+    staged = [path for path in (logdir / ".hf_summary").glob("compaction/*") if path.is_file()]
+    assert staged == []  # a merge of copies is pushed as a byte range of the source: never a copy on disk
     if then == "recover":
         result = cli("recover", str(logdir), env=hub_env(hub))
         assert result.returncode == 0, result.stderr

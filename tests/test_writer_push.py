@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from helpers import event_keys, hub_events, kill_uploaders, uploader_processes, wait_until
+from helpers import event_keys, hub_events, hub_text, kill_uploaders, uploader_processes, wait_until
 from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 from trainer_kit import assert_repo_matches_logdir, bucket_files
@@ -63,6 +63,21 @@ def test_ticks_push_without_being_asked(tmp_path, hub, writer_env, repo_id):
         writer.add_scalar("loss", 1.0, 0)
         wait_until(lambda: hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/scheduled"),
                    timeout=20, interval=0.5, message="a scheduled push")
+    finally:
+        writer.close()
+
+
+def test_an_asset_that_changes_alone_is_pushed_at_the_next_tick(tmp_path, hub, writer_env, repo_id):
+    """No event logged since the last push, only an asset written: the next tick pushes it."""
+    logdir = tmp_path / "assets"
+    writer = HFSummaryWriter(repo_id, logdir=logdir, commit_every=1 / 60, repo_allow_patterns=["*.tfevents.*", "*.yaml"])
+    try:
+        writer.add_scalar("loss", 1.0, 0)
+        wait_until(lambda: hub_events(hub, repo_id, tmp_path, path_in_repo="tensorboard/assets"),
+                   timeout=20, interval=0.5, message="a scheduled push")
+        (logdir / "hparams.yaml").write_text("lr: 0.1\n")
+        wait_until(lambda: hub_text(hub, repo_id, "tensorboard/assets/hparams.yaml") == "lr: 0.1\n",
+                   timeout=30, interval=0.3, message="hparams.yaml on the Hub")
     finally:
         writer.close()
 

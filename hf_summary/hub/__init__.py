@@ -8,7 +8,8 @@
 - `repo` and `bucket`: the two push targets;
 - `open_client` picks the client for a target (`client_for`: the one a run's settings name);
   `commit_or_create` commits, creating the repo only when the Hub says it is missing;
-- `probe`: the first look at a target, bounded in time.
+- `probe`: the first look at a target, bounded in time;
+- `ranges`: a byte range of a local file pushed as a file, without a copy.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from hf_summary.hub.errors import (
     hub_errors,
 )
 from hf_summary.hub.probe import probe
+from hf_summary.hub.ranges import FileRange, RangeChangedError
 from hf_summary.hub.repo import RepoClient
 from hf_summary.hub.target import (
     BUCKET,
@@ -52,11 +54,13 @@ __all__ = [
     "TARGET_TYPES",
     "CommitResult",
     "CommitSummary",
+    "FileRange",
     "HubError",
     "MissingRepoError",
     "PathConflictError",
     "PermanentHubError",
     "PushTarget",
+    "RangeChangedError",
     "RateLimitedError",
     "RemoteFile",
     "RepoClient",

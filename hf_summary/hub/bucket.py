@@ -30,6 +30,7 @@ from hf_summary.hub.errors import (
     classify,
     hub_errors,
 )
+from hf_summary.hub.ranges import FileRange
 from hf_summary.hub.target import CARD_TAG, CommitResult, CommitSummary, RemoteFile
 
 _MAX_LISTED_FAILURES = 3
@@ -60,7 +61,7 @@ class BucketClient:
 
     def commit_files(
         self,
-        files: list[tuple[Path, str]],
+        files: list[tuple[Path | FileRange, str]],
         message: str,
         *,
         never_replace: frozenset[str] = frozenset(),
@@ -81,7 +82,9 @@ class BucketClient:
             if conflicts:
                 raise PathConflictError(conflicts)
         if files:
-            self._batch(add=[(str(src), dest) for src, dest in files])
+            with hub_errors():  # a range read whole (Xet takes no file objects), checked against its record
+                additions = [(src.read() if isinstance(src, FileRange) else str(src), dest) for src, dest in files]
+            self._batch(add=additions)
         if deletions:
             fault("between_bucket_additions_and_deletions")
             self._batch(delete=list(deletions))

@@ -3,6 +3,8 @@ branch's history, squash and the card tag."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import tempfile
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from hf_summary.hub.errors import (
     first_line,
     hub_errors,
 )
+from hf_summary.hub.ranges import FileRange, quiet_view_fallback, upload_sources
 from hf_summary.hub.target import CARD_TAG, CommitResult, CommitSummary, RemoteFile
 from hf_summary.segments import file_digests
 
@@ -88,14 +91,14 @@ class RepoClient:
 
     def commit_files(
         self,
-        files: list[tuple[Path, str]],
+        files: list[tuple[Path | FileRange, str]],
         message: str,
         *,
         never_replace: frozenset[str] = frozenset(),
         deletions: list[str] = (),
     ) -> CommitResult:
-        """Push `(local path, path in repo)` pairs, and delete the `deletions` paths, in one atomic commit,
-        uploaded by path.
+        """Push `(local path or byte range, path in repo)` pairs, and delete the `deletions` paths, in one
+        atomic commit, uploaded by path (a range: see `hf_summary.hub.ranges`).
 
         Files the Hub already holds with the same content are skipped by the client; when nothing is left (and
         nothing is deleted) it makes no commit and the current head is returned, so pushing the same files twice
@@ -103,15 +106,29 @@ class RepoClient:
         that holds other content on the Hub stops the push before the commit, with `PathConflictError`:
         the client's pre-upload answer tells, so this costs no extra request.
         """
-        try:
-            operations = [CommitOperationAdd(path_in_repo=dest, path_or_fileobj=str(src)) for src, dest in files]
-            removals = [CommitOperationDelete(path_in_repo=path) for path in deletions]
-        except ValueError as exc:  # an invalid path in repo: the same on every retry
-            raise PermanentHubError(f"cannot commit these files: {first_line(exc)}") from exc
-        with hub_errors():
-            self._api.preupload_lfs_files(
-                self.repo_id, additions=operations, repo_type=self.repo_type, revision=self.revision
-            )
+        with contextlib.ExitStack() as views, hub_errors():
+            sources = upload_sources(files)  # a range that changed on disk fails here, or as it is uploaded
+            for source in sources:
+                if isinstance(source, io.IOBase):
+                    views.enter_context(source)
+            try:
+                operations = [CommitOperationAdd(path_in_repo=dest, path_or_fileobj=source)
+                              for source, (_, dest) in zip(sources, files, strict=True)]
+                removals = [CommitOperationDelete(path_in_repo=path) for path in deletions]
+            except ValueError as exc:  # an invalid path in repo: the same on every retry
+                raise PermanentHubError(f"cannot commit these files: {first_line(exc)}") from exc
+            # the client uploads a commit's file objects by basic LFS, and all its files with them: apart
+            files_and_bytes = [op for op in operations if not isinstance(op.path_or_fileobj, io.IOBase)]
+            views_only = [op for op in operations if isinstance(op.path_or_fileobj, io.IOBase)]
+            if files_and_bytes:
+                self._api.preupload_lfs_files(
+                    self.repo_id, additions=files_and_bytes, repo_type=self.repo_type, revision=self.revision
+                )
+            if views_only:
+                with quiet_view_fallback():
+                    self._api.preupload_lfs_files(
+                        self.repo_id, additions=views_only, repo_type=self.repo_type, revision=self.revision
+                    )
             conflicts = [
                 operation.path_in_repo
                 for operation, (src, _) in zip(operations, files, strict=True)

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from hf_summary.hub.ranges import FileRange
 
 CARD_TAG = "hf-summary-writer"
 REPO_TYPES = ("model", "dataset", "space")
@@ -81,14 +84,14 @@ class PushTarget(Protocol):
 
     def commit_files(
         self,
-        files: list[tuple[Path, str]],
+        files: list[tuple[Path | FileRange, str]],
         message: str,
         *,
         never_replace: frozenset[str] = frozenset(),
         deletions: list[str] = (),
     ) -> CommitResult:
-        """Push `(local path, path in target)` pairs and delete `deletions`; a path in `never_replace`
-        that holds other content stops the push with `PathConflictError`."""
+        """Push `(local path or byte range, path in target)` pairs and delete `deletions`; a path in
+        `never_replace` that holds other content stops the push with `PathConflictError`."""
 
     def squash(self, message: str) -> bool:
         """Squash the branch's history into one commit; whether there was a history to squash."""

@@ -98,6 +98,8 @@ class Uploader:
         self._next_seal_request = 0.0
         self._requested = 0  # the newest request number read from the trainer
         self._answered = 0  # the newest one answered with "drained"
+        self._assets_seen = 0  # the newest request after which the changed assets were pushed
+        self._assets_seen_final = False  # whether every asset was looked at (listing all) since closing
         self._final = _FinalPush()
         self._finished = False
         self.preemption.last_words = lambda: self._finish(ExitStatus.INCOMPLETE)
@@ -160,16 +162,25 @@ class Uploader:
             requested = self._requested  # read before the query, so that "drained" covers it
             pending = self.pusher.pushable()
             if pending and self.pusher.due():
-                self._push(pending)
+                self._push(pending, requested)
                 continue
-            if not pending:
+            assets_due = not pending and self._assets_due(requested)
+            if assets_due and self.pusher.due():
+                self._push_assets(requested)
+                continue
+            if not pending and not assets_due:
                 self._answer_drained(requested)
-            outcome = self._outcome(pending)
+            outcome = self._outcome(pending, assets_due)
             if outcome is not None:
                 return outcome
             self._wait(self._poll_interval())
 
-    def _outcome(self, pending: list[SegmentRow]) -> ExitStatus | None:
+    def _assets_due(self, requested: int) -> bool:
+        """Whether to look for changed assets though no segment is pending: a push was asked for since the last
+        look (an asset may be all that changed in a tick), or the final drain has not looked at all of them."""
+        return requested > self._assets_seen or (self._closing and not self._assets_seen_final)
+
+    def _outcome(self, pending: list[SegmentRow], assets_due: bool) -> ExitStatus | None:
         """The exit status once the drain is over, `None` while it goes on."""
         if not (self._closing or self.preemption.active):
             return None
@@ -177,7 +188,7 @@ class Uploader:
         # Told to close, its writer sealed all it wrote: open segments of the same process are another writer's
         # on this logdir, whose own uploader takes the lease once this one is gone.
         trainer_logging = self.preemption.active and self._parent_alive()
-        if not pending and not trainer_logging:
+        if not pending and not assets_due and not trainer_logging:
             return self._finish(ExitStatus.OK)
         if self.pusher.permanent_error is not None and not trainer_logging:
             logger.error("giving up on %s: %s", self.journal.logdir, self.pusher.permanent_error)
@@ -188,6 +199,10 @@ class Uploader:
                     "drain deadline passed with %d segment(s) pending in %s; run `hf-summary recover %s`",
                     len(pending), self.journal.logdir, self.journal.logdir,
                 )
+                return self._finish(ExitStatus.INCOMPLETE)
+            if assets_due:
+                logger.error("drain deadline passed before the changed files of %s other than event files were "
+                             "pushed; the next push carries them", self.journal.logdir)
                 return self._finish(ExitStatus.INCOMPLETE)
             logger.info("grace period over; trainer %s still runs, and its next tick starts a new uploader",
                         self.parent)
@@ -332,8 +347,20 @@ class Uploader:
         ):
             self._wait(PREEMPTED_POLL_INTERVAL_S / 2)
 
-    def _push(self, pending: list[SegmentRow]) -> None:
-        pushed = self.pusher.push(pending, urgent=self.preemption.active, final=self._closing,
+    def _push(self, pending: list[SegmentRow], requested: int) -> None:
+        final = self._closing
+        pushed = self.pusher.push(pending, urgent=self.preemption.active, final=final,
                                   deadline=self.preemption.deadline)
-        if pushed is not None and self.preemption.active:
-            self._final.add(pushed)
+        if pushed is not None:
+            self._assets_pushed(requested, final)  # a push carries the assets that changed
+            if self.preemption.active:
+                self._final.add(pushed)
+
+    def _push_assets(self, requested: int) -> None:
+        final = self._closing
+        if self.pusher.push_assets(urgent=self.preemption.active, final=final, deadline=self.preemption.deadline):
+            self._assets_pushed(requested, final)
+
+    def _assets_pushed(self, requested: int, final: bool) -> None:
+        self._assets_seen = max(self._assets_seen, requested)
+        self._assets_seen_final = self._assets_seen_final or final

@@ -19,6 +19,7 @@ from hf_summary.liveness import process_alive
 from hf_summary.reconcile import JOURNAL_DIR
 
 logger = logging.getLogger("hf_summary")
+XET_SHARD_CACHE_BYTES = 8 << 20  # hf_xet's shard cache in the scratch directory
 
 
 def configure_logging(logdir: Path) -> None:
@@ -55,6 +56,10 @@ def prepare_process(logdir: Path) -> Path:
     scratch = _scratch_dir(logdir)
     os.environ["HF_XET_CACHE"] = str(scratch / "cache")
     os.environ["HF_XET_LOG_DEST"] = str(scratch / "logs") + os.sep  # a trailing "/": a folder
+    # bounded whatever the run's length: hf_xet logs a few KB per upload at its default level, and keeps a
+    # shard per upload in its cache (the Hub's dedup answers for chunks it drops)
+    os.environ.setdefault("RUST_LOG", "warn")
+    os.environ.setdefault("HF_XET_SHARD_CACHE_SIZE_LIMIT", str(XET_SHARD_CACHE_BYTES))
     temp = scratch / "tmp"  # the card's download, and whatever else needs a temporary file
     with contextlib.suppress(OSError):
         temp.mkdir(parents=True, exist_ok=True)

@@ -138,17 +138,32 @@ class Pusher:
                 self.share.note_commit()
             return pushed
 
+    def push_assets(self, *, urgent: bool = False, final: bool = False, deadline: float | None = None) -> bool:
+        """With no segment pending: one commit carrying the assets that changed since they were pushed (none when
+        none did). Whether the Hub holds them as they are now; `False` when it did not take the commit (the
+        next attempt then waits its backoff). Options as for `push`."""
+        changes = self.changed_assets(full=final)
+        if not changes[0]:
+            return True
+        if self._push([], [], urgent=urgent, final=final, deadline=deadline, changes=changes) is not None:
+            return True
+        self._to_park = None  # only segments are parked: the assets wait for the next push
+        self.next_attempt = max(self.next_attempt, time.monotonic() + URGENT_BACKOFF_CAP_S)
+        return False
+
     def _push(self, pending: list[SegmentRow], others: list[tuple[Journal, list[SegmentRow]]], *, urgent: bool,
-              final: bool, deadline: float | None) -> Pushed | None:
+              final: bool, deadline: float | None,
+              changes: tuple[dict[str, Any], list[tuple[Path, str]]] | None = None) -> Pushed | None:
+        """One commit; `changes`: the assets that changed, when the caller looked already."""
         fault("after_claim")
         rows, files = self._on_disk(pending)
-        if not rows and not others:
+        if not rows and not others and not (changes and changes[0]):
             return None
         if self._settle_due and not urgent and not self._settle_parked(rows):
             return None
         files += [(row.local_path(journal.logdir), row.path_in_repo) for journal, theirs in others for row in theirs]
         never_replace = frozenset(dest for _, dest in files) - self.may_replace
-        assets, asset_files = self.changed_assets(full=final)
+        assets, asset_files = changes if changes is not None else self.changed_assets(full=final)
         files += asset_files
         size = sum(row.size or 0 for row in rows)
         try:
@@ -157,8 +172,8 @@ class Pusher:
                 self.journal, self.settings, self.client, {row.run for row in rows}, plan=not final
             )
             fault("during_upload")
-            result = self._commit(files + ride.additions, _message(rows, size, ride, others), never_replace,
-                                  ride.deletions)
+            result = self._commit(files + ride.additions, _message(rows, size, ride, others, len(assets)),
+                                  never_replace, ride.deletions)
         except PathConflictError as exc:
             self.set_aside([row for row in rows if row.path_in_repo in exc.paths], exc)
             return None
@@ -372,9 +387,10 @@ class Pusher:
 
 
 def _message(rows: list[SegmentRow], size: int, ride: compaction.Ride,
-             others: list[tuple[Journal, list[SegmentRow]]]) -> str:
+             others: list[tuple[Journal, list[SegmentRow]]], assets: int) -> str:
     return (
         f"hf-summary: {len(rows)} segment(s), {size} bytes"
+        + (f", {assets} other file(s)" if assets else "")
         + (f", {len(ride.compaction_ids)} merge(s)" if ride.compaction_ids else "")
         + (f", and {sum(len(theirs) for _, theirs in others)} of {len(others)} other run(s) of this host"
            if others else "")

@@ -50,7 +50,8 @@ class Ticker:
             self._log_tick_failure("prepare the next segments of", exc)
         try:
             self._roll()
-            if not self._offline and self._journal.pending_segments():
+            # a running uploader is asked at every tick: an asset (a projector file...) may be all that changed
+            if not self._offline and (self._journal.pending_segments() or self._uploader is not None):
                 with self._lock:  # _start_segment may be starting one too
                     self._ensure_uploader()  # a new one if the last died
                 self._uploader.request_push()
