@@ -56,8 +56,8 @@ def history(db: sqlite3.Connection, kind: str | None = None, limit: int = 20) ->
 
 def latest_history(db: sqlite3.Connection, kinds: Sequence[str]) -> dict[str, dict[str, Any]]:
     """The newest entry (as `history` gives it) of each of `kinds` that has one, by kind: one query."""
-    newest = "SELECT * FROM (SELECT id, at, kind, message, fields FROM history WHERE kind = ? ORDER BY id DESC LIMIT 1)"
-    rows = db.execute(" UNION ALL ".join([newest] * len(kinds)), list(kinds)).fetchall()  # one index probe a kind
+    newest = " UNION ALL ".join(["SELECT max(id) FROM history WHERE kind = ?"] * len(kinds))  # an index probe a kind
+    rows = db.execute(f"SELECT id, at, kind, message, fields FROM history WHERE id IN ({newest})", list(kinds)).fetchall()
     return {row[2]: _history_entry(row) for row in rows}
 
 
