@@ -86,7 +86,12 @@ class WriterRecord:
         been seen not to change (see `HeartbeatWatch`)."""
         if self.host == socket.gethostname():
             return local_alive(self.pid, self.create_time)
-        return self.closed_at is None and self.lost_at is None and stalled_for < STALE_AFTER_S
+        return self.may_beat and stalled_for < STALE_AFTER_S
+
+    @property
+    def may_beat(self) -> bool:
+        """Whether its heartbeat counter may still move: neither closed nor recorded as lost."""
+        return self.closed_at is None and self.lost_at is None
 
     def wrote(self, pid: int, create_time: float | None) -> bool:
         """Whether this is the process that recorded a segment with `pid` and `create_time`."""
@@ -127,10 +132,16 @@ class HeartbeatWatch:
     def __init__(self, logdir: str | os.PathLike[str], *, keep: bool = True):
         self.path = Path(logdir) / JOURNAL_DIR / HOSTS_DIR / f"{socket.gethostname()}.json"
         self._keep = keep
-        try:
-            self._seen: dict[str, list] = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            self._seen = {}
+        self._observations: dict[str, list] | None = None  # read at the first look: most runs' writers closed
+
+    @property
+    def _seen(self) -> dict[str, list]:
+        if self._observations is None:
+            try:
+                self._observations = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                self._observations = {}
+        return self._observations
 
     def stalled_for(self, record: WriterRecord) -> float:
         """Seconds, by this host's clock, since `record`'s counter was first seen at its current value (0 when
@@ -145,8 +156,8 @@ class HeartbeatWatch:
 
     def alive(self, record: WriterRecord, local_alive: WriterAlive = process_alive) -> bool:
         """`WriterRecord.alive`, with the counter of a writer of another host looked at now."""
-        foreign = record.host != socket.gethostname()
-        return record.alive(local_alive, self.stalled_for(record) if foreign else 0.0)
+        beating_elsewhere = record.host != socket.gethostname() and record.may_beat
+        return record.alive(local_alive, self.stalled_for(record) if beating_elsewhere else 0.0)
 
     def _save(self) -> None:
         if not self._keep:

@@ -33,13 +33,14 @@ def run_status(logdir: Path) -> dict:
     (closed cleanly) or `idle` (no writer recorded, no uploader alive). `preempted` is also a flag of its own,
     for offline runs. `disk`: the latest episode of events held in memory because the logdir's filesystem refused
     them (`since`, `ended` or None while it lasts, `held`, `written`, `dropped`, `lost`), or None."""
-    if not journal_path(logdir).exists():
-        raise StatusError(f"{logdir} has no hf-summary journal ({journal_path(logdir)} is missing)")
     try:
         status, settings, lease, writers = read_journal(logdir, _read, shared=filesystem_of(logdir).shared)
     except SnapshotError as exc:
         raise StatusError(f"{exc}; try again in a moment") from exc
-    except FileNotFoundError as exc:  # an empty file: a writer is creating it (or died doing so)
+    except FileNotFoundError as exc:
+        if not journal_path(logdir).exists():
+            raise StatusError(f"{logdir} has no hf-summary journal ({journal_path(logdir)} is missing)") from exc
+        # an empty file: a writer is creating it (or died doing so)
         raise StatusError(f"the journal of {logdir} is not initialised ({exc.strerror}): a writer starting? Look "
                           "again in a moment") from exc
     except JournalError as exc:
