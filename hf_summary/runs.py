@@ -1,23 +1,29 @@
 """Find the runs under directories: a run is a directory holding an hf-summary journal (`.hf_summary/journal.db`).
 
 Used by `hf-summary sync` and by `hf-summary status` on a parent directory. On a network filesystem every lookup
-is a round trip to the server, so there the walk looks into the directories of one depth at once, `READERS` at a
-time (`read_all`); on a local disk, where the work is the CPU's, one at a time.
+is a round trip to the server, so there the walk looks into the directories of one depth `READERS` at a time
+(`read_all`, which times the first reads to tell); elsewhere, where the work is the CPU's, one at a time.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from hf_summary.filesystems import filesystem_of
 from hf_summary.journal import JOURNAL_DIR, journal_path
 
+logger = logging.getLogger("hf_summary")
+
+READERS_ENV = "HF_SUMMARY_READERS"
 READERS = 8  # directories (or journals, for `status`) read at once on a network filesystem: round trips overlap
+PROBE = 16  # reads timed one at a time before `read_all` chooses
+WAIT_RATIO = 3.0  # waiting that many times longer than computing: round trips dominate
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -55,11 +61,10 @@ def find_runs(paths: Iterable[Path]) -> list[Path]:
         level.append(root)
     found: set[Path] = set()
     seen: set[Path] = set()
-    shared = any(filesystem_of(root).shared for root in level)
     while level:
         seen.update(level)
         below: list[Path] = []
-        for directory, (run, children) in zip(level, read_all(_look_into, level, shared=shared), strict=True):
+        for directory, (run, children) in zip(level, read_all(_look_into, level), strict=True):
             if run:
                 found.add(directory)
             below += [child for child in children if child not in seen]
@@ -89,11 +94,32 @@ def _look_into(directory: Path) -> tuple[bool, list[Path]]:
         return False, children
 
 
-def read_all(read: Callable[[T], R], items: list[T], *, shared: bool) -> list[R]:
-    """`[read(item) for item in items]`, `READERS` at a time when the items are on a filesystem other hosts see (a
-    network's, where each read waits on round trips to a server), one at a time else (threads would only contend
-    for the CPU)."""
-    if not shared or len(items) < 2:
-        return [read(item) for item in items]
-    with ThreadPoolExecutor(max_workers=READERS) as pool:
-        return list(pool.map(read, items))
+def read_all(read: Callable[[T], R], items: list[T]) -> list[R]:
+    """`[read(item) for item in items]`, several at a time where that pays.
+
+    The first `PROBE` items are read one at a time and timed. When they waited (wall time beyond this thread's CPU
+    time) more than `WAIT_RATIO` times what they computed, round trips to a server dominate (a network
+    filesystem): the rest are read `readers()` at once, their waits overlapping. Else the work is the CPU's (a
+    local disk, or a filesystem that answers at once) and threads would only contend for it: one at a time.
+    """
+    started, cpu = time.perf_counter(), time.thread_time()
+    results = [read(item) for item in items[:PROBE]]
+    computed = time.thread_time() - cpu
+    waited = time.perf_counter() - started - computed
+    rest, at_once = items[PROBE:], readers()
+    if not rest or at_once == 1 or waited <= WAIT_RATIO * computed:
+        return results + [read(item) for item in rest]
+    with ThreadPoolExecutor(max_workers=at_once) as pool:
+        return results + list(pool.map(read, rest))
+
+
+def readers() -> int:
+    """How many reads `read_all` makes at once when they wait on a server: `HF_SUMMARY_READERS` (1: one at a
+    time, to spare a busy metadata server), else `READERS`."""
+    raw = os.environ.get(READERS_ENV, "").strip()
+    if not raw:
+        return READERS
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw)
+    logger.warning("%s=%r is not a positive whole number: reading %d at once", READERS_ENV, raw, READERS)
+    return READERS

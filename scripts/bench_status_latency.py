@@ -3,9 +3,9 @@ server, as on NFS, Lustre or GPFS seen from a login node.
 
 The filesystem is a FUSE passthrough that waits `--latency-ms` in each lookup, open, read, directory listing and
 close (tests/faultfs.py), over `--runs` closed offline runs (copies of one real run). `status` reads the runs
-one at a time (`HF_SUMMARY_SHARED_FS=0`: what it does on a local disk, where the work is the CPU's) and
-`READERS` at a time (what it does on a network filesystem), side by side, median of `--reps`; the ratio is
-one-at-a-time / at-once. Each side checks that the output lists every run.
+one at a time (`HF_SUMMARY_READERS=1`: what it does where the work is the CPU's) and as it chooses by itself
+(`READERS` at a time, once its first reads showed that they wait on the filesystem), side by side, median of
+`--reps`; the ratio is one-at-a-time / at-once. Each side checks that the output lists every run.
 
 Usage::
 
@@ -36,7 +36,7 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests"), str(SCRIPTS)]
 from benchkit.output import emit  # noqa: E402
 from storage_kit import FaultFSUnavailable, mounted_fault_fs  # noqa: E402
 
-from hf_summary.runs import READERS  # noqa: E402
+from hf_summary.runs import READERS, READERS_ENV  # noqa: E402
 
 # One closed offline run at ARGV[1], with 3 sealed segments.
 BUILD = """
@@ -55,7 +55,7 @@ SLOW_OPS = ["getattr", "open", "read", "readdir", "release", "flush", "access"]
 def _status_seconds(parent: Path, runs: int, *, one_at_a_time: bool) -> float:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     if one_at_a_time:
-        env["HF_SUMMARY_SHARED_FS"] = "0"
+        env[READERS_ENV] = "1"
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "hf_summary", "status", str(parent)], env=env,
                             capture_output=True, text=True, timeout=3600)

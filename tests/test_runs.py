@@ -1,16 +1,19 @@
-"""hf_summary.runs: which directories are runs, found without following symlinks or entering journals."""
+"""hf_summary.runs: which directories are runs, found without following symlinks or entering journals; reads that
+wait on a server made several at once."""
 
 from __future__ import annotations
+
+import logging
+import threading
+import time
 
 import pytest
 
 from hf_summary.journal import Journal
-from hf_summary.runs import NoRunsError, find_runs, is_run
+from hf_summary.runs import PROBE, READERS, NoRunsError, find_runs, is_run, read_all
 
 
-@pytest.mark.parametrize("shared", ["0", "1"], ids=["one-at-a-time", "readers-at-once"])
-def test_runs_are_found_at_every_depth_and_nowhere_else(tmp_path, monkeypatch, shared):
-    monkeypatch.setenv("HF_SUMMARY_SHARED_FS", shared)  # a shared filesystem's walk reads directories at once
+def test_runs_are_found_at_every_depth_and_nowhere_else(tmp_path):
     runs = [tmp_path / "a", tmp_path / "group" / "b", tmp_path / "group" / "b" / "nested", tmp_path / "x" / "y" / "z"]
     for run in runs:
         Journal(run).close()
@@ -34,3 +37,25 @@ def test_no_run_and_no_directory_are_errors(tmp_path):
         find_runs([tmp_path / "empty"])
     with pytest.raises(NotADirectoryError, match="is not a directory"):
         find_runs([tmp_path / "file"])
+
+
+def _waiting_read(item: int) -> tuple[int, int]:
+    time.sleep(0.005)  # a round trip to a server: waiting, not computing
+    return item, threading.get_ident()
+
+
+def test_reads_that_wait_are_made_several_at_once_and_keep_their_order():
+    results = read_all(_waiting_read, list(range(PROBE + 4 * READERS)))
+    assert [item for item, _ in results] == list(range(PROBE + 4 * READERS))
+    assert {thread for _, thread in results[:PROBE]} == {threading.get_ident()}  # the probe: one at a time
+    assert len({thread for _, thread in results[PROBE:]}) > 1
+
+
+def test_one_reader_reads_one_at_a_time_and_a_bad_setting_is_told(monkeypatch, caplog):
+    monkeypatch.setenv("HF_SUMMARY_READERS", "1")
+    assert {thread for _, thread in read_all(_waiting_read, list(range(PROBE + 8)))} == {threading.get_ident()}
+    monkeypatch.setenv("HF_SUMMARY_READERS", "many")
+    with caplog.at_level(logging.WARNING, logger="hf_summary"):
+        results = read_all(_waiting_read, list(range(PROBE + 8)))
+    assert len({thread for _, thread in results}) > 1
+    assert "HF_SUMMARY_READERS='many' is not a positive whole number" in caplog.text

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> ExitStatus:
 
     if not is_run(args.logdir) and args.logdir.is_dir():
         try:
-            return _print_statuses(args.logdir, find_runs([args.logdir]), as_json=args.json)
+            return _print_statuses(find_runs([args.logdir]), as_json=args.json)
         except NoRunsError as exc:
             return fail("status", exc)
     try:
@@ -91,9 +91,8 @@ def _final_push(preemption: dict, pending_now: int) -> str:
             f"{len(final['commits'])} commit(s) during it; last commit {final['last_commit']})")
 
 
-def _print_statuses(parent: Path, logdirs: list[Path], *, as_json: bool) -> ExitStatus:
-    """One line (or JSON object) per run under `parent`; exit status 2 if a journal was unusable."""
-    from hf_summary.filesystems import filesystem_of
+def _print_statuses(logdirs: list[Path], *, as_json: bool) -> ExitStatus:
+    """One line (or JSON object) per run; exit status 2 if a journal was unusable."""
     from hf_summary.runs import read_all
     from hf_summary.status import StatusError, run_status
 
@@ -103,7 +102,7 @@ def _print_statuses(parent: Path, logdirs: list[Path], *, as_json: bool) -> Exit
         except StatusError as exc:
             return {"logdir": str(logdir), "error": str(exc)}
 
-    statuses = read_all(status_of, logdirs, shared=filesystem_of(parent).shared)
+    statuses = read_all(status_of, logdirs)
     unusable = sum("error" in status for status in statuses)
     if as_json:
         print(json.dumps(statuses, indent=2, sort_keys=True))
