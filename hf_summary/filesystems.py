@@ -15,8 +15,6 @@ A path that does not exist yet is judged by its nearest existing parent.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import select
 import sys
@@ -132,15 +130,16 @@ class _MountTable:
 _MOUNT_TABLE = _MountTable()
 
 
-class _StatFs(ctypes.Structure):
-    _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 120)]
-
-
 def _type_from_statfs(path: Path) -> str | None:
     if not sys.platform.startswith("linux"):
         return None
+    import ctypes.util  # only without a mount table: it costs `status` 20 ms to import
+
+    class StatFs(ctypes.Structure):
+        _fields_ = [("f_type", ctypes.c_long), ("rest", ctypes.c_byte * 120)]
+
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    buffer = _StatFs()
+    buffer = StatFs()
     if libc.statfs(os.fsencode(path), ctypes.byref(buffer)) != 0:
         return None
     return _MAGIC_TYPES.get(buffer.f_type & 0xFFFFFFFF)

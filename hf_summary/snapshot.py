@@ -29,6 +29,8 @@ T = TypeVar("T")
 
 SNAPSHOT_TIMEOUT_S = 30.0
 _CHANGE_COUNTER = slice(24, 28)  # the database header's file change counter: bumped by every transaction
+_FORMAT_VERSIONS = slice(18, 20)  # the header's write and read versions: 2, 2 in WAL mode, 1, 1 otherwise
+_WAL_FORMAT = b"\x02\x02"
 _SIDE_FILES = ("-journal", "-wal")
 
 
@@ -54,7 +56,8 @@ def _fingerprint(path: Path) -> tuple:
         header = os.pread(fd, 100, 0)
     finally:
         os.close(fd)
-    sides = tuple(_side_state(f"{path}{suffix}") for suffix in _SIDE_FILES)
+    wal = header[_FORMAT_VERSIONS] == _WAL_FORMAT  # a rollback journal's file never has a -wal that counts
+    sides = (_side_state(f"{path}-journal"), _side_state(f"{path}-wal") if wal else None)
     return stat.st_size, stat.st_mtime_ns, header[_CHANGE_COUNTER], sides
 
 
