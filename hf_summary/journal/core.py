@@ -145,6 +145,24 @@ class Journal(JournalBase):
             if cursor.rowcount != 1:
                 raise JournalError(f"segment {segment_id} is not open: {self._describe(segment_id)}")
 
+    def record_seals(self, sealed: list[tuple[int, int, str]], dropped: list[int]) -> int:
+        """In one transaction: `open -> sealed` for each `(id, size, sha256)` of `sealed`, and forget each id of
+        `dropped` (open or sealed: a segment that got no record). An uploader sees every segment of one roll
+        sealed at once, so one push carries them all. A row no longer open (an earlier attempt's commit took,
+        though it reported an I/O error) is left as it is. Returns how many were sealed."""
+        now = time.time()
+        with self._transaction() as db:
+            recorded = 0
+            for segment_id, size, sha256 in sealed:
+                recorded += db.execute(
+                    "UPDATE segments SET state = 'sealed', size = ?, sha256 = ?, sealed_at = ? "
+                    "WHERE id = ? AND state = 'open'",
+                    [size, sha256, now, segment_id],
+                ).rowcount
+            for segment_id in dropped:
+                db.execute("DELETE FROM segments WHERE id = ? AND state IN ('open', 'sealed')", [segment_id])
+        return recorded
+
     def drop_segment(self, segment_id: int) -> None:
         """Forget a segment that will never be pushed: an open one whose file got no record, or a sealed
         one whose file vanished. Refuses committed segments (and unknown ids)."""

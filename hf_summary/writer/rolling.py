@@ -220,29 +220,32 @@ class SegmentRolling:
         return len(detached) or recorded
 
     def _record_sealed(self, *, interrupting: bool = False) -> int:
-        """Record in the journal the segments finished on disk (`_unrecorded`), oldest first, so that none
-        stays 'open' while this process lives; returns how many were sealed. Raises OSError when the journal
+        """Record in the journal the segments finished on disk (`_unrecorded`), all in one transaction, so that
+        none stays 'open' while this process lives; returns how many were sealed. Raises OSError when the journal
         cannot be written (they stay in `_unrecorded`)."""
         if not self._record_lock.acquire(timeout=SIGNAL_LOCK_WAIT_S if interrupting else -1):
             return 0  # we interrupted the call that is recording them
-        recorded = 0
         try:
-            while self._unrecorded:
-                row_id, path, sealed = self._unrecorded[0]
+            if not self._unrecorded:
+                return 0
+            sealed_rows, dropped = [], []
+            for row_id, path, sealed in self._unrecorded:
                 if sealed is None and path.exists():
                     sealed = seal_tail(path)
-                try:
-                    if sealed is None or sealed.size == 0:
-                        self._journal.drop_segment(row_id)
-                    else:
-                        self._journal.mark_sealed(row_id, sealed.size, sealed.sha256)
-                        recorded += 1
-                except JournalError:  # no longer open: an earlier attempt's commit took, though it reported an
-                    pass  # I/O error (SQLite can, on a failing disk); nothing is left to record for this one
-                self._unrecorded.pop(0)
+                if sealed is None or sealed.size == 0:
+                    dropped.append(row_id)
+                else:
+                    sealed_rows.append((row_id, sealed.size, sealed.sha256))
+            try:
+                recorded = self._journal.record_seals(sealed_rows, dropped)  # one transaction: one push carries all
+            except JournalError as exc:  # not an I/O error: the journal is unusable; `recover` rebuilds it from disk
+                logger.error("could not record %d sealed segment(s) in the journal of %s: %s", len(sealed_rows),
+                             self._journal.logdir, exc)
+                recorded = 0
+            self._unrecorded.clear()
+            return recorded
         finally:
             self._record_lock.release()
-        return recorded
 
     def flush(self) -> None:
         """Events are already in the OS when `add_*` returns; this also fsyncs the open segments."""
