@@ -45,6 +45,9 @@ from hf_summary.journal.settings import RunSettings
 _RUN_ID_KEY = "run_id"
 
 
+_SEAL = "UPDATE segments SET state = 'sealed', size = ?, sha256 = ?, sealed_at = ? WHERE id = ? AND state = 'open'"
+_DROP = "DELETE FROM segments WHERE id = ? AND state IN ('open', 'sealed')"  # never a committed one
+
 class Journal(JournalBase):
     """An open journal. Thread-safe; close it (or use `with`) when done."""
 
@@ -137,11 +140,7 @@ class Journal(JournalBase):
     def mark_sealed(self, segment_id: int, size: int, sha256: str) -> None:
         """`open -> sealed`; raises `JournalError` if the segment is unknown or not open."""
         with self._transaction() as db:
-            cursor = db.execute(
-                "UPDATE segments SET state = 'sealed', size = ?, sha256 = ?, sealed_at = ? "
-                "WHERE id = ? AND state = 'open'",
-                [size, sha256, time.time(), segment_id],
-            )
+            cursor = db.execute(_SEAL, [size, sha256, time.time(), segment_id])
             if cursor.rowcount != 1:
                 raise JournalError(f"segment {segment_id} is not open: {self._describe(segment_id)}")
 
@@ -154,22 +153,16 @@ class Journal(JournalBase):
         with self._transaction() as db:
             recorded = 0
             for segment_id, size, sha256 in sealed:
-                recorded += db.execute(
-                    "UPDATE segments SET state = 'sealed', size = ?, sha256 = ?, sealed_at = ? "
-                    "WHERE id = ? AND state = 'open'",
-                    [size, sha256, now, segment_id],
-                ).rowcount
+                recorded += db.execute(_SEAL, [size, sha256, now, segment_id]).rowcount
             for segment_id in dropped:
-                db.execute("DELETE FROM segments WHERE id = ? AND state IN ('open', 'sealed')", [segment_id])
+                db.execute(_DROP, [segment_id])
         return recorded
 
     def drop_segment(self, segment_id: int) -> None:
         """Forget a segment that will never be pushed: an open one whose file got no record, or a sealed
         one whose file vanished. Refuses committed segments (and unknown ids)."""
         with self._transaction() as db:
-            cursor = db.execute(
-                "DELETE FROM segments WHERE id = ? AND state IN ('open', 'sealed')", [segment_id]
-            )
+            cursor = db.execute(_DROP, [segment_id])
             if cursor.rowcount != 1:
                 raise JournalError(f"cannot drop segment {segment_id}: {self._describe(segment_id)}")
 
