@@ -43,10 +43,9 @@ from hf_summary.journal.schema import COMPACTION_STATES, SEGMENT_STATES
 from hf_summary.journal.settings import RunSettings
 
 _RUN_ID_KEY = "run_id"
-
-
 _SEAL = "UPDATE segments SET state = 'sealed', size = ?, sha256 = ?, sealed_at = ? WHERE id = ? AND state = 'open'"
 _DROP = "DELETE FROM segments WHERE id = ? AND state IN ('open', 'sealed')"  # never a committed one
+
 
 class Journal(JournalBase):
     """An open journal. Thread-safe; close it (or use `with`) when done."""
